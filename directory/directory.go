@@ -1,0 +1,132 @@
+// Package directory is the register of who may use Carepost: professionals
+// (RPPS/ADELI), patients (INS), organisational and applicative mailboxes, and
+// the trust space (the domains of the secure health messaging space). Every
+// listener asks it: may this user log in, does this address exist, may this
+// user write as that address, is that domain part of the space.
+//
+// The package holds the rules (identifier formats and keys, statuses,
+// delegation); persistence is behind the Store interface, implemented by
+// storage/sqlite (and later PostgreSQL).
+package directory
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Kind is the national type of a mailbox (TRE_R257-TypeBAL), plus patients.
+type Kind string
+
+const (
+	KindPersonal       Kind = "PER" // one professional
+	KindOrganisational Kind = "ORG" // a service or team, with delegated members
+	KindApplicative    Kind = "APP" // a piece of software
+	KindPractice       Kind = "CAB" // a practice (cabinet)
+	KindPatient        Kind = "PAT" // a patient, <INS>@<patient domain>
+)
+
+// Status is the life-cycle state of a mailbox.
+type Status string
+
+const (
+	StatusActive    Status = "active"
+	StatusSuspended Status = "suspended"
+	StatusClosed    Status = "closed"
+)
+
+// Entry is one mailbox of the directory. Address and Kind never change once
+// created.
+type Entry struct {
+	Address string // canonical: lower case
+	Kind    Kind
+	Status  Status
+
+	// NationalID is the "identification nationale": 8+RPPS or 0+ADELI for a
+	// professional, the INS (15 digits) for a patient, empty otherwise.
+	NationalID string
+	Profession string // TRE_G15 code, e.g. "10" for a doctor
+	Specialty  string // TRE_R38 code, e.g. "SM54"
+	FirstName  string
+	LastName   string
+	// Organisation is the identifier of the structure (idNatStruct) for
+	// ORG, APP and CAB mailboxes, or where a professional practises.
+	Organisation string
+	Description  string
+	// Members are the addresses delegated to an ORG, APP or CAB mailbox:
+	// they see it as a shared mailbox and may send as it.
+	Members []string
+	// ListeRouge hides the entry from searches and exports.
+	ListeRouge bool
+	// NotifyAddress is where a patient is told of new messages.
+	NotifyAddress string
+	CreatedAt     time.Time
+	LastLogin     time.Time
+}
+
+// AppPassword is a per-device password (SASL PLAIN for mail clients).
+type AppPassword struct {
+	ID        int64
+	Label     string
+	Hash      string // argon2id, PHC string format
+	CreatedAt time.Time
+	LastUsed  time.Time
+}
+
+// Credentials are what Authenticate checks.
+type Credentials struct {
+	PasswordHash string // argon2id PHC string, "" if none set
+	AppPasswords []AppPassword
+}
+
+// TrustedDomain is a domain of the trust space (an entry of the national
+// white list, DOMAIN.md §1).
+type TrustedDomain struct {
+	Domain      string // lower case, IDNA A-label form
+	Description string
+	// OperatorCertDN is the subject DN expected on the operator's client
+	// certificate when it delivers to us.
+	OperatorCertDN string
+	UpdatedAt      time.Time
+}
+
+// Store persists the directory. Every method is safe for concurrent use and
+// durable when it returns nil.
+type Store interface {
+	// AddEntry creates an entry; ErrExists if the address is taken.
+	AddEntry(ctx context.Context, e Entry) error
+	// GetEntry returns ErrNotFound for an unknown address.
+	GetEntry(ctx context.Context, address string) (Entry, error)
+	// SetStatus changes the status of an entry.
+	SetStatus(ctx context.Context, address string, s Status) error
+	// SetMembers replaces the members of an ORG/APP/CAB entry.
+	SetMembers(ctx context.Context, address string, members []string) error
+	// MemberOf lists the addresses of the mailboxes address is a member of.
+	MemberOf(ctx context.Context, address string) ([]string, error)
+	// Search finds entries whose address, names, national id, profession,
+	// specialty or organisation contain query (case-insensitive); entries on
+	// the liste rouge are left out unless includeListeRouge.
+	Search(ctx context.Context, query string, includeListeRouge bool, limit int) ([]Entry, error)
+
+	// SetPassword stores the hash of the account's password.
+	SetPassword(ctx context.Context, address, hash string) error
+	// AddAppPassword stores a new application password hash.
+	AddAppPassword(ctx context.Context, address, label, hash string) (AppPassword, error)
+	// Credentials returns the password hashes of an address.
+	Credentials(ctx context.Context, address string) (Credentials, error)
+	// RecordLogin notes a successful login (for inactivity rules) and which
+	// application password was used (0 for the main password).
+	RecordLogin(ctx context.Context, address string, appPasswordID int64, at time.Time) error
+
+	// AddTrustedDomain adds or updates a domain of the trust space.
+	AddTrustedDomain(ctx context.Context, d TrustedDomain) error
+	// TrustedDomains lists the trust space.
+	TrustedDomains(ctx context.Context) ([]TrustedDomain, error)
+}
+
+// Errors of the directory. Protocol adapters map them to their codes with
+// errors.Is; the error text is safe to show to the client.
+var (
+	ErrNotFound = errors.New("no such address in the directory")
+	ErrExists   = errors.New("this address already exists in the directory")
+)

@@ -1,0 +1,12 @@
+package sqlite
+
+// migrations run in order, each once, recorded in PRAGMA user_version.
+// Append new steps; never edit a step that has shipped.
+//
+// mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs),
+// directorySchemaV1 in directory_schema.go (entries, credentials, trust
+// space).
+var migrations = []string{
+	mailSchemaV1,
+	directorySchemaV1,
+}

@@ -1,0 +1,249 @@
+// Package storage defines the mail store that the protocol adapters (smtp via
+// delivery, imap, later the portal) use, and nothing else: no SQL, no file
+// paths. Backends live in sub-packages (storage/sqlite today, PostgreSQL
+// later) and must all pass the conformance suite in storage/storagetest.
+//
+// Data model (RFC 9051 §2.3.1, RFC 7162 §3.1):
+//   - an account is one mailbox address of the directory ("dupont@ch-x.fr");
+//     it owns folders, called Mailbox here as in IMAP;
+//   - a Mailbox has a UIDVALIDITY chosen at creation and never changed, a
+//     UIDNEXT that only grows, and a HIGHESTMODSEQ bumped by every change;
+//   - a message has a UID (strictly increasing inside its mailbox, also under
+//     concurrent delivery), flags, an internal date, a size and a MODSEQ, all
+//     stored, never recomputed; its body is immutable and encrypted at rest.
+//
+// Every write method is durable when it returns nil: the change is on stable
+// storage (fsync) before the caller acknowledges anything to a client.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors every backend returns (wrapped or not; compare with errors.Is).
+var (
+	ErrNoMailbox       = errors.New("storage: no such mailbox")
+	ErrMailboxExists   = errors.New("storage: mailbox already exists")
+	ErrNoAccount       = errors.New("storage: no such account")
+	ErrNoMessage       = errors.New("storage: no such message")
+	ErrSpecialMailbox  = errors.New("storage: INBOX cannot be deleted or renamed")
+	ErrMailboxHasChild = errors.New("storage: mailbox has children")
+	ErrInvalidName     = errors.New("storage: invalid mailbox name")
+)
+
+// Delimiter separates the levels of a mailbox hierarchy ("Archive/2026").
+const Delimiter = '/'
+
+// SpecialUse attributes (RFC 6154). Every account is created with one mailbox
+// for each of them, plus INBOX.
+const (
+	SpecialSent    = `\Sent`
+	SpecialDrafts  = `\Drafts`
+	SpecialTrash   = `\Trash`
+	SpecialArchive = `\Archive`
+	SpecialJunk    = `\Junk`
+)
+
+// DefaultMailboxes are the folders CreateAccount makes, with their attribute.
+var DefaultMailboxes = []struct{ Name, SpecialUse string }{
+	{"INBOX", ""},
+	{"Sent", SpecialSent},
+	{"Drafts", SpecialDrafts},
+	{"Trash", SpecialTrash},
+	{"Archive", SpecialArchive},
+	{"Junk", SpecialJunk},
+}
+
+// System flags. Keywords are any other atom; flags are stored as given by the
+// client for keywords and in this canonical case for system flags.
+const (
+	FlagSeen     = `\Seen`
+	FlagAnswered = `\Answered`
+	FlagFlagged  = `\Flagged`
+	FlagDeleted  = `\Deleted`
+	FlagDraft    = `\Draft`
+)
+
+// Mailbox describes one folder of an account.
+type Mailbox struct {
+	ID            int64
+	Account       string
+	Name          string // full name with Delimiter, "INBOX" for the inbox
+	SpecialUse    string // one of the Special* constants or ""
+	Subscribed    bool
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModSeq uint64
+}
+
+// MailboxStatus is what STATUS and SELECT report, read in one snapshot.
+type MailboxStatus struct {
+	Mailbox
+	Messages uint32
+	Unseen   uint32 // messages without \Seen
+	Deleted  uint32 // messages with \Deleted
+	Recent   uint32 // see Store.Select
+	Size     int64  // sum of message sizes
+	// FirstUnseen is the UID of the first message without \Seen, 0 if none.
+	FirstUnseen uint32
+	// Flags is every flag and keyword used in the mailbox (for the FLAGS
+	// response), system flags included.
+	Flags []string
+}
+
+// Message is the metadata of one message in one mailbox.
+type Message struct {
+	UID          uint32
+	Flags        []string
+	InternalDate time.Time
+	Size         int64
+	ModSeq       uint64
+}
+
+// Target is one copy of a message to store by Deliver (APPEND is a Deliver
+// with one target).
+type Target struct {
+	MailboxID    int64
+	Flags        []string
+	InternalDate time.Time // zero means now
+}
+
+// Appended says where a delivered or appended message landed.
+type Appended struct {
+	MailboxID   int64
+	UIDValidity uint32
+	UID         uint32
+	ModSeq      uint64
+}
+
+// Body is a stored message, decrypted on the fly. It is safe to read it from
+// one goroutine at a time; Close releases it.
+type Body interface {
+	io.ReaderAt
+	io.Reader
+	io.Closer
+	Size() int64
+}
+
+// FlagOp is the operation of a STORE.
+type FlagOp int
+
+const (
+	FlagsSet FlagOp = iota
+	FlagsAdd
+	FlagsRemove
+)
+
+// FlagUpdate is the new state of a message whose flags changed.
+type FlagUpdate struct {
+	UID    uint32
+	Flags  []string
+	ModSeq uint64
+}
+
+// CopyResult maps source UIDs to the UIDs of the copies, in source UID order
+// (RFC 4315 COPYUID).
+type CopyResult struct {
+	UIDValidity uint32 // of the destination
+	SourceUIDs  []uint32
+	DestUIDs    []uint32
+}
+
+// Store is the mail store. Methods taking a mailbox ID return ErrNoMailbox
+// when it does not exist (any more). Every method is safe for concurrent use.
+type Store interface {
+	// CreateAccount makes the account and its DefaultMailboxes. It is
+	// idempotent: creating an existing account changes nothing.
+	CreateAccount(ctx context.Context, account string) error
+
+	// ListMailboxes returns every mailbox of the account, sorted by name.
+	ListMailboxes(ctx context.Context, account string) ([]Mailbox, error)
+	// GetMailbox finds a mailbox by its full name ("INBOX" matched in any
+	// case, other names exactly).
+	GetMailbox(ctx context.Context, account, name string) (Mailbox, error)
+	// CreateMailbox makes a mailbox with a fresh UIDVALIDITY. Parents are not
+	// created implicitly. ErrMailboxExists if the name is taken.
+	CreateMailbox(ctx context.Context, account, name, specialUse string) (Mailbox, error)
+	// DeleteMailbox removes a mailbox and its messages (INBOX cannot be
+	// deleted: ErrSpecialMailbox).
+	DeleteMailbox(ctx context.Context, account, name string) error
+	// RenameMailbox renames a mailbox and its children. Renaming INBOX moves
+	// its messages to the new mailbox and leaves INBOX empty (RFC 9051
+	// §6.3.6).
+	RenameMailbox(ctx context.Context, account, oldName, newName string) error
+	// SetSubscribed changes the subscription of a mailbox. Subscribing to a
+	// name that does not exist is allowed (RFC 9051 §6.3.7).
+	SetSubscribed(ctx context.Context, account, name string, subscribed bool) error
+	// Subscriptions lists the subscribed names, existing or not.
+	Subscriptions(ctx context.Context, account string) ([]string, error)
+
+	// Status reads the counters of a mailbox in one snapshot.
+	Status(ctx context.Context, mailboxID int64) (MailboxStatus, error)
+	// Select reads the status and the UIDs of all messages (ascending) in
+	// one snapshot. When claimRecent is true (SELECT, not EXAMINE), the
+	// messages that arrived since the last claiming Select become \Recent
+	// for this caller only: status.Recent counts them and firstRecent is
+	// the lowest such UID (0 if none).
+	Select(ctx context.Context, mailboxID int64, claimRecent bool) (status MailboxStatus, uids []uint32, firstRecent uint32, err error)
+
+	// Deliver stores one body once and a copy of it in every target mailbox,
+	// atomically: on nil error every copy is durable, on error none is.
+	// Concurrent calls may be committed together (group commit).
+	Deliver(ctx context.Context, body io.Reader, targets []Target) ([]Appended, error)
+
+	// Messages returns the metadata of the given UIDs that exist, ascending.
+	// A nil uids slice means every message of the mailbox.
+	Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]Message, error)
+	// OpenBody opens the stored body of a message.
+	OpenBody(ctx context.Context, mailboxID int64, uid uint32) (Body, error)
+	// StoreFlags changes the flags of the given messages and returns the new
+	// state of those that changed (all of them for FlagsSet).
+	StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op FlagOp, flags []string) ([]FlagUpdate, error)
+	// Copy copies messages (without copying bodies) into another mailbox,
+	// keeping flags and internal dates, with new UIDs in source UID order.
+	Copy(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (CopyResult, error)
+	// Move is Copy followed by the expunge of the sources, atomically
+	// (RFC 6851 §3.3: either all of it happens or none).
+	Move(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (CopyResult, error)
+	// Expunge removes messages flagged \Deleted: among uids when uids is not
+	// nil, or all of them. It returns the expunged UIDs, ascending.
+	Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error)
+
+	// Watch calls fn with every change to the mailbox committed after Watch
+	// returned, in commit order, from any session or delivery (and, with a
+	// cluster backend, from any node). fn must not block: it queues and
+	// returns. The returned function stops the watch.
+	Watch(mailboxID int64, fn func(Change)) (stop func())
+
+	Close() error
+}
+
+// ChangeKind is what happened in a mailbox.
+type ChangeKind int
+
+const (
+	// MessageAdded: a message with UID arrived (delivery, APPEND, COPY,
+	// MOVE into this mailbox).
+	MessageAdded ChangeKind = iota + 1
+	// FlagsChanged: the flags of UID are now Flags.
+	FlagsChanged
+	// MessageExpunged: UID is gone (EXPUNGE, MOVE out of this mailbox).
+	MessageExpunged
+	// MailboxDeleted: the mailbox is gone (or renamed: its ID stays valid
+	// after a rename, so rename is not a change here).
+	MailboxDeleted
+)
+
+// Change is one committed change. ModSeq is the mailbox's HIGHESTMODSEQ
+// after it; watchers use it to drop changes they already saw in a snapshot
+// (a Select that returned HighestModSeq >= ModSeq).
+type Change struct {
+	Kind      ChangeKind
+	MailboxID int64
+	UID       uint32
+	Flags     []string
+	ModSeq    uint64
+}
