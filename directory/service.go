@@ -1,0 +1,87 @@
+package directory
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config is the part of the server configuration the directory needs.
+type Config struct {
+	// Domains are the mail domains this server hosts (e.g. "ch-x.mssante.fr").
+	Domains []string
+	// PatientDomain hosts patient mailboxes (<INS>@PatientDomain); it is one
+	// of ours when it is also listed in Domains.
+	PatientDomain string
+}
+
+// Directory applies the directory's rules over a Store. Safe for concurrent
+// use.
+type Directory struct {
+	store Store
+	cfg   Config
+}
+
+// New returns a Directory over store.
+func New(store Store, cfg Config) *Directory {
+	return &Directory{store: store, cfg: cfg}
+}
+
+// Principal is an authenticated user.
+type Principal struct {
+	Address string // canonical address of the account that logged in
+	Kind    Kind
+	// Delegations are the ORG/APP/CAB mailboxes this user is a member of:
+	// it may read them (shared mailboxes) and send as them.
+	Delegations []string
+}
+
+// Route says where a recipient lives.
+type Route int
+
+const (
+	RouteLocal  Route = iota + 1 // a mailbox on this server
+	RouteRemote                  // another operator of the trust space
+)
+
+// Recipient is a resolved recipient address.
+type Recipient struct {
+	Address string // canonical
+	Route   Route
+	Entry   Entry // for RouteLocal
+}
+
+// Refusals. Each is wrapped in a *RefusalError naming the address; the
+// protocol adapters map them to codes with errors.Is and show Error().
+var (
+	ErrUnknownRecipient  = errors.New("unknown recipient")
+	ErrRecipientInactive = errors.New("recipient mailbox is suspended or closed")
+	ErrOutsideTrustSpace = errors.New("domain outside the trust space")
+	ErrNotYourAddress    = errors.New("sender address not owned by or delegated to the user")
+	ErrAuthFailed        = errors.New("authentication failed")
+	ErrInvalidAddress    = errors.New("invalid address")
+)
+
+// RefusalError is a refusal about one address, with a sentence a person
+// understands (Error) and the kind of refusal (Unwrap, for errors.Is).
+type RefusalError struct {
+	Kind    error  // one of the Err* refusals above
+	Address string // the address concerned
+	Text    string // the sentence shown to the user
+}
+
+func (e *RefusalError) Error() string { return e.Text }
+func (e *RefusalError) Unwrap() error { return e.Kind }
+
+// refuse builds a RefusalError.
+func refuse(kind error, address, format string, args ...any) error {
+	return &RefusalError{Kind: kind, Address: address, Text: fmt.Sprintf(format, args...)}
+}
+
+// The methods below are implemented in the files of this package:
+//
+//	Authenticate(ctx, username, password) (Principal, error)      auth.go
+//	ResolveRecipient(ctx, address) (Recipient, error)             resolve.go
+//	MaySendAs(ctx, p Principal, address) error                    resolve.go
+//	IsLocalDomain(domain) bool, InTrustSpace(ctx, domain) bool     resolve.go
+//	AddProfessional / AddPatient / AddMailbox / SetPassword /
+//	NewAppPassword / Suspend / Lookup / Search                     admin.go
