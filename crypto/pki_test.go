@@ -1,0 +1,115 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestPKIServerCertificateAndTLSPolicy(t *testing.T) {
+	dir := t.TempDir()
+	p, err := OpenPKI(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := p.ServerCertificate("mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reopening keeps the same CA and the same server certificate.
+	p2, err := OpenPKI(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p.CAPEM(), p2.CAPEM()) {
+		t.Fatal("the CA changed on reopen")
+	}
+	cert2, err := p2.ServerCertificate("mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(cert.Certificate[0], cert2.Certificate[0]) {
+		t.Fatal("the server certificate was reissued although still valid")
+	}
+	if info, err := os.Stat(filepath.Join(dir, "ca.key")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("ca.key must be private (0600): %v %v", info.Mode(), err)
+	}
+
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", ServerTLSConfig(cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	for _, name := range []string{"mail.example.test", "localhost", "127.0.0.1"} {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: p.CertPool(), ServerName: name})
+		if err != nil {
+			t.Fatalf("handshake as %s: %v", name, err)
+		}
+		c.Close()
+	}
+	// TLS 1.1 is refused, and so is a TLS 1.2 suite without forward secrecy.
+	if c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: p.CertPool(), ServerName: "localhost", MaxVersion: tls.VersionTLS11}); err == nil {
+		c.Close()
+		t.Fatal("TLS 1.1 accepted")
+	}
+	if c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: p.CertPool(), ServerName: "localhost", MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}); err == nil {
+		c.Close()
+		t.Fatal("a suite without forward secrecy or AEAD was accepted")
+	}
+	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: p.CertPool(), ServerName: "localhost", MaxVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("TLS 1.2 with an AEAD suite refused: %v", err)
+	}
+	c.Close()
+}
+
+func TestPKIIssueAndExport(t *testing.T) {
+	p, err := OpenPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath, err := p.Issue("Dupont@Example.Test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.LoadX509KeyPair(certPath, keyPath); err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := p.Export("dupont@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := parseCertPEM(pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaf.EmailAddresses) != 1 || leaf.EmailAddresses[0] != "dupont@example.test" {
+		t.Fatalf("email SAN = %v", leaf.EmailAddresses)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: p.CertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}}); err != nil {
+		t.Fatalf("mailbox certificate does not chain to the CA for email protection: %v", err)
+	}
+	if _, err := p.Export("nobody@example.test"); err == nil {
+		t.Fatal("export of a certificate never issued succeeded")
+	}
+	if _, _, err := p.Issue("../../etc/passwd"); err == nil {
+		t.Fatal("a path was accepted as an address")
+	}
+	ca, _ := p.Export("ca")
+	if !bytes.Equal(ca, p.CAPEM()) {
+		t.Fatal("export ca differs")
+	}
+}
