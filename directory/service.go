@@ -3,6 +3,9 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
+	"time"
 )
 
 // Config is the part of the server configuration the directory needs.
@@ -19,11 +22,37 @@ type Config struct {
 type Directory struct {
 	store Store
 	cfg   Config
+	// local is the set of cfg.Domains, lower case.
+	local map[string]bool
+
+	// trust caches the trust space for trustTTL: it is read for every
+	// remote recipient and changes at most daily (white list import).
+	// Entries and credentials are never cached, so that a suspension takes
+	// effect on the very next login or delivery.
+	trustMu      sync.Mutex
+	trust        map[string]bool
+	trustExpires time.Time
+
+	now func() time.Time // for tests of LastLogin; time.Now otherwise
 }
+
+// trustTTL bounds how long a change of the trust space made by another
+// process (the CLI, another node) takes to be seen. Changes made through
+// this Directory are seen at once.
+const trustTTL = 30 * time.Second
 
 // New returns a Directory over store.
 func New(store Store, cfg Config) *Directory {
-	return &Directory{store: store, cfg: cfg}
+	d := &Directory{store: store, cfg: cfg, local: map[string]bool{}, now: time.Now}
+	// Copy: the caller's slice is not ours to rewrite.
+	d.cfg.Domains = make([]string, 0, len(cfg.Domains))
+	for _, dom := range cfg.Domains {
+		dom = strings.ToLower(strings.TrimSuffix(dom, "."))
+		d.cfg.Domains = append(d.cfg.Domains, dom)
+		d.local[dom] = true
+	}
+	d.cfg.PatientDomain = strings.ToLower(strings.TrimSuffix(cfg.PatientDomain, "."))
+	return d
 }
 
 // Principal is an authenticated user.
@@ -79,9 +108,13 @@ func refuse(kind error, address, format string, args ...any) error {
 
 // The methods below are implemented in the files of this package:
 //
-//	Authenticate(ctx, username, password) (Principal, error)      auth.go
-//	ResolveRecipient(ctx, address) (Recipient, error)             resolve.go
-//	MaySendAs(ctx, p Principal, address) error                    resolve.go
-//	IsLocalDomain(domain) bool, InTrustSpace(ctx, domain) bool     resolve.go
-//	AddProfessional / AddPatient / AddMailbox / SetPassword /
-//	NewAppPassword / Suspend / Lookup / Search                     admin.go
+//	Authenticate(ctx, username, password) (Principal, error)       auth.go
+//	ResolveRecipient(ctx, address) (Recipient, error)              resolve.go
+//	MaySendAs(ctx, p Principal, address) error                     resolve.go
+//	IsLocalDomain(domain) bool                                     resolve.go
+//	InTrustSpace(ctx, domain) (bool, error)                        resolve.go
+//	Lookup / Search / MemberOf                                     lookup.go
+//	AddProfessional / AddPatient / AddMailbox / SetMembers /
+//	SetPassword / NewAppPassword / SetStatus / AddTrustedDomain    admin.go
+//
+// Identifier and address syntax: ids.go, address.go.

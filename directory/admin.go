@@ -1,0 +1,342 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"carepost/crypto"
+)
+
+// ErrInvalidEntry is wrapped by admin refusals about the data given (empty
+// name, wrong kind, unknown member, address outside our domains…).
+var ErrInvalidEntry = errors.New("invalid directory entry")
+
+// Limits of the admin operations.
+const (
+	MinPasswordLen = 12 // characters, the ANSSI minimum for a password alone
+	// MaxAppPasswords bounds the application passwords of one account: each
+	// is checked at every login that does not match the main password.
+	MaxAppPasswords = 20
+	maxTextLen      = 256
+)
+
+// ProfessionalInput describes a professional's personal (PER) mailbox.
+type ProfessionalInput struct {
+	// NationalID is 8+RPPS or 0+ADELI; a bare RPPS (11 digits) or ADELI
+	// (9 digits) is accepted and stored in the national form.
+	NationalID   string
+	FirstName    string
+	LastName     string
+	Profession   string // TRE_G15 code, required
+	Specialty    string // TRE_R38 code, optional
+	Address      string // must be in one of our domains
+	Organisation string // idNatStruct, optional
+	ListeRouge   bool
+}
+
+// PatientInput describes a patient mailbox, <INS>@<PatientDomain>.
+type PatientInput struct {
+	INS       string
+	FirstName string
+	LastName  string
+	// Notify is the ordinary e-mail address told of new messages
+	// (optional; any domain).
+	Notify string
+}
+
+func invalid(address, format string, args ...any) error {
+	return &RefusalError{Kind: ErrInvalidEntry, Address: address, Text: fmt.Sprintf(format, args...)}
+}
+
+// AddProfessional creates a PER mailbox. A professional may hold several
+// mailboxes, so the national identifier need not be unique.
+func (d *Directory) AddProfessional(ctx context.Context, in ProfessionalInput) (Entry, error) {
+	addr, err := d.ourAddress(in.Address)
+	if err != nil {
+		return Entry{}, err
+	}
+	id, err := ProfessionalNationalID(strings.TrimSpace(in.NationalID))
+	if err != nil {
+		return Entry{}, err
+	}
+	if err := ValidateProfession(strings.TrimSpace(in.Profession)); err != nil {
+		return Entry{}, err
+	}
+	spec := ""
+	if s := strings.TrimSpace(in.Specialty); s != "" {
+		if spec, err = ValidateSpecialty(s); err != nil {
+			return Entry{}, err
+		}
+	}
+	first, last, err := names(addr, in.FirstName, in.LastName)
+	if err != nil {
+		return Entry{}, err
+	}
+	org, err := text(addr, "organisation", in.Organisation)
+	if err != nil {
+		return Entry{}, err
+	}
+	e := Entry{
+		Address: addr, Kind: KindPersonal, Status: StatusActive,
+		NationalID: id, Profession: strings.TrimSpace(in.Profession), Specialty: spec,
+		FirstName: first, LastName: last, Organisation: org,
+		ListeRouge: in.ListeRouge, CreatedAt: d.now(),
+	}
+	return e, d.add(ctx, e)
+}
+
+// AddPatient creates a patient mailbox <INS>@<PatientDomain>. The patient
+// domain must be one of ours.
+func (d *Directory) AddPatient(ctx context.Context, in PatientInput) (Entry, error) {
+	if d.cfg.PatientDomain == "" || !d.local[d.cfg.PatientDomain] {
+		return Entry{}, invalid("", "Patient mailboxes cannot be created: the patient domain (patient_domain) must be set and listed in the server's domains.")
+	}
+	ins, err := ParseINS(strings.TrimSpace(in.INS))
+	if err != nil {
+		return Entry{}, err
+	}
+	addr := strings.ToLower(ins) + "@" + d.cfg.PatientDomain
+	first, last, err := names(addr, in.FirstName, in.LastName)
+	if err != nil {
+		return Entry{}, err
+	}
+	notify := ""
+	if n := strings.TrimSpace(in.Notify); n != "" {
+		if notify, err = ParseAddress(n); err != nil {
+			return Entry{}, err
+		}
+	}
+	e := Entry{
+		Address: addr, Kind: KindPatient, Status: StatusActive,
+		NationalID: ins, FirstName: first, LastName: last,
+		NotifyAddress: notify, CreatedAt: d.now(),
+		// A patient's mailbox is never listed in searches.
+		ListeRouge: true,
+	}
+	return e, d.add(ctx, e)
+}
+
+// AddMailbox creates an ORG, APP or CAB mailbox with its delegated members,
+// who must already exist.
+func (d *Directory) AddMailbox(ctx context.Context, kind Kind, address string, members []string, description string) (Entry, error) {
+	addr, err := d.ourAddress(address)
+	if err != nil {
+		return Entry{}, err
+	}
+	switch kind {
+	case KindOrganisational, KindApplicative, KindPractice:
+	default:
+		return Entry{}, invalid(addr, "A shared mailbox must be of kind ORG, APP or CAB, not %q (use AddProfessional or AddPatient for the others).", kind)
+	}
+	desc, err := text(addr, "description", description)
+	if err != nil {
+		return Entry{}, err
+	}
+	ms, err := d.checkMembers(ctx, addr, members)
+	if err != nil {
+		return Entry{}, err
+	}
+	e := Entry{Address: addr, Kind: kind, Status: StatusActive, Description: desc, Members: ms, CreatedAt: d.now()}
+	return e, d.add(ctx, e)
+}
+
+// SetMembers replaces the delegated members of an ORG, APP or CAB mailbox.
+func (d *Directory) SetMembers(ctx context.Context, address string, members []string) error {
+	e, err := d.Lookup(ctx, address)
+	if err != nil {
+		return err
+	}
+	switch e.Kind {
+	case KindOrganisational, KindApplicative, KindPractice:
+	default:
+		return invalid(e.Address, "The mailbox %s is of kind %s: only ORG, APP and CAB mailboxes have members.", e.Address, e.Kind)
+	}
+	ms, err := d.checkMembers(ctx, e.Address, members)
+	if err != nil {
+		return err
+	}
+	return d.store.SetMembers(ctx, e.Address, ms)
+}
+
+// SetPassword sets the account's password (at least MinPasswordLen
+// characters).
+func (d *Directory) SetPassword(ctx context.Context, address, password string) error {
+	e, err := d.Lookup(ctx, address)
+	if err != nil {
+		return err
+	}
+	if n := utf8.RuneCountInString(password); n < MinPasswordLen {
+		return invalid(e.Address, "The password is too short: it must have at least %d characters, it has %d.", MinPasswordLen, n)
+	}
+	if len(password) > crypto.MaxPasswordLen {
+		return invalid(e.Address, "The password is too long: at most %d bytes.", crypto.MaxPasswordLen)
+	}
+	h, err := crypto.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	return d.store.SetPassword(ctx, e.Address, h)
+}
+
+// NewAppPassword creates an application password for a mail client and
+// returns it: it is shown once and only its hash is kept.
+func (d *Directory) NewAppPassword(ctx context.Context, address, label string) (string, error) {
+	e, err := d.Lookup(ctx, address)
+	if err != nil {
+		return "", err
+	}
+	if e.Kind == KindPatient {
+		return "", invalid(e.Address, "Patients log in through the portal; application passwords are for professionals' mail clients.")
+	}
+	label, err = text(e.Address, "label", label)
+	if err != nil {
+		return "", err
+	}
+	if label == "" {
+		label = "application password"
+	}
+	creds, err := d.store.Credentials(ctx, e.Address)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return "", err
+	}
+	if len(creds.AppPasswords) >= MaxAppPasswords {
+		return "", invalid(e.Address, "The account %s already has %d application passwords, the maximum: remove one first.", e.Address, MaxAppPasswords)
+	}
+	pw := crypto.GenerateAppPassword()
+	h, err := crypto.HashAppPassword(pw)
+	if err != nil {
+		return "", err
+	}
+	if _, err := d.store.AddAppPassword(ctx, e.Address, label, h); err != nil {
+		return "", err
+	}
+	return pw, nil
+}
+
+// SetStatus activates, suspends or closes a mailbox. It takes effect at the
+// next login, delivery or send-as check (nothing is cached).
+func (d *Directory) SetStatus(ctx context.Context, address string, s Status) error {
+	addr, err := ParseAddress(address)
+	if err != nil {
+		return err
+	}
+	switch s {
+	case StatusActive, StatusSuspended, StatusClosed:
+	default:
+		return invalid(addr, "Unknown status %q: use active, suspended or closed.", s)
+	}
+	return d.store.SetStatus(ctx, addr, s)
+}
+
+// AddTrustedDomain adds (or updates) a domain of the trust space.
+func (d *Directory) AddTrustedDomain(ctx context.Context, domain string, description string) error {
+	dom, err := ParseDomain(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	if err != nil {
+		return err
+	}
+	desc, err := text(dom, "description", description)
+	if err != nil {
+		return err
+	}
+	if err := d.store.AddTrustedDomain(ctx, TrustedDomain{Domain: dom, Description: desc, UpdatedAt: d.now()}); err != nil {
+		return err
+	}
+	d.forgetTrustSpace()
+	return nil
+}
+
+// ourAddress checks that address is valid and in one of our domains, other
+// than the patient domain (patient addresses are built by AddPatient).
+func (d *Directory) ourAddress(address string) (string, error) {
+	addr, err := ParseAddress(strings.TrimSpace(address))
+	if err != nil {
+		return "", err
+	}
+	_, dom := SplitAddress(addr)
+	if !d.local[dom] {
+		return "", invalid(addr, "The address %s is not in a domain of this server (%s).", addr, strings.Join(d.cfg.Domains, ", "))
+	}
+	if dom == d.cfg.PatientDomain {
+		return "", invalid(addr, "The domain %s is reserved for patient mailboxes.", dom)
+	}
+	return addr, nil
+}
+
+// checkMembers validates the members of a shared mailbox: existing, not
+// patients, not the mailbox itself; duplicates are dropped.
+func (d *Directory) checkMembers(ctx context.Context, mailbox string, members []string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range members {
+		addr, err := ParseAddress(strings.TrimSpace(m))
+		if err != nil {
+			return nil, err
+		}
+		if seen[addr] {
+			continue
+		}
+		if addr == mailbox {
+			return nil, invalid(mailbox, "The mailbox %s cannot be a member of itself.", mailbox)
+		}
+		e, err := d.store.GetEntry(ctx, addr)
+		if errors.Is(err, ErrNotFound) {
+			return nil, invalid(mailbox, "The member %s does not exist in the directory: create it first.", addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.Kind == KindPatient {
+			return nil, invalid(mailbox, "The patient mailbox %s cannot be a member of a shared mailbox.", addr)
+		}
+		seen[addr] = true
+		out = append(out, addr)
+	}
+	return out, nil
+}
+
+// add stores e, turning ErrExists into a sentence naming the address.
+func (d *Directory) add(ctx context.Context, e Entry) error {
+	err := d.store.AddEntry(ctx, e)
+	if errors.Is(err, ErrExists) {
+		return &RefusalError{Kind: ErrExists, Address: e.Address, Text: fmt.Sprintf("The address %s already exists in the directory.", e.Address)}
+	}
+	return err
+}
+
+// names checks and trims a first and last name: both required.
+func names(addr, first, last string) (string, string, error) {
+	f, err := text(addr, "first name", first)
+	if err != nil {
+		return "", "", err
+	}
+	l, err := text(addr, "last name", last)
+	if err != nil {
+		return "", "", err
+	}
+	if f == "" || l == "" {
+		return "", "", invalid(addr, "The first name and the last name are both required.")
+	}
+	return f, l, nil
+}
+
+// text trims a free-text field and refuses control characters, invalid
+// UTF-8 and excessive length (they end up in headers and listings).
+func text(addr, field, s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if !utf8.ValidString(s) {
+		return "", invalid(addr, "The %s is not valid UTF-8 text.", field)
+	}
+	if utf8.RuneCountInString(s) > maxTextLen {
+		return "", invalid(addr, "The %s is longer than %d characters.", field, maxTextLen)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return "", invalid(addr, "The %s contains a control character.", field)
+		}
+	}
+	return s, nil
+}

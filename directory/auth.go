@@ -1,0 +1,121 @@
+package directory
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+
+	"carepost/crypto"
+)
+
+// authFailedText is the one sentence of every failed login, whatever the
+// cause (unknown address, wrong password, suspended account): telling them
+// apart would let anyone probe which addresses exist (user enumeration).
+const authFailedText = "Authentication failed: the address or the password is wrong, or the account is not active."
+
+// dummyHash is checked when there is no real hash to check (unknown user,
+// no password set), so that such a failure takes as long as a wrong
+// password and timing does not reveal which addresses exist.
+var dummyHash = sync.OnceValue(func() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	h, err := crypto.HashPassword(fmt.Sprintf("%x", b))
+	if err != nil {
+		panic("directory: cannot compute the dummy password hash: " + err.Error())
+	}
+	return h
+})
+
+func spendDummyCheck(password string) {
+	crypto.VerifyPassword(dummyHash(), password)
+}
+
+// Authenticate checks a login: username is the mailbox address (any case),
+// password is the account's password or one of its application passwords
+// (typed with any case, spaces or dashes). Only active accounts may log in.
+//
+// Every refusal is a *RefusalError of kind ErrAuthFailed with the same text;
+// other errors (the store failing) are returned as they are and should be
+// reported as temporary failures.
+//
+// The cost of a refusal is one full password hash whether or not the
+// account exists; an account with application passwords adds one cheap
+// check per application password when the candidate has their shape.
+func (d *Directory) Authenticate(ctx context.Context, username, password string) (Principal, error) {
+	addr, err := ParseAddress(username)
+	if err != nil {
+		spendDummyCheck(password)
+		return Principal{}, refuse(ErrAuthFailed, truncate(username, 254), authFailedText)
+	}
+	fail := refuse(ErrAuthFailed, addr, authFailedText)
+
+	e, err := d.store.GetEntry(ctx, addr)
+	if errors.Is(err, ErrNotFound) {
+		spendDummyCheck(password)
+		return Principal{}, fail
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("directory: authenticate %s: %w", addr, err)
+	}
+	creds, err := d.store.Credentials(ctx, addr)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Principal{}, fmt.Errorf("directory: authenticate %s: %w", addr, err)
+	}
+
+	ok, appID := false, int64(0)
+	if creds.PasswordHash != "" {
+		// A malformed stored hash is a non-match, never a way in.
+		ok, _ = crypto.VerifyPassword(creds.PasswordHash, password)
+	} else {
+		spendDummyCheck(password)
+	}
+	if !ok && len(creds.AppPasswords) > 0 {
+		if norm, shaped := crypto.NormalizeAppPassword(password); shaped {
+			for _, ap := range creds.AppPasswords {
+				if m, _ := crypto.VerifyPassword(ap.Hash, norm); m {
+					ok, appID = true, ap.ID
+					break
+				}
+			}
+		}
+	}
+	// The status is checked after the password so that a suspended
+	// account costs the same as any other refusal.
+	if !ok || e.Status != StatusActive {
+		return Principal{}, fail
+	}
+
+	delegations, err := d.activeDelegations(ctx, addr)
+	if err != nil {
+		return Principal{}, fmt.Errorf("directory: authenticate %s: %w", addr, err)
+	}
+	if err := d.store.RecordLogin(ctx, addr, appID, d.now()); err != nil {
+		return Principal{}, fmt.Errorf("directory: record login of %s: %w", addr, err)
+	}
+	return Principal{Address: addr, Kind: e.Kind, Delegations: delegations}, nil
+}
+
+// activeDelegations lists the active ORG/APP/CAB mailboxes addr is a member
+// of: a suspended shared mailbox is not offered to its members.
+func (d *Directory) activeDelegations(ctx context.Context, addr string) ([]string, error) {
+	of, err := d.store.MemberOf(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range of {
+		e, err := d.store.GetEntry(ctx, a)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.Status == StatusActive {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}

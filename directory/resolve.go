@@ -1,0 +1,127 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ResolveRecipient decides where mail for address goes, or why it cannot:
+//
+//   - malformed → ErrInvalidAddress;
+//   - one of our domains → the directory entry, which must exist
+//     (ErrUnknownRecipient) and be active (ErrRecipientInactive);
+//   - a domain of the trust space → RouteRemote;
+//   - anything else → ErrOutsideTrustSpace: MSSanté is a closed space, mail
+//     never leaves it for ordinary internet mail (SPEC §4).
+//
+// Refusals are *RefusalError values; other errors come from the store.
+func (d *Directory) ResolveRecipient(ctx context.Context, address string) (Recipient, error) {
+	addr, err := ParseAddress(address)
+	if err != nil {
+		return Recipient{}, err
+	}
+	_, domain := SplitAddress(addr)
+	if d.IsLocalDomain(domain) {
+		e, err := d.store.GetEntry(ctx, addr)
+		if errors.Is(err, ErrNotFound) {
+			return Recipient{}, refuse(ErrUnknownRecipient, addr,
+				"The address %s does not exist in the directory of %s.", addr, domain)
+		}
+		if err != nil {
+			return Recipient{}, fmt.Errorf("directory: resolve %s: %w", addr, err)
+		}
+		switch e.Status {
+		case StatusActive:
+			return Recipient{Address: addr, Route: RouteLocal, Entry: e}, nil
+		case StatusSuspended:
+			return Recipient{}, refuse(ErrRecipientInactive, addr,
+				"The mailbox %s is suspended: it cannot receive messages for now.", addr)
+		default:
+			return Recipient{}, refuse(ErrRecipientInactive, addr,
+				"The mailbox %s is closed: it no longer receives messages.", addr)
+		}
+	}
+	ok, err := d.InTrustSpace(ctx, domain)
+	if err != nil {
+		return Recipient{}, fmt.Errorf("directory: resolve %s: %w", addr, err)
+	}
+	if !ok {
+		return Recipient{}, refuse(ErrOutsideTrustSpace, addr,
+			"The domain %s is not part of the secure health messaging space (MSSanté): mail can only be sent to addresses of the trust space.", domain)
+	}
+	return Recipient{Address: addr, Route: RouteRemote}, nil
+}
+
+// MaySendAs checks that p may use address as sender (MAIL FROM, From):
+// its own address, or an ORG/APP/CAB mailbox it is a member of. The
+// delegation is read from the store, not from p.Delegations, so that a
+// removal takes effect even for a session that logged in before it.
+func (d *Directory) MaySendAs(ctx context.Context, p Principal, address string) error {
+	addr, err := ParseAddress(address)
+	if err != nil {
+		return err
+	}
+	if p.Address != "" && addr == strings.ToLower(p.Address) {
+		return nil
+	}
+	notYours := refuse(ErrNotYourAddress, addr,
+		"You may not send as %s: it is neither your address (%s) nor a mailbox delegated to you.", addr, p.Address)
+	e, err := d.store.GetEntry(ctx, addr)
+	if errors.Is(err, ErrNotFound) {
+		return notYours
+	}
+	if err != nil {
+		return fmt.Errorf("directory: may %s send as %s: %w", p.Address, addr, err)
+	}
+	switch e.Kind {
+	case KindOrganisational, KindApplicative, KindPractice:
+	default:
+		return notYours
+	}
+	if !slices.Contains(e.Members, strings.ToLower(p.Address)) {
+		return notYours
+	}
+	if e.Status != StatusActive {
+		return refuse(ErrNotYourAddress, addr,
+			"You may not send as %s: this shared mailbox is %s.", addr, e.Status)
+	}
+	return nil
+}
+
+// IsLocalDomain reports whether this server hosts domain (any case).
+func (d *Directory) IsLocalDomain(domain string) bool {
+	return d.local[strings.ToLower(strings.TrimSuffix(domain, "."))]
+}
+
+// InTrustSpace reports whether domain belongs to the secure messaging space:
+// one of ours, or a domain of the white list (Store.TrustedDomains).
+func (d *Directory) InTrustSpace(ctx context.Context, domain string) (bool, error) {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	if d.local[domain] {
+		return true, nil
+	}
+	d.trustMu.Lock()
+	defer d.trustMu.Unlock()
+	if d.trust == nil || d.now().After(d.trustExpires) {
+		list, err := d.store.TrustedDomains(ctx)
+		if err != nil {
+			return false, err
+		}
+		set := make(map[string]bool, len(list))
+		for _, td := range list {
+			set[strings.ToLower(td.Domain)] = true
+		}
+		d.trust, d.trustExpires = set, d.now().Add(trustTTL)
+	}
+	return d.trust[domain], nil
+}
+
+// forgetTrustSpace drops the cache after a change made through d.
+func (d *Directory) forgetTrustSpace() {
+	d.trustMu.Lock()
+	d.trust = nil
+	d.trustMu.Unlock()
+}
