@@ -1,0 +1,285 @@
+// Package delivery is the one path every message takes, whoever hands it
+// in: SMTP submission and MX today, the patient portal and the outbound
+// queue later (STYLE "One path for a message"):
+//
+//	policy (directory, trust space)  →  transform  →  route  →  audit
+//	Sender, AddRecipient, header      DKIM, S/MIME    store or queue
+//
+// A message goes through a Transaction in two phases, as maddy's
+// DeliveryTarget: Begin → Sender → AddRecipient (each refused on its own) →
+// Deliver, which streams the body into the store and returns nil only once
+// every copy is durable, so that the adapter may then say "250".
+//
+// Refusals are *Error values whose Kind the adapters map to their codes in
+// one function (smtp/errors.go); internal failures are *Error of kind
+// ErrTemporary with the cause in Reason.
+//
+// Implementation notes:
+//   - The body is never held in memory: only the header is read (bounded by
+//     maxHeaderBytes), checked, and sent on to the store followed by the rest
+//     of the stream. The size is counted on the stream itself.
+//   - Headers of the space (X-MSS-CODECDA, X-MSS-INS, X-MSS-NIL, X-MSS-MES,
+//     DOMAIN.md §1) and every other field are stored byte for byte; the
+//     pipeline only prepends Received: and, on submission, appends a
+//     missing Message-ID: or Date:.
+package delivery
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"strings"
+	"time"
+
+	"carepost/directory"
+	"carepost/storage"
+)
+
+// Options configures a Pipeline.
+type Options struct {
+	// Hostname is this server's name, written in Received: and
+	// Message-ID: fields.
+	Hostname string
+	// MaxMessageSize is the largest message accepted, in bytes as received
+	// (before the fields the pipeline adds). Zero means DefaultMaxMessageSize.
+	MaxMessageSize int64
+	// Logger receives the pipeline's own events (account creation); nil
+	// means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultMaxMessageSize is the size limit when Options leaves it zero:
+// 25 MiB, enough for a scanned referral letter with its attachments.
+const DefaultMaxMessageSize = 25 << 20
+
+// Pipeline is the message path. It is safe for concurrent use; each message
+// has its own Transaction.
+type Pipeline struct {
+	dir   *directory.Directory
+	store storage.Store
+	opts  Options
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New returns the pipeline delivering through dir's rules into store.
+func New(dir *directory.Directory, store storage.Store, opts Options) *Pipeline {
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if heloForTrace(opts.Hostname) != opts.Hostname || strings.ContainsAny(opts.Hostname, "[]:") {
+		// The hostname goes into headers; a configuration check upstream
+		// refuses bad names, this only keeps headers well formed.
+		opts.Hostname = "localhost"
+	}
+	lg := opts.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	return &Pipeline{dir: dir, store: store, opts: opts, log: lg, now: time.Now}
+}
+
+// MaxMessageSize is the size limit in force (for the SIZE extension).
+func (p *Pipeline) MaxMessageSize() int64 { return p.opts.MaxMessageSize }
+
+// Source says who hands a message in and how.
+type Source struct {
+	// Principal is the authenticated user (submission, portal); nil for
+	// mail from another operator (MX).
+	Principal *directory.Principal
+	// RemoteAddr is the peer's address ("ip:port" or "ip").
+	RemoteAddr string
+	// Helo is the name the SMTP client gave in HELO/EHLO.
+	Helo string
+	// TLS is true when the message arrived over TLS.
+	TLS bool
+	// Submission is true for a user's own client (ports 587/465, portal):
+	// the sender must be one of the user's addresses. False for MX.
+	Submission bool
+}
+
+// Transaction is one message on its way. Its methods are called from one
+// goroutine, in order: Sender, AddRecipient (one or more), Deliver or Abort.
+type Transaction struct {
+	p   *Pipeline
+	src Source
+	id  string
+
+	senderSet bool
+	from      string // envelope sender; "" for the null reverse-path
+	rcpts     []recipient
+	seen      map[string]bool // canonical addresses already accepted
+	size      int64           // bytes read by Deliver
+}
+
+// recipient is an accepted local recipient with the INBOX that receives
+// its copy, resolved at RCPT time so that a missing storage account is
+// created before the body is read.
+type recipient struct {
+	address string
+	inbox   int64
+}
+
+// Begin starts a transaction for a message from src.
+func (p *Pipeline) Begin(ctx context.Context, src Source) *Transaction {
+	return &Transaction{p: p, src: src, id: strings.ToLower(rand.Text()), seen: map[string]bool{}}
+}
+
+// ID identifies the transaction in logs and in the Received: field.
+func (t *Transaction) ID() string { return t.id }
+
+// Recipients returns the accepted recipients, canonical.
+func (t *Transaction) Recipients() []string {
+	out := make([]string, len(t.rcpts))
+	for i, r := range t.rcpts {
+		out[i] = r.address
+	}
+	return out
+}
+
+// Size returns the number of message bytes Deliver read.
+func (t *Transaction) Size() int64 { return t.size }
+
+// Abort drops the transaction (RSET, QUIT, connection lost). Nothing is
+// stored before Deliver, so there is nothing to undo today; the durable
+// queue will release what it reserved here.
+func (t *Transaction) Abort() {
+	t.rcpts = nil
+}
+
+// Sender checks the envelope sender (MAIL FROM, RFC 5321 §3.3).
+//
+// Submission: the user must be authenticated, and the address must be one
+// the user may send as (own mailbox or a delegated ORG/APP/CAB mailbox).
+// MX: the sender's domain must belong to the trust space and must not be
+// one of ours (our users submit with authentication; a peer presenting our
+// domain is spoofing it).
+//
+// The null reverse-path "<>" is accepted in both cases: it is what
+// delivery and disposition notifications use (RFC 5321 §4.5.5, RFC 8098
+// §2.1), and the From: header is still checked after DATA.
+func (t *Transaction) Sender(ctx context.Context, envelopeFrom string) error {
+	src := t.src
+	if src.Submission && src.Principal == nil {
+		return newError(ErrAuthRequired, "", nil,
+			"Authentication required: log in with your mailbox address and application password before sending.")
+	}
+	if !src.TLS {
+		return newError(ErrTLSRequired, "", nil,
+			"Must issue a STARTTLS command first: health messages are only exchanged over TLS.")
+	}
+	if envelopeFrom != "" {
+		var err *Error
+		if src.Submission {
+			err = t.maySendAs(ctx, envelopeFrom, "sender")
+		} else {
+			err = t.peerAddress(ctx, envelopeFrom, "sender")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// Later (SPEC §2, §4): on MX, the operator's client certificate must
+	// match the entry of the sender's domain in the white list
+	// (TrustedDomain.OperatorCertDN); the smtp adapter will put the
+	// verified certificate into Source.
+	t.from, t.senderSet = envelopeFrom, true
+	t.rcpts, t.seen = nil, map[string]bool{}
+	return nil
+}
+
+// maySendAs checks that the authenticated user may use addr as a sender.
+func (t *Transaction) maySendAs(ctx context.Context, addr, role string) *Error {
+	if err := t.p.dir.MaySendAs(ctx, *t.src.Principal, addr); err != nil {
+		e := fromDirectory(err)
+		if e.Kind == directory.ErrInvalidAddress && role != "sender" {
+			// A From: that the directory cannot read is a header defect.
+			e.Kind = ErrMalformedMessage
+		}
+		return e
+	}
+	return nil
+}
+
+// peerAddress checks an address presented by another operator (envelope
+// sender or From:): its domain must be in the trust space and not ours.
+func (t *Transaction) peerAddress(ctx context.Context, addr, role string) *Error {
+	domain := domainOf(addr)
+	if _, err := directory.ParseDomain(domain); err != nil || strings.IndexByte(addr, '@') <= 0 {
+		kind := directory.ErrInvalidAddress
+		if role != "sender" {
+			kind = ErrMalformedMessage
+		}
+		return newError(kind, addr, err, "The %s address %q is not a valid address.", role, addr)
+	}
+	if t.p.dir.IsLocalDomain(domain) {
+		return newError(directory.ErrNotYourAddress, addr, nil,
+			"The %s address %s belongs to a domain of this server; mail of our own users is not accepted from another server.", role, addr)
+	}
+	ok, err := t.p.dir.InTrustSpace(ctx, domain)
+	if err != nil {
+		return temporary(err)
+	}
+	if !ok {
+		return newError(directory.ErrOutsideTrustSpace, addr, nil,
+			"The domain %s of the %s address is not part of the secure health messaging space (MSSanté): only operators of the trust space may deliver here.", domain, role)
+	}
+	return nil
+}
+
+// AddRecipient checks one recipient (RCPT TO). A refused recipient does not
+// end the transaction: the others proceed (RFC 5321 §3.3).
+//
+// The recipient must be in our directory and active; on MX it must be ours
+// (no relaying); on submission a recipient of another operator of the trust
+// space is refused with ErrFederationDisabled until the outbound queue
+// exists, and any other domain with directory.ErrOutsideTrustSpace.
+func (t *Transaction) AddRecipient(ctx context.Context, rcpt string) error {
+	if !t.senderSet {
+		return newError(ErrBadSequence, rcpt, nil, "The sender must be given before the recipients.")
+	}
+	r, err := t.p.dir.ResolveRecipient(ctx, rcpt)
+	if err != nil {
+		return fromDirectory(err)
+	}
+	switch r.Route {
+	case directory.RouteLocal:
+	case directory.RouteRemote:
+		if !t.src.Submission {
+			return newError(ErrRelayDenied, r.Address, nil,
+				"This server does not relay: %s is not one of its mailboxes.", r.Address)
+		}
+		// Extension point: the durable outbound queue (SPEC §4 "Queue")
+		// accepts these recipients here, as a second route next to the
+		// local store, with the same two-phase contract.
+		return newError(ErrFederationDisabled, r.Address, nil,
+			"%s belongs to another operator of the secure health messaging space, and delivery to other operators is not enabled on this server yet.", r.Address)
+	default:
+		return temporary(errUnknownRoute)
+	}
+	if r.Entry.Status != "" && r.Entry.Status != directory.StatusActive {
+		// ResolveRecipient refuses these already; kept so that a store
+		// returning a stale entry cannot make us deliver to a closed box.
+		return newError(directory.ErrRecipientInactive, r.Address, nil,
+			"The mailbox %s is not active: it cannot receive messages.", r.Address)
+	}
+	// Extension point for the patient rules (SPEC §4): a patient writes
+	// only to professionals who wrote first, never to patients, and not
+	// after a thread was closed with [FIN] / X-MSS-MES: FIN.
+	if t.seen[r.Address] {
+		return nil // the same mailbox twice gets one copy
+	}
+	inbox, err := t.p.inbox(ctx, r.Address)
+	if err != nil {
+		return temporary(err)
+	}
+	t.seen[r.Address] = true
+	t.rcpts = append(t.rcpts, recipient{address: r.Address, inbox: inbox})
+	return nil
+}
+
+type routeError string
+
+func (e routeError) Error() string { return string(e) }
+
+const errUnknownRoute = routeError("delivery: directory returned an unknown route")
