@@ -1,0 +1,397 @@
+package crypto
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// At-rest encryption of message bodies (SPEC §10: everything that holds
+// health data is encrypted with keys the operator controls).
+//
+// Format, version 1 ("sealed blob"):
+//
+//	header  = magic "CPSB" | version 0x01 | salt (32 random bytes)      37 bytes
+//	chunk i = AES-256-GCM(subkey, nonce_i, plaintext_i, aad = header)  ≤ 64 KiB + 16
+//
+// The per-blob subkey and nonce prefix come from HKDF-SHA256(master key,
+// salt, "carepost sealed blob v1"): 32 bytes of key, 7 bytes of nonce
+// prefix. Deriving a key per blob means the 96-bit GCM nonces never have to
+// be unique across blobs (random nonces under one key would wear out the
+// birthday bound after some 2^32 chunks), only inside one.
+//
+//	nonce_i = prefix (7) | i as uint32 big endian (4) | final flag (1)
+//
+// This is the STREAM construction (Hoang, Reyhanitabar, Rogaway, Vizár,
+// "Online Authenticated-Encryption and its Nonce-Reuse Misuse-Resistance",
+// 2015, also used by age and Tink): the counter in the nonce detects
+// reordered or duplicated chunks, the final flag detects truncation at a
+// chunk boundary and data appended after the end. The header is the AAD of
+// every chunk, so a changed version or salt fails authentication too.
+//
+// Every chunk but the last holds exactly sealChunkSize bytes of plaintext;
+// the last holds 1..sealChunkSize bytes, or 0 for an empty body. The
+// plaintext size therefore follows from the file size alone, and any chunk
+// can be located and decrypted on its own: a partial FETCH of a large body
+// decrypts only the chunks it touches.
+
+const (
+	sealMagic     = "CPSB"
+	sealVersion   = 1
+	sealSaltLen   = 32
+	sealHeaderLen = len(sealMagic) + 1 + sealSaltLen
+	sealChunkSize = 64 << 10
+	sealTagLen    = 16
+	sealCTChunk   = sealChunkSize + sealTagLen
+	sealInfo      = "carepost sealed blob v1"
+	sealPrefixLen = 7
+	// maxChunks: the counter is 32 bits; 2^32 chunks of 64 KiB is 256 TiB.
+	maxChunks = 1 << 32
+)
+
+// AtRestKeySize is the size of the master key: AES-256.
+const AtRestKeySize = 32
+
+// ErrSealed is returned (wrapped) for every sealed blob that cannot be
+// decrypted: bad header, wrong key, truncated, reordered or altered chunks.
+var ErrSealed = errors.New("crypto: sealed blob is corrupt or was encrypted with another key")
+
+// LoadOrCreateKey returns the at-rest master key stored in path. On first use
+// (no file) it creates one: 32 random bytes, written with mode 0600 and
+// synced, so that a crash cannot leave an empty key next to data encrypted
+// with it. An operator may supply the file instead: raw 32 bytes, or 64 hex
+// digits (surrounding white space ignored). A key readable by group or
+// others is refused: it protects health data.
+func LoadOrCreateKey(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return createKey(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("crypto: read the at-rest key: %w", err)
+	}
+	if runtime.GOOS != "windows" {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("crypto: read the at-rest key: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("crypto: the at-rest key %s is readable by other users (mode %v); run chmod 600 on it", path, fi.Mode().Perm())
+		}
+	}
+	return parseKey(path, data)
+}
+
+func parseKey(path string, data []byte) ([]byte, error) {
+	if len(data) == AtRestKeySize {
+		return data, nil
+	}
+	if s := strings.TrimSpace(string(data)); len(s) == 2*AtRestKeySize {
+		key, err := hex.DecodeString(s)
+		if err == nil {
+			return key, nil
+		}
+		return nil, fmt.Errorf("crypto: the at-rest key %s has 64 characters but they are not hexadecimal: %v", path, err)
+	}
+	return nil, fmt.Errorf("crypto: the at-rest key %s must hold 32 raw bytes or 64 hexadecimal digits, it holds %d bytes", path, len(data))
+}
+
+func createKey(path string) ([]byte, error) {
+	key := make([]byte, AtRestKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("crypto: create the at-rest key: %w", err)
+	}
+	// O_EXCL: two processes starting at once must not each write a key
+	// and encrypt with a different one.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return LoadOrCreateKey(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("crypto: create the at-rest key: %w", err)
+	}
+	_, err = f.Write(key)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err2 := f.Close(); err == nil {
+		err = err2
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("crypto: create the at-rest key: %w", err)
+	}
+	return key, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if err2 := d.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// blobCipher derives the AEAD and nonce prefix of one blob.
+func blobCipher(key, salt []byte) (cipher.AEAD, []byte, error) {
+	if len(key) != AtRestKeySize {
+		return nil, nil, fmt.Errorf("crypto: the at-rest key must be %d bytes, got %d", AtRestKeySize, len(key))
+	}
+	okm, err := hkdf.Key(sha256.New, key, salt, sealInfo, AtRestKeySize+sealPrefixLen)
+	if err != nil {
+		return nil, nil, err
+	}
+	block, err := aes.NewCipher(okm[:AtRestKeySize])
+	if err != nil {
+		return nil, nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, nil, err
+	}
+	return aead, okm[AtRestKeySize:], nil
+}
+
+func chunkNonce(dst, prefix []byte, i uint64, final bool) []byte {
+	dst = append(dst[:0], prefix...)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(i))
+	if final {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
+
+// sealWriter encrypts what is written to it, one chunk at a time.
+type sealWriter struct {
+	w      io.Writer
+	aead   cipher.AEAD
+	prefix []byte
+	header []byte
+	buf    []byte // plaintext of the current chunk, cap sealChunkSize
+	out    []byte // ciphertext scratch
+	nonce  []byte
+	n      uint64 // chunks written
+	err    error
+	closed bool
+}
+
+// NewSealWriter writes the header of a sealed blob to w and returns a writer
+// that encrypts into w. Close writes the final chunk and must be called (it
+// does not close w). Memory use is two chunks, whatever the body size.
+func NewSealWriter(w io.Writer, key []byte) (io.WriteCloser, error) {
+	header := make([]byte, sealHeaderLen)
+	copy(header, sealMagic)
+	header[len(sealMagic)] = sealVersion
+	if _, err := rand.Read(header[len(sealMagic)+1:]); err != nil {
+		return nil, err
+	}
+	aead, prefix, err := blobCipher(key, header[len(sealMagic)+1:])
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(header); err != nil {
+		return nil, err
+	}
+	return &sealWriter{
+		w: w, aead: aead, prefix: prefix, header: header,
+		buf: make([]byte, 0, sealChunkSize),
+		out: make([]byte, 0, sealCTChunk),
+	}, nil
+}
+
+func (s *sealWriter) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.closed {
+		return 0, errors.New("crypto: write to a closed seal writer")
+	}
+	n := 0
+	for len(p) > 0 {
+		// A full buffer is flushed only when more data follows, so that
+		// the last chunk is never empty unless the whole body is.
+		if len(s.buf) == sealChunkSize {
+			if err := s.flush(false); err != nil {
+				return n, err
+			}
+		}
+		k := copy(s.buf[len(s.buf):sealChunkSize], p)
+		s.buf = s.buf[:len(s.buf)+k]
+		p = p[k:]
+		n += k
+	}
+	return n, nil
+}
+
+func (s *sealWriter) flush(final bool) error {
+	if s.n >= maxChunks {
+		s.err = errors.New("crypto: sealed blob too large")
+		return s.err
+	}
+	s.nonce = chunkNonce(s.nonce, s.prefix, s.n, final)
+	s.out = s.aead.Seal(s.out[:0], s.nonce, s.buf, s.header)
+	if _, err := s.w.Write(s.out); err != nil {
+		s.err = err
+		return err
+	}
+	s.n++
+	s.buf = s.buf[:0]
+	return nil
+}
+
+// Close writes the final chunk.
+func (s *sealWriter) Close() error {
+	if s.closed {
+		return s.err
+	}
+	s.closed = true
+	if s.err != nil {
+		return s.err
+	}
+	return s.flush(true)
+}
+
+// SealedReader reads a sealed blob with random access. ReadAt is safe for
+// concurrent use.
+type SealedReader interface {
+	io.ReaderAt
+	// Size is the size of the plaintext.
+	Size() int64
+}
+
+type sealedReader struct {
+	r      io.ReaderAt
+	aead   cipher.AEAD
+	prefix []byte
+	header []byte
+	chunks uint64 // number of chunks
+	ctLen  int64  // bytes after the header
+	size   int64  // plaintext size
+
+	mu    sync.Mutex
+	cur   uint64 // chunk held in plain, valid if have
+	have  bool
+	plain []byte
+	ct    []byte
+	nonce []byte
+}
+
+// OpenSealed checks the header of the sealed blob r (of size bytes) and
+// authenticates its last chunk, so that truncation or appended data is
+// detected at once and Size can be trusted. Other chunks are decrypted and
+// authenticated when ReadAt needs them.
+func OpenSealed(r io.ReaderAt, size int64, key []byte) (SealedReader, error) {
+	if size < int64(sealHeaderLen+sealTagLen) {
+		return nil, fmt.Errorf("%w: %d bytes is too short", ErrSealed, size)
+	}
+	header := make([]byte, sealHeaderLen)
+	if _, err := r.ReadAt(header, 0); err != nil {
+		return nil, fmt.Errorf("crypto: read sealed blob header: %w", err)
+	}
+	if string(header[:len(sealMagic)]) != sealMagic {
+		return nil, fmt.Errorf("%w: not a sealed blob", ErrSealed)
+	}
+	if v := header[len(sealMagic)]; v != sealVersion {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrSealed, v)
+	}
+	aead, prefix, err := blobCipher(key, header[len(sealMagic)+1:])
+	if err != nil {
+		return nil, err
+	}
+	ctLen := size - int64(sealHeaderLen)
+	chunks := uint64((ctLen + sealCTChunk - 1) / sealCTChunk)
+	last := ctLen - int64(chunks-1)*sealCTChunk
+	if last < sealTagLen || (chunks > 1 && last == sealTagLen) || chunks > maxChunks {
+		return nil, fmt.Errorf("%w: truncated", ErrSealed)
+	}
+	sr := &sealedReader{
+		r: r, aead: aead, prefix: prefix, header: header,
+		chunks: chunks, ctLen: ctLen,
+		size:  ctLen - int64(chunks)*sealTagLen,
+		plain: make([]byte, 0, sealChunkSize),
+		ct:    make([]byte, sealCTChunk),
+	}
+	if err := sr.load(chunks - 1); err != nil {
+		return nil, err
+	}
+	return sr, nil
+}
+
+func (sr *sealedReader) Size() int64 { return sr.size }
+
+// load decrypts chunk i into sr.plain. sr.mu is held.
+func (sr *sealedReader) load(i uint64) error {
+	if sr.have && sr.cur == i {
+		return nil
+	}
+	sr.have = false
+	off := int64(i) * sealCTChunk
+	n := min(int64(sealCTChunk), sr.ctLen-off)
+	ct := sr.ct[:n]
+	if _, err := sr.r.ReadAt(ct, int64(sealHeaderLen)+off); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: truncated", ErrSealed)
+		}
+		return fmt.Errorf("crypto: read sealed blob: %w", err)
+	}
+	sr.nonce = chunkNonce(sr.nonce, sr.prefix, i, i == sr.chunks-1)
+	plain, err := sr.aead.Open(sr.plain[:0], sr.nonce, ct, sr.header)
+	if err != nil {
+		return fmt.Errorf("%w: chunk %d fails authentication", ErrSealed, i)
+	}
+	sr.plain, sr.cur, sr.have = plain, i, true
+	return nil
+}
+
+// ReadAt reads plaintext at off, decrypting only the chunks that hold
+// [off, off+len(p)).
+func (sr *sealedReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("crypto: negative offset")
+	}
+	if off >= sr.size {
+		if len(p) == 0 && off == sr.size {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	n := 0
+	for n < len(p) && off < sr.size {
+		i := uint64(off / sealChunkSize)
+		if err := sr.load(i); err != nil {
+			return n, err
+		}
+		k := copy(p[n:], sr.plain[off-int64(i)*sealChunkSize:])
+		n += k
+		off += int64(k)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
