@@ -93,26 +93,34 @@ type TrustedDomain struct {
 // Store persists the directory. Every method is safe for concurrent use and
 // durable when it returns nil.
 type Store interface {
-	// AddEntry creates an entry; ErrExists if the address is taken.
+	// AddEntry creates an entry with its Members; ErrExists if the address
+	// is taken, ErrNotFound if a member does not exist.
 	AddEntry(ctx context.Context, e Entry) error
-	// GetEntry returns ErrNotFound for an unknown address.
+	// GetEntry returns ErrNotFound for an unknown address. Members are
+	// sorted.
 	GetEntry(ctx context.Context, address string) (Entry, error)
 	// SetStatus changes the status of an entry.
 	SetStatus(ctx context.Context, address string, s Status) error
-	// SetMembers replaces the members of an ORG/APP/CAB entry.
+	// SetMembers replaces the members of an ORG/APP/CAB entry; ErrNotFound
+	// if the entry or a member does not exist (then nothing changes).
 	SetMembers(ctx context.Context, address string, members []string) error
-	// MemberOf lists the addresses of the mailboxes address is a member of.
+	// MemberOf lists the addresses of the mailboxes address is a member of,
+	// sorted.
 	MemberOf(ctx context.Context, address string) ([]string, error)
 	// Search finds entries whose address, names, national id, profession,
-	// specialty or organisation contain query (case-insensitive); entries on
-	// the liste rouge are left out unless includeListeRouge.
+	// specialty or organisation contain every word of query, compared after
+	// FoldSearch (case and accents ignored; % and _ are plain characters);
+	// entries on the liste rouge are left out unless includeListeRouge. At
+	// most limit entries, ordered by last name, first name, address.
 	Search(ctx context.Context, query string, includeListeRouge bool, limit int) ([]Entry, error)
 
-	// SetPassword stores the hash of the account's password.
+	// SetPassword stores the hash of the account's password (ErrNotFound
+	// for an unknown address).
 	SetPassword(ctx context.Context, address, hash string) error
 	// AddAppPassword stores a new application password hash.
 	AddAppPassword(ctx context.Context, address, label, hash string) (AppPassword, error)
-	// Credentials returns the password hashes of an address.
+	// Credentials returns the password hashes of an address, application
+	// passwords in creation order; ErrNotFound for an unknown address.
 	Credentials(ctx context.Context, address string) (Credentials, error)
 	// RecordLogin notes a successful login (for inactivity rules) and which
 	// application password was used (0 for the main password).

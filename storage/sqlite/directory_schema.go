@@ -2,6 +2,67 @@ package sqlite
 
 // directorySchemaV1: directory entries, members, credentials, trust space.
 // Owned by directory.go.
+//
+// Times are Unix nanoseconds (0 = never). Addresses are stored canonical
+// (lower case, see directory.ParseAddress), so plain = comparisons are
+// case-insensitive matches.
+//
+// search_key holds the searchable columns folded to lower case without
+// accents (directory.go: dirSearchKey), so Search is one LIKE over one column
+// instead of seven; a LIKE '%…%' cannot use a B-tree index whatever the
+// layout, and a scan of one narrow column is what keeps it fast.
 const directorySchemaV1 = `
-CREATE TABLE IF NOT EXISTS placeholder_directory (id INTEGER PRIMARY KEY);
+CREATE TABLE dir_entries (
+	address        TEXT PRIMARY KEY,
+	kind           TEXT NOT NULL,
+	status         TEXT NOT NULL,
+	national_id    TEXT NOT NULL DEFAULT '',
+	profession     TEXT NOT NULL DEFAULT '',
+	specialty      TEXT NOT NULL DEFAULT '',
+	first_name     TEXT NOT NULL DEFAULT '',
+	last_name      TEXT NOT NULL DEFAULT '',
+	organisation   TEXT NOT NULL DEFAULT '',
+	description    TEXT NOT NULL DEFAULT '',
+	liste_rouge    INTEGER NOT NULL DEFAULT 0,
+	notify_address TEXT NOT NULL DEFAULT '',
+	created_at     INTEGER NOT NULL,
+	last_login     INTEGER NOT NULL DEFAULT 0,
+	search_key     TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+
+-- Lookups of a professional's mailboxes by RPPS/ADELI (imports, PSC).
+CREATE INDEX dir_entries_national_id ON dir_entries(national_id) WHERE national_id <> '';
+
+-- Delegations, many-to-many. The primary key serves "members of a
+-- mailbox", the second index "mailboxes a user is a member of" (at every
+-- login).
+CREATE TABLE dir_members (
+	mailbox TEXT NOT NULL REFERENCES dir_entries(address) ON DELETE CASCADE,
+	member  TEXT NOT NULL REFERENCES dir_entries(address) ON DELETE CASCADE,
+	PRIMARY KEY (mailbox, member)
+) WITHOUT ROWID;
+CREATE INDEX dir_members_member ON dir_members(member, mailbox);
+
+-- Secrets apart from entries, so that listings never read them.
+CREATE TABLE dir_passwords (
+	address TEXT PRIMARY KEY REFERENCES dir_entries(address) ON DELETE CASCADE,
+	hash    TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE dir_app_passwords (
+	id         INTEGER PRIMARY KEY,
+	address    TEXT NOT NULL REFERENCES dir_entries(address) ON DELETE CASCADE,
+	label      TEXT NOT NULL,
+	hash       TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	last_used  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX dir_app_passwords_address ON dir_app_passwords(address);
+
+CREATE TABLE dir_trusted_domains (
+	domain           TEXT PRIMARY KEY,
+	description      TEXT NOT NULL DEFAULT '',
+	operator_cert_dn TEXT NOT NULL DEFAULT '',
+	updated_at       INTEGER NOT NULL
+) WITHOUT ROWID;
 `

@@ -1,0 +1,404 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"carepost/directory"
+)
+
+// The directory half of the embedded backend: directory.Store over the
+// tables of directory_schema.go. Writes go through db.w (the single writer,
+// each in one immediate transaction), reads through db.r.
+
+var _ directory.Store = (*DB)(nil)
+
+const dirEntryColumns = `address, kind, status, national_id, profession, specialty,
+	first_name, last_name, organisation, description, liste_rouge,
+	notify_address, created_at, last_login`
+
+// dirMaxSearchWords bounds the LIKE terms of one search.
+const dirMaxSearchWords = 8
+
+func dirNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func dirTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// dirSearchKey is what Search matches: every searchable column, folded.
+func dirSearchKey(e directory.Entry) string {
+	return directory.FoldSearch(strings.Join([]string{
+		e.Address, e.FirstName, e.LastName, e.NationalID, e.Profession,
+		directory.Professions[e.Profession], e.Specialty, e.Organisation, e.Description,
+	}, " "))
+}
+
+func dirNotFound(address string) error {
+	return fmt.Errorf("%w: %s", directory.ErrNotFound, address)
+}
+
+// AddEntry implements directory.Store.
+func (db *DB) AddEntry(ctx context.Context, e directory.Entry) error {
+	e.Address = strings.ToLower(e.Address)
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = time.Now()
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO dir_entries (`+dirEntryColumns+`, search_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (address) DO NOTHING`,
+		e.Address, string(e.Kind), string(e.Status), e.NationalID, e.Profession, e.Specialty,
+		e.FirstName, e.LastName, e.Organisation, e.Description, e.ListeRouge,
+		e.NotifyAddress, dirNanos(e.CreatedAt), dirNanos(e.LastLogin), dirSearchKey(e))
+	if err != nil {
+		return fmt.Errorf("sqlite: add entry %s: %w", e.Address, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("%w: %s", directory.ErrExists, e.Address)
+	}
+	if err := dirInsertMembers(ctx, tx, e.Address, e.Members); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func dirInsertMembers(ctx context.Context, tx *sql.Tx, mailbox string, members []string) error {
+	for _, m := range members {
+		m = strings.ToLower(m)
+		var exists int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM dir_entries WHERE address = ?`, m).Scan(&exists)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: member of %s: %w", mailbox, dirNotFound(m))
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO dir_members (mailbox, member) VALUES (?, ?)
+			ON CONFLICT DO NOTHING`, mailbox, m); err != nil {
+			return fmt.Errorf("sqlite: add member %s to %s: %w", m, mailbox, err)
+		}
+	}
+	return nil
+}
+
+// dirScanner is *sql.Row or *sql.Rows.
+type dirScanner interface{ Scan(...any) error }
+
+func dirScanEntry(s dirScanner) (directory.Entry, error) {
+	var e directory.Entry
+	var kind, status string
+	var created, login int64
+	err := s.Scan(&e.Address, &kind, &status, &e.NationalID, &e.Profession, &e.Specialty,
+		&e.FirstName, &e.LastName, &e.Organisation, &e.Description, &e.ListeRouge,
+		&e.NotifyAddress, &created, &login)
+	e.Kind, e.Status = directory.Kind(kind), directory.Status(status)
+	e.CreatedAt, e.LastLogin = dirTime(created), dirTime(login)
+	return e, err
+}
+
+// dirMembers reads the members of mailbox, sorted.
+func (db *DB) dirMembers(ctx context.Context, mailbox string) ([]string, error) {
+	return dirStrings(ctx, db.r, `SELECT member FROM dir_members WHERE mailbox = ? ORDER BY member`, mailbox)
+}
+
+func dirStrings(ctx context.Context, q *sql.DB, query string, args ...any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// GetEntry implements directory.Store.
+func (db *DB) GetEntry(ctx context.Context, address string) (directory.Entry, error) {
+	address = strings.ToLower(address)
+	e, err := dirScanEntry(db.r.QueryRowContext(ctx, `SELECT `+dirEntryColumns+` FROM dir_entries WHERE address = ?`, address))
+	if errors.Is(err, sql.ErrNoRows) {
+		return directory.Entry{}, dirNotFound(address)
+	}
+	if err != nil {
+		return directory.Entry{}, fmt.Errorf("sqlite: get entry %s: %w", address, err)
+	}
+	if e.Members, err = db.dirMembers(ctx, address); err != nil {
+		return directory.Entry{}, err
+	}
+	return e, nil
+}
+
+// SetStatus implements directory.Store.
+func (db *DB) SetStatus(ctx context.Context, address string, s directory.Status) error {
+	address = strings.ToLower(address)
+	res, err := db.w.ExecContext(ctx, `UPDATE dir_entries SET status = ? WHERE address = ?`, string(s), address)
+	if err != nil {
+		return fmt.Errorf("sqlite: set status of %s: %w", address, err)
+	}
+	return dirMustAffect(res, address)
+}
+
+func dirMustAffect(res sql.Result, address string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return dirNotFound(address)
+	}
+	return nil
+}
+
+// SetMembers implements directory.Store.
+func (db *DB) SetMembers(ctx context.Context, address string, members []string) error {
+	address = strings.ToLower(address)
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := dirEntryExists(ctx, tx, address); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM dir_members WHERE mailbox = ?`, address); err != nil {
+		return err
+	}
+	if err := dirInsertMembers(ctx, tx, address, members); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func dirEntryExists(ctx context.Context, tx *sql.Tx, address string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM dir_entries WHERE address = ?`, address).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return dirNotFound(address)
+	}
+	return err
+}
+
+// MemberOf implements directory.Store (index dir_members_member).
+func (db *DB) MemberOf(ctx context.Context, address string) ([]string, error) {
+	return dirStrings(ctx, db.r, `SELECT mailbox FROM dir_members WHERE member = ? ORDER BY mailbox`, strings.ToLower(address))
+}
+
+// Search implements directory.Store: every word of query must occur in the
+// folded search key (so "dupont cardio" finds Dr Dupont of the cardiology
+// service whatever the column order).
+func (db *DB) Search(ctx context.Context, query string, includeListeRouge bool, limit int) ([]directory.Entry, error) {
+	words := strings.Fields(directory.FoldSearch(query))
+	if len(words) == 0 || limit <= 0 {
+		return nil, nil
+	}
+	if len(words) > dirMaxSearchWords {
+		words = words[:dirMaxSearchWords]
+	}
+	var where []string
+	var args []any
+	for _, w := range words {
+		where = append(where, `search_key LIKE ? ESCAPE '\'`)
+		args = append(args, "%"+dirEscapeLike(w)+"%")
+	}
+	if !includeListeRouge {
+		where = append(where, `liste_rouge = 0`)
+	}
+	args = append(args, limit)
+	rows, err := db.r.QueryContext(ctx, `SELECT `+dirEntryColumns+` FROM dir_entries WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY last_name, first_name, address LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: search: %w", err)
+	}
+	var out []directory.Entry
+	for rows.Next() {
+		e, err := dirScanEntry(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Members only for shared mailboxes, after the result set is closed
+	// (the reader pool is small).
+	for i := range out {
+		switch out[i].Kind {
+		case directory.KindOrganisational, directory.KindApplicative, directory.KindPractice:
+			if out[i].Members, err = db.dirMembers(ctx, out[i].Address); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// dirEscapeLike makes s match literally inside LIKE … ESCAPE '\'.
+func dirEscapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// SetPassword implements directory.Store.
+func (db *DB) SetPassword(ctx context.Context, address, hash string) error {
+	address = strings.ToLower(address)
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := dirEntryExists(ctx, tx, address); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO dir_passwords (address, hash) VALUES (?, ?)
+		ON CONFLICT (address) DO UPDATE SET hash = excluded.hash`, address, hash); err != nil {
+		return fmt.Errorf("sqlite: set password of %s: %w", address, err)
+	}
+	return tx.Commit()
+}
+
+// AddAppPassword implements directory.Store.
+func (db *DB) AddAppPassword(ctx context.Context, address, label, hash string) (directory.AppPassword, error) {
+	address = strings.ToLower(address)
+	ap := directory.AppPassword{Label: label, Hash: hash, CreatedAt: time.Now()}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return ap, err
+	}
+	defer tx.Rollback()
+	if err := dirEntryExists(ctx, tx, address); err != nil {
+		return ap, err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO dir_app_passwords (address, label, hash, created_at)
+		VALUES (?, ?, ?, ?)`, address, label, hash, dirNanos(ap.CreatedAt))
+	if err != nil {
+		return ap, fmt.Errorf("sqlite: add app password of %s: %w", address, err)
+	}
+	if ap.ID, err = res.LastInsertId(); err != nil {
+		return ap, err
+	}
+	return ap, tx.Commit()
+}
+
+// Credentials implements directory.Store. Both reads run in one read
+// transaction so that they see the same state.
+func (db *DB) Credentials(ctx context.Context, address string) (directory.Credentials, error) {
+	address = strings.ToLower(address)
+	var c directory.Credentials
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return c, err
+	}
+	defer tx.Rollback()
+	if err := dirEntryExists(ctx, tx, address); err != nil {
+		return c, err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT hash FROM dir_passwords WHERE address = ?`, address).Scan(&c.PasswordHash)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("sqlite: credentials of %s: %w", address, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, label, hash, created_at, last_used
+		FROM dir_app_passwords WHERE address = ? ORDER BY id`, address)
+	if err != nil {
+		return c, fmt.Errorf("sqlite: credentials of %s: %w", address, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ap directory.AppPassword
+		var created, used int64
+		if err := rows.Scan(&ap.ID, &ap.Label, &ap.Hash, &created, &used); err != nil {
+			return c, err
+		}
+		ap.CreatedAt, ap.LastUsed = dirTime(created), dirTime(used)
+		c.AppPasswords = append(c.AppPasswords, ap)
+	}
+	return c, rows.Err()
+}
+
+// RecordLogin implements directory.Store.
+func (db *DB) RecordLogin(ctx context.Context, address string, appPasswordID int64, at time.Time) error {
+	address = strings.ToLower(address)
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE dir_entries SET last_login = ? WHERE address = ?`, dirNanos(at), address)
+	if err != nil {
+		return fmt.Errorf("sqlite: record login of %s: %w", address, err)
+	}
+	if err := dirMustAffect(res, address); err != nil {
+		return err
+	}
+	if appPasswordID != 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE dir_app_passwords SET last_used = ? WHERE id = ? AND address = ?`,
+			dirNanos(at), appPasswordID, address); err != nil {
+			return fmt.Errorf("sqlite: record login of %s: %w", address, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// AddTrustedDomain implements directory.Store.
+func (db *DB) AddTrustedDomain(ctx context.Context, d directory.TrustedDomain) error {
+	d.Domain = strings.ToLower(d.Domain)
+	if d.UpdatedAt.IsZero() {
+		d.UpdatedAt = time.Now()
+	}
+	_, err := db.w.ExecContext(ctx, `INSERT INTO dir_trusted_domains (domain, description, operator_cert_dn, updated_at)
+		VALUES (?, ?, ?, ?)
+		ON CONFLICT (domain) DO UPDATE SET description = excluded.description,
+			operator_cert_dn = excluded.operator_cert_dn, updated_at = excluded.updated_at`,
+		d.Domain, d.Description, d.OperatorCertDN, dirNanos(d.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: add trusted domain %s: %w", d.Domain, err)
+	}
+	return nil
+}
+
+// TrustedDomains implements directory.Store.
+func (db *DB) TrustedDomains(ctx context.Context) ([]directory.TrustedDomain, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT domain, description, operator_cert_dn, updated_at
+		FROM dir_trusted_domains ORDER BY domain`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: trusted domains: %w", err)
+	}
+	defer rows.Close()
+	var out []directory.TrustedDomain
+	for rows.Next() {
+		var d directory.TrustedDomain
+		var updated int64
+		if err := rows.Scan(&d.Domain, &d.Description, &d.OperatorCertDN, &updated); err != nil {
+			return nil, err
+		}
+		d.UpdatedAt = dirTime(updated)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

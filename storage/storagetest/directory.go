@@ -1,0 +1,483 @@
+package storagetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"carepost/directory"
+)
+
+// RunDirectory runs the conformance suite of directory.Store against the
+// stores open returns.
+//
+// open is called at least once per subtest and must return an empty store
+// the first time; when it is called again in the same subtest (the
+// persistence test) it must reopen the same data. The suite closes a store
+// that implements io.Closer before reopening; the caller closes the others
+// (t.Cleanup).
+func RunDirectory(t *testing.T, open func(t *testing.T) directory.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, open func(t *testing.T) directory.Store)
+	}{
+		{"AddGet", testDirAddGet},
+		{"Duplicate", testDirDuplicate},
+		{"Status", testDirStatus},
+		{"Members", testDirMembers},
+		{"Search", testDirSearch},
+		{"Credentials", testDirCredentials},
+		{"AppPasswords", testDirAppPasswords},
+		{"TrustedDomains", testDirTrustedDomains},
+		{"Concurrent", testDirConcurrent},
+		{"Persistence", testDirPersistence},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
+	}
+}
+
+var (
+	// t0 has a nanosecond part, to catch a backend that truncates time.
+	t0 = time.Date(2026, 3, 14, 9, 26, 53, 589793238, time.UTC)
+
+	drDupont = directory.Entry{
+		Address: "jean.dupont@ch-x.mssante.fr", Kind: directory.KindPersonal, Status: directory.StatusActive,
+		NationalID: "810001045367", Profession: "10", Specialty: "SM54",
+		FirstName: "Jean", LastName: "Dupont", Organisation: "1750000001",
+		Description: "Cardiologie", CreatedAt: t0,
+	}
+	nurse = directory.Entry{
+		Address: "helene.martin@ch-x.mssante.fr", Kind: directory.KindPersonal, Status: directory.StatusActive,
+		NationalID: "0012600631", Profession: "60", FirstName: "Hélène", LastName: "Martin", CreatedAt: t0,
+	}
+	hidden = directory.Entry{
+		Address: "paul.durand@ch-x.mssante.fr", Kind: directory.KindPersonal, Status: directory.StatusActive,
+		NationalID: "810001045367", Profession: "10", FirstName: "Paul", LastName: "Durand",
+		ListeRouge: true, CreatedAt: t0,
+	}
+	patient = directory.Entry{
+		Address: "279035121518989@patient.mssante.fr", Kind: directory.KindPatient, Status: directory.StatusActive,
+		NationalID: "279035121518989", FirstName: "Marie", LastName: "Curie",
+		NotifyAddress: "marie@example.org", ListeRouge: true, CreatedAt: t0,
+	}
+)
+
+func orgBox(addr string, members ...string) directory.Entry {
+	return directory.Entry{
+		Address: addr, Kind: directory.KindOrganisational, Status: directory.StatusActive,
+		Description: "Service " + addr, Organisation: "1750000001", Members: members, CreatedAt: t0,
+	}
+}
+
+func mustAdd(t *testing.T, s directory.Store, es ...directory.Entry) {
+	t.Helper()
+	for _, e := range es {
+		if err := s.AddEntry(context.Background(), e); err != nil {
+			t.Fatalf("AddEntry(%s): %v", e.Address, err)
+		}
+	}
+}
+
+func mustGet(t *testing.T, s directory.Store, addr string) directory.Entry {
+	t.Helper()
+	e, err := s.GetEntry(context.Background(), addr)
+	if err != nil {
+		t.Fatalf("GetEntry(%s): %v", addr, err)
+	}
+	return e
+}
+
+// sameEntry compares entries field by field, times with Equal.
+func sameEntry(t *testing.T, got, want directory.Entry) {
+	t.Helper()
+	if !got.CreatedAt.Equal(want.CreatedAt) || !got.LastLogin.Equal(want.LastLogin) {
+		t.Errorf("%s: times created %v last login %v, want %v and %v",
+			want.Address, got.CreatedAt, got.LastLogin, want.CreatedAt, want.LastLogin)
+	}
+	got.CreatedAt, got.LastLogin, want.CreatedAt, want.LastLogin = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if len(got.Members) == 0 {
+		got.Members = nil
+	}
+	if len(want.Members) == 0 {
+		want.Members = nil
+	} else {
+		want.Members = slices.Sorted(slices.Values(want.Members))
+	}
+	if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
+		t.Errorf("entry mismatch:\n got %#v\nwant %#v", got, want)
+	}
+}
+
+func testDirAddGet(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	mustAdd(t, s, drDupont, nurse, patient)
+	for _, want := range []directory.Entry{drDupont, nurse, patient} {
+		sameEntry(t, mustGet(t, s, want.Address), want)
+	}
+	if _, err := s.GetEntry(ctx, "nobody@ch-x.mssante.fr"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("GetEntry(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func testDirDuplicate(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	mustAdd(t, s, drDupont)
+	dup := nurse
+	dup.Address = drDupont.Address
+	if err := s.AddEntry(context.Background(), dup); !errors.Is(err, directory.ErrExists) {
+		t.Fatalf("AddEntry(duplicate) = %v, want ErrExists", err)
+	}
+	// The first entry is untouched.
+	sameEntry(t, mustGet(t, s, drDupont.Address), drDupont)
+	// An entry whose member does not exist is refused as a whole.
+	bad := orgBox("urgences@ch-x.mssante.fr", drDupont.Address, "ghost@ch-x.mssante.fr")
+	if err := s.AddEntry(context.Background(), bad); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("AddEntry(unknown member) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetEntry(context.Background(), bad.Address); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("entry with an unknown member was half created: %v", err)
+	}
+}
+
+func testDirStatus(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	mustAdd(t, s, drDupont)
+	for _, st := range []directory.Status{directory.StatusSuspended, directory.StatusClosed, directory.StatusActive} {
+		if err := s.SetStatus(ctx, drDupont.Address, st); err != nil {
+			t.Fatalf("SetStatus(%s): %v", st, err)
+		}
+		if got := mustGet(t, s, drDupont.Address).Status; got != st {
+			t.Errorf("status = %s, want %s", got, st)
+		}
+	}
+	if err := s.SetStatus(ctx, "nobody@ch-x.mssante.fr", directory.StatusClosed); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("SetStatus(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func testDirMembers(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	mustAdd(t, s, drDupont, nurse, hidden)
+	cardio := orgBox("cardiologie@ch-x.mssante.fr", nurse.Address, drDupont.Address)
+	urg := orgBox("urgences@ch-x.mssante.fr", drDupont.Address)
+	mustAdd(t, s, cardio, urg)
+	sameEntry(t, mustGet(t, s, cardio.Address), cardio)
+
+	memberOf := func(addr string, want ...string) {
+		t.Helper()
+		got, err := s.MemberOf(ctx, addr)
+		if err != nil {
+			t.Fatalf("MemberOf(%s): %v", addr, err)
+		}
+		if len(got) == 0 {
+			got = nil
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("MemberOf(%s) = %v, want %v", addr, got, want)
+		}
+	}
+	memberOf(drDupont.Address, cardio.Address, urg.Address)
+	memberOf(nurse.Address, cardio.Address)
+	memberOf(hidden.Address)
+	memberOf("nobody@ch-x.mssante.fr")
+
+	// SetMembers replaces, it does not add.
+	if err := s.SetMembers(ctx, cardio.Address, []string{hidden.Address}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, cardio.Address).Members; !slices.Equal(got, []string{hidden.Address}) {
+		t.Errorf("members after SetMembers = %v", got)
+	}
+	memberOf(drDupont.Address, urg.Address)
+	memberOf(hidden.Address, cardio.Address)
+	if err := s.SetMembers(ctx, cardio.Address, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, cardio.Address).Members; len(got) != 0 {
+		t.Errorf("members after SetMembers(nil) = %v", got)
+	}
+	if err := s.SetMembers(ctx, "nobody@ch-x.mssante.fr", []string{nurse.Address}); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("SetMembers(unknown mailbox) = %v, want ErrNotFound", err)
+	}
+	// An unknown member leaves the members as they were.
+	if err := s.SetMembers(ctx, urg.Address, []string{nurse.Address, "ghost@ch-x.mssante.fr"}); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("SetMembers(unknown member) = %v, want ErrNotFound", err)
+	}
+	if got := mustGet(t, s, urg.Address).Members; !slices.Equal(got, []string{drDupont.Address}) {
+		t.Errorf("members after a refused SetMembers = %v, want unchanged", got)
+	}
+}
+
+func testDirSearch(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	cardio := orgBox("cardiologie@ch-x.mssante.fr", drDupont.Address)
+	mustAdd(t, s, drDupont, nurse, hidden, patient, cardio)
+
+	search := func(q string, rouge bool, limit int, want ...string) {
+		t.Helper()
+		got, err := s.Search(ctx, q, rouge, limit)
+		if err != nil {
+			t.Fatalf("Search(%q): %v", q, err)
+		}
+		var addrs []string
+		for _, e := range got {
+			addrs = append(addrs, e.Address)
+		}
+		slices.Sort(addrs)
+		slices.Sort(want)
+		if !slices.Equal(addrs, want) {
+			t.Errorf("Search(%q, listeRouge=%v, %d) = %v, want %v", q, rouge, limit, addrs, want)
+		}
+	}
+	search("dupont", false, 10, drDupont.Address)
+	search("DUPONT", false, 10, drDupont.Address)
+	search("jean dupont", false, 10, drDupont.Address)
+	search("dupont jean", false, 10, drDupont.Address) // every word, any order
+	search("helene", false, 10, nurse.Address)         // accents folded
+	search("HÉLÈNE", false, 10, nurse.Address)
+	search("810001045367", false, 10, drDupont.Address) // national id; Durand is on the liste rouge
+	search("810001045367", true, 10, drDupont.Address, hidden.Address)
+	search("sm54", false, 10, drDupont.Address)                       // specialty
+	search("1750000001", false, 10, drDupont.Address, cardio.Address) // organisation
+	search("cardiolog", false, 10, drDupont.Address, cardio.Address)  // description, address
+	search("durand", false, 10)
+	search("durand", true, 10, hidden.Address)
+	search("curie", false, 10)
+	search("ch-x", false, 10, drDupont.Address, nurse.Address, cardio.Address)
+	search("ch-x", false, 2, cardio.Address, drDupont.Address) // ordered by last name ("" first), first name, address
+	search("%", true, 10)                                      // LIKE wildcards are literal
+	search("_", true, 10)
+	search("nobody", true, 10)
+
+	got, err := s.Search(ctx, "cardiologie@", false, 10)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Search(cardiologie@) = %v, %v", got, err)
+	}
+	sameEntry(t, got[0], cardio) // full entries, members included
+}
+
+func testDirCredentials(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	mustAdd(t, s, drDupont)
+	c, err := s.Credentials(ctx, drDupont.Address)
+	if err != nil || c.PasswordHash != "" || len(c.AppPasswords) != 0 {
+		t.Fatalf("Credentials(no password) = %+v, %v", c, err)
+	}
+	for _, h := range []string{"$argon2id$first", "$argon2id$second"} {
+		if err := s.SetPassword(ctx, drDupont.Address, h); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := s.Credentials(ctx, drDupont.Address); err != nil || c.PasswordHash != h {
+			t.Fatalf("Credentials after SetPassword(%s) = %+v, %v", h, c, err)
+		}
+	}
+	if err := s.SetPassword(ctx, "nobody@ch-x.mssante.fr", "x"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("SetPassword(unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Credentials(ctx, "nobody@ch-x.mssante.fr"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("Credentials(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func testDirAppPasswords(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	mustAdd(t, s, drDupont, nurse)
+	a, err := s.AddAppPassword(ctx, drDupont.Address, "Thunderbird", "$argon2id$a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.AddAppPassword(ctx, drDupont.Address, "Phone", "$argon2id$b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddAppPassword(ctx, nurse.Address, "Other", "$argon2id$c"); err != nil {
+		t.Fatal(err)
+	}
+	if a.ID == 0 || b.ID == 0 || a.ID == b.ID || a.CreatedAt.IsZero() {
+		t.Fatalf("app passwords %+v %+v: want distinct non-zero IDs and a creation time", a, b)
+	}
+	if _, err := s.AddAppPassword(ctx, "nobody@ch-x.mssante.fr", "x", "y"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("AddAppPassword(unknown) = %v, want ErrNotFound", err)
+	}
+	c, err := s.Credentials(ctx, drDupont.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.AppPasswords) != 2 || c.AppPasswords[0].ID != a.ID || c.AppPasswords[1].ID != b.ID ||
+		c.AppPasswords[0].Label != "Thunderbird" || c.AppPasswords[1].Hash != "$argon2id$b" {
+		t.Fatalf("app passwords = %+v", c.AppPasswords)
+	}
+
+	// A login with the second app password.
+	at := t0.Add(time.Hour)
+	if err := s.RecordLogin(ctx, drDupont.Address, b.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, drDupont.Address).LastLogin; !got.Equal(at) {
+		t.Errorf("LastLogin = %v, want %v", got, at)
+	}
+	c, _ = s.Credentials(ctx, drDupont.Address)
+	if !c.AppPasswords[0].LastUsed.IsZero() || !c.AppPasswords[1].LastUsed.Equal(at) {
+		t.Errorf("LastUsed = %v / %v, want zero / %v", c.AppPasswords[0].LastUsed, c.AppPasswords[1].LastUsed, at)
+	}
+	// A login with the main password updates only the entry.
+	at2 := at.Add(time.Minute)
+	if err := s.RecordLogin(ctx, drDupont.Address, 0, at2); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = s.Credentials(ctx, drDupont.Address)
+	if got := mustGet(t, s, drDupont.Address).LastLogin; !got.Equal(at2) || !c.AppPasswords[1].LastUsed.Equal(at) {
+		t.Errorf("after a password login: LastLogin %v, app LastUsed %v", got, c.AppPasswords[1].LastUsed)
+	}
+	// Another account's app password ID does not touch this one.
+	if err := s.RecordLogin(ctx, nurse.Address, b.ID, at2); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = s.Credentials(ctx, drDupont.Address)
+	if !c.AppPasswords[1].LastUsed.Equal(at) {
+		t.Errorf("RecordLogin of another account changed LastUsed to %v", c.AppPasswords[1].LastUsed)
+	}
+	if err := s.RecordLogin(ctx, "nobody@ch-x.mssante.fr", 0, at); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("RecordLogin(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func testDirTrustedDomains(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	if l, err := s.TrustedDomains(ctx); err != nil || len(l) != 0 {
+		t.Fatalf("TrustedDomains(empty) = %v, %v", l, err)
+	}
+	b := directory.TrustedDomain{Domain: "ch-b.mssante.fr", Description: "CH B", OperatorCertDN: "CN=op-b", UpdatedAt: t0}
+	a := directory.TrustedDomain{Domain: "ap-hm.mssante.fr", Description: "AP-HM", UpdatedAt: t0}
+	for _, d := range []directory.TrustedDomain{b, a} {
+		if err := s.AddTrustedDomain(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Adding again updates.
+	b.Description, b.OperatorCertDN, b.UpdatedAt = "CH B (new)", "CN=op-b2", t0.Add(time.Hour)
+	if err := s.AddTrustedDomain(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.TrustedDomains(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []directory.TrustedDomain{a, b}
+	if len(l) != 2 {
+		t.Fatalf("TrustedDomains = %+v, want %+v", l, want)
+	}
+	for i := range want {
+		if l[i].Domain != want[i].Domain || l[i].Description != want[i].Description ||
+			l[i].OperatorCertDN != want[i].OperatorCertDN || !l[i].UpdatedAt.Equal(want[i].UpdatedAt) {
+			t.Errorf("TrustedDomains[%d] = %+v, want %+v", i, l[i], want[i])
+		}
+	}
+}
+
+// testDirConcurrent checks that concurrent writers and readers neither fail
+// nor lose writes (run it with -race).
+func testDirConcurrent(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	mustAdd(t, s, drDupont)
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*n)
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			e := nurse
+			e.Address = fmt.Sprintf("user%02d@ch-x.mssante.fr", i)
+			if err := s.AddEntry(ctx, e); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := s.AddAppPassword(ctx, e.Address, "dev", "h"); err != nil {
+				errs <- err
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := s.GetEntry(ctx, drDupont.Address); err != nil {
+				errs <- err
+			}
+			if err := s.RecordLogin(ctx, drDupont.Address, 0, t0); err != nil {
+				errs <- err
+			}
+			if _, err := s.Search(ctx, "user", false, 100); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	got, err := s.Search(ctx, "user", false, 100)
+	if err != nil || len(got) != n {
+		t.Fatalf("after concurrent adds, Search found %d entries (%v), want %d", len(got), err, n)
+	}
+}
+
+func testDirPersistence(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	cardio := orgBox("cardiologie@ch-x.mssante.fr", drDupont.Address)
+	mustAdd(t, s, drDupont, cardio)
+	if err := s.SetPassword(ctx, drDupont.Address, "$argon2id$p"); err != nil {
+		t.Fatal(err)
+	}
+	ap, err := s.AddAppPassword(ctx, drDupont.Address, "Phone", "$argon2id$a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordLogin(ctx, drDupont.Address, ap.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetStatus(ctx, cardio.Address, directory.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddTrustedDomain(ctx, directory.TrustedDomain{Domain: "ch-b.mssante.fr", UpdatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := s.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s = open(t)
+	want := drDupont
+	want.LastLogin = t0
+	sameEntry(t, mustGet(t, s, drDupont.Address), want)
+	wantOrg := cardio
+	wantOrg.Status = directory.StatusSuspended
+	sameEntry(t, mustGet(t, s, cardio.Address), wantOrg)
+	c, err := s.Credentials(ctx, drDupont.Address)
+	if err != nil || c.PasswordHash != "$argon2id$p" || len(c.AppPasswords) != 1 ||
+		c.AppPasswords[0].ID != ap.ID || !c.AppPasswords[0].LastUsed.Equal(t0) {
+		t.Errorf("credentials after reopen = %+v, %v", c, err)
+	}
+	if l, err := s.TrustedDomains(ctx); err != nil || len(l) != 1 || l[0].Domain != "ch-b.mssante.fr" {
+		t.Errorf("trusted domains after reopen = %+v, %v", l, err)
+	}
+	if of, err := s.MemberOf(ctx, drDupont.Address); err != nil || !slices.Equal(of, []string{cardio.Address}) {
+		t.Errorf("MemberOf after reopen = %v, %v", of, err)
+	}
+}
