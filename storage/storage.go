@@ -32,6 +32,9 @@ var (
 	ErrSpecialMailbox  = errors.New("storage: INBOX cannot be deleted or renamed")
 	ErrMailboxHasChild = errors.New("storage: mailbox has children")
 	ErrInvalidName     = errors.New("storage: invalid mailbox name")
+	// ErrInvalidFlag: a keyword that is not an IMAP atom (RFC 9051 §9
+	// flag-keyword), e.g. with a space or a parenthesis.
+	ErrInvalidFlag = errors.New("storage: invalid flag")
 )
 
 // Delimiter separates the levels of a mailbox hierarchy ("Archive/2026").

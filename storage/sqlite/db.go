@@ -2,6 +2,18 @@
 // (modernc.org/sqlite, pure Go, WAL) for metadata and the directory, and
 // files for message bodies, encrypted at rest. It implements storage.Store
 // and directory.Store.
+//
+// Implementation notes (mail store):
+//   - every write of the mail store is an op run by one committer goroutine
+//     (commit.go), which runs whatever ops are queued in one transaction and
+//     one fsync (group commit), then publishes their changes to watchers in
+//     commit order (watch.go) and only then answers the callers;
+//   - reads use the reader pool db.r, each in a read transaction, so that
+//     what one method returns is one snapshot (WAL readers never wait for
+//     the writer);
+//   - bodies are sealed files under dir/blobs/xx/ (blobs.go), written and
+//     fsynced before the metadata that references them is committed, and
+//     removed after the commit that drops their last reference.
 package sqlite
 
 import (
@@ -10,9 +22,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+
+	"carepost/storage"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 )
+
+var _ storage.Store = (*DB)(nil)
 
 // Options configure a DB.
 type Options struct {
@@ -29,6 +46,16 @@ type DB struct {
 	w *sql.DB
 	// r serves reads concurrently (WAL readers never block the writer).
 	r *sql.DB
+
+	lock *os.File // flock on dir/carepost.lock, see lockDir
+
+	// The committer (commit.go).
+	ops       chan *op
+	closeMu   sync.RWMutex // held for reading while submitting an op
+	closed    bool
+	committed chan struct{} // closed when the committer has exited
+
+	watchers watchers // watch.go
 }
 
 // Open opens (creating it if needed) the database in dir/carepost.db and the
@@ -40,25 +67,44 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o700); err != nil {
 		return nil, err
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
 	path := filepath.Join(dir, "carepost.db")
 	// synchronous=FULL: a commit is on disk when it returns (WAL fsync).
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_pragma=busy_timeout(10000)&_txlock=immediate"
-	w, err := sql.Open("sqlite", dsn)
+	pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_pragma=busy_timeout(10000)"
+	// _txlock=immediate: a write transaction takes the write lock at BEGIN,
+	// so it never fails half-way on a lock upgrade.
+	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	w.SetMaxOpenConns(1)
-	r, err := sql.Open("sqlite", dsn+"&mode=ro")
+	// Readers: read-only connections; their transactions are plain
+	// (deferred) BEGINs that take a WAL snapshot at the first read.
+	r, err := sql.Open("sqlite", "file:"+path+"?mode=ro&"+pragmas)
 	if err != nil {
 		w.Close()
+		lock.Close()
 		return nil, err
 	}
 	r.SetMaxOpenConns(8)
-	db := &DB{dir: dir, key: opts.Key, w: w, r: r}
+	db := &DB{
+		dir: dir, key: opts.Key, w: w, r: r, lock: lock,
+		ops:       make(chan *op, maxBatch),
+		committed: make(chan struct{}),
+	}
 	if err := db.migrate(context.Background()); err != nil {
-		db.Close()
+		db.closeFiles()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
+	if err := db.initBlobs(context.Background()); err != nil {
+		db.closeFiles()
+		return nil, fmt.Errorf("sqlite: body store %s: %w", filepath.Join(dir, "blobs"), err)
+	}
+	go db.commitLoop()
 	return db, nil
 }
 
@@ -87,11 +133,28 @@ func (db *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the database.
+// Close waits for the queued writes to commit and closes the database.
+// Calls made after Close fail.
 func (db *DB) Close() error {
+	db.closeMu.Lock()
+	if db.closed {
+		db.closeMu.Unlock()
+		return nil
+	}
+	db.closed = true
+	close(db.ops)
+	db.closeMu.Unlock()
+	<-db.committed
+	return db.closeFiles()
+}
+
+func (db *DB) closeFiles() error {
 	err := db.r.Close()
 	if err2 := db.w.Close(); err == nil {
 		err = err2
+	}
+	if db.lock != nil {
+		db.lock.Close()
 	}
 	return err
 }

@@ -2,6 +2,80 @@ package sqlite
 
 // mailSchemaV1: accounts, mailboxes, messages, bodies. Owned by the mail
 // store (store.go and friends).
+//
+// Design notes:
+//   - messages is WITHOUT ROWID with primary key (mailbox_id, uid): the rows
+//     of one mailbox are stored together in UID order, so SELECT, STATUS and
+//     FETCH 1:* are one range scan of the primary key, no extra index.
+//   - system flags are a bitmask (flagSeen… in flags.go), keywords a
+//     space-separated list (keywords are IMAP atoms, which never hold a
+//     space), usually empty: a row stays a few dozen bytes.
+//   - a body is stored once in blobs and referenced by every copy; the
+//     triggers keep blobs.refs equal to the number of messages pointing at
+//     it, whatever statement adds or removes them (deliver, copy, move,
+//     expunge, delete mailbox). A blob whose count drops to zero is deleted
+//     by the transaction and its file after the commit. (No foreign key on
+//     blob_id: it would need an index on messages(blob_id), written on every
+//     delivery, only to check deletes that the count already guards.)
+//   - mailboxes.keywords is every keyword ever used in the mailbox (for the
+//     FLAGS response of SELECT, RFC 9051 §7.3.5), never shrunk, so STATUS
+//     and SELECT need not scan messages to find them.
+//   - mailboxes.recent_uid is the \Recent watermark (RFC 3501 §2.3.2):
+//     messages above it have not yet been seen by a claiming SELECT.
+//   - accounts.last_uidvalidity makes every new mailbox of the account get
+//     a UIDVALIDITY greater than any before (RFC 9051 §2.3.1.1), also after
+//     a delete and re-create of the same name.
 const mailSchemaV1 = `
-CREATE TABLE IF NOT EXISTS placeholder_mail (id INTEGER PRIMARY KEY);
+CREATE TABLE accounts (
+	id               INTEGER PRIMARY KEY,
+	name             TEXT NOT NULL UNIQUE,
+	last_uidvalidity INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE mailboxes (
+	id             INTEGER PRIMARY KEY,
+	account_id     INTEGER NOT NULL REFERENCES accounts(id),
+	name           TEXT NOT NULL,
+	special_use    TEXT NOT NULL DEFAULT '',
+	uidvalidity    INTEGER NOT NULL,
+	uidnext        INTEGER NOT NULL DEFAULT 1,
+	highest_modseq INTEGER NOT NULL DEFAULT 1,
+	recent_uid     INTEGER NOT NULL DEFAULT 0,
+	keywords       TEXT NOT NULL DEFAULT '',
+	UNIQUE (account_id, name)
+);
+
+CREATE TABLE subscriptions (
+	account_id INTEGER NOT NULL REFERENCES accounts(id),
+	name       TEXT NOT NULL,
+	PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE blobs (
+	id   INTEGER PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	size INTEGER NOT NULL,
+	refs INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX blobs_unreferenced ON blobs(id) WHERE refs <= 0;
+
+CREATE TABLE messages (
+	mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id),
+	uid           INTEGER NOT NULL,
+	blob_id       INTEGER NOT NULL,
+	flags         INTEGER NOT NULL DEFAULT 0,
+	keywords      TEXT NOT NULL DEFAULT '',
+	internal_date INTEGER NOT NULL,
+	date_offset   INTEGER NOT NULL DEFAULT 0,
+	size          INTEGER NOT NULL,
+	modseq        INTEGER NOT NULL,
+	PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+
+CREATE TRIGGER messages_ref AFTER INSERT ON messages BEGIN
+	UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
+END;
+CREATE TRIGGER messages_unref AFTER DELETE ON messages BEGIN
+	UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob_id;
+END;
 `

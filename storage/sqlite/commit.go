@@ -1,0 +1,188 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+
+	"carepost/storage"
+)
+
+// Group commit (see BASELINES.md: one fsync per message caps delivery at
+// some 1,600 msg/s on our machines; one fsync per batch does not).
+//
+// Every write of the mail store is an op: a function run inside a write
+// transaction. Callers queue ops on db.ops and wait; one goroutine, the
+// committer, takes whatever is queued (up to maxBatch), runs each op inside
+// a SAVEPOINT of one transaction (so a failing op, such as a delivery to a
+// mailbox deleted meanwhile, is rolled back alone), commits once (one WAL
+// fsync, synchronous=FULL), removes the body files whose last reference
+// went, publishes the changes of the batch to watchers in commit order, and
+// only then answers each caller. A caller thus never sees nil before its
+// change is durable, and never sees an error for a change that committed.
+//
+// Bodies are written and fsynced by each caller before it queues its op
+// (blobs.go). They could be batched too: callers would hand over unsynced
+// files, and the committer would fsync them all (in parallel) and each
+// blobs/xx directory once just before the COMMIT of the batch.
+
+// maxBatch bounds the ops of one transaction, so that one commit does not
+// hold the write lock (and the readers' WAL growth) for too long.
+const maxBatch = 256
+
+var errClosed = errors.New("sqlite: the store is closed")
+
+type op struct {
+	ctx     context.Context
+	run     func(t *wtx) error
+	err     error
+	changes []storage.Change
+	garbage []string // blob names to remove after the commit
+	done    chan struct{}
+}
+
+// wtx is the write transaction as an op sees it.
+type wtx struct {
+	*sql.Tx
+	ctx context.Context
+	o   *op
+}
+
+// publish records a change, published once the transaction commits.
+func (t *wtx) publish(c storage.Change) { t.o.changes = append(t.o.changes, c) }
+
+// collectGarbage deletes the blobs that lost their last reference in this
+// op; their files are removed after the commit.
+func (t *wtx) collectGarbage() error {
+	rows, err := t.QueryContext(t.ctx, "DELETE FROM blobs WHERE refs <= 0 RETURNING name")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		t.o.garbage = append(t.o.garbage, name)
+	}
+	return rows.Err()
+}
+
+// write runs fn in the committer and returns once its transaction committed
+// (nil) or was rolled back (the error). fn may run together with other ops
+// in one transaction; its own statements are all or nothing.
+func (db *DB) write(ctx context.Context, fn func(t *wtx) error) error {
+	o := &op{ctx: ctx, run: fn, done: make(chan struct{})}
+	db.closeMu.RLock()
+	if db.closed {
+		db.closeMu.RUnlock()
+		return errClosed
+	}
+	select {
+	case db.ops <- o:
+	case <-ctx.Done():
+		db.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	db.closeMu.RUnlock()
+	// Once queued, wait for the outcome whatever ctx does: returning early
+	// could report a failure for a change that then commits.
+	<-o.done
+	return o.err
+}
+
+func (db *DB) commitLoop() {
+	defer close(db.committed)
+	for o := range db.ops {
+		batch := []*op{o}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case o, ok := <-db.ops:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		db.commitBatch(batch)
+	}
+}
+
+func (db *DB) commitBatch(batch []*op) {
+	defer func() {
+		for _, o := range batch {
+			close(o.done)
+		}
+	}()
+	ctx := context.Background() // one caller's cancellation must not abort the others
+	fail := func(err error) {
+		for _, o := range batch {
+			if o.err == nil {
+				o.err = fmt.Errorf("sqlite: commit: %w", err)
+			}
+			o.changes, o.garbage = nil, nil
+		}
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err = err
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		if err := runOp(&wtx{Tx: tx, ctx: ctx, o: o}); err != nil {
+			o.err, o.changes, o.garbage = err, nil, nil
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO op; RELEASE op"); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE op"); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(err)
+		return
+	}
+	for _, o := range batch {
+		if o.err != nil {
+			continue
+		}
+		for _, name := range o.garbage {
+			// A file left behind (crash, error) is an orphan that the
+			// sweep of the next Open removes.
+			os.Remove(db.blobPath(name))
+		}
+		db.watchers.publish(o.changes)
+	}
+}
+
+// runOp runs one op, turning a panic (a bug) into an error for that op
+// rather than a crash of the server.
+func runOp(t *wtx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sqlite: internal error: %v", r)
+		}
+	}()
+	return t.o.run(t)
+}

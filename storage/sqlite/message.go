@@ -1,0 +1,348 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"carepost/storage"
+)
+
+// Messages: delivery, STATUS/SELECT snapshots, metadata and bodies.
+
+func sortUIDs(uids []uint32) { slices.Sort(uids) }
+
+// uidsJSON encodes uids as a JSON array for "uid IN (SELECT value FROM
+// json_each(?))": one statement, one bound value, whatever the count.
+func uidsJSON(uids []uint32) string {
+	var b strings.Builder
+	b.Grow(len(uids)*7 + 2)
+	b.WriteByte('[')
+	for i, u := range uids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(u), 10))
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+func mailboxExists(ctx context.Context, q querier, id int64) error {
+	var ok bool
+	if err := q.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE id = ?)", id).Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, id)
+	}
+	return nil
+}
+
+// reserve takes n UIDs and one modseq in a mailbox (n may be 0: a change
+// that adds nothing, such as a flag update). It returns the first UID, the
+// new HIGHESTMODSEQ, the UIDVALIDITY and the mailbox keywords.
+func reserve(t *wtx, mailboxID int64, n int) (first uint32, modseq uint64, uidValidity uint32, keywords string, err error) {
+	var next int64
+	err = t.QueryRowContext(t.ctx, `UPDATE mailboxes SET uidnext = uidnext + ?, highest_modseq = highest_modseq + 1
+		WHERE id = ? RETURNING uidnext - ?, highest_modseq, uidvalidity, keywords`, n, mailboxID, n).
+		Scan(&next, &modseq, &uidValidity, &keywords)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, 0, "", fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
+	}
+	if err != nil {
+		return 0, 0, 0, "", err
+	}
+	// UIDs are 32-bit (RFC 9051 §2.3.1.1); a mailbox that used them all
+	// would need a new UIDVALIDITY, which we never do silently.
+	if next+int64(n)-1 > math.MaxUint32 {
+		return 0, 0, 0, "", errors.New("sqlite: the mailbox has used every UID")
+	}
+	return uint32(next), modseq, uidValidity, keywords, nil
+}
+
+// addMailboxKeywords records keywords used in a mailbox (for FLAGS).
+func addMailboxKeywords(t *wtx, mailboxID int64, stored string, add []string) error {
+	if len(add) == 0 {
+		return nil
+	}
+	kw, changed := mergeKeywords(stored, add)
+	if !changed {
+		return nil
+	}
+	_, err := t.ExecContext(t.ctx, "UPDATE mailboxes SET keywords = ? WHERE id = ?", kw, mailboxID)
+	return err
+}
+
+const insertMessage = `INSERT INTO messages (mailbox_id, uid, blob_id, flags, keywords, internal_date, date_offset, size, modseq)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+func encodeDate(d time.Time) (int64, int) {
+	_, off := d.Zone()
+	return d.UnixNano(), off
+}
+
+func decodeDate(nanos int64, off int) time.Time {
+	t := time.Unix(0, nanos)
+	if off == 0 {
+		return t.UTC()
+	}
+	return t.In(time.FixedZone("", off))
+}
+
+// Deliver implements storage.Store: the body is sealed and fsynced once,
+// then one op inserts its blob row and one message per target.
+func (db *DB) Deliver(ctx context.Context, body io.Reader, targets []storage.Target) ([]storage.Appended, error) {
+	if len(targets) == 0 {
+		return nil, errors.New("sqlite: deliver to no mailbox")
+	}
+	flags := make([]flagSet, len(targets))
+	for i, tg := range targets {
+		fs, err := parseFlags(tg.Flags)
+		if err != nil {
+			return nil, err
+		}
+		flags[i] = fs
+	}
+	name, size, err := db.writeBlob(body)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var out []storage.Appended
+	err = db.write(ctx, func(t *wtx) error {
+		out = out[:0]
+		var blobID int64
+		if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size) VALUES (?, ?) RETURNING id", name, size).Scan(&blobID); err != nil {
+			return err
+		}
+		for i, tg := range targets {
+			uid, modseq, uidValidity, kw, err := reserve(t, tg.MailboxID, 1)
+			if err != nil {
+				return err
+			}
+			if err := addMailboxKeywords(t, tg.MailboxID, kw, flags[i].keywords); err != nil {
+				return err
+			}
+			date := tg.InternalDate
+			if date.IsZero() {
+				date = now
+			}
+			nanos, off := encodeDate(date)
+			if _, err := t.ExecContext(t.ctx, insertMessage, tg.MailboxID, uid, blobID, flags[i].bits,
+				joinKeywords(flags[i].keywords), nanos, off, size, modseq); err != nil {
+				return err
+			}
+			out = append(out, storage.Appended{MailboxID: tg.MailboxID, UIDValidity: uidValidity, UID: uid, ModSeq: modseq})
+			t.publish(storage.Change{Kind: storage.MessageAdded, MailboxID: tg.MailboxID, UID: uid,
+				Flags: formatFlags(flags[i].bits, joinKeywords(flags[i].keywords)), ModSeq: modseq})
+		}
+		return nil
+	})
+	if err != nil {
+		// Not referenced by any committed row: remove it now rather than
+		// at the next sweep.
+		removeFile(db.blobPath(name))
+		return nil, err
+	}
+	return out, nil
+}
+
+// mailboxRow reads the mailbox part of a status.
+func mailboxRow(ctx context.Context, q querier, id int64) (storage.MailboxStatus, int64, string, error) {
+	var st storage.MailboxStatus
+	var recentUID int64
+	var keywords string
+	err := q.QueryRowContext(ctx, "SELECT "+mailboxColumns+", m.recent_uid, m.keywords"+mailboxFrom+"WHERE m.id = ?", id).Scan(
+		&st.ID, &st.Account, &st.Name, &st.SpecialUse, &st.Subscribed,
+		&st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &recentUID, &keywords)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, 0, "", fmt.Errorf("%w: id %d", storage.ErrNoMailbox, id)
+	}
+	return st, recentUID, keywords, err
+}
+
+// mailboxFlags is the FLAGS list: every system flag, then every keyword
+// used in the mailbox.
+func mailboxFlags(keywords string) []string {
+	out := make([]string, 0, len(systemFlags))
+	for _, sf := range systemFlags {
+		out = append(out, sf.name)
+	}
+	return append(out, splitKeywords(keywords)...)
+}
+
+// Status implements storage.Store: the mailbox row and one aggregate over
+// the mailbox's range of the messages primary key. Recent counts the
+// messages no claiming Select has seen yet.
+func (db *DB) Status(ctx context.Context, mailboxID int64) (storage.MailboxStatus, error) {
+	var st storage.MailboxStatus
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		var recentUID int64
+		var keywords string
+		var err error
+		st, recentUID, keywords, err = mailboxRow(ctx, tx, mailboxID)
+		if err != nil {
+			return err
+		}
+		st.Flags = mailboxFlags(keywords)
+		var first sql.NullInt64
+		err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(size), 0),
+			coalesce(sum(flags & ? = 0), 0), coalesce(sum(flags & ? != 0), 0), coalesce(sum(uid > ?), 0),
+			min(CASE WHEN flags & ? = 0 THEN uid END)
+			FROM messages WHERE mailbox_id = ?`, flagSeen, flagDeleted, recentUID, flagSeen, mailboxID).
+			Scan(&st.Messages, &st.Size, &st.Unseen, &st.Deleted, &st.Recent, &first)
+		st.FirstUnseen = uint32(first.Int64)
+		return err
+	})
+	return st, err
+}
+
+// Select implements storage.Store. The snapshot is one read transaction:
+// the mailbox row and one scan of its messages (uid, flags, size), from
+// which the counters are computed. Claiming \Recent (RFC 3501 §2.3.2) is a
+// separate small write, done only when the snapshot holds messages above
+// the watermark: it moves the watermark to the highest UID of the snapshot
+// and returns the old one, so that of concurrent claims each message goes
+// to exactly one. Without claimRecent, Recent and firstRecent describe the
+// messages not claimed yet.
+func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (storage.MailboxStatus, []uint32, uint32, error) {
+	var (
+		st        storage.MailboxStatus
+		uids      []uint32
+		recentUID int64
+	)
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		var keywords string
+		var err error
+		st, recentUID, keywords, err = mailboxRow(ctx, tx, mailboxID)
+		if err != nil {
+			return err
+		}
+		st.Flags = mailboxFlags(keywords)
+		rows, err := tx.QueryContext(ctx, "SELECT uid, flags, size FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		uids = make([]uint32, 0, max(0, int64(st.UIDNext)-1-recentUID, 16))
+		for rows.Next() {
+			var uid uint32
+			var flags, size int64
+			if err := rows.Scan(&uid, &flags, &size); err != nil {
+				return err
+			}
+			uids = append(uids, uid)
+			st.Size += size
+			if flags&flagSeen == 0 {
+				st.Unseen++
+				if st.FirstUnseen == 0 {
+					st.FirstUnseen = uid
+				}
+			}
+			if flags&flagDeleted != 0 {
+				st.Deleted++
+			}
+		}
+		st.Messages = uint32(len(uids))
+		return rows.Err()
+	})
+	if err != nil {
+		return storage.MailboxStatus{}, nil, 0, err
+	}
+	if claimRecent && len(uids) > 0 && int64(uids[len(uids)-1]) > recentUID {
+		top := uids[len(uids)-1]
+		err := db.write(ctx, func(t *wtx) error {
+			err := t.QueryRowContext(t.ctx, "SELECT recent_uid FROM mailboxes WHERE id = ?", mailboxID).Scan(&recentUID)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
+			}
+			if err != nil || recentUID >= int64(top) {
+				return err
+			}
+			_, err = t.ExecContext(t.ctx, "UPDATE mailboxes SET recent_uid = ? WHERE id = ?", top, mailboxID)
+			return err
+		})
+		if err != nil {
+			return storage.MailboxStatus{}, nil, 0, err
+		}
+	}
+	// UIDs above the watermark (the old one when we claimed) are recent.
+	i, _ := slices.BinarySearch(uids, uint32(min(recentUID, math.MaxUint32))+1)
+	if recentUID >= math.MaxUint32 {
+		i = len(uids)
+	}
+	st.Recent = uint32(len(uids) - i)
+	var firstRecent uint32
+	if i < len(uids) {
+		firstRecent = uids[i]
+	}
+	return st, uids, firstRecent, nil
+}
+
+// Messages implements storage.Store: one range scan of the primary key for
+// all messages, or one lookup per UID inside one statement.
+func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]storage.Message, error) {
+	var out []storage.Message
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		if err := mailboxExists(ctx, tx, mailboxID); err != nil {
+			return err
+		}
+		const cols = "SELECT uid, flags, keywords, internal_date, date_offset, size, modseq FROM messages WHERE mailbox_id = ?"
+		var rows *sql.Rows
+		var err error
+		if uids == nil {
+			rows, err = tx.QueryContext(ctx, cols+" ORDER BY uid", mailboxID)
+		} else if len(uids) == 0 {
+			return nil
+		} else {
+			rows, err = tx.QueryContext(ctx, cols+" AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid", mailboxID, uidsJSON(uids))
+		}
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m storage.Message
+			var flags, nanos int64
+			var keywords string
+			var off int
+			if err := rows.Scan(&m.UID, &flags, &keywords, &nanos, &off, &m.Size, &m.ModSeq); err != nil {
+				return err
+			}
+			m.Flags = formatFlags(flags, keywords)
+			m.InternalDate = decodeDate(nanos, off)
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// OpenBody implements storage.Store.
+func (db *DB) OpenBody(ctx context.Context, mailboxID int64, uid uint32) (storage.Body, error) {
+	var name string
+	var size int64
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT b.name, b.size FROM messages m JOIN blobs b ON b.id = m.blob_id
+			WHERE m.mailbox_id = ? AND m.uid = ?`, mailboxID, uid).Scan(&name, &size)
+		if errors.Is(err, sql.ErrNoRows) {
+			if err := mailboxExists(ctx, tx, mailboxID); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: uid %d", storage.ErrNoMessage, uid)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return db.openBlob(name, size)
+}

@@ -1,0 +1,278 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"carepost/storage"
+)
+
+// Changes to existing messages: STORE, COPY, MOVE, EXPUNGE. Each is one op
+// of the committer, so each is atomic and published in commit order. One
+// command bumps the mailbox's HIGHESTMODSEQ once, and every message it
+// changed gets that MODSEQ (RFC 7162 §3.1: a command's changes may share
+// one mod-sequence).
+
+// StoreFlags implements storage.Store. A message whose flags do not change
+// keeps its MODSEQ (RFC 7162 §3.1.3 bumps it on actual changes only); with
+// FlagsSet it is still returned, with its current state.
+func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op storage.FlagOp, flags []string) ([]storage.FlagUpdate, error) {
+	fs, err := parseFlags(flags)
+	if err != nil {
+		return nil, err
+	}
+	var out []storage.FlagUpdate
+	err = db.write(ctx, func(t *wtx) error {
+		out = out[:0]
+		if err := mailboxExists(t.ctx, t, mailboxID); err != nil {
+			return err
+		}
+		if len(uids) == 0 {
+			return nil
+		}
+		rows, err := t.QueryContext(t.ctx, `SELECT uid, flags, keywords, modseq FROM messages
+			WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid`, mailboxID, uidsJSON(uids))
+		if err != nil {
+			return err
+		}
+		type row struct {
+			uid         uint32
+			bits, nbits int64
+			kw, nkw     string
+			modseq      uint64
+		}
+		var list []row
+		changed := 0
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.uid, &r.bits, &r.kw, &r.modseq); err != nil {
+				rows.Close()
+				return err
+			}
+			r.nbits, r.nkw = applyFlags(r.bits, r.kw, op, fs)
+			if r.nbits != r.bits || !sameKeywords(r.kw, r.nkw) {
+				changed++
+			} else {
+				r.nkw = r.kw
+			}
+			list = append(list, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var modseq uint64
+		if changed > 0 {
+			var kw string
+			if _, modseq, _, kw, err = reserve(t, mailboxID, 0); err != nil {
+				return err
+			}
+			if op != storage.FlagsRemove {
+				if err := addMailboxKeywords(t, mailboxID, kw, fs.keywords); err != nil {
+					return err
+				}
+			}
+		}
+		stmt, err := t.PrepareContext(t.ctx, "UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?")
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, r := range list {
+			same := r.nbits == r.bits && r.nkw == r.kw
+			if same && op != storage.FlagsSet {
+				continue
+			}
+			u := storage.FlagUpdate{UID: r.uid, Flags: formatFlags(r.nbits, r.nkw), ModSeq: r.modseq}
+			if !same {
+				u.ModSeq = modseq
+				if _, err := stmt.ExecContext(t.ctx, r.nbits, r.nkw, modseq, mailboxID, r.uid); err != nil {
+					return err
+				}
+				t.publish(storage.Change{Kind: storage.FlagsChanged, MailboxID: mailboxID, UID: r.uid, Flags: u.Flags, ModSeq: modseq})
+			}
+			out = append(out, u)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// sameKeywords compares two keyword lists as sets, case-insensitively.
+func sameKeywords(a, b string) bool {
+	if a == b {
+		return true
+	}
+	la, lb := splitKeywords(a), splitKeywords(b)
+	if len(la) != len(lb) {
+		return false
+	}
+	for _, k := range la {
+		if !hasKeyword(lb, k) {
+			return false
+		}
+	}
+	return true
+}
+
+// Copy implements storage.Store.
+func (db *DB) Copy(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (storage.CopyResult, error) {
+	return db.copyMove(ctx, srcMailboxID, uids, dstMailboxID, false)
+}
+
+// Move implements storage.Store: one op, so the copy and the expunge commit
+// together or not at all (RFC 6851 §3.3). Moving into the same mailbox is
+// allowed: the messages get new UIDs there.
+func (db *DB) Move(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (storage.CopyResult, error) {
+	return db.copyMove(ctx, srcMailboxID, uids, dstMailboxID, true)
+}
+
+func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID int64, move bool) (storage.CopyResult, error) {
+	var res storage.CopyResult
+	err := db.write(ctx, func(t *wtx) error {
+		res = storage.CopyResult{}
+		if err := mailboxExists(t.ctx, t, srcID); err != nil {
+			return err
+		}
+		var uidValidity uint32
+		err := t.QueryRowContext(t.ctx, "SELECT uidvalidity FROM mailboxes WHERE id = ?", dstID).Scan(&uidValidity)
+		if errors.Is(err, sql.ErrNoRows) {
+			return storage.ErrNoMailbox
+		}
+		if err != nil {
+			return err
+		}
+		res.UIDValidity = uidValidity
+		if len(uids) == 0 {
+			return nil
+		}
+		rows, err := t.QueryContext(t.ctx, `SELECT uid, blob_id, flags, keywords, internal_date, date_offset, size FROM messages
+			WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid`, srcID, uidsJSON(uids))
+		if err != nil {
+			return err
+		}
+		type row struct {
+			uid               uint32
+			blob, flags, date int64
+			kw                string
+			off               int
+			size              int64
+		}
+		var list []row
+		var keywords []string
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.uid, &r.blob, &r.flags, &r.kw, &r.date, &r.off, &r.size); err != nil {
+				rows.Close()
+				return err
+			}
+			for _, k := range splitKeywords(r.kw) {
+				keywords = addKeyword(keywords, k)
+			}
+			list = append(list, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			return nil
+		}
+		first, modseq, _, kw, err := reserve(t, dstID, len(list))
+		if err != nil {
+			return err
+		}
+		if err := addMailboxKeywords(t, dstID, kw, keywords); err != nil {
+			return err
+		}
+		stmt, err := t.PrepareContext(t.ctx, insertMessage)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, r := range list {
+			uid := first + uint32(i)
+			if _, err := stmt.ExecContext(t.ctx, dstID, uid, r.blob, r.flags, r.kw, r.date, r.off, r.size, modseq); err != nil {
+				return err
+			}
+			res.SourceUIDs = append(res.SourceUIDs, r.uid)
+			res.DestUIDs = append(res.DestUIDs, uid)
+			t.publish(storage.Change{Kind: storage.MessageAdded, MailboxID: dstID, UID: uid, Flags: formatFlags(r.flags, r.kw), ModSeq: modseq})
+		}
+		if !move {
+			return nil
+		}
+		if _, err := t.ExecContext(t.ctx, "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+			srcID, uidsJSON(res.SourceUIDs)); err != nil {
+			return err
+		}
+		_, srcModseq, _, _, err := reserve(t, srcID, 0)
+		if err != nil {
+			return err
+		}
+		for _, uid := range res.SourceUIDs {
+			t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: srcID, UID: uid, ModSeq: srcModseq})
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.CopyResult{}, err
+	}
+	return res, nil
+}
+
+// Expunge implements storage.Store.
+func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
+	var out []uint32
+	err := db.write(ctx, func(t *wtx) error {
+		out = nil
+		if err := mailboxExists(t.ctx, t, mailboxID); err != nil {
+			return err
+		}
+		var rows *sql.Rows
+		var err error
+		const del = "DELETE FROM messages WHERE mailbox_id = ? AND flags & ? != 0"
+		if uids == nil {
+			rows, err = t.QueryContext(t.ctx, del+" RETURNING uid", mailboxID, flagDeleted)
+		} else if len(uids) == 0 {
+			return nil
+		} else {
+			rows, err = t.QueryContext(t.ctx, del+" AND uid IN (SELECT value FROM json_each(?)) RETURNING uid", mailboxID, flagDeleted, uidsJSON(uids))
+		}
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var uid uint32
+			if err := rows.Scan(&uid); err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, uid)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		sortUIDs(out)
+		_, modseq, _, _, err := reserve(t, mailboxID, 0)
+		if err != nil {
+			return err
+		}
+		for _, uid := range out {
+			t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: mailboxID, UID: uid, ModSeq: modseq})
+		}
+		return t.collectGarbage()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
