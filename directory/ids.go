@@ -162,11 +162,14 @@ func ProfessionalNationalID(s string) (string, error) {
 			return "", err
 		}
 		return "0" + s, nil
+	case 12, 10:
+		if _, _, err := ParseNationalID(s); err != nil {
+			return "", err
+		}
+		return s, nil
 	}
-	if _, _, err := ParseNationalID(s); err != nil {
-		return "", err
-	}
-	return s, nil
+	return "", idErr("professional identifier", s,
+		"expected an RPPS number (11 digits), an ADELI number (9 digits) or the national form (8 + RPPS, 0 + ADELI), it has %d characters", len(s))
 }
 
 // ParseINS checks a matricule INS (NIR + key, 15 characters) and returns it

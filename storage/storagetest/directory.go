@@ -43,39 +43,39 @@ func RunDirectory(t *testing.T, open func(t *testing.T) directory.Store) {
 }
 
 var (
-	// t0 has a nanosecond part, to catch a backend that truncates time.
-	t0 = time.Date(2026, 3, 14, 9, 26, 53, 589793238, time.UTC)
+	// dirT0 has a nanosecond part, to catch a backend that truncates time.
+	dirT0 = time.Date(2026, 3, 14, 9, 26, 53, 589793238, time.UTC)
 
-	drDupont = directory.Entry{
+	dirDupont = directory.Entry{
 		Address: "jean.dupont@ch-x.mssante.fr", Kind: directory.KindPersonal, Status: directory.StatusActive,
 		NationalID: "810001045367", Profession: "10", Specialty: "SM54",
 		FirstName: "Jean", LastName: "Dupont", Organisation: "1750000001",
-		Description: "Cardiologie", CreatedAt: t0,
+		Description: "Cardiologie", CreatedAt: dirT0,
 	}
-	nurse = directory.Entry{
+	dirNurse = directory.Entry{
 		Address: "helene.martin@ch-x.mssante.fr", Kind: directory.KindPersonal, Status: directory.StatusActive,
-		NationalID: "0012600631", Profession: "60", FirstName: "Hélène", LastName: "Martin", CreatedAt: t0,
+		NationalID: "0012600631", Profession: "60", FirstName: "Hélène", LastName: "Martin", CreatedAt: dirT0,
 	}
-	hidden = directory.Entry{
+	dirHidden = directory.Entry{
 		Address: "paul.durand@ch-x.mssante.fr", Kind: directory.KindPersonal, Status: directory.StatusActive,
 		NationalID: "810001045367", Profession: "10", FirstName: "Paul", LastName: "Durand",
-		ListeRouge: true, CreatedAt: t0,
+		ListeRouge: true, CreatedAt: dirT0,
 	}
-	patient = directory.Entry{
+	dirPatient = directory.Entry{
 		Address: "279035121518989@patient.mssante.fr", Kind: directory.KindPatient, Status: directory.StatusActive,
 		NationalID: "279035121518989", FirstName: "Marie", LastName: "Curie",
-		NotifyAddress: "marie@example.org", ListeRouge: true, CreatedAt: t0,
+		NotifyAddress: "marie@example.org", ListeRouge: true, CreatedAt: dirT0,
 	}
 )
 
-func orgBox(addr string, members ...string) directory.Entry {
+func dirOrgBox(addr string, members ...string) directory.Entry {
 	return directory.Entry{
 		Address: addr, Kind: directory.KindOrganisational, Status: directory.StatusActive,
-		Description: "Service " + addr, Organisation: "1750000001", Members: members, CreatedAt: t0,
+		Description: "Service " + addr, Organisation: "1750000001", Members: members, CreatedAt: dirT0,
 	}
 }
 
-func mustAdd(t *testing.T, s directory.Store, es ...directory.Entry) {
+func dirMustAdd(t *testing.T, s directory.Store, es ...directory.Entry) {
 	t.Helper()
 	for _, e := range es {
 		if err := s.AddEntry(context.Background(), e); err != nil {
@@ -84,7 +84,7 @@ func mustAdd(t *testing.T, s directory.Store, es ...directory.Entry) {
 	}
 }
 
-func mustGet(t *testing.T, s directory.Store, addr string) directory.Entry {
+func dirMustGet(t *testing.T, s directory.Store, addr string) directory.Entry {
 	t.Helper()
 	e, err := s.GetEntry(context.Background(), addr)
 	if err != nil {
@@ -93,8 +93,8 @@ func mustGet(t *testing.T, s directory.Store, addr string) directory.Entry {
 	return e
 }
 
-// sameEntry compares entries field by field, times with Equal.
-func sameEntry(t *testing.T, got, want directory.Entry) {
+// dirSameEntry compares entries field by field, times with Equal.
+func dirSameEntry(t *testing.T, got, want directory.Entry) {
 	t.Helper()
 	if !got.CreatedAt.Equal(want.CreatedAt) || !got.LastLogin.Equal(want.LastLogin) {
 		t.Errorf("%s: times created %v last login %v, want %v and %v",
@@ -117,9 +117,9 @@ func sameEntry(t *testing.T, got, want directory.Entry) {
 func testDirAddGet(t *testing.T, open func(t *testing.T) directory.Store) {
 	s := open(t)
 	ctx := context.Background()
-	mustAdd(t, s, drDupont, nurse, patient)
-	for _, want := range []directory.Entry{drDupont, nurse, patient} {
-		sameEntry(t, mustGet(t, s, want.Address), want)
+	dirMustAdd(t, s, dirDupont, dirNurse, dirPatient)
+	for _, want := range []directory.Entry{dirDupont, dirNurse, dirPatient} {
+		dirSameEntry(t, dirMustGet(t, s, want.Address), want)
 	}
 	if _, err := s.GetEntry(ctx, "nobody@ch-x.mssante.fr"); !errors.Is(err, directory.ErrNotFound) {
 		t.Errorf("GetEntry(unknown) = %v, want ErrNotFound", err)
@@ -128,16 +128,16 @@ func testDirAddGet(t *testing.T, open func(t *testing.T) directory.Store) {
 
 func testDirDuplicate(t *testing.T, open func(t *testing.T) directory.Store) {
 	s := open(t)
-	mustAdd(t, s, drDupont)
-	dup := nurse
-	dup.Address = drDupont.Address
+	dirMustAdd(t, s, dirDupont)
+	dup := dirNurse
+	dup.Address = dirDupont.Address
 	if err := s.AddEntry(context.Background(), dup); !errors.Is(err, directory.ErrExists) {
 		t.Fatalf("AddEntry(duplicate) = %v, want ErrExists", err)
 	}
 	// The first entry is untouched.
-	sameEntry(t, mustGet(t, s, drDupont.Address), drDupont)
+	dirSameEntry(t, dirMustGet(t, s, dirDupont.Address), dirDupont)
 	// An entry whose member does not exist is refused as a whole.
-	bad := orgBox("urgences@ch-x.mssante.fr", drDupont.Address, "ghost@ch-x.mssante.fr")
+	bad := dirOrgBox("urgences@ch-x.mssante.fr", dirDupont.Address, "ghost@ch-x.mssante.fr")
 	if err := s.AddEntry(context.Background(), bad); !errors.Is(err, directory.ErrNotFound) {
 		t.Fatalf("AddEntry(unknown member) = %v, want ErrNotFound", err)
 	}
@@ -149,12 +149,12 @@ func testDirDuplicate(t *testing.T, open func(t *testing.T) directory.Store) {
 func testDirStatus(t *testing.T, open func(t *testing.T) directory.Store) {
 	s := open(t)
 	ctx := context.Background()
-	mustAdd(t, s, drDupont)
+	dirMustAdd(t, s, dirDupont)
 	for _, st := range []directory.Status{directory.StatusSuspended, directory.StatusClosed, directory.StatusActive} {
-		if err := s.SetStatus(ctx, drDupont.Address, st); err != nil {
+		if err := s.SetStatus(ctx, dirDupont.Address, st); err != nil {
 			t.Fatalf("SetStatus(%s): %v", st, err)
 		}
-		if got := mustGet(t, s, drDupont.Address).Status; got != st {
+		if got := dirMustGet(t, s, dirDupont.Address).Status; got != st {
 			t.Errorf("status = %s, want %s", got, st)
 		}
 	}
@@ -166,11 +166,11 @@ func testDirStatus(t *testing.T, open func(t *testing.T) directory.Store) {
 func testDirMembers(t *testing.T, open func(t *testing.T) directory.Store) {
 	s := open(t)
 	ctx := context.Background()
-	mustAdd(t, s, drDupont, nurse, hidden)
-	cardio := orgBox("cardiologie@ch-x.mssante.fr", nurse.Address, drDupont.Address)
-	urg := orgBox("urgences@ch-x.mssante.fr", drDupont.Address)
-	mustAdd(t, s, cardio, urg)
-	sameEntry(t, mustGet(t, s, cardio.Address), cardio)
+	dirMustAdd(t, s, dirDupont, dirNurse, dirHidden)
+	cardio := dirOrgBox("cardiologie@ch-x.mssante.fr", dirNurse.Address, dirDupont.Address)
+	urg := dirOrgBox("urgences@ch-x.mssante.fr", dirDupont.Address)
+	dirMustAdd(t, s, cardio, urg)
+	dirSameEntry(t, dirMustGet(t, s, cardio.Address), cardio)
 
 	memberOf := func(addr string, want ...string) {
 		t.Helper()
@@ -185,34 +185,34 @@ func testDirMembers(t *testing.T, open func(t *testing.T) directory.Store) {
 			t.Errorf("MemberOf(%s) = %v, want %v", addr, got, want)
 		}
 	}
-	memberOf(drDupont.Address, cardio.Address, urg.Address)
-	memberOf(nurse.Address, cardio.Address)
-	memberOf(hidden.Address)
+	memberOf(dirDupont.Address, cardio.Address, urg.Address)
+	memberOf(dirNurse.Address, cardio.Address)
+	memberOf(dirHidden.Address)
 	memberOf("nobody@ch-x.mssante.fr")
 
 	// SetMembers replaces, it does not add.
-	if err := s.SetMembers(ctx, cardio.Address, []string{hidden.Address}); err != nil {
+	if err := s.SetMembers(ctx, cardio.Address, []string{dirHidden.Address}); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustGet(t, s, cardio.Address).Members; !slices.Equal(got, []string{hidden.Address}) {
+	if got := dirMustGet(t, s, cardio.Address).Members; !slices.Equal(got, []string{dirHidden.Address}) {
 		t.Errorf("members after SetMembers = %v", got)
 	}
-	memberOf(drDupont.Address, urg.Address)
-	memberOf(hidden.Address, cardio.Address)
+	memberOf(dirDupont.Address, urg.Address)
+	memberOf(dirHidden.Address, cardio.Address)
 	if err := s.SetMembers(ctx, cardio.Address, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustGet(t, s, cardio.Address).Members; len(got) != 0 {
+	if got := dirMustGet(t, s, cardio.Address).Members; len(got) != 0 {
 		t.Errorf("members after SetMembers(nil) = %v", got)
 	}
-	if err := s.SetMembers(ctx, "nobody@ch-x.mssante.fr", []string{nurse.Address}); !errors.Is(err, directory.ErrNotFound) {
+	if err := s.SetMembers(ctx, "nobody@ch-x.mssante.fr", []string{dirNurse.Address}); !errors.Is(err, directory.ErrNotFound) {
 		t.Errorf("SetMembers(unknown mailbox) = %v, want ErrNotFound", err)
 	}
 	// An unknown member leaves the members as they were.
-	if err := s.SetMembers(ctx, urg.Address, []string{nurse.Address, "ghost@ch-x.mssante.fr"}); !errors.Is(err, directory.ErrNotFound) {
+	if err := s.SetMembers(ctx, urg.Address, []string{dirNurse.Address, "ghost@ch-x.mssante.fr"}); !errors.Is(err, directory.ErrNotFound) {
 		t.Errorf("SetMembers(unknown member) = %v, want ErrNotFound", err)
 	}
-	if got := mustGet(t, s, urg.Address).Members; !slices.Equal(got, []string{drDupont.Address}) {
+	if got := dirMustGet(t, s, urg.Address).Members; !slices.Equal(got, []string{dirDupont.Address}) {
 		t.Errorf("members after a refused SetMembers = %v, want unchanged", got)
 	}
 }
@@ -220,8 +220,8 @@ func testDirMembers(t *testing.T, open func(t *testing.T) directory.Store) {
 func testDirSearch(t *testing.T, open func(t *testing.T) directory.Store) {
 	s := open(t)
 	ctx := context.Background()
-	cardio := orgBox("cardiologie@ch-x.mssante.fr", drDupont.Address)
-	mustAdd(t, s, drDupont, nurse, hidden, patient, cardio)
+	cardio := dirOrgBox("cardiologie@ch-x.mssante.fr", dirDupont.Address)
+	dirMustAdd(t, s, dirDupont, dirNurse, dirHidden, dirPatient, cardio)
 
 	search := func(q string, rouge bool, limit int, want ...string) {
 		t.Helper()
@@ -239,23 +239,23 @@ func testDirSearch(t *testing.T, open func(t *testing.T) directory.Store) {
 			t.Errorf("Search(%q, listeRouge=%v, %d) = %v, want %v", q, rouge, limit, addrs, want)
 		}
 	}
-	search("dupont", false, 10, drDupont.Address)
-	search("DUPONT", false, 10, drDupont.Address)
-	search("jean dupont", false, 10, drDupont.Address)
-	search("dupont jean", false, 10, drDupont.Address) // every word, any order
-	search("helene", false, 10, nurse.Address)         // accents folded
-	search("HÉLÈNE", false, 10, nurse.Address)
-	search("810001045367", false, 10, drDupont.Address) // national id; Durand is on the liste rouge
-	search("810001045367", true, 10, drDupont.Address, hidden.Address)
-	search("sm54", false, 10, drDupont.Address)                       // specialty
-	search("1750000001", false, 10, drDupont.Address, cardio.Address) // organisation
-	search("cardiolog", false, 10, drDupont.Address, cardio.Address)  // description, address
+	search("dupont", false, 10, dirDupont.Address)
+	search("DUPONT", false, 10, dirDupont.Address)
+	search("jean dupont", false, 10, dirDupont.Address)
+	search("dupont jean", false, 10, dirDupont.Address) // every word, any order
+	search("helene", false, 10, dirNurse.Address)       // accents folded
+	search("HÉLÈNE", false, 10, dirNurse.Address)
+	search("810001045367", false, 10, dirDupont.Address) // national id; Durand is on the liste rouge
+	search("810001045367", true, 10, dirDupont.Address, dirHidden.Address)
+	search("sm54", false, 10, dirDupont.Address)                       // specialty
+	search("1750000001", false, 10, dirDupont.Address, cardio.Address) // organisation
+	search("cardiolog", false, 10, dirDupont.Address, cardio.Address)  // description, address
 	search("durand", false, 10)
-	search("durand", true, 10, hidden.Address)
+	search("durand", true, 10, dirHidden.Address)
 	search("curie", false, 10)
-	search("ch-x", false, 10, drDupont.Address, nurse.Address, cardio.Address)
-	search("ch-x", false, 2, cardio.Address, drDupont.Address) // ordered by last name ("" first), first name, address
-	search("%", true, 10)                                      // LIKE wildcards are literal
+	search("ch-x", false, 10, dirDupont.Address, dirNurse.Address, cardio.Address)
+	search("ch-x", false, 2, cardio.Address, dirDupont.Address) // ordered by last name ("" first), first name, address
+	search("%", true, 10)                                       // LIKE wildcards are literal
 	search("_", true, 10)
 	search("nobody", true, 10)
 
@@ -263,22 +263,22 @@ func testDirSearch(t *testing.T, open func(t *testing.T) directory.Store) {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Search(cardiologie@) = %v, %v", got, err)
 	}
-	sameEntry(t, got[0], cardio) // full entries, members included
+	dirSameEntry(t, got[0], cardio) // full entries, members included
 }
 
 func testDirCredentials(t *testing.T, open func(t *testing.T) directory.Store) {
 	s := open(t)
 	ctx := context.Background()
-	mustAdd(t, s, drDupont)
-	c, err := s.Credentials(ctx, drDupont.Address)
+	dirMustAdd(t, s, dirDupont)
+	c, err := s.Credentials(ctx, dirDupont.Address)
 	if err != nil || c.PasswordHash != "" || len(c.AppPasswords) != 0 {
 		t.Fatalf("Credentials(no password) = %+v, %v", c, err)
 	}
 	for _, h := range []string{"$argon2id$first", "$argon2id$second"} {
-		if err := s.SetPassword(ctx, drDupont.Address, h); err != nil {
+		if err := s.SetPassword(ctx, dirDupont.Address, h); err != nil {
 			t.Fatal(err)
 		}
-		if c, err := s.Credentials(ctx, drDupont.Address); err != nil || c.PasswordHash != h {
+		if c, err := s.Credentials(ctx, dirDupont.Address); err != nil || c.PasswordHash != h {
 			t.Fatalf("Credentials after SetPassword(%s) = %+v, %v", h, c, err)
 		}
 	}
@@ -293,16 +293,16 @@ func testDirCredentials(t *testing.T, open func(t *testing.T) directory.Store) {
 func testDirAppPasswords(t *testing.T, open func(t *testing.T) directory.Store) {
 	s := open(t)
 	ctx := context.Background()
-	mustAdd(t, s, drDupont, nurse)
-	a, err := s.AddAppPassword(ctx, drDupont.Address, "Thunderbird", "$argon2id$a")
+	dirMustAdd(t, s, dirDupont, dirNurse)
+	a, err := s.AddAppPassword(ctx, dirDupont.Address, "Thunderbird", "$argon2id$a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.AddAppPassword(ctx, drDupont.Address, "Phone", "$argon2id$b")
+	b, err := s.AddAppPassword(ctx, dirDupont.Address, "Phone", "$argon2id$b")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddAppPassword(ctx, nurse.Address, "Other", "$argon2id$c"); err != nil {
+	if _, err := s.AddAppPassword(ctx, dirNurse.Address, "Other", "$argon2id$c"); err != nil {
 		t.Fatal(err)
 	}
 	if a.ID == 0 || b.ID == 0 || a.ID == b.ID || a.CreatedAt.IsZero() {
@@ -311,7 +311,7 @@ func testDirAppPasswords(t *testing.T, open func(t *testing.T) directory.Store) 
 	if _, err := s.AddAppPassword(ctx, "nobody@ch-x.mssante.fr", "x", "y"); !errors.Is(err, directory.ErrNotFound) {
 		t.Errorf("AddAppPassword(unknown) = %v, want ErrNotFound", err)
 	}
-	c, err := s.Credentials(ctx, drDupont.Address)
+	c, err := s.Credentials(ctx, dirDupont.Address)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,31 +321,31 @@ func testDirAppPasswords(t *testing.T, open func(t *testing.T) directory.Store) 
 	}
 
 	// A login with the second app password.
-	at := t0.Add(time.Hour)
-	if err := s.RecordLogin(ctx, drDupont.Address, b.ID, at); err != nil {
+	at := dirT0.Add(time.Hour)
+	if err := s.RecordLogin(ctx, dirDupont.Address, b.ID, at); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustGet(t, s, drDupont.Address).LastLogin; !got.Equal(at) {
+	if got := dirMustGet(t, s, dirDupont.Address).LastLogin; !got.Equal(at) {
 		t.Errorf("LastLogin = %v, want %v", got, at)
 	}
-	c, _ = s.Credentials(ctx, drDupont.Address)
+	c, _ = s.Credentials(ctx, dirDupont.Address)
 	if !c.AppPasswords[0].LastUsed.IsZero() || !c.AppPasswords[1].LastUsed.Equal(at) {
 		t.Errorf("LastUsed = %v / %v, want zero / %v", c.AppPasswords[0].LastUsed, c.AppPasswords[1].LastUsed, at)
 	}
 	// A login with the main password updates only the entry.
 	at2 := at.Add(time.Minute)
-	if err := s.RecordLogin(ctx, drDupont.Address, 0, at2); err != nil {
+	if err := s.RecordLogin(ctx, dirDupont.Address, 0, at2); err != nil {
 		t.Fatal(err)
 	}
-	c, _ = s.Credentials(ctx, drDupont.Address)
-	if got := mustGet(t, s, drDupont.Address).LastLogin; !got.Equal(at2) || !c.AppPasswords[1].LastUsed.Equal(at) {
+	c, _ = s.Credentials(ctx, dirDupont.Address)
+	if got := dirMustGet(t, s, dirDupont.Address).LastLogin; !got.Equal(at2) || !c.AppPasswords[1].LastUsed.Equal(at) {
 		t.Errorf("after a password login: LastLogin %v, app LastUsed %v", got, c.AppPasswords[1].LastUsed)
 	}
 	// Another account's app password ID does not touch this one.
-	if err := s.RecordLogin(ctx, nurse.Address, b.ID, at2); err != nil {
+	if err := s.RecordLogin(ctx, dirNurse.Address, b.ID, at2); err != nil {
 		t.Fatal(err)
 	}
-	c, _ = s.Credentials(ctx, drDupont.Address)
+	c, _ = s.Credentials(ctx, dirDupont.Address)
 	if !c.AppPasswords[1].LastUsed.Equal(at) {
 		t.Errorf("RecordLogin of another account changed LastUsed to %v", c.AppPasswords[1].LastUsed)
 	}
@@ -360,15 +360,15 @@ func testDirTrustedDomains(t *testing.T, open func(t *testing.T) directory.Store
 	if l, err := s.TrustedDomains(ctx); err != nil || len(l) != 0 {
 		t.Fatalf("TrustedDomains(empty) = %v, %v", l, err)
 	}
-	b := directory.TrustedDomain{Domain: "ch-b.mssante.fr", Description: "CH B", OperatorCertDN: "CN=op-b", UpdatedAt: t0}
-	a := directory.TrustedDomain{Domain: "ap-hm.mssante.fr", Description: "AP-HM", UpdatedAt: t0}
+	b := directory.TrustedDomain{Domain: "ch-b.mssante.fr", Description: "CH B", OperatorCertDN: "CN=op-b", UpdatedAt: dirT0}
+	a := directory.TrustedDomain{Domain: "ap-hm.mssante.fr", Description: "AP-HM", UpdatedAt: dirT0}
 	for _, d := range []directory.TrustedDomain{b, a} {
 		if err := s.AddTrustedDomain(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Adding again updates.
-	b.Description, b.OperatorCertDN, b.UpdatedAt = "CH B (new)", "CN=op-b2", t0.Add(time.Hour)
+	b.Description, b.OperatorCertDN, b.UpdatedAt = "CH B (new)", "CN=op-b2", dirT0.Add(time.Hour)
 	if err := s.AddTrustedDomain(ctx, b); err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func testDirTrustedDomains(t *testing.T, open func(t *testing.T) directory.Store
 func testDirConcurrent(t *testing.T, open func(t *testing.T) directory.Store) {
 	s := open(t)
 	ctx := context.Background()
-	mustAdd(t, s, drDupont)
+	dirMustAdd(t, s, dirDupont)
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, 3*n)
@@ -401,7 +401,7 @@ func testDirConcurrent(t *testing.T, open func(t *testing.T) directory.Store) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			e := nurse
+			e := dirNurse
 			e.Address = fmt.Sprintf("user%02d@ch-x.mssante.fr", i)
 			if err := s.AddEntry(ctx, e); err != nil {
 				errs <- err
@@ -413,10 +413,10 @@ func testDirConcurrent(t *testing.T, open func(t *testing.T) directory.Store) {
 		}()
 		go func() {
 			defer wg.Done()
-			if _, err := s.GetEntry(ctx, drDupont.Address); err != nil {
+			if _, err := s.GetEntry(ctx, dirDupont.Address); err != nil {
 				errs <- err
 			}
-			if err := s.RecordLogin(ctx, drDupont.Address, 0, t0); err != nil {
+			if err := s.RecordLogin(ctx, dirDupont.Address, 0, dirT0); err != nil {
 				errs <- err
 			}
 			if _, err := s.Search(ctx, "user", false, 100); err != nil {
@@ -438,22 +438,22 @@ func testDirConcurrent(t *testing.T, open func(t *testing.T) directory.Store) {
 func testDirPersistence(t *testing.T, open func(t *testing.T) directory.Store) {
 	s := open(t)
 	ctx := context.Background()
-	cardio := orgBox("cardiologie@ch-x.mssante.fr", drDupont.Address)
-	mustAdd(t, s, drDupont, cardio)
-	if err := s.SetPassword(ctx, drDupont.Address, "$argon2id$p"); err != nil {
+	cardio := dirOrgBox("cardiologie@ch-x.mssante.fr", dirDupont.Address)
+	dirMustAdd(t, s, dirDupont, cardio)
+	if err := s.SetPassword(ctx, dirDupont.Address, "$argon2id$p"); err != nil {
 		t.Fatal(err)
 	}
-	ap, err := s.AddAppPassword(ctx, drDupont.Address, "Phone", "$argon2id$a")
+	ap, err := s.AddAppPassword(ctx, dirDupont.Address, "Phone", "$argon2id$a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordLogin(ctx, drDupont.Address, ap.ID, t0); err != nil {
+	if err := s.RecordLogin(ctx, dirDupont.Address, ap.ID, dirT0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetStatus(ctx, cardio.Address, directory.StatusSuspended); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddTrustedDomain(ctx, directory.TrustedDomain{Domain: "ch-b.mssante.fr", UpdatedAt: t0}); err != nil {
+	if err := s.AddTrustedDomain(ctx, directory.TrustedDomain{Domain: "ch-b.mssante.fr", UpdatedAt: dirT0}); err != nil {
 		t.Fatal(err)
 	}
 	if c, ok := s.(io.Closer); ok {
@@ -463,21 +463,21 @@ func testDirPersistence(t *testing.T, open func(t *testing.T) directory.Store) {
 	}
 
 	s = open(t)
-	want := drDupont
-	want.LastLogin = t0
-	sameEntry(t, mustGet(t, s, drDupont.Address), want)
+	want := dirDupont
+	want.LastLogin = dirT0
+	dirSameEntry(t, dirMustGet(t, s, dirDupont.Address), want)
 	wantOrg := cardio
 	wantOrg.Status = directory.StatusSuspended
-	sameEntry(t, mustGet(t, s, cardio.Address), wantOrg)
-	c, err := s.Credentials(ctx, drDupont.Address)
+	dirSameEntry(t, dirMustGet(t, s, cardio.Address), wantOrg)
+	c, err := s.Credentials(ctx, dirDupont.Address)
 	if err != nil || c.PasswordHash != "$argon2id$p" || len(c.AppPasswords) != 1 ||
-		c.AppPasswords[0].ID != ap.ID || !c.AppPasswords[0].LastUsed.Equal(t0) {
+		c.AppPasswords[0].ID != ap.ID || !c.AppPasswords[0].LastUsed.Equal(dirT0) {
 		t.Errorf("credentials after reopen = %+v, %v", c, err)
 	}
 	if l, err := s.TrustedDomains(ctx); err != nil || len(l) != 1 || l[0].Domain != "ch-b.mssante.fr" {
 		t.Errorf("trusted domains after reopen = %+v, %v", l, err)
 	}
-	if of, err := s.MemberOf(ctx, drDupont.Address); err != nil || !slices.Equal(of, []string{cardio.Address}) {
+	if of, err := s.MemberOf(ctx, dirDupont.Address); err != nil || !slices.Equal(of, []string{cardio.Address}) {
 		t.Errorf("MemberOf after reopen = %v, %v", of, err)
 	}
 }
