@@ -100,8 +100,8 @@ func decodeDate(nanos int64, off int) time.Time {
 // Deliver implements storage.Store: the body is sealed and fsynced once,
 // then one op inserts its blob row and one message per target.
 func (db *DB) Deliver(ctx context.Context, body io.Reader, targets []storage.Target) ([]storage.Appended, error) {
-	if len(targets) == 0 {
-		return nil, errors.New("sqlite: deliver to no mailbox")
+	if len(targets) == 0 || body == nil {
+		return nil, errors.New("sqlite: deliver without a body or a mailbox")
 	}
 	flags := make([]flagSet, len(targets))
 	for i, tg := range targets {

@@ -4,7 +4,6 @@
 package storagetest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -33,6 +32,16 @@ func RunMail(t *testing.T, open OpenFunc) {
 		{"Deliver", testDeliver},
 		{"Select", testSelect},
 		{"Watch", testWatch},
+		{"WatchKinds", testWatchKinds},
+		{"MailboxCreateDelete", testMailboxCreateDelete},
+		{"MailboxRename", testMailboxRename},
+		{"Subscriptions", testSubscriptions},
+		{"StoreFlags", testStoreFlags},
+		{"CopyMove", testCopyMove},
+		{"Expunge", testExpunge},
+		{"LargeBody", testLargeBody},
+		{"Reopen", testReopen},
+		{"ConcurrentDelivery", testConcurrentDelivery},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,5 +224,3 @@ func (l *changeLog) wait(t *testing.T, n int) []storage.Change {
 		}
 	}
 }
-
-var _ = bytes.Equal
