@@ -163,6 +163,7 @@ func (db *DB) commitBatch(batch []*op) {
 		fail(err)
 		return
 	}
+	db.commits.Add(1)
 	for _, o := range batch {
 		if o.err != nil {
 			continue

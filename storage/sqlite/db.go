@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"carepost/storage"
 
@@ -54,6 +55,7 @@ type DB struct {
 	closeMu   sync.RWMutex // held for reading while submitting an op
 	closed    bool
 	committed chan struct{} // closed when the committer has exited
+	commits   atomic.Int64  // transactions committed by the committer (tests, metrics)
 
 	watchers watchers // watch.go
 }

@@ -17,6 +17,23 @@ import (
 
 // Messages: delivery, STATUS/SELECT snapshots, metadata and bodies.
 
+// The read queries on the hot paths, each one range scan or lookup of the
+// messages primary key (TestQueryPlans checks the plans).
+const (
+	// qStatus aggregates the counters of STATUS in one pass.
+	qStatus = `SELECT count(*), coalesce(sum(size), 0),
+		coalesce(sum(flags & ? = 0), 0), coalesce(sum(flags & ? != 0), 0), coalesce(sum(uid > ?), 0),
+		min(CASE WHEN flags & ? = 0 THEN uid END)
+		FROM messages WHERE mailbox_id = ?`
+	// qSelect reads what SELECT needs of every message.
+	qSelect = "SELECT uid, flags, size FROM messages WHERE mailbox_id = ? ORDER BY uid"
+	// qMessagesAll and qMessagesSome read message metadata.
+	qMessagesAll  = "SELECT uid, flags, keywords, internal_date, date_offset, size, modseq FROM messages WHERE mailbox_id = ? ORDER BY uid"
+	qMessagesSome = "SELECT uid, flags, keywords, internal_date, date_offset, size, modseq FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid"
+	// qOpenBody finds the blob of a message.
+	qOpenBody = "SELECT b.name, b.size FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?"
+)
+
 func sortUIDs(uids []uint32) { slices.Sort(uids) }
 
 // uidsJSON encodes uids as a JSON array for "uid IN (SELECT value FROM
@@ -194,10 +211,7 @@ func (db *DB) Status(ctx context.Context, mailboxID int64) (storage.MailboxStatu
 		}
 		st.Flags = mailboxFlags(keywords)
 		var first sql.NullInt64
-		err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(size), 0),
-			coalesce(sum(flags & ? = 0), 0), coalesce(sum(flags & ? != 0), 0), coalesce(sum(uid > ?), 0),
-			min(CASE WHEN flags & ? = 0 THEN uid END)
-			FROM messages WHERE mailbox_id = ?`, flagSeen, flagDeleted, recentUID, flagSeen, mailboxID).
+		err = tx.QueryRowContext(ctx, qStatus, flagSeen, flagDeleted, recentUID, flagSeen, mailboxID).
 			Scan(&st.Messages, &st.Size, &st.Unseen, &st.Deleted, &st.Recent, &first)
 		st.FirstUnseen = uint32(first.Int64)
 		return err
@@ -227,7 +241,7 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 			return err
 		}
 		st.Flags = mailboxFlags(keywords)
-		rows, err := tx.QueryContext(ctx, "SELECT uid, flags, size FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
+		rows, err := tx.QueryContext(ctx, qSelect, mailboxID)
 		if err != nil {
 			return err
 		}
@@ -295,15 +309,14 @@ func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]s
 		if err := mailboxExists(ctx, tx, mailboxID); err != nil {
 			return err
 		}
-		const cols = "SELECT uid, flags, keywords, internal_date, date_offset, size, modseq FROM messages WHERE mailbox_id = ?"
 		var rows *sql.Rows
 		var err error
 		if uids == nil {
-			rows, err = tx.QueryContext(ctx, cols+" ORDER BY uid", mailboxID)
+			rows, err = tx.QueryContext(ctx, qMessagesAll, mailboxID)
 		} else if len(uids) == 0 {
 			return nil
 		} else {
-			rows, err = tx.QueryContext(ctx, cols+" AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid", mailboxID, uidsJSON(uids))
+			rows, err = tx.QueryContext(ctx, qMessagesSome, mailboxID, uidsJSON(uids))
 		}
 		if err != nil {
 			return err
@@ -331,8 +344,7 @@ func (db *DB) OpenBody(ctx context.Context, mailboxID int64, uid uint32) (storag
 	var name string
 	var size int64
 	err := db.read(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT b.name, b.size FROM messages m JOIN blobs b ON b.id = m.blob_id
-			WHERE m.mailbox_id = ? AND m.uid = ?`, mailboxID, uid).Scan(&name, &size)
+		err := tx.QueryRowContext(ctx, qOpenBody, mailboxID, uid).Scan(&name, &size)
 		if errors.Is(err, sql.ErrNoRows) {
 			if err := mailboxExists(ctx, tx, mailboxID); err != nil {
 				return err

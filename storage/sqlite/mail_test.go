@@ -1,0 +1,371 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"carepost/crypto"
+	"carepost/storage"
+)
+
+// Tests of what only the embedded backend has: files, encryption at rest,
+// the committer, query plans.
+
+const acct = "dupont@ch-test.fr"
+
+func setup(t *testing.T) (*DB, string, storage.Mailbox) {
+	t.Helper()
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	t.Cleanup(func() { db.Close() })
+	ctx := t.Context()
+	if err := db.CreateAccount(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := db.GetMailbox(ctx, acct, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, dir, inbox
+}
+
+// blobFiles lists the files of the body store.
+func blobFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(filepath.Join(dir, "blobs"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func deliver(t *testing.T, db *DB, body string, ids ...int64) []storage.Appended {
+	t.Helper()
+	var targets []storage.Target
+	for _, id := range ids {
+		targets = append(targets, storage.Target{MailboxID: id})
+	}
+	res, err := db.Deliver(t.Context(), strings.NewReader(body), targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestNoPlaintextAtRest(t *testing.T) {
+	db, dir, inbox := setup(t)
+	const marker = "PATIENT-SECRET-MARKER-8f3a"
+	body := "Subject: " + marker + "\r\n\r\n" + strings.Repeat(marker+" ", 30000) // > 1 chunk
+	deliver(t, db, body, inbox.ID)
+	db.Close()
+	files := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		files++
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(data, []byte(marker)) || bytes.Contains(data, []byte("PATIENT-SECRET")) {
+			t.Errorf("%s holds the plaintext", p)
+		}
+		return nil
+	})
+	if err != nil || files < 2 {
+		t.Fatalf("walked %d files: %v", files, err)
+	}
+	if n := len(blobFiles(t, dir)); n != 1 {
+		t.Fatalf("%d body files, want 1", n)
+	}
+	if fi, _ := os.Stat(blobFiles(t, dir)[0]); fi.Mode().Perm() != 0o600 {
+		t.Errorf("body file mode %v", fi.Mode().Perm())
+	}
+}
+
+func TestBlobSharedAndRemoved(t *testing.T) {
+	db, dir, inbox := setup(t)
+	ctx := t.Context()
+	archive, _ := db.GetMailbox(ctx, acct, "Archive")
+	trash, _ := db.GetMailbox(ctx, acct, "Trash")
+	deliver(t, db, "shared body", inbox.ID, archive.ID)
+	if _, err := db.Copy(ctx, inbox.ID, []uint32{1}, trash.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Move(ctx, archive.ID, []uint32{1}, trash.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(blobFiles(t, dir)); n != 1 {
+		t.Fatalf("deliver to 2 + copy + move made %d files, want 1", n)
+	}
+	expunge := func(id int64) {
+		t.Helper()
+		if _, err := db.StoreFlags(ctx, id, nil, storage.FlagsAdd, nil); err != nil {
+			t.Fatal(err)
+		}
+		msgs, _ := db.Messages(ctx, id, nil)
+		for _, m := range msgs {
+			db.StoreFlags(ctx, id, []uint32{m.UID}, storage.FlagsAdd, []string{storage.FlagDeleted})
+		}
+		if _, err := db.Expunge(ctx, id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expunge(inbox.ID)
+	if n := len(blobFiles(t, dir)); n != 1 {
+		t.Fatalf("body removed while Trash still references it (%d files)", n)
+	}
+	expunge(trash.ID)
+	if n := len(blobFiles(t, dir)); n != 0 {
+		t.Fatalf("%d body files left after the last reference went", n)
+	}
+	var rows int
+	db.r.QueryRow("SELECT count(*) FROM blobs").Scan(&rows)
+	if rows != 0 {
+		t.Errorf("%d blob rows left", rows)
+	}
+
+	// DeleteMailbox drops references too.
+	box, _ := db.CreateMailbox(ctx, acct, "Temp", "")
+	deliver(t, db, "in temp", box.ID)
+	deliver(t, db, "in temp and inbox", box.ID, inbox.ID)
+	if err := db.DeleteMailbox(ctx, acct, "Temp"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(blobFiles(t, dir)); n != 1 {
+		t.Fatalf("after DeleteMailbox: %d files, want 1 (the one INBOX keeps)", n)
+	}
+}
+
+func TestCorruptBody(t *testing.T) {
+	db, dir, inbox := setup(t)
+	ctx := t.Context()
+	deliver(t, db, "small body", inbox.ID)
+	deliver(t, db, strings.Repeat("large body ", 20000), inbox.ID) // 3+ chunks
+	files := map[uint32]string{}
+	for _, uid := range []uint32{1, 2} {
+		var name string
+		db.r.QueryRow("SELECT b.name FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?", inbox.ID, uid).Scan(&name)
+		files[uid] = db.blobPath(name)
+	}
+	orig := map[uint32][]byte{}
+	for uid, p := range files {
+		orig[uid], _ = os.ReadFile(p)
+	}
+	readAll := func(uid uint32) error {
+		b, err := db.OpenBody(ctx, inbox.ID, uid)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		_, err = io.ReadAll(b)
+		return err
+	}
+	cases := map[string]func(b []byte) []byte{
+		"flipped byte": func(b []byte) []byte { b[len(b)/3] ^= 0x20; return b },
+		"truncated":    func(b []byte) []byte { return b[:len(b)-20] },
+		"garbage":      func(b []byte) []byte { return bytes.Repeat([]byte("garbage!"), 40) },
+		"empty":        func(b []byte) []byte { return nil },
+		"appended":     func(b []byte) []byte { return append(b, "more"...) },
+	}
+	for name, corrupt := range cases {
+		for uid, p := range files {
+			if err := os.WriteFile(p, corrupt(bytes.Clone(orig[uid])), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := readAll(uid)
+			if !errors.Is(err, crypto.ErrSealed) {
+				t.Errorf("%s, uid %d: err = %v, want ErrSealed", name, uid, err)
+			}
+		}
+	}
+	// Another key cannot read the bodies.
+	for uid, p := range files {
+		os.WriteFile(p, orig[uid], 0o600)
+	}
+	if err := readAll(2); err != nil {
+		t.Fatalf("restored body: %v", err)
+	}
+	db.Close()
+	other, err := Open(dir, Options{Key: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.OpenBody(ctx, inbox.ID, 1); !errors.Is(err, crypto.ErrSealed) {
+		t.Errorf("wrong key: err = %v", err)
+	}
+}
+
+func TestSweepOrphans(t *testing.T) {
+	db, dir, inbox := setup(t)
+	deliver(t, db, "kept", inbox.ID)
+	db.Close()
+	orphan := filepath.Join(dir, "blobs", "ab", "ab"+strings.Repeat("0", 30))
+	other := filepath.Join(dir, "blobs", "ab", "README")
+	os.WriteFile(orphan, []byte("left by a crash"), 0o600)
+	os.WriteFile(other, []byte("not ours"), 0o600)
+	db = openTest(t, dir)
+	defer db.Close()
+	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("orphan body not swept: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("a file that is not a body was removed: %v", err)
+	}
+	b, err := db.OpenBody(t.Context(), inbox.ID, 1)
+	if err != nil {
+		t.Fatalf("referenced body swept: %v", err)
+	}
+	b.Close()
+}
+
+func TestDirectoryLocked(t *testing.T) {
+	_, dir, _ := setup(t)
+	if db, err := Open(dir, Options{Key: testKey}); err == nil {
+		db.Close()
+		t.Fatal("a second Open of the same directory succeeded")
+	}
+}
+
+// errReader fails after some bytes, like a client that disconnects during
+// DATA or APPEND.
+type errReader struct{ n int }
+
+func (r *errReader) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, errors.New("connection reset")
+	}
+	k := min(len(p), r.n)
+	r.n -= k
+	return k, nil
+}
+
+func TestDeliverFailures(t *testing.T) {
+	db, dir, inbox := setup(t)
+	ctx := t.Context()
+	if _, err := db.Deliver(ctx, &errReader{n: 100 << 10}, []storage.Target{{MailboxID: inbox.ID}}); err == nil {
+		t.Fatal("Deliver of a failing reader succeeded")
+	}
+	if n := len(blobFiles(t, dir)); n != 0 {
+		t.Errorf("a failed delivery left %d files", n)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := db.Deliver(cancelled, strings.NewReader("x"), []storage.Target{{MailboxID: inbox.ID}}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Deliver: %v", err)
+	}
+	if n := len(blobFiles(t, dir)); n != 0 {
+		t.Errorf("a cancelled delivery left %d files", n)
+	}
+	if st, _ := db.Status(ctx, inbox.ID); st.Messages != 0 || st.UIDNext != 1 {
+		t.Errorf("failed deliveries left %+v", st)
+	}
+	db.Close()
+	if _, err := db.Deliver(ctx, strings.NewReader("x"), []storage.Target{{MailboxID: inbox.ID}}); err == nil {
+		t.Error("Deliver after Close succeeded")
+	}
+	if n := len(blobFiles(t, dir)); n != 0 {
+		t.Errorf("a delivery after Close left %d files", n)
+	}
+}
+
+// TestGroupCommit holds the committer busy, queues 20 deliveries (one of
+// them to a missing mailbox) and checks that they commit in one
+// transaction, the failing one alone rolled back.
+func TestGroupCommit(t *testing.T) {
+	db, dir, inbox := setup(t)
+	ctx := t.Context()
+	release, started := make(chan struct{}), make(chan struct{})
+	go db.write(ctx, func(*wtx) error { close(started); <-release; return nil })
+	<-started
+	before := db.commits.Load()
+	const n = 20
+	var wg sync.WaitGroup
+	results := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			target := inbox.ID
+			if i == 7 {
+				target = 1 << 40
+			}
+			_, results[i] = db.Deliver(ctx, strings.NewReader(fmt.Sprint("message ", i)), []storage.Target{{MailboxID: target}})
+		})
+	}
+	for len(db.ops) < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if got := db.commits.Load() - before; got != 2 {
+		t.Errorf("%d commits for the held op and 20 queued deliveries, want 2", got)
+	}
+	for i, err := range results {
+		if (i == 7) != (err != nil) {
+			t.Errorf("delivery %d: %v", i, err)
+		}
+	}
+	if !errors.Is(results[7], storage.ErrNoMailbox) {
+		t.Errorf("delivery to a missing mailbox: %v", results[7])
+	}
+	st, uids, _, _ := db.Select(ctx, inbox.ID, false)
+	if st.Messages != n-1 || st.UIDNext != n || uids[n-2] != n-1 {
+		t.Errorf("after the batch: %+v %v", st, uids)
+	}
+	if got := len(blobFiles(t, dir)); got != n-1 {
+		t.Errorf("%d body files, want %d", got, n-1)
+	}
+}
+
+// TestQueryPlans checks that the hot read paths are one search of the
+// messages primary key, never a scan of the table.
+func TestQueryPlans(t *testing.T) {
+	db, _, _ := setup(t)
+	for name, q := range map[string]string{
+		"status": qStatus, "select": qSelect, "all": qMessagesAll, "some": qMessagesSome, "body": qOpenBody,
+	} {
+		n := strings.Count(q, "?")
+		args := make([]any, n)
+		for i := range args {
+			args[i] = 1
+		}
+		if name == "some" {
+			args[1] = "[1,2]"
+		}
+		rows, err := db.r.Query("EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			rows.Scan(&id, &parent, &unused, &detail)
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		text := strings.Join(plan, "; ")
+		t.Logf("%s: %s", name, text)
+		if strings.Contains(text, "SCAN m") || strings.Contains(text, "TEMP B-TREE FOR ORDER") && name != "some" ||
+			!strings.Contains(text, "PRIMARY KEY") {
+			t.Errorf("%s: plan %q", name, text)
+		}
+	}
+}
