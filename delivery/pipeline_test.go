@@ -1,0 +1,263 @@
+package delivery_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"carepost/delivery"
+	"carepost/directory"
+	"carepost/storage"
+	"carepost/storage/sqlite"
+)
+
+const (
+	alice  = "alice@ch-test.fr"
+	bob    = "bob@ch-test.fr"
+	cardio = "cardio@ch-test.fr"
+	doc    = "doc@op-other.fr"
+)
+
+type world struct {
+	t   *testing.T
+	db  *sqlite.DB
+	dir *directory.Directory
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	db, err := sqlite.Open(t.TempDir(), sqlite.Options{Key: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	dir := directory.New(db, directory.Config{Domains: []string{"ch-test.fr"}})
+	ctx := context.Background()
+	for i, a := range []string{alice, bob} {
+		if _, err := dir.AddProfessional(ctx, directory.ProfessionalInput{
+			NationalID: "012345678" + string(rune('0'+i)), FirstName: "A", LastName: "B", Profession: "10", Address: a,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dir.AddMailbox(ctx, directory.KindOrganisational, cardio, []string{alice}, "team"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.AddTrustedDomain(ctx, "op-other.fr", ""); err != nil {
+		t.Fatal(err)
+	}
+	return &world{t: t, db: db, dir: dir}
+}
+
+func (w *world) pipeline(max int64) *delivery.Pipeline {
+	return delivery.New(w.dir, w.db, delivery.Options{Hostname: "mx.ch-test.fr", MaxMessageSize: max})
+}
+
+var alicePrincipal = &directory.Principal{Address: alice, Kind: directory.KindPersonal}
+
+func submission() delivery.Source {
+	return delivery.Source{Principal: alicePrincipal, RemoteAddr: "192.0.2.1:4000", Helo: "pc", TLS: true, Submission: true}
+}
+
+func mx() delivery.Source {
+	return delivery.Source{RemoteAddr: "198.51.100.2:25", Helo: "mx.op-other.fr", TLS: true}
+}
+
+// stored returns the bodies in account's INBOX.
+func (w *world) stored(account string) [][]byte {
+	w.t.Helper()
+	ctx := context.Background()
+	mb, err := w.db.GetMailbox(ctx, account, "INBOX")
+	if errors.Is(err, storage.ErrNoAccount) {
+		return nil
+	}
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	_, uids, _, err := w.db.Select(ctx, mb.ID, false)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out [][]byte
+	for _, u := range uids {
+		b, err := w.db.OpenBody(ctx, mb.ID, u)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		data, _ := io.ReadAll(b)
+		b.Close()
+		out = append(out, data)
+	}
+	return out
+}
+
+func deliver(t *testing.T, p *delivery.Pipeline, src delivery.Source, from string, rcpts []string, body io.Reader) error {
+	t.Helper()
+	ctx := context.Background()
+	tx := p.Begin(ctx, src)
+	if err := tx.Sender(ctx, from); err != nil {
+		return err
+	}
+	for _, r := range rcpts {
+		if err := tx.AddRecipient(ctx, r); err != nil {
+			return err
+		}
+	}
+	return tx.Deliver(ctx, body)
+}
+
+func TestDeliverCreatesAccountAndKeepsMessage(t *testing.T) {
+	w := newWorld(t)
+	p := w.pipeline(0)
+	if w.stored(bob) != nil {
+		t.Fatal("bob's storage account exists before any delivery")
+	}
+	msg := "From: " + alice + "\r\nX-MSS-MES: FIN\r\nX-MSS-CODECDA: 11488-4,34133-9\r\nMessage-ID: <m1@x>\r\nDate: Mon, 02 Mar 2026 10:00:00 +0100\r\n\r\nbody\r\n"
+	if err := deliver(t, p, submission(), alice, []string{bob}, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := w.stored(bob)
+	if len(got) != 1 || !bytes.HasSuffix(got[0], []byte(msg)) || !bytes.HasPrefix(got[0], []byte("Received: from pc ([192.0.2.1])\r\n")) {
+		t.Fatalf("stored %q", got)
+	}
+}
+
+func TestSubmissionAddsMissingFieldsOnly(t *testing.T) {
+	w := newWorld(t)
+	p := w.pipeline(0)
+	msg := "From: " + alice + "\r\nSubject: s\r\n\r\nb\r\n"
+	if err := deliver(t, p, submission(), alice, []string{bob}, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	// MX does not add them (RFC 5321 §6.4 leaves them to the MSA).
+	msgMX := "From: " + doc + "\r\nSubject: s\r\n\r\nb\r\n"
+	if err := deliver(t, p, mx(), doc, []string{bob}, strings.NewReader(msgMX)); err != nil {
+		t.Fatal(err)
+	}
+	got := w.stored(bob)
+	if len(got) != 2 {
+		t.Fatalf("%d messages", len(got))
+	}
+	first := string(got[0])
+	if !strings.Contains(first, "Subject: s\r\nMessage-ID: <") || !strings.Contains(first, "@mx.ch-test.fr>\r\nDate: ") ||
+		!strings.HasSuffix(first, "\r\n\r\nb\r\n") {
+		t.Fatalf("submission: %q", first)
+	}
+	if second := string(got[1]); strings.Contains(second, "Message-ID") || !strings.HasSuffix(second, msgMX) {
+		t.Fatalf("MX: %q", second)
+	}
+}
+
+func TestSizeBoundary(t *testing.T) {
+	w := newWorld(t)
+	msg := "From: " + alice + "\r\n\r\n" + strings.Repeat("x", 1000) + "\r\n"
+	size := int64(len(msg))
+	if err := deliver(t, w.pipeline(size), submission(), alice, []string{bob}, strings.NewReader(msg)); err != nil {
+		t.Fatalf("a message of exactly the limit: %v", err)
+	}
+	err := deliver(t, w.pipeline(size-1), submission(), alice, []string{bob}, strings.NewReader(msg))
+	if !errors.Is(err, delivery.ErrMessageTooLarge) {
+		t.Fatalf("one byte over: %v", err)
+	}
+	// Over the limit inside the header too.
+	big := "From: " + alice + "\r\nX-A: " + strings.Repeat("y", 1500) + "\r\n\r\n"
+	err = deliver(t, w.pipeline(100), submission(), alice, []string{bob}, strings.NewReader(big))
+	if !errors.Is(err, delivery.ErrMessageTooLarge) {
+		t.Fatalf("header over the limit: %v", err)
+	}
+	if n := len(w.stored(bob)); n != 1 {
+		t.Fatalf("%d messages stored, want 1", n)
+	}
+}
+
+func TestReadErrorStoresNothing(t *testing.T) {
+	w := newWorld(t)
+	msg := "From: " + alice + "\r\n\r\n" + strings.Repeat("z", 100000)
+	broken := io.MultiReader(strings.NewReader(msg), iotest.ErrReader(io.ErrUnexpectedEOF))
+	err := deliver(t, w.pipeline(0), submission(), alice, []string{bob}, broken)
+	var de *delivery.Error
+	if !errors.As(err, &de) || de.Kind != delivery.ErrBodyRead || !errors.Is(err, io.ErrUnexpectedEOF) || !de.Temporary() {
+		t.Fatalf("got %#v", err)
+	}
+	if n := len(w.stored(bob)); n != 0 {
+		t.Fatalf("%d messages stored from a broken stream", n)
+	}
+}
+
+func TestPolicyErrors(t *testing.T) {
+	w := newWorld(t)
+	p := w.pipeline(0)
+	ctx := context.Background()
+	kind := func(err error) error {
+		var de *delivery.Error
+		if !errors.As(err, &de) {
+			t.Fatalf("not a *delivery.Error: %#v", err)
+		}
+		return de.Kind
+	}
+
+	noAuth := submission()
+	noAuth.Principal = nil
+	if k := kind(p.Begin(ctx, noAuth).Sender(ctx, alice)); k != delivery.ErrAuthRequired {
+		t.Errorf("no principal: %v", k)
+	}
+	clear := mx()
+	clear.TLS = false
+	if k := kind(p.Begin(ctx, clear).Sender(ctx, doc)); k != delivery.ErrTLSRequired {
+		t.Errorf("no TLS: %v", k)
+	}
+	if k := kind(p.Begin(ctx, submission()).Sender(ctx, bob)); k != directory.ErrNotYourAddress {
+		t.Errorf("other's address: %v", k)
+	}
+	if err := p.Begin(ctx, submission()).Sender(ctx, cardio); err != nil {
+		t.Errorf("delegated address: %v", err)
+	}
+	if k := kind(p.Begin(ctx, mx()).Sender(ctx, "a@example.com")); k != directory.ErrOutsideTrustSpace {
+		t.Errorf("MX outside: %v", k)
+	}
+	if k := kind(p.Begin(ctx, mx()).Sender(ctx, bob)); k != directory.ErrNotYourAddress {
+		t.Errorf("MX from our domain: %v", k)
+	}
+
+	tx := p.Begin(ctx, submission())
+	if k := kind(tx.AddRecipient(ctx, bob)); k != delivery.ErrBadSequence {
+		t.Errorf("RCPT before MAIL: %v", k)
+	}
+	if err := tx.Sender(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if k := kind(tx.AddRecipient(ctx, doc)); k != delivery.ErrFederationDisabled {
+		t.Errorf("remote recipient: %v", k)
+	}
+	if k := kind(tx.Deliver(ctx, strings.NewReader("From: "+alice+"\r\n\r\n"))); k != delivery.ErrNoRecipients {
+		t.Errorf("no recipients: %v", k)
+	}
+
+	tx = p.Begin(ctx, mx())
+	if err := tx.Sender(ctx, ""); err != nil {
+		t.Fatalf("null sender on MX: %v", err)
+	}
+	if k := kind(tx.AddRecipient(ctx, doc)); k != delivery.ErrRelayDenied {
+		t.Errorf("MX relay: %v", k)
+	}
+	if k := kind(tx.AddRecipient(ctx, "x@gmail.com")); k != directory.ErrOutsideTrustSpace {
+		t.Errorf("MX outside recipient: %v", k)
+	}
+	if err := tx.AddRecipient(ctx, bob); err != nil {
+		t.Fatal(err)
+	}
+	for _, hdr := range []string{
+		"Subject: no from\r\n\r\n",
+		"From: a@b.fr\r\nFrom: c@d.fr\r\n\r\n",
+		"not a header\r\n\r\n",
+		"From: doc@op-other.fr\r\nX-Bad: a\x00b\r\n\r\n",
+	} {
+		if k := kind(tx.Deliver(ctx, strings.NewReader(hdr))); k != delivery.ErrMalformedMessage {
+			t.Errorf("%q: %v", hdr, k)
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package smtp_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"carepost/smtp"
+)
+
+func TestRecipientRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeSubmission, false)
+	c := e.submit(addr, alice, e.alicePass)
+	must(t, c.Mail(alice, nil))
+	for _, tc := range []struct {
+		rcpt     string
+		code     int
+		enh      string
+		contains []string
+	}{
+		{"nobody@ch-test.fr", 550, "5.1.1", []string{"nobody@ch-test.fr", "does not exist"}},
+		{"NoBody@CH-TEST.fr", 550, "5.1.1", []string{"nobody@ch-test.fr"}},
+		{carol, 550, "5.2.1", []string{carol, "suspended"}},
+		{dan, 550, "5.2.1", []string{dan, "closed"}},
+		{"someone@gmail.com", 550, "5.7.1", []string{"gmail.com", "is not part of the secure health messaging space"}},
+		{"doc@" + otherDomain, 550, "5.7.1", []string{"doc@" + otherDomain, "not enabled"}},
+		{"x@-bad-.ch-test.fr", 553, "5.1.3", []string{"not valid"}},
+	} {
+		t.Run(tc.rcpt, func(t *testing.T) {
+			wantCode(t, c.Rcpt(tc.rcpt, nil), tc.code, tc.enh, tc.contains...)
+		})
+	}
+	// The refusals left the transaction open: a good recipient still gets
+	// the message, alone.
+	must(t, c.Rcpt(bob, nil))
+	must(t, data(c, message(alice, bob, "after refusals", "ok\r\n")))
+	if n := e.inboxCount(bob); n != 1 {
+		t.Fatalf("bob has %d messages", n)
+	}
+}
+
+func TestOneBadRecipientAmongSeveral(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeSubmission, false)
+	c := e.submit(addr, alice, e.alicePass)
+	msg := message(alice, bob+", "+cardio, "two recipients", "for both\r\n")
+	must(t, c.Mail(alice, nil))
+	must(t, c.Rcpt(bob, nil))
+	wantCode(t, c.Rcpt("ghost@ch-test.fr", nil), 550, "5.1.1", "ghost@ch-test.fr")
+	must(t, c.Rcpt(cardio, nil))
+	must(t, c.Rcpt(strings.ToUpper(bob), nil)) // the same mailbox again: one copy
+	must(t, data(c, msg))
+	for _, a := range []string{bob, cardio} {
+		got := e.inbox(a)
+		if len(got) != 1 {
+			t.Fatalf("%s has %d messages, want 1", a, len(got))
+		}
+		added := splitStored(t, got[0], msg)
+		if strings.Contains(added, "for <") {
+			t.Errorf("Received names a recipient of a message to several: %q", added)
+		}
+	}
+}
+
+func TestSenderRules(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeSubmission, false)
+	c := e.submit(addr, alice, e.alicePass)
+
+	t.Run("envelope sender of someone else", func(t *testing.T) {
+		wantCode(t, c.Mail(bob, nil), 550, "5.7.1", "You may not send as "+bob)
+	})
+	t.Run("delegated ORG address", func(t *testing.T) {
+		msg := message("Cardiologie <"+cardio+">", bob, "from the team", "signed by the team\r\n")
+		must(t, send(c, cardio, []string{bob}, msg))
+	})
+	t.Run("From spoofing", func(t *testing.T) {
+		err := send(c, alice, []string{bob}, message(bob, bob, "spoof", "I am bob\r\n"))
+		wantCode(t, err, 550, "5.7.1", "You may not send as "+bob)
+	})
+	t.Run("one of two From addresses spoofed", func(t *testing.T) {
+		err := send(c, alice, []string{bob}, message(alice+", "+bob, bob, "spoof2", "x\r\n"))
+		wantCode(t, err, 550, "5.7.1", bob)
+	})
+	t.Run("Sender header spoofed", func(t *testing.T) {
+		err := send(c, alice, []string{bob}, "Sender: "+bob+"\r\n"+message(alice, bob, "spoof3", "x\r\n"))
+		wantCode(t, err, 550, "5.7.1", bob)
+	})
+	t.Run("null reverse-path", func(t *testing.T) {
+		must(t, send(c, "", []string{bob}, message(alice, bob, "notification", "displayed\r\n")))
+	})
+	t.Run("no From header", func(t *testing.T) {
+		err := send(c, alice, []string{bob}, "To: "+bob+"\r\nSubject: x\r\n\r\nbody\r\n")
+		wantCode(t, err, 554, "5.6.0", "no From: header")
+	})
+	t.Run("malformed header", func(t *testing.T) {
+		err := send(c, alice, []string{bob}, "this is not a header\r\nFrom: "+alice+"\r\n\r\nbody\r\n")
+		wantCode(t, err, 554, "5.6.0", "header cannot be read")
+	})
+	t.Run("unreadable From", func(t *testing.T) {
+		err := send(c, alice, []string{bob}, "From: <<<>>>\r\n\r\nbody\r\n")
+		wantCode(t, err, 554, "5.6.0", "From:")
+	})
+	// Only the two accepted messages reached bob.
+	if n := e.inboxCount(bob); n != 2 {
+		t.Fatalf("bob has %d messages, want 2", n)
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "code=550") || !strings.Contains(logs, "code=554") {
+		t.Fatalf("refusals not logged:\n%s", logs)
+	}
+}
+
+func TestBrokenMIMEBodyIsStoredAsGiven(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeSubmission, false)
+	c := e.submit(addr, alice, e.alicePass)
+	// A valid header over a body whose MIME structure is broken: the
+	// boundary never closes, a part has no header end, base64 is invalid.
+	msg := "From: " + alice + "\r\nTo: " + bob + "\r\nSubject: broken\r\nDate: Mon, 02 Mar 2026 10:00:00 +0100\r\n" +
+		"Message-ID: <broken@test>\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n" +
+		"--zz\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64***\r\n" +
+		"--zz\r\nContent-Type: text/plain; charset=unknown-8bit\r\nno blank line after this header\r\n" +
+		"\xff\xfe\x00 binary junk\r\n"
+	must(t, send(c, alice, []string{bob}, msg))
+	got := e.inbox(bob)
+	if len(got) != 1 {
+		t.Fatalf("%d messages", len(got))
+	}
+	splitStored(t, got[0], msg)
+}
+
+func TestInternalErrorIsTemporary(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeSubmission, false)
+	c := e.submit(addr, alice, e.alicePass)
+	must(t, c.Mail(alice, nil))
+	// The store goes away under the server.
+	must(t, e.db.Close())
+	wantCode(t, c.Rcpt(bob, nil), 451, "4.3.0", "try again later")
+	logs := e.logs.String()
+	if !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "cause=") {
+		t.Fatalf("internal failure not logged with its cause:\n%s", logs)
+	}
+}
+
+func TestMaxRecipients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeSubmission, false, func(o *smtp.Options) { o.MaxRecipients = 2 })
+	c := e.submit(addr, alice, e.alicePass)
+	if ok, v := c.Extension("LIMITS"); !ok || v != "RCPTMAX=2" {
+		t.Errorf("LIMITS = %v %q", ok, v)
+	}
+	must(t, c.Mail(alice, nil))
+	must(t, c.Rcpt(bob, nil))
+	must(t, c.Rcpt(cardio, nil))
+	wantCode(t, c.Rcpt(alice, nil), 452, "4.5.3")
+	must(t, data(c, message(alice, bob, "two max", "x\r\n")))
+}
+
+func TestNestedMailRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeSubmission, false)
+	c := e.submit(addr, alice, e.alicePass)
+	must(t, c.Mail(alice, nil))
+	wantCode(t, c.Mail(alice, nil), 503, "5.5.1")
+	must(t, c.Reset())
+	must(t, send(c, alice, []string{bob}, message(alice, bob, "after reset", "x\r\n")))
+}
+
+func TestSizeLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 4096
+	e := newEnv(t, withMaxSize(limit))
+	addr := e.start(smtp.ModeSubmission, false)
+	c := e.submit(addr, alice, e.alicePass)
+	if ok, v := c.Extension("SIZE"); !ok || v != fmt.Sprint(limit) {
+		t.Fatalf("SIZE = %v %q", ok, v)
+	}
+	// Declared too large in MAIL FROM (RFC 1870 §6.2).
+	wantCode(t, c.Mail(alice, &gosmtp.MailOptions{Size: limit + 1}), 552, "5.3.4")
+	// Declared small, sent large: refused during DATA.
+	big := message(alice, bob, "big", strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 200))
+	err := send(c, alice, []string{bob}, big)
+	wantCode(t, err, 552, "5.3.4", fmt.Sprint(limit))
+	if n := e.inboxCount(bob); n != 0 {
+		t.Fatalf("part of a refused message stored: %d", n)
+	}
+	// The session is still usable.
+	must(t, send(c, alice, []string{bob}, message(alice, bob, "small", "fits\r\n")))
+	if n := e.inboxCount(bob); n != 1 {
+		t.Fatalf("bob has %d messages", n)
+	}
+}

@@ -1,0 +1,231 @@
+package smtp
+
+import (
+	"context"
+	"io"
+	"net"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+
+	"carepost/delivery"
+	"carepost/directory"
+)
+
+// session is one SMTP connection between two EHLOs of go-smtp (a new one
+// after STARTTLS). go-smtp calls its methods from the connection's
+// goroutine, except Logout, which Server.Close may call from another: it
+// only cancels the context.
+type session struct {
+	s      *Server
+	conn   *gosmtp.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	remote string
+	helo   string
+	tls    bool
+
+	principal *directory.Principal // after AUTH (submission)
+	tx        *delivery.Transaction
+	from      string
+}
+
+var (
+	_ gosmtp.Session     = (*session)(nil)
+	_ gosmtp.AuthSession = (*session)(nil)
+)
+
+func (s *Server) newSession(c *gosmtp.Conn) *session {
+	_, isTLS := c.TLSConnectionState()
+	ss := &session{s: s, conn: c, helo: c.Hostname(), tls: isTLS}
+	if ra := c.Conn().RemoteAddr(); ra != nil {
+		ss.remote = ra.String()
+	}
+	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
+	return ss
+}
+
+// AuthMechanisms lists SASL mechanisms; go-smtp asks only over TLS. PLAIN
+// with an application password is the one mechanism today (SPEC §3:
+// EXTERNAL and OAUTHBEARER come next). MX offers none.
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.opts.Mode != ModeSubmission {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+// Auth starts a SASL exchange.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.s.opts.Mode != ModeSubmission {
+		return nil, gosmtp.ErrAuthUnsupported
+	}
+	if mech != sasl.Plain {
+		return nil, gosmtp.ErrAuthUnknownMechanism
+	}
+	if !ss.tls { // go-smtp checks it already; never rely on one check only
+		return nil, reply(stepAuth, delivery.ErrTLSRequired, ss.s.opts.MaxMessageSize)
+	}
+	return saslServer{sasl.NewPlainServer(ss.authPlain)}, nil
+}
+
+// authPlain checks PLAIN credentials (RFC 4616). An authorization identity
+// other than the user's own is refused: nobody logs in as someone else
+// (delegated mailboxes are reached with one's own login).
+//
+// Later: failed attempts counted per account and per address, then
+// slowed and locked (SPEC §3 "Brute force").
+func (ss *session) authPlain(identity, username, password string) error {
+	var err error
+	if identity != "" && identity != username {
+		err = &directory.RefusalError{Kind: directory.ErrAuthFailed, Address: username, Text: "authorization identity differs"}
+	} else {
+		var p directory.Principal
+		p, err = ss.s.dir.Authenticate(ss.ctx, username, password)
+		if err == nil {
+			ss.principal = &p
+			ss.s.log.Info("auth ok", "remote", ss.remote, "user", p.Address)
+			return nil
+		}
+	}
+	r := reply(stepAuth, err, 0)
+	// The user name is logged (brute-force tracing), never the password.
+	lvl := ss.s.log.Info
+	if r.Code/100 == 4 {
+		lvl = ss.s.log.Error
+	}
+	lvl("auth refused", "remote", ss.remote, "user", truncateForLog(username), "code", r.Code, "cause", errText(err))
+	return r
+}
+
+// saslServer makes sure that SASL's own errors (a malformed PLAIN
+// message) reach the client as SMTP replies, not as err.Error().
+type saslServer struct{ sasl.Server }
+
+func (s saslServer) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := s.Server.Next(response)
+	if err != nil {
+		if _, ok := err.(*gosmtp.SMTPError); !ok {
+			err = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
+				Message: "The authentication data is malformed (RFC 4616 PLAIN expected)."}
+		}
+	}
+	return challenge, done, err
+}
+
+// Mail starts a transaction (MAIL FROM, RFC 5321 §4.1.1.2).
+func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if ss.tx != nil {
+		return &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1},
+			Message: "A transaction is already in progress: send RSET to start another one."}
+	}
+	tx := ss.s.p.Begin(ss.ctx, delivery.Source{
+		Principal:  ss.principal,
+		RemoteAddr: ss.remote,
+		Helo:       ss.helo,
+		TLS:        ss.tls,
+		Submission: ss.s.opts.Mode == ModeSubmission,
+	})
+	if err := tx.Sender(ss.ctx, from); err != nil {
+		return ss.refused(stepMail, err, tx, from, "")
+	}
+	ss.tx, ss.from = tx, from
+	return nil
+}
+
+// Rcpt adds a recipient (RCPT TO, RFC 5321 §4.1.1.3). A refusal concerns
+// this recipient only.
+func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	if ss.tx == nil { // go-smtp checks the order; defensive
+		return reply(stepRcpt, delivery.ErrBadSequence, 0)
+	}
+	if err := ss.tx.AddRecipient(ss.ctx, to); err != nil {
+		return ss.refused(stepRcpt, err, ss.tx, ss.from, to)
+	}
+	return nil
+}
+
+// Data receives the message and answers only once it is durable.
+func (ss *session) Data(r io.Reader) error {
+	tx := ss.tx
+	if tx == nil {
+		return reply(stepData, delivery.ErrBadSequence, 0)
+	}
+	body := &deadlineReader{r: r, conn: ss.conn.Conn(), timeout: ss.s.opts.ReadTimeout}
+	err := tx.Deliver(ss.ctx, body)
+	var out *gosmtp.SMTPError
+	code, enh := 250, "2.0.0"
+	if err != nil {
+		out = reply(stepData, err, ss.s.opts.MaxMessageSize)
+		code, enh = out.Code, enhancedString(out.EnhancedCode)
+	}
+	// One line per message: who, to how many, how big, what result.
+	// Never the body, the subject or credentials.
+	attrs := []any{"tx", tx.ID(), "remote", ss.remote, "user", ss.user(), "from", ss.from,
+		"rcpts", len(tx.Recipients()), "size", tx.Size(), "code", code, "enhanced", enh}
+	switch {
+	case err == nil:
+		ss.s.log.Info("message accepted", attrs...)
+		return nil
+	case out.Code/100 == 4:
+		ss.s.log.Error("message not accepted", append(attrs, "cause", errText(err))...)
+	default:
+		ss.s.log.Info("message refused", append(attrs, "cause", errText(err))...)
+	}
+	return out
+}
+
+// refused logs a refused MAIL or RCPT and returns the reply.
+func (ss *session) refused(st step, err error, tx *delivery.Transaction, from, to string) error {
+	r := reply(st, err, ss.s.opts.MaxMessageSize)
+	attrs := []any{"tx", tx.ID(), "remote", ss.remote, "user", ss.user(), "from", from,
+		"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", errText(err)}
+	if to != "" {
+		attrs = append(attrs, "rcpt", to)
+	}
+	if r.Code/100 == 4 {
+		ss.s.log.Error(st.String()+" not accepted", attrs...)
+	} else {
+		ss.s.log.Info(st.String()+" refused", attrs...)
+	}
+	return r
+}
+
+func (ss *session) user() string {
+	if ss.principal == nil {
+		return ""
+	}
+	return ss.principal.Address
+}
+
+// Reset ends the transaction (RSET, after DATA, new EHLO).
+func (ss *session) Reset() {
+	if ss.tx != nil {
+		ss.tx.Abort()
+	}
+	ss.tx, ss.from = nil, ""
+}
+
+// Logout ends the session; it may run concurrently with Data (Server.Close).
+func (ss *session) Logout() error {
+	ss.cancel()
+	return nil
+}
+
+// deadlineReader pushes the connection's read deadline forward at each
+// read of the message: go-smtp sets it once per command, which would bound
+// the whole DATA transfer instead of each wait.
+type deadlineReader struct {
+	r       io.Reader
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.timeout > 0 && d.conn != nil {
+		d.conn.SetReadDeadline(time.Now().Add(d.timeout))
+	}
+	return d.r.Read(p)
+}
