@@ -32,8 +32,8 @@ const (
 	headerBufferSize = 4096
 )
 
-// errHeaderSyntax marks a header that cannot be read (malformed); its
-// message says why, for the sender.
+// headerSyntaxError is a header the pipeline refuses to carry; why is a
+// phrase for the sender.
 type headerSyntaxError struct{ why string }
 
 func (e *headerSyntaxError) Error() string { return e.why }

@@ -166,6 +166,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.opts.Mode != ModeSubmission && s.opts.Mode != ModeMX {
 		return fmt.Errorf("smtp: unknown mode %v", s.opts.Mode)
 	}
+	if s.ctx.Err() != nil {
+		ln.Close()
+		return errors.New("smtp: Serve called after Close")
+	}
 	if s.gs.TLSConfig == nil {
 		// Without TLS no one could log in (submission) and health data
 		// would travel in clear (MX): refuse to start rather than run a

@@ -249,3 +249,43 @@ func TestMalformedAuthData(t *testing.T) {
 	r.cmd("QUIT")
 	r.expect(221)
 }
+
+// TestPipelining sends a whole transaction in one write (RFC 2920): each
+// command gets its own reply, in order, refusals included.
+func TestPipelining(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeSubmission, true)
+	conn, err := tls.Dial("tcp", addr, e.clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRaw(t, conn)
+	r.cmd("EHLO client.test")
+	if caps := r.expect(250); !strings.Contains(caps, "PIPELINING") {
+		t.Fatalf("PIPELINING not offered: %q", caps)
+	}
+	r.cmd("AUTH PLAIN %s", plain(alice, e.alicePass))
+	r.expect(235)
+	msg := message(alice, bob, "pipelined", "one write\r\n")
+	batch := "MAIL FROM:<" + alice + ">\r\nRCPT TO:<" + bob + ">\r\nRCPT TO:<ghost@ch-test.fr>\r\nRCPT TO:<" + cardio + ">\r\nDATA\r\n"
+	if _, err := conn.Write([]byte(batch)); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(250)
+	r.expect(250)
+	if msg := r.expect(550); !strings.HasPrefix(msg, "5.1.1 ") {
+		t.Fatalf("reply %q", msg)
+	}
+	r.expect(250)
+	r.expect(354)
+	if _, err := conn.Write([]byte(msg + ".\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(250)
+	for _, a := range []string{bob, cardio} {
+		if n := e.inboxCount(a); n != 1 {
+			t.Fatalf("%s has %d messages", a, n)
+		}
+	}
+}
