@@ -189,7 +189,9 @@ type Store interface {
 	// one snapshot. When claimRecent is true (SELECT, not EXAMINE), the
 	// messages that arrived since the last claiming Select become \Recent
 	// for this caller only: status.Recent counts them and firstRecent is
-	// the lowest such UID (0 if none).
+	// the lowest such UID (0 if none). When claimRecent is false, they
+	// describe the messages no claiming Select has seen yet, and nothing
+	// is claimed.
 	Select(ctx context.Context, mailboxID int64, claimRecent bool) (status MailboxStatus, uids []uint32, firstRecent uint32, err error)
 
 	// Deliver stores one body once and a copy of it in every target mailbox,
@@ -203,7 +205,9 @@ type Store interface {
 	// OpenBody opens the stored body of a message.
 	OpenBody(ctx context.Context, mailboxID int64, uid uint32) (Body, error)
 	// StoreFlags changes the flags of the given messages and returns the new
-	// state of those that changed (all of them for FlagsSet).
+	// state of those that changed (all of them for FlagsSet). One call
+	// bumps HIGHESTMODSEQ once; the changed messages get that MODSEQ, the
+	// others keep theirs. ErrInvalidFlag for a keyword that is not an atom.
 	StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op FlagOp, flags []string) ([]FlagUpdate, error)
 	// Copy copies messages (without copying bodies) into another mailbox,
 	// keeping flags and internal dates, with new UIDs in source UID order.
@@ -218,9 +222,13 @@ type Store interface {
 	// Watch calls fn with every change to the mailbox committed after Watch
 	// returned, in commit order, from any session or delivery (and, with a
 	// cluster backend, from any node). fn must not block: it queues and
-	// returns. The returned function stops the watch.
+	// returns; it must not call Watch or a stop function either. The
+	// returned function stops the watch: once it returned, fn is not called
+	// again.
 	Watch(mailboxID int64, fn func(Change)) (stop func())
 
+	// Close waits for the writes under way, then releases the store. Calls
+	// after Close fail; a second Close does nothing.
 	Close() error
 }
 

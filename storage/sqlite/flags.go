@@ -112,6 +112,9 @@ func joinKeywords(list []string) string { return strings.Join(list, " ") }
 
 // formatFlags lists system flags in a fixed order, then keywords.
 func formatFlags(bits int64, keywords string) []string {
+	if bits == 0 && keywords == "" {
+		return []string{} // no allocation
+	}
 	out := make([]string, 0, 2)
 	for _, sf := range systemFlags {
 		if bits&sf.bit != 0 {

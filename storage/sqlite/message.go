@@ -106,12 +106,22 @@ func encodeDate(d time.Time) (int64, int) {
 	return d.UnixNano(), off
 }
 
-func decodeDate(nanos int64, off int) time.Time {
+// zoneCache reuses one *time.Location per offset (time.FixedZone
+// allocates), as most messages of a mailbox share a few offsets.
+type zoneCache struct {
+	off int
+	loc *time.Location
+}
+
+func (z *zoneCache) date(nanos int64, off int) time.Time {
 	t := time.Unix(0, nanos)
 	if off == 0 {
 		return t.UTC()
 	}
-	return t.In(time.FixedZone("", off))
+	if z.loc == nil || z.off != off {
+		z.off, z.loc = off, time.FixedZone("", off)
+	}
+	return t.In(z.loc)
 }
 
 // Deliver implements storage.Store: the body is sealed and fsynced once,
@@ -246,13 +256,13 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 			return err
 		}
 		defer rows.Close()
-		uids = make([]uint32, 0, max(0, int64(st.UIDNext)-1-recentUID, 16))
+		uids = make([]uint32, 0, min(max(int64(st.UIDNext)-1, 0), 1<<20))
 		for rows.Next() {
-			var uid uint32
-			var flags, size int64
-			if err := rows.Scan(&uid, &flags, &size); err != nil {
+			var uid64, flags, size int64
+			if err := rows.Scan(&uid64, &flags, &size); err != nil {
 				return err
 			}
+			uid := uint32(uid64)
 			uids = append(uids, uid)
 			st.Size += size
 			if flags&flagSeen == 0 {
@@ -305,12 +315,25 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 // all messages, or one lookup per UID inside one statement.
 func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]storage.Message, error) {
 	var out []storage.Message
+	var zones zoneCache
 	err := db.read(ctx, func(tx *sql.Tx) error {
-		if err := mailboxExists(ctx, tx, mailboxID); err != nil {
+		// The existence check also sizes the result (UIDNEXT-1 bounds the
+		// count): appending 100k messages to a growing slice costs more
+		// than reading them.
+		var next int64
+		err := tx.QueryRowContext(ctx, "SELECT uidnext FROM mailboxes WHERE id = ?", mailboxID).Scan(&next)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
+		}
+		if err != nil {
 			return err
 		}
+		hint := min(next-1, 1<<20)
+		if uids != nil {
+			hint = min(hint, int64(len(uids)))
+		}
+		out = make([]storage.Message, 0, hint)
 		var rows *sql.Rows
-		var err error
 		if uids == nil {
 			rows, err = tx.QueryContext(ctx, qMessagesAll, mailboxID)
 		} else if len(uids) == 0 {
@@ -323,16 +346,20 @@ func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]s
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var m storage.Message
-			var flags, nanos int64
+			// Scanning into int64 then converting: database/sql converts
+			// to uint32 through strconv.
+			var uid, flags, nanos, off, size, modseq int64
 			var keywords string
-			var off int
-			if err := rows.Scan(&m.UID, &flags, &keywords, &nanos, &off, &m.Size, &m.ModSeq); err != nil {
+			if err := rows.Scan(&uid, &flags, &keywords, &nanos, &off, &size, &modseq); err != nil {
 				return err
 			}
-			m.Flags = formatFlags(flags, keywords)
-			m.InternalDate = decodeDate(nanos, off)
-			out = append(out, m)
+			out = append(out, storage.Message{
+				UID:          uint32(uid),
+				Flags:        formatFlags(flags, keywords),
+				InternalDate: zones.date(nanos, int(off)),
+				Size:         size,
+				ModSeq:       uint64(modseq),
+			})
 		}
 		return rows.Err()
 	})
