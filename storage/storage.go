@@ -4,7 +4,9 @@
 // later) and must all pass the conformance suite in storage/storagetest.
 //
 // Data model (RFC 9051 §2.3.1, RFC 7162 §3.1):
-//   - an account is one mailbox address of the directory ("dupont@ch-x.fr");
+//   - an account is one mailbox address of the directory ("dupont@ch-x.fr",
+//     in the canonical lower-case form of directory.ParseAddress; backends
+//     compare account names exactly);
 //     it owns folders, called Mailbox here as in IMAP;
 //   - a Mailbox has a UIDVALIDITY chosen at creation and never changed, a
 //     UIDNEXT that only grows, and a HIGHESTMODSEQ bumped by every change;

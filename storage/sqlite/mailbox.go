@@ -252,7 +252,9 @@ func (db *DB) RenameMailbox(ctx context.Context, account, oldName, newName strin
 	if newName == "INBOX" {
 		return fmt.Errorf("%w: INBOX", storage.ErrMailboxExists)
 	}
-	if strings.HasPrefix(newName, oldName+string(storage.Delimiter)) {
+	// A mailbox cannot move under itself; INBOX can, as its rename only
+	// moves its messages (to "INBOX/Old", say).
+	if oldName != "INBOX" && strings.HasPrefix(newName, oldName+string(storage.Delimiter)) {
 		return fmt.Errorf("%w: %q cannot be moved inside itself", storage.ErrInvalidName, oldName)
 	}
 	return db.write(ctx, func(t *wtx) error {

@@ -133,6 +133,18 @@ func testMailboxRename(t *testing.T, h *harness) {
 		t.Error("child not renamed")
 	}
 
+	// Up one level, a child taking its parent's old name: "P/Q" to "P"
+	// makes "P/Q/Q" the new "P/Q". (A child may exist without its parent:
+	// parents are not created implicitly.)
+	pq := h.create(alice, "P/Q")
+	pqq := h.create(alice, "P/Q/Q")
+	if err := h.s.RenameMailbox(h.ctx, alice, "P/Q", "P"); err != nil {
+		t.Fatal(err)
+	}
+	if h.mailbox(alice, "P").ID != pq.ID || h.mailbox(alice, "P/Q").ID != pqq.ID {
+		t.Errorf("after P/Q -> P: %v", names(t, h, alice))
+	}
+
 	// Renaming INBOX moves its messages to a new mailbox and leaves INBOX
 	// empty, with its UIDVALIDITY and UIDNEXT.
 	inbox := h.mailbox(alice, "INBOX")
@@ -166,6 +178,16 @@ func testMailboxRename(t *testing.T, h *harness) {
 	// New mail goes on with the next UID.
 	if res := h.deliver("m3", nil, inbox.ID); res[0].UID != 3 {
 		t.Errorf("UID after INBOX rename = %d", res[0].UID)
+	}
+	// INBOX may be renamed under itself.
+	if err := h.s.RenameMailbox(h.ctx, alice, "inbox", "INBOX/Old"); err != nil {
+		t.Fatalf("rename INBOX to INBOX/Old: %v", err)
+	}
+	if m := h.messages(h.mailbox(alice, "INBOX/Old").ID, nil); len(m) != 1 || m[0].UID != 3 {
+		t.Errorf("INBOX/Old holds %+v", m)
+	}
+	if st := h.status(inbox.ID); st.Messages != 0 || st.UIDNext != 4 {
+		t.Errorf("INBOX after the second rename: %+v", st)
 	}
 }
 
