@@ -65,12 +65,16 @@ func (s *Summary) WriteText(w io.Writer) error {
 		if s.SMTP.NewConn {
 			conn = "a new connection per message"
 		}
-		rcpt := "recipients round-robin"
+		rcpt := " round-robin"
 		if s.SMTP.ToAll {
-			rcpt = "each to all recipients"
+			rcpt = ", each message to all"
 		}
-		fmt.Fprintf(&b, "bench smtp %s (%s): %d clients, %d messages of %d bytes, %d %s, %s\n",
-			s.Addr, s.Security, s.Clients, s.SMTP.Messages, s.SMTP.Size, s.SMTP.Recipients, rcpt, conn)
+		rcpts := fmt.Sprintf("%d recipients", s.SMTP.Recipients)
+		if s.SMTP.Recipients == 1 {
+			rcpts, rcpt = "1 recipient", ""
+		}
+		fmt.Fprintf(&b, "bench smtp %s (%s): %d clients, %d messages of %d bytes, %s%s, %s\n",
+			s.Addr, s.Security, s.Clients, s.SMTP.Messages, s.SMTP.Size, rcpts, rcpt, conn)
 		fmt.Fprintf(&b, "%d sent, %d failed in %.2f s: %.1f msg/s, %.2f MB/s\n",
 			s.Completed, s.Failed, s.Elapsed, s.Rate, s.SMTP.MBPerSecond)
 	case s.IMAP != nil:

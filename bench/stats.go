@@ -193,7 +193,8 @@ func (c *collector) ops(order []string, elapsed time.Duration) []OpStats {
 func (c *collector) errors() Errors {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Errors{Total: c.errTotal.Load(), First: slices.Clone(c.distinct)}
+	first := append([]ErrorCount{}, c.distinct...) // [] rather than null in JSON
+	return Errors{Total: c.errTotal.Load(), First: first}
 }
 
 // percentile is the nearest-rank p-th percentile of sorted.
