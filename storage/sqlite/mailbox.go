@@ -292,7 +292,14 @@ func (db *DB) RenameMailbox(ctx context.Context, account, oldName, newName strin
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		renamed := make(map[string]bool, len(list))
 		for _, r := range list {
+			renamed[r.old] = true
+		}
+		for _, r := range list {
+			if renamed[r.new] {
+				continue // freed by this rename
+			}
 			var taken bool
 			if err := t.QueryRowContext(t.ctx, "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?)", aid, r.new).Scan(&taken); err != nil {
 				return err
