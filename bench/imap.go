@@ -124,6 +124,10 @@ func RunIMAP(ctx context.Context, cfg IMAPConfig, progress io.Writer) (*Summary,
 		return nil, err
 	}
 	idlers := r.openIdlers(ctx, progress)
+	if progress != nil && len(idlers) > 0 {
+		// The moment to read the server's resident memory.
+		fmt.Fprintf(progress, "bench imap: %d IDLE connections held; the server's memory can be read now (ps -o rss= -p PID)\n", len(idlers))
+	}
 
 	var held atomic.Int64
 	held.Store(int64(len(idlers)))
