@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"carepost/storage"
@@ -174,6 +175,30 @@ func testSelect(t *testing.T, h *harness) {
 	if st.Recent != 0 {
 		t.Errorf("third SELECT: Recent %d", st.Recent)
 	}
+	// Concurrent claims: each new message is recent for exactly one.
+	for range 10 {
+		h.deliver("e", nil, inbox.ID)
+	}
+	var wg sync.WaitGroup
+	recent := make([]uint32, 8)
+	for i := range recent {
+		wg.Go(func() {
+			st, _, _, err := h.s.Select(h.ctx, inbox.ID, true)
+			if err != nil {
+				t.Error(err)
+			}
+			recent[i] = st.Recent
+		})
+	}
+	wg.Wait()
+	var sum uint32
+	for _, r := range recent {
+		sum += r
+	}
+	if sum != 10 {
+		t.Errorf("concurrent SELECTs claimed %v, %d in all, want 10", recent, sum)
+	}
+
 	_, _, _, err = h.s.Select(h.ctx, 1<<40, true)
 	wantErr(t, "Select of a missing mailbox", err, storage.ErrNoMailbox)
 	_, err = h.s.Status(h.ctx, 1<<40)
