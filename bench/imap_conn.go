@@ -80,7 +80,7 @@ func logout(c *imapclient.Client, timeout time.Duration) {
 // IMAP NO or BAD (*imap.Error) the session goes on.
 func isConnErr(err error) bool {
 	var ie *imap.Error
-	return !errors.As(err, &ie)
+	return !errors.As(err, &ie) && !errors.Is(err, errWrongAnswer)
 }
 
 // fill tops up the mailbox of user to n messages by APPEND, and returns

@@ -30,6 +30,10 @@ var mix = []struct {
 	{"noop", 10},
 }
 
+// errWrongAnswer marks a reply that completed but is not what was asked
+// for: counted as an error, and the session goes on.
+var errWrongAnswer = errors.New("wrong answer")
+
 // headerRange is how many messages one FETCH of headers asks for (a page
 // of a message list).
 const headerRange = 20
@@ -163,7 +167,7 @@ func (r *imapRun) do(c *imapclient.Client, op string, rng *mrand.Rand, messages 
 			return err
 		}
 		if want := int(last - first + 1); len(msgs) != want {
-			return fmt.Errorf("FETCH %d:%d returned %d messages, want %d", first, last, len(msgs), want)
+			return fmt.Errorf("%w: FETCH %d:%d returned %d messages, want %d", errWrongAnswer, first, last, len(msgs), want)
 		}
 		return nil
 	case "fetch_body":
@@ -210,7 +214,7 @@ func fetchBody(c *imapclient.Client, seq uint32) error {
 		return err
 	}
 	if !got {
-		return errors.New("FETCH BODY.PEEK[] returned no body")
+		return fmt.Errorf("%w: FETCH BODY.PEEK[] returned no body", errWrongAnswer)
 	}
 	return nil
 }
