@@ -259,4 +259,22 @@ type Change struct {
 	UID       uint32
 	Flags     []string
 	ModSeq    uint64
+	// Origin is the value attached with WithOrigin to the context of the
+	// call that made the change (nil if none): an IMAP session uses it to
+	// recognise its own changes, which it reports itself (RFC 9051 §6.4.6:
+	// no untagged FETCH after STORE .SILENT).
+	Origin any
+}
+
+type originKey struct{}
+
+// WithOrigin returns a context whose changes carry origin in Change.Origin.
+// Only meaningful within one process.
+func WithOrigin(ctx context.Context, origin any) context.Context {
+	return context.WithValue(ctx, originKey{}, origin)
+}
+
+// OriginOf returns the origin attached to ctx by WithOrigin, or nil.
+func OriginOf(ctx context.Context) any {
+	return ctx.Value(originKey{})
 }

@@ -51,7 +51,10 @@ type wtx struct {
 }
 
 // publish records a change, published once the transaction commits.
-func (t *wtx) publish(c storage.Change) { t.o.changes = append(t.o.changes, c) }
+func (t *wtx) publish(c storage.Change) {
+	c.Origin = storage.OriginOf(t.o.ctx)
+	t.o.changes = append(t.o.changes, c)
+}
 
 // collectGarbage deletes the blobs that lost their last reference in this
 // op; their files are removed after the commit.

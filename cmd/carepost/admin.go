@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"golang.org/x/term"
+
+	"carepost/crypto"
+	"carepost/directory"
+	"carepost/server"
+)
+
+func cmdDir(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError("dir: missing subcommand (add-professional, add-patient, add-mailbox, show, search, suspend, activate)")
+	}
+	var c commonFlags
+	fs := newFlagSet("dir "+args[0], &c)
+	var (
+		id, first, last, profession, specialty, address, organisation string
+		ins, notify, kind, description                                string
+		members                                                       stringList
+		asJSON                                                        bool
+	)
+	switch args[0] {
+	case "add-professional":
+		fs.StringVar(&id, "id", "", "national identifier: 8+RPPS or 0+ADELI")
+		fs.StringVar(&first, "first", "", "first name")
+		fs.StringVar(&last, "last", "", "last name")
+		fs.StringVar(&profession, "profession", "", "profession code (TRE_G15: 10 doctor, 21 pharmacist, 60 nurse…)")
+		fs.StringVar(&specialty, "specialty", "", "specialty code (TRE_R38, e.g. SM54)")
+		fs.StringVar(&address, "address", "", "mailbox address LOCAL@DOMAIN")
+		fs.StringVar(&organisation, "organisation", "", "structure identifier (FINESS, SIRET…)")
+	case "add-patient":
+		fs.StringVar(&ins, "ins", "", "INS: 13-character NIR + 2-digit key")
+		fs.StringVar(&first, "first", "", "first name")
+		fs.StringVar(&last, "last", "", "last name")
+		fs.StringVar(&notify, "notify", "", "address told of new messages")
+	case "add-mailbox":
+		fs.StringVar(&kind, "kind", "", "org, app or cab")
+		fs.StringVar(&address, "address", "", "mailbox address")
+		fs.Var(&members, "member", "delegated member address (repeatable)")
+		fs.StringVar(&description, "description", "", "description")
+	case "show", "search":
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	case "suspend", "activate":
+	default:
+		return usageError("dir: unknown subcommand %q", args[0])
+	}
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	srv, err := openServer(c, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	switch args[0] {
+	case "add-professional":
+		e, err := srv.AddProfessional(ctx, directory.ProfessionalInput{NationalID: id, FirstName: first, LastName: last,
+			Profession: profession, Specialty: specialty, Address: address, Organisation: organisation})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "added professional %s %s <%s> (national id %s)\n", e.FirstName, e.LastName, e.Address, e.NationalID)
+	case "add-patient":
+		e, err := srv.AddPatient(ctx, directory.PatientInput{INS: ins, FirstName: first, LastName: last, Notify: notify})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "added patient <%s>\n", e.Address)
+	case "add-mailbox":
+		k := directory.Kind(strings.ToUpper(kind))
+		e, err := srv.AddMailbox(ctx, k, address, members, description)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "added %s mailbox <%s> with %d member(s)\n", e.Kind, e.Address, len(e.Members))
+	case "show":
+		if len(pos) != 1 {
+			return usageError("dir show: give one ADDRESS")
+		}
+		e, err := srv.Dir.Lookup(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		return printEntries(stdout, []directory.Entry{e}, asJSON, true)
+	case "search":
+		if len(pos) != 1 {
+			return usageError("dir search: give one QUERY")
+		}
+		es, err := srv.Dir.Search(ctx, pos[0], 100)
+		if err != nil {
+			return err
+		}
+		return printEntries(stdout, es, asJSON, false)
+	case "suspend", "activate":
+		if len(pos) != 1 {
+			return usageError("dir %s: give one ADDRESS", args[0])
+		}
+		st := directory.StatusSuspended
+		if args[0] == "activate" {
+			st = directory.StatusActive
+		}
+		if err := srv.Dir.SetStatus(ctx, pos[0], st); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s is now %s\n", strings.ToLower(pos[0]), st)
+	}
+	return nil
+}
+
+func printEntries(w io.Writer, es []directory.Entry, asJSON, long bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if long && len(es) == 1 {
+			return enc.Encode(es[0])
+		}
+		return enc.Encode(es)
+	}
+	if long {
+		e := es[0]
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, kv := range [][2]string{
+			{"address", e.Address}, {"kind", string(e.Kind)}, {"status", string(e.Status)},
+			{"national id", e.NationalID}, {"profession", e.Profession}, {"specialty", e.Specialty},
+			{"first name", e.FirstName}, {"last name", e.LastName}, {"organisation", e.Organisation},
+			{"description", e.Description}, {"members", strings.Join(e.Members, ", ")},
+			{"liste rouge", fmt.Sprint(e.ListeRouge)}, {"notify", e.NotifyAddress},
+		} {
+			if kv[1] != "" {
+				fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+			}
+		}
+		return tw.Flush()
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tKIND\tSTATUS\tNAME\tPROFESSION\tSPECIALTY")
+	for _, e := range es {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Address, e.Kind, e.Status, strings.TrimSpace(e.FirstName+" "+e.LastName), e.Profession, e.Specialty)
+	}
+	return tw.Flush()
+}
+
+func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("user: missing subcommand (set-password, app-password)")
+	}
+	var c commonFlags
+	fs := newFlagSet("user "+args[0], &c)
+	var label string
+	switch args[0] {
+	case "set-password":
+	case "app-password":
+		fs.StringVar(&label, "label", "", "name of the device or client")
+	default:
+		return usageError("user: unknown subcommand %q", args[0])
+	}
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("user %s: give one ADDRESS", args[0])
+	}
+	srv, err := openServer(c, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	switch args[0] {
+	case "set-password":
+		pw, err := readPassword(stdin, stderr)
+		if err != nil {
+			return err
+		}
+		if err := srv.Dir.SetPassword(ctx, pos[0], pw); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "password set for %s\n", strings.ToLower(pos[0]))
+	case "app-password":
+		pw, err := srv.Dir.NewAppPassword(ctx, pos[0], label)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "application password for %s (shown once; use it in the mail client as the password):\n", strings.ToLower(pos[0]))
+		fmt.Fprintln(stdout, pw)
+	}
+	return nil
+}
+
+// readPassword reads one line from standard input, without echo when it is
+// a terminal.
+func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stderr, "Password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		return string(b), err
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", fmt.Errorf("no password on standard input (e.g. echo 'a long passphrase' | carepost user set-password ADDRESS)")
+	}
+	return line, nil
+}
+
+func cmdTrust(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError("trust: missing subcommand (add-domain, list)")
+	}
+	var c commonFlags
+	fs := newFlagSet("trust "+args[0], &c)
+	var description string
+	switch args[0] {
+	case "add-domain":
+		fs.StringVar(&description, "description", "", "who operates it")
+	case "list":
+	default:
+		return usageError("trust: unknown subcommand %q", args[0])
+	}
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	srv, err := openServer(c, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	switch args[0] {
+	case "add-domain":
+		if len(pos) != 1 {
+			return usageError("trust add-domain: give one DOMAIN")
+		}
+		if err := srv.Dir.AddTrustedDomain(ctx, pos[0], description); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s is now part of the trust space\n", strings.ToLower(pos[0]))
+	case "list":
+		ds, err := srv.Store.TrustedDomains(ctx)
+		if err != nil {
+			return err
+		}
+		for _, d := range srv.Config.Domains {
+			fmt.Fprintf(stdout, "%s\t(hosted here)\n", d)
+		}
+		for _, d := range ds {
+			fmt.Fprintf(stdout, "%s\t%s\n", d.Domain, d.Description)
+		}
+	}
+	return nil
+}
+
+func cmdPKI(_ context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError("pki: missing subcommand (init, issue, export)")
+	}
+	var c commonFlags
+	fs := newFlagSet("pki "+args[0], &c)
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	cfg, err := server.Load(c.config)
+	if err != nil {
+		return err
+	}
+	if c.data != "" {
+		cfg.Data = c.data
+	}
+	pki, err := crypto.OpenPKI(filepath.Join(cfg.Data, "pki"))
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "init":
+		if len(pos) != 0 {
+			return usageError("pki init takes no argument")
+		}
+		if _, err := pki.ServerCertificate(cfg.Hostname); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "CA certificate:     %s\nserver certificate: %s (for %s, localhost, 127.0.0.1, ::1)\n",
+			pki.CAPath(), filepath.Join(pki.Dir(), "server.crt"), cfg.Hostname)
+	case "issue":
+		if len(pos) != 1 {
+			return usageError("pki issue: give one ADDRESS")
+		}
+		certPath, keyPath, err := pki.Issue(pos[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "certificate: %s\nkey:         %s\n", certPath, keyPath)
+	case "export":
+		if len(pos) != 1 {
+			return usageError("pki export: give ca or an ADDRESS")
+		}
+		b, err := pki.Export(pos[0])
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(b)
+		return err
+	default:
+		return usageError("pki: unknown subcommand %q", args[0])
+	}
+	return nil
+}

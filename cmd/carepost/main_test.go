@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// carepost runs one command line in-process against the data directory.
+func carepost(t *testing.T, data, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), append(args, "--data", data), strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestCommandLineWalkthrough(t *testing.T) {
+	data := t.TempDir()
+	mustRun := func(stdin string, args ...string) string {
+		t.Helper()
+		out, errs, code := carepost(t, data, stdin, args...)
+		if code != 0 {
+			t.Fatalf("carepost %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+		}
+		return out
+	}
+	out := mustRun("", "dir", "add-professional", "--id", "810001045367", "--first", "Marie", "--last", "Curie",
+		"--profession", "10", "--specialty", "SM54", "--address", "Marie.Curie@carepost.test")
+	if !strings.Contains(out, "marie.curie@carepost.test") {
+		t.Fatalf("add-professional said %q", out)
+	}
+	mustRun("", "dir", "add-professional", "--id", "0012600631", "--first", "Jean", "--last", "Martin",
+		"--profession", "10", "--address", "jean.martin@carepost.test")
+	mustRun("", "dir", "add-mailbox", "--kind", "org", "--address", "cardiologie@carepost.test", "--member", "jean.martin@carepost.test")
+	mustRun("marie: a long passphrase\n", "user", "set-password", "marie.curie@carepost.test")
+	if pw := strings.TrimSpace(mustRun("", "user", "app-password", "marie.curie@carepost.test", "--label", "thunderbird")); len(pw) < 16 {
+		t.Fatalf("application password %q is too short", pw)
+	}
+	// Flags may come after the positional argument.
+	out = mustRun("", "dir", "show", "marie.curie@carepost.test")
+	for _, want := range []string{"810001045367", "SM54", "Curie", "active"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dir show lacks %q:\n%s", want, out)
+		}
+	}
+	out = mustRun("", "dir", "search", "martin")
+	if !strings.Contains(out, "jean.martin@carepost.test") || strings.Contains(out, "marie.curie") {
+		t.Fatalf("dir search martin:\n%s", out)
+	}
+	mustRun("", "dir", "suspend", "jean.martin@carepost.test")
+	if out = mustRun("", "dir", "show", "jean.martin@carepost.test"); !strings.Contains(out, "suspended") {
+		t.Fatalf("not suspended:\n%s", out)
+	}
+	mustRun("", "trust", "add-domain", "ch-exemple.mssante.fr", "--description", "CH Exemple")
+	if out = mustRun("", "trust", "list"); !strings.Contains(out, "ch-exemple.mssante.fr") {
+		t.Fatalf("trust list:\n%s", out)
+	}
+	mustRun("", "pki", "init")
+	if out = mustRun("", "pki", "export", "ca"); !strings.HasPrefix(out, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("pki export ca:\n%s", out)
+	}
+	mustRun("", "pki", "issue", "marie.curie@carepost.test")
+	if out = mustRun("", "pki", "export", "marie.curie@carepost.test"); !strings.HasPrefix(out, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("pki export address:\n%s", out)
+	}
+}
+
+func TestCommandLineErrors(t *testing.T) {
+	data := t.TempDir()
+	cases := []struct {
+		args    []string
+		stdin   string
+		code    int
+		mention string
+	}{
+		{[]string{"frobnicate"}, "", 2, "unknown command"},
+		{[]string{"dir", "add-professional", "--id", "810001045368", "--first", "A", "--last", "B", "--profession", "10", "--address", "a@carepost.test"}, "", 1, "key"},
+		{[]string{"dir", "add-professional", "--id", "810001045367", "--first", "A", "--last", "B", "--profession", "10", "--address", "a@gmail.com"}, "", 1, "gmail.com"},
+		{[]string{"dir", "show", "nobody@carepost.test"}, "", 1, "nobody@carepost.test"},
+		{[]string{"user", "set-password", "nobody@carepost.test"}, "a long enough password\n", 1, "nobody@carepost.test"},
+		{[]string{"dir", "show"}, "", 2, "ADDRESS"},
+		{[]string{"pki", "export", "nobody@carepost.test"}, "", 1, "pki issue"},
+	}
+	for _, tc := range cases {
+		out, errs, code := carepost(t, data, tc.stdin, tc.args...)
+		if code != tc.code || !strings.Contains(strings.ToLower(errs), strings.ToLower(tc.mention)) {
+			t.Errorf("carepost %s: exit %d (want %d), stderr %q should mention %q (stdout %q)", strings.Join(tc.args, " "), code, tc.code, errs, tc.mention, out)
+		}
+	}
+}

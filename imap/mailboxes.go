@@ -1,0 +1,349 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"carepost/storage"
+)
+
+const delim = storage.Delimiter
+
+// listEntry is one name of the hierarchy the client sees.
+type listEntry struct {
+	name       string
+	exists     bool // a selectable mailbox (else an implied parent)
+	subscribed bool
+	specialUse string
+	target     target
+	id         int64
+}
+
+// hierarchy returns every name the user sees: personal mailboxes, the
+// shared ones under Shared/<address>/, and the parents they imply.
+func (s *session) hierarchy(ctx context.Context) (map[string]*listEntry, error) {
+	entries := map[string]*listEntry{}
+	add := func(t target, mb storage.Mailbox) {
+		name := t.display(mb.Name)
+		entries[name] = &listEntry{name: name, exists: true, specialUse: mb.SpecialUse, target: t, id: mb.ID}
+	}
+	own, err := s.srv.opts.Store.ListMailboxes(ctx, s.account)
+	if err != nil && !errors.Is(err, storage.ErrNoAccount) {
+		return nil, err
+	}
+	for _, mb := range own {
+		add(target{account: s.account}, mb)
+	}
+	subs, err := s.srv.opts.Store.Subscriptions(ctx, s.account)
+	if err != nil && !errors.Is(err, storage.ErrNoAccount) {
+		return nil, err
+	}
+	shared, err := s.srv.opts.Accounts.SharedMailboxes(ctx, s.account)
+	if err != nil {
+		return nil, err
+	}
+	for _, addr := range shared {
+		t := target{account: addr, shared: sharedPrefix + string(delim) + addr}
+		mbs, err := s.srv.opts.Store.ListMailboxes(ctx, addr)
+		if err != nil && !errors.Is(err, storage.ErrNoAccount) {
+			return nil, err
+		}
+		for _, mb := range mbs {
+			add(t, mb)
+		}
+	}
+	for _, name := range subs {
+		e := entries[name]
+		if e == nil {
+			e = &listEntry{name: name}
+			entries[name] = e
+		}
+		e.subscribed = true
+	}
+	// Implied parents (RFC 9051 §6.3.9: "a/b" listed without "a" makes
+	// "a" appear as \Noselect). Only for names that exist.
+	for name, e := range entries {
+		if !e.exists {
+			continue
+		}
+		for i := strings.LastIndexByte(name, delim); i > 0; i = strings.LastIndexByte(name[:i], delim) {
+			parent := name[:i]
+			if entries[parent] == nil {
+				entries[parent] = &listEntry{name: parent}
+			}
+		}
+	}
+	return entries, nil
+}
+
+func hasChildren(entries map[string]*listEntry, name string, pred func(*listEntry) bool) bool {
+	prefix := name + string(delim)
+	for n, e := range entries {
+		if strings.HasPrefix(n, prefix) && pred(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// List implements LIST and LSUB, with LIST-EXTENDED (RFC 5258), LIST-STATUS
+// (RFC 5819), SPECIAL-USE (RFC 6154) and CHILDREN (RFC 3348).
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if len(patterns) == 0 {
+		// LIST "" "": the hierarchy delimiter and root (RFC 9051 §6.3.9).
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	entries, err := s.hierarchy(ctx)
+	if err != nil {
+		return s.mapError("list", err)
+	}
+	// LSUB is a LIST (SUBSCRIBED) without RETURN options.
+	lsub := options.SelectSubscribed && !options.ReturnSubscribed && !options.ReturnChildren &&
+		!options.ReturnSpecialUse && options.ReturnStatus == nil && !options.SelectRecursiveMatch
+	match := func(name string) bool {
+		for _, p := range patterns {
+			if imapserver.MatchList(name, delim, ref, p) {
+				return true
+			}
+		}
+		return false
+	}
+	// Subscribed children under a matching name (CHILDINFO, and LSUB's
+	// \Noselect parents): RFC 5258 §3.5, RFC 3501 §6.3.9.
+	isSub := func(e *listEntry) bool { return e.subscribed }
+
+	names := make([]string, 0, len(entries))
+	for n := range entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []imap.ListData
+	for _, name := range names {
+		e := entries[name]
+		if !match(name) {
+			continue
+		}
+		data := imap.ListData{Mailbox: name, Delim: delim}
+		if options.SelectSubscribed {
+			if !e.subscribed {
+				childSub := hasChildren(entries, name, isSub)
+				switch {
+				case lsub && childSub && strings.Contains(strings.Join(patterns, ""), "%"):
+					data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
+					out = append(out, data)
+				case options.SelectRecursiveMatch && childSub:
+					data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+					out = append(out, data)
+				}
+				continue
+			}
+			if !lsub {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+			}
+			if !e.exists {
+				if lsub {
+					data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
+				} else {
+					data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
+				}
+			}
+			if options.SelectRecursiveMatch && hasChildren(entries, name, isSub) {
+				data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+			}
+		} else {
+			if !e.exists && !hasChildren(entries, name, func(c *listEntry) bool { return c.exists }) {
+				continue // a subscription to a mailbox that does not exist
+			}
+			if !e.exists {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
+			}
+			if options.ReturnSubscribed && e.subscribed {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+			}
+		}
+		if options.SelectSpecialUse && e.specialUse == "" {
+			continue
+		}
+		if !lsub {
+			if hasChildren(entries, name, func(c *listEntry) bool { return c.exists }) {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+			} else if e.exists {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+			}
+		}
+		if e.specialUse != "" && !lsub {
+			data.Attrs = append(data.Attrs, imap.MailboxAttr(e.specialUse))
+		}
+		if options.ReturnStatus != nil && e.exists {
+			st, err := s.srv.opts.Store.Status(ctx, e.id)
+			if err == nil {
+				data.Status = statusData(name, st, options.ReturnStatus)
+			}
+		}
+		out = append(out, data)
+	}
+	for i := range out {
+		if err := w.WriteList(&out[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mailbox finds a selectable mailbox by its client name.
+func (s *session) mailbox(ctx context.Context, name string) (storage.Mailbox, target, error) {
+	t, err := s.resolve(ctx, name)
+	if err != nil {
+		return storage.Mailbox{}, t, err
+	}
+	mb, err := s.srv.opts.Store.GetMailbox(ctx, t.account, t.name)
+	return mb, t, err
+}
+
+// Create makes a mailbox and the parents it needs (RFC 9051 §6.3.4: the
+// server SHOULD create missing superiors). A trailing delimiter only says
+// that the name is meant to hold children.
+func (s *session) Create(name string, options *imap.CreateOptions) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	name = strings.TrimSuffix(name, string(delim))
+	t, err := s.resolve(ctx, name)
+	if err != nil {
+		return err
+	}
+	if strings.EqualFold(t.name, "INBOX") {
+		return s.mapError("create", storage.ErrMailboxExists)
+	}
+	special := ""
+	if options != nil && len(options.SpecialUse) == 1 {
+		special = string(options.SpecialUse[0])
+	}
+	parts := strings.Split(t.name, string(delim))
+	for i := 1; i < len(parts); i++ {
+		parent := strings.Join(parts[:i], string(delim))
+		if _, err := s.srv.opts.Store.CreateMailbox(ctx, t.account, parent, ""); err != nil && !errors.Is(err, storage.ErrMailboxExists) {
+			return s.mapError("create", err)
+		}
+	}
+	_, err = s.srv.opts.Store.CreateMailbox(ctx, t.account, t.name, special)
+	return s.mapError("create", err)
+}
+
+// Delete removes a mailbox.
+func (s *session) Delete(name string) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	t, err := s.resolve(ctx, name)
+	if err != nil {
+		return err
+	}
+	return s.mapError("delete", s.srv.opts.Store.DeleteMailbox(ctx, t.account, t.name))
+}
+
+// Rename renames a mailbox and its children, within one account.
+func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	from, err := s.resolve(ctx, oldName)
+	if err != nil {
+		return err
+	}
+	to, err := s.resolve(ctx, strings.TrimSuffix(newName, string(delim)))
+	if err != nil {
+		return err
+	}
+	if from.account != to.account {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+			Text: "A mailbox cannot be moved to another account"}
+	}
+	parts := strings.Split(to.name, string(delim))
+	for i := 1; i < len(parts); i++ {
+		parent := strings.Join(parts[:i], string(delim))
+		if parent == from.name {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+				Text: "A mailbox cannot be moved inside itself"}
+		}
+		if _, err := s.srv.opts.Store.CreateMailbox(ctx, to.account, parent, ""); err != nil && !errors.Is(err, storage.ErrMailboxExists) {
+			return s.mapError("rename", err)
+		}
+	}
+	return s.mapError("rename", s.srv.opts.Store.RenameMailbox(ctx, from.account, from.name, to.name))
+}
+
+// Subscribe adds a name to the subscriptions (RFC 9051 §6.3.7).
+func (s *session) Subscribe(name string) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	return s.mapError("subscribe", s.srv.opts.Store.SetSubscribed(ctx, s.account, name, true))
+}
+
+// Unsubscribe removes a name from the subscriptions.
+func (s *session) Unsubscribe(name string) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	subs, err := s.srv.opts.Store.Subscriptions(ctx, s.account)
+	if err != nil {
+		return s.mapError("unsubscribe", err)
+	}
+	found := false
+	for _, n := range subs {
+		found = found || n == name
+	}
+	if !found {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "Not subscribed to that name"}
+	}
+	return s.mapError("unsubscribe", s.srv.opts.Store.SetSubscribed(ctx, s.account, name, false))
+}
+
+// Status reports the counters of a mailbox.
+func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	mb, _, err := s.mailbox(ctx, name)
+	if err != nil {
+		return nil, s.mapError("status", err)
+	}
+	st, err := s.srv.opts.Store.Status(ctx, mb.ID)
+	if err != nil {
+		return nil, s.mapError("status", err)
+	}
+	return statusData(name, st, options), nil
+}
+
+func statusData(name string, st storage.MailboxStatus, options *imap.StatusOptions) *imap.StatusData {
+	data := &imap.StatusData{Mailbox: name}
+	if options.NumMessages {
+		n := st.Messages
+		data.NumMessages = &n
+	}
+	if options.UIDNext {
+		data.UIDNext = imap.UID(st.UIDNext)
+	}
+	if options.UIDValidity {
+		data.UIDValidity = st.UIDValidity
+	}
+	if options.NumUnseen {
+		n := st.Unseen
+		data.NumUnseen = &n
+	}
+	if options.NumDeleted {
+		n := st.Deleted
+		data.NumDeleted = &n
+	}
+	if options.Size {
+		n := st.Size
+		data.Size = &n
+	}
+	if options.NumRecent {
+		n := st.Recent
+		data.NumRecent = &n
+	}
+	return data
+}

@@ -1,0 +1,342 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+
+	"carepost/storage"
+)
+
+// Search evaluates SEARCH criteria (RFC 9051 §6.4.4). Flags, dates, sizes,
+// sequence and UID sets are answered from the metadata; a message body is
+// opened only when a criterion needs its header or text, once per message.
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	v := s.sel
+	ctx, cancel := s.ctx()
+	defer cancel()
+	metas, err := s.srv.opts.Store.Messages(ctx, v.id, nil)
+	if err != nil {
+		return nil, s.mapError("search", err)
+	}
+	// This session's numbering of the messages.
+	byUID := make(map[uint32]*storage.Message, len(metas))
+	for i := range metas {
+		byUID[metas[i].UID] = &metas[i]
+	}
+	v.sm.mu.Lock()
+	type cand struct {
+		seq uint32
+		m   *storage.Message
+	}
+	cands := make([]cand, 0, len(v.sm.uids))
+	var clientMax uint32
+	for i, uid := range v.sm.uids {
+		seq := v.st.EncodeSeqNum(uint32(i + 1))
+		if seq == 0 {
+			continue // not yet announced to this client
+		}
+		clientMax = seq
+		if m := byUID[uid]; m != nil {
+			cands = append(cands, cand{seq, m})
+		}
+	}
+	var lastUID uint32
+	if n := len(v.sm.uids); n > 0 {
+		lastUID = v.sm.uids[n-1]
+	}
+	v.sm.mu.Unlock()
+
+	var (
+		data   imap.SearchData
+		seqSet imap.SeqSet
+		uidSet imap.UIDSet
+	)
+	for _, c := range cands {
+		mc := &matchCtx{s: s, v: v, seq: c.seq, m: c.m, clientMax: clientMax, lastUID: lastUID}
+		ok, err := mc.match(criteria)
+		mc.close()
+		if err != nil {
+			return nil, s.mapError("search", err)
+		}
+		if !ok {
+			continue
+		}
+		uidSet.AddNum(imap.UID(c.m.UID))
+		num := c.seq
+		if kind == imapserver.NumKindUID {
+			num = c.m.UID
+		} else {
+			seqSet.AddNum(c.seq)
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		if num > data.Max {
+			data.Max = num
+		}
+		data.Count++
+	}
+	if kind == imapserver.NumKindUID {
+		data.All = uidSet
+	} else {
+		data.All = seqSet
+	}
+	if options != nil && options.ReturnSave {
+		v.searchRes = uidSet
+	}
+	return &data, nil
+}
+
+// matchCtx evaluates criteria against one message, parsing its body at
+// most once.
+type matchCtx struct {
+	s         *session
+	v         *view
+	seq       uint32
+	m         *storage.Message
+	clientMax uint32
+	lastUID   uint32
+
+	loaded bool
+	header textproto.Header
+	raw    []byte // the whole message, read on first need
+}
+
+func (mc *matchCtx) close() {}
+
+func (mc *matchCtx) load() error {
+	if mc.loaded {
+		return nil
+	}
+	mc.loaded = true
+	ctx, cancel := mc.s.ctx()
+	defer cancel()
+	body, err := mc.s.srv.opts.Store.OpenBody(ctx, mc.v.id, mc.m.UID)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	raw, err := io.ReadAll(io.NewSectionReader(body, 0, body.Size()))
+	if err != nil {
+		return err
+	}
+	mc.raw = raw
+	mc.header, _ = textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	return nil
+}
+
+func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
+	m := mc.m
+	for _, set := range c.SeqNum {
+		if !seqContains(set, mc.seq, mc.clientMax) {
+			return false, nil
+		}
+	}
+	for _, set := range c.UID {
+		if imap.IsSearchRes(set) {
+			set = mc.v.searchRes
+		}
+		if !containsUID(set, m.UID, mc.lastUID) {
+			return false, nil
+		}
+	}
+	for _, f := range c.Flag {
+		if !mc.hasFlag(f) {
+			return false, nil
+		}
+	}
+	for _, f := range c.NotFlag {
+		if mc.hasFlag(f) {
+			return false, nil
+		}
+	}
+	if c.Larger > 0 && m.Size <= c.Larger {
+		return false, nil
+	}
+	if c.Smaller > 0 && m.Size >= c.Smaller {
+		return false, nil
+	}
+	if !matchDate(m.InternalDate, c.Since, c.Before) {
+		return false, nil
+	}
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		if err := mc.load(); err != nil {
+			return false, err
+		}
+		mh := mail.Header{Header: gomessage.Header{Header: mc.header}}
+		t, err := mh.Date()
+		if err != nil || !matchDate(t, c.SentSince, c.SentBefore) {
+			return false, nil
+		}
+	}
+	for _, hf := range c.Header {
+		if err := mc.load(); err != nil {
+			return false, err
+		}
+		if !matchHeader(mc.header, hf.Key, hf.Value) {
+			return false, nil
+		}
+	}
+	for _, text := range c.Body {
+		if err := mc.load(); err != nil {
+			return false, err
+		}
+		if !matchBody(mc.raw, text, false) {
+			return false, nil
+		}
+	}
+	for _, text := range c.Text {
+		if err := mc.load(); err != nil {
+			return false, err
+		}
+		if !matchBody(mc.raw, text, true) {
+			return false, nil
+		}
+	}
+	for i := range c.Not {
+		ok, err := mc.match(&c.Not[i])
+		if err != nil || ok {
+			return false, err
+		}
+	}
+	for i := range c.Or {
+		a, err := mc.match(&c.Or[i][0])
+		if err != nil {
+			return false, err
+		}
+		if !a {
+			b, err := mc.match(&c.Or[i][1])
+			if err != nil || !b {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
+func (mc *matchCtx) hasFlag(f imap.Flag) bool {
+	if strings.EqualFold(string(f), string(flagRecent)) {
+		return mc.v.firstRecent != 0 && mc.m.UID >= mc.v.firstRecent
+	}
+	return hasFlag(mc.m.Flags, string(f))
+}
+
+func seqContains(set imap.SeqSet, seq, max uint32) bool {
+	for _, r := range set {
+		start, stop := r.Start, r.Stop
+		if start == 0 {
+			start = max
+		}
+		if stop == 0 {
+			stop = max
+		}
+		if start > stop {
+			start, stop = stop, start
+		}
+		if seq >= start && seq <= stop {
+			return true
+		}
+	}
+	return false
+}
+
+// matchDate compares dates only, in the time's own zone (RFC 9051 §6.4.4:
+// "disregarding time and timezone").
+func matchDate(t, since, before time.Time) bool {
+	if since.IsZero() && before.IsZero() {
+		return true
+	}
+	y, mo, d := t.Date()
+	day := time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() {
+		sy, sm, sd := since.Date()
+		if day.Before(time.Date(sy, sm, sd, 0, 0, 0, 0, time.UTC)) {
+			return false
+		}
+	}
+	if !before.IsZero() {
+		by, bm, bd := before.Date()
+		if !day.Before(time.Date(by, bm, bd, 0, 0, 0, 0, time.UTC)) {
+			return false
+		}
+	}
+	return true
+}
+
+// matchHeader: an empty value matches any message with the field (RFC 9051
+// §6.4.4 HEADER); otherwise a case-insensitive substring of the raw or the
+// decoded value.
+func matchHeader(h textproto.Header, key, value string) bool {
+	fields := h.FieldsByKey(key)
+	needle := strings.ToLower(value)
+	for fields.Next() {
+		if value == "" {
+			return true
+		}
+		raw := fields.Value()
+		if strings.Contains(strings.ToLower(raw), needle) {
+			return true
+		}
+		if dec, err := mimeDecoder.DecodeHeader(raw); err == nil && strings.Contains(strings.ToLower(dec), needle) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchBody searches the decoded text parts (and with header, every
+// header field) for a case-insensitive substring.
+func matchBody(raw []byte, text string, withHeader bool) bool {
+	needle := strings.ToLower(text)
+	e, err := gomessage.Read(bytes.NewReader(raw))
+	if e == nil {
+		// Unparsable: search the raw bytes.
+		return bytes.Contains(bytes.ToLower(raw), []byte(needle))
+	}
+	_ = err // an unknown charset still gives a readable entity
+	return matchEntity(e, needle, withHeader)
+}
+
+func matchEntity(e *gomessage.Entity, needle string, withHeader bool) bool {
+	if withHeader {
+		fields := e.Header.Fields()
+		for fields.Next() {
+			v := fields.Value()
+			if dec, err := mimeDecoder.DecodeHeader(v); err == nil {
+				v = dec
+			}
+			if strings.Contains(strings.ToLower(fields.Key()+": "+v), needle) {
+				return true
+			}
+		}
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				return false
+			}
+			if matchEntity(part, needle, withHeader) {
+				return true
+			}
+		}
+	}
+	t, _, _ := e.Header.ContentType()
+	if t != "" && !strings.HasPrefix(t, "text/") && t != "message/rfc822" {
+		return false
+	}
+	b, err := io.ReadAll(io.LimitReader(e.Body, 64<<20))
+	if err != nil && len(b) == 0 {
+		return false
+	}
+	return strings.Contains(strings.ToLower(string(b)), needle)
+}

@@ -1,0 +1,127 @@
+// Package imap is Carepost's IMAP4rev1/IMAP4rev2 service: an adapter from
+// go-imap v2's imapserver (pinned at v2.0.0-beta.8, kept behind this
+// package so that a newer release or a fork is one go.mod line) to the
+// mail store (storage.Store) and the directory (Accounts). It holds no SQL
+// and no file paths.
+//
+// Layout, as go-imap's reference backend: server.go (listener, options,
+// capabilities), session.go (one connection: login, names), mailboxes.go
+// (LIST, CREATE, DELETE, RENAME, SUBSCRIBE, STATUS), selected.go (the
+// shared state of a selected mailbox and each session's view of it),
+// fetch.go, search.go, update.go (STORE, COPY, MOVE, EXPUNGE, APPEND).
+//
+// Implementation notes:
+//   - Sequence numbers: every mailbox selected in this process has one
+//     shared object holding its UIDs in order (the server's view) and an
+//     imapserver.MailboxTracker fed by storage.Store.Watch; each session
+//     has a SessionTracker that queues the updates it has not yet been told
+//     of and translates its sequence numbers (RFC 9051 §7.5.1: EXPUNGE is
+//     only sent when the client can accept it).
+//   - Shared mailboxes: a member of an organisational mailbox sees it under
+//     "Shared/<address>/" (RFC 2342 other users' namespace).
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"carepost/storage"
+)
+
+// Accounts is what the IMAP service asks the directory.
+type Accounts interface {
+	// Authenticate checks a login; err is a *directory.RefusalError (Kind
+	// directory.ErrAuthFailed) on failure.
+	Authenticate(ctx context.Context, username, password string) (account string, err error)
+	// SharedMailboxes lists the ORG/APP/CAB mailbox addresses the account
+	// is a delegated member of.
+	SharedMailboxes(ctx context.Context, account string) ([]string, error)
+}
+
+// Options configure the service.
+type Options struct {
+	Store          storage.Store
+	Accounts       Accounts
+	TLSConfig      *tls.Config
+	Logger         *slog.Logger
+	MaxMessageSize int64 // APPEND limit
+}
+
+// Server serves IMAP on any number of listeners.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	imap *imapserver.Server
+
+	mu        sync.Mutex
+	mailboxes map[int64]*sharedMailbox // selected in at least one session
+}
+
+// Capabilities advertised. Only what is implemented end to end; tested in
+// server_test.go. IMAP4rev2 implies NAMESPACE, UIDPLUS, ESEARCH,
+// LIST-EXTENDED, LIST-STATUS, MOVE, STATUS=SIZE for go-imap.
+var capabilities = imap.CapSet{
+	imap.CapIMAP4rev1:    {},
+	imap.CapIMAP4rev2:    {},
+	imap.CapIdle:         {},
+	imap.CapUIDPlus:      {},
+	imap.CapMove:         {},
+	imap.CapNamespace:    {},
+	imap.CapUnselect:     {},
+	imap.CapSpecialUse:   {},
+	imap.CapEnable:       {},
+	imap.CapLiteralPlus:  {},
+	imap.CapBinary:       {},
+	imap.CapStatusSize:   {},
+	imap.CapChildren:     {},
+	imap.CapESearch:      {},
+	imap.CapSearchRes:    {},
+	imap.CapListStatus:   {},
+	imap.CapListExtended: {},
+}
+
+// New returns the IMAP service.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = 25 << 20
+	}
+	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}}
+	s.imap = imapserver.New(&imapserver.Options{
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return newSession(s, c), nil, nil
+		},
+		Caps:         capabilities,
+		Logger:       slogPrintf{s.log},
+		TLSConfig:    opts.TLSConfig,
+		InsecureAuth: false,
+	})
+	return s
+}
+
+// Serve accepts connections on ln: a tls.Listener for IMAPS, or a plain
+// listener where STARTTLS is offered and required before LOGIN.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.imap.Serve(ln)
+}
+
+// Close stops every listener and connection.
+func (s *Server) Close() error {
+	return s.imap.Close()
+}
+
+// slogPrintf routes the library's own messages to the structured log.
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,174 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-sasl"
+
+	"carepost/directory"
+	"carepost/storage"
+)
+
+// commandTimeout bounds the storage work of one command.
+const commandTimeout = 2 * time.Minute
+
+// sharedPrefix is the namespace of the organisational mailboxes a user is a
+// member of: "Shared/cardiologie@ch-x.fr/INBOX" (RFC 2342 §5, other users'
+// namespace).
+const sharedPrefix = "Shared"
+
+// session is one IMAP connection.
+type session struct {
+	srv  *Server
+	conn *imapserver.Conn
+
+	account string // after login
+	sel     *view  // selected mailbox, nil if none
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
+	_ imapserver.SessionSASL        = (*session)(nil)
+	_ imapserver.SessionAppendLimit = (*session)(nil)
+)
+
+func newSession(s *Server, c *imapserver.Conn) *session {
+	return &session{srv: s, conn: c}
+}
+
+func (s *session) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), commandTimeout)
+}
+
+// Close releases the selected mailbox.
+func (s *session) Close() error {
+	if s.sel != nil {
+		s.sel.close()
+		s.sel = nil
+	}
+	return nil
+}
+
+// Login checks the credentials with the directory. The library refuses
+// LOGIN before TLS (LOGINDISABLED, RFC 9051 §6.2.3), so a password never
+// crosses the network in clear.
+func (s *session) Login(username, password string) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	account, err := s.srv.opts.Accounts.Authenticate(ctx, username, password)
+	if err != nil {
+		if errors.Is(err, directory.ErrAuthFailed) {
+			s.srv.log.Info("login failed", "remote", s.remote(), "user", username)
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed,
+				Text: "Invalid user name or password, or account not active"}
+		}
+		s.srv.log.Error("login: directory unavailable", "remote", s.remote(), "err", err)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
+			Text: "Authentication is temporarily unavailable, try again later"}
+	}
+	s.account = account
+	s.srv.log.Info("login", "remote", s.remote(), "account", account)
+	return nil
+}
+
+func (s *session) remote() string {
+	if s.conn == nil {
+		return ""
+	}
+	return s.conn.NetConn().RemoteAddr().String()
+}
+
+// AuthenticateMechanisms lists the SASL mechanisms: PLAIN only (RFC 4616),
+// offered only under TLS by the library.
+func (s *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
+
+// Authenticate runs SASL PLAIN through Login.
+func (s *session) Authenticate(mech string) (sasl.Server, error) {
+	if !strings.EqualFold(mech, sasl.Plain) {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported authentication mechanism"}
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && !strings.EqualFold(identity, username) {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
+				Text: "Acting as another user is not allowed"}
+		}
+		return s.Login(username, password)
+	}), nil
+}
+
+// AppendLimit is advertised as APPENDLIMIT (RFC 7889).
+func (s *session) AppendLimit() uint32 {
+	if s.srv.opts.MaxMessageSize > int64(^uint32(0)) {
+		return ^uint32(0)
+	}
+	return uint32(s.srv.opts.MaxMessageSize)
+}
+
+// Namespace: personal mailboxes at the root, organisational mailboxes under
+// "Shared/" (RFC 2342).
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{
+		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: storage.Delimiter}},
+		Other:    []imap.NamespaceDescriptor{{Prefix: sharedPrefix + string(storage.Delimiter), Delim: storage.Delimiter}},
+	}, nil
+}
+
+// target is a mailbox name resolved to an account and a storage name.
+type target struct {
+	account string
+	name    string // storage name inside account
+	shared  string // "Shared/<address>" prefix when shared, "" otherwise
+}
+
+// display turns a storage name back into the name the client sees.
+func (t target) display(name string) string {
+	if t.shared == "" {
+		return name
+	}
+	return t.shared + string(storage.Delimiter) + name
+}
+
+// resolve maps a client mailbox name to an account. Names under Shared/
+// must name an organisational mailbox the user is a member of; the bare
+// "Shared" and "Shared/<address>" are containers that cannot be selected.
+func (s *session) resolve(ctx context.Context, name string) (target, error) {
+	if strings.EqualFold(name, "INBOX") {
+		return target{account: s.account, name: "INBOX"}, nil
+	}
+	rest, ok := strings.CutPrefix(name, sharedPrefix+string(storage.Delimiter))
+	if !ok {
+		if name == sharedPrefix {
+			return target{}, errNoSelect(name)
+		}
+		return target{account: s.account, name: name}, nil
+	}
+	addr, folder, _ := strings.Cut(rest, string(storage.Delimiter))
+	addr = strings.ToLower(addr)
+	shared, err := s.srv.opts.Accounts.SharedMailboxes(ctx, s.account)
+	if err != nil {
+		return target{}, err
+	}
+	for _, a := range shared {
+		if strings.EqualFold(a, addr) {
+			if folder == "" {
+				return target{}, errNoSelect(name)
+			}
+			if strings.EqualFold(folder, "INBOX") {
+				folder = "INBOX"
+			}
+			return target{account: a, name: folder, shared: sharedPrefix + string(storage.Delimiter) + a}, nil
+		}
+	}
+	return target{}, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent,
+		Text: "No such shared mailbox, or you are not a member of it"}
+}
+
+func errNoSelect(name string) error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+		Text: "\"" + name + "\" only holds other mailboxes and cannot be selected or changed"}
+}

@@ -1,0 +1,204 @@
+package imap
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"carepost/storage"
+)
+
+var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: "READ-ONLY",
+	Text: "The mailbox is open read-only (EXAMINE): select it to change it"}
+
+// Store changes flags (RFC 9051 §6.4.6). The new flags of changed messages
+// reach this session through the mailbox tracker, after an untagged FLAGS
+// when a keyword is new; unchanged messages are answered directly. With
+// .SILENT the session is left out of its own updates.
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	v := s.sel
+	if v.readOnly {
+		return errReadOnly
+	}
+	refs := v.resolve(numSet)
+	if len(refs) == 0 {
+		return nil
+	}
+	var op storage.FlagOp
+	switch flags.Op {
+	case imap.StoreFlagsAdd:
+		op = storage.FlagsAdd
+	case imap.StoreFlagsDel:
+		op = storage.FlagsRemove
+	default:
+		op = storage.FlagsSet
+	}
+	var list []string
+	for _, f := range flags.Flags {
+		if strings.EqualFold(string(f), string(flagRecent)) {
+			continue // \Recent is set by the server only
+		}
+		list = append(list, string(f))
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if flags.Silent {
+		ctx = storageOrigin(ctx, v)
+	}
+	ups, err := s.srv.opts.Store.StoreFlags(ctx, v.id, uidsOf(refs), op, list)
+	if err != nil {
+		return s.mapError("store", err)
+	}
+	if flags.Silent {
+		return nil
+	}
+	changed := make(map[uint32]bool, len(ups))
+	for _, u := range ups {
+		changed[u.UID] = true
+	}
+	var unchanged []uint32
+	for _, r := range refs {
+		if !changed[r.uid] {
+			unchanged = append(unchanged, r.uid)
+		}
+	}
+	if len(unchanged) == 0 {
+		return nil
+	}
+	metas, err := s.srv.opts.Store.Messages(ctx, v.id, unchanged)
+	if err != nil {
+		return s.mapError("store", err)
+	}
+	seqOf := make(map[uint32]uint32, len(refs))
+	for _, r := range refs {
+		seqOf[r.uid] = r.seq
+	}
+	for i := range metas {
+		rw := w.CreateMessage(seqOf[metas[i].UID])
+		rw.WriteUID(imap.UID(metas[i].UID))
+		rw.WriteFlags(v.flagsOf(&metas[i]))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// destination finds the target mailbox of COPY, MOVE and APPEND: missing
+// means NO [TRYCREATE] (RFC 9051 §6.4.7).
+func (s *session) destination(name string) (storage.Mailbox, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	mb, _, err := s.mailbox(ctx, name)
+	if errors.Is(err, storage.ErrNoMailbox) || errors.Is(err, storage.ErrNoAccount) {
+		return mb, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate,
+			Text: "The destination mailbox does not exist"}
+	}
+	if err != nil {
+		return mb, s.mapError("copy", err)
+	}
+	return mb, nil
+}
+
+// Copy copies messages (RFC 9051 §6.4.7) and returns COPYUID (RFC 4315).
+func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	v := s.sel
+	dst, err := s.destination(dest)
+	if err != nil {
+		return nil, err
+	}
+	refs := v.resolve(numSet)
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	res, err := s.srv.opts.Store.Copy(ctx, v.id, uidsOf(refs), dst.ID)
+	if err != nil {
+		return nil, s.mapError("copy", err)
+	}
+	return copyData(res), nil
+}
+
+// Move moves messages (RFC 6851): COPYUID first, then the EXPUNGEs, which
+// the tracker delivers to this and every other session of the mailbox.
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	v := s.sel
+	if v.readOnly {
+		return errReadOnly
+	}
+	dst, err := s.destination(dest)
+	if err != nil {
+		return err
+	}
+	refs := v.resolve(numSet)
+	if len(refs) == 0 {
+		return nil
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	res, err := s.srv.opts.Store.Move(ctx, v.id, uidsOf(refs), dst.ID)
+	if err != nil {
+		return s.mapError("move", err)
+	}
+	if len(res.SourceUIDs) == 0 {
+		return nil
+	}
+	return w.WriteCopyData(copyData(res))
+}
+
+func copyData(res storage.CopyResult) *imap.CopyData {
+	var src, dst imap.UIDSet
+	for i := range res.SourceUIDs {
+		src.AddNum(imap.UID(res.SourceUIDs[i]))
+		dst.AddNum(imap.UID(res.DestUIDs[i]))
+	}
+	return &imap.CopyData{UIDValidity: res.UIDValidity, SourceUIDs: src, DestUIDs: dst}
+}
+
+// Expunge removes the messages marked \Deleted (all, or those of a UID
+// EXPUNGE set, RFC 4315). The EXPUNGE responses come from the tracker.
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	v := s.sel
+	if v.readOnly {
+		return errReadOnly
+	}
+	var list []uint32
+	if uids != nil {
+		list = uidsOf(v.resolve(*uids))
+		if len(list) == 0 {
+			return nil
+		}
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	_, err := s.srv.opts.Store.Expunge(ctx, v.id, list)
+	return s.mapError("expunge", err)
+}
+
+// Append stores a message (RFC 9051 §6.3.12) and returns APPENDUID.
+func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	dst, err := s.destination(mailbox)
+	if err != nil {
+		return nil, err
+	}
+	if r.Size() > s.srv.opts.MaxMessageSize {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig,
+			Text: "The message is larger than the server accepts"}
+	}
+	var flags []string
+	for _, f := range options.Flags {
+		if !strings.EqualFold(string(f), string(flagRecent)) {
+			flags = append(flags, string(f))
+		}
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	res, err := s.srv.opts.Store.Deliver(ctx, r, []storage.Target{{MailboxID: dst.ID, Flags: flags, InternalDate: options.Time}})
+	if err != nil {
+		return nil, s.mapError("append", err)
+	}
+	return &imap.AppendData{UID: imap.UID(res[0].UID), UIDValidity: res[0].UIDValidity}, nil
+}

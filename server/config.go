@@ -1,0 +1,166 @@
+// Package server assembles Carepost: it reads the configuration, opens the
+// data directory (keys, development PKI, store, directory) and runs every
+// listener. `carepost serve` is a thin shell around it, and tests boot the
+// whole server in-process with Start on random loopback ports.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole configuration. The TOML keys mirror the command-line
+// flags (SPEC §11); every field has a default (Defaults) so that
+// `carepost serve` runs with no configuration at all, on loopback only.
+type Config struct {
+	// Data is the data directory: database, message bodies, keys, PKI.
+	Data string `toml:"data"`
+	// Hostname is the name of this server in greetings and in its TLS
+	// certificate.
+	Hostname string `toml:"hostname"`
+	// Domains are the mail domains hosted here.
+	Domains []string `toml:"domains"`
+	// PatientDomain hosts patient mailboxes (<INS>@patient_domain).
+	PatientDomain string `toml:"patient_domain"`
+	// MaxMessageSize is the largest message accepted, in bytes.
+	MaxMessageSize int64 `toml:"max_message_size"`
+
+	Listen ListenConfig `toml:"listen"`
+	TLS    TLSConfig    `toml:"tls"`
+	Log    LogConfig    `toml:"log"`
+
+	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
+	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
+	// on first start.
+	AtRestKeyFile string `toml:"at_rest_key_file"`
+}
+
+// ListenConfig gives the address of each listener; "" disables one.
+type ListenConfig struct {
+	SMTP        string `toml:"smtp"`        // MX, other operators (25)
+	Submission  string `toml:"submission"`  // STARTTLS (587)
+	Submissions string `toml:"submissions"` // implicit TLS (465)
+	IMAP        string `toml:"imap"`        // STARTTLS (143)
+	IMAPS       string `toml:"imaps"`       // implicit TLS (993)
+	HTTPS       string `toml:"https"`       // portal, APIs, metrics (later)
+}
+
+// TLSConfig points to an operator's certificate. When both are empty the
+// server certificate comes from the development PKI in <data>/pki.
+type TLSConfig struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// LogConfig sets the logs (log/slog on standard error).
+type LogConfig struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// Defaults returns the embedded default configuration (SPEC §11).
+func Defaults() Config {
+	return Config{
+		Data:           "./carepost-data",
+		Hostname:       "mail.carepost.test",
+		Domains:        []string{"carepost.test", "patient.carepost.test"},
+		PatientDomain:  "patient.carepost.test",
+		MaxMessageSize: 25 << 20,
+		Listen: ListenConfig{
+			SMTP:        "127.0.0.1:2525",
+			Submission:  "127.0.0.1:5587",
+			Submissions: "127.0.0.1:4465",
+			IMAP:        "127.0.0.1:1143",
+			IMAPS:       "127.0.0.1:9993",
+			HTTPS:       "127.0.0.1:8443",
+		},
+		Log: LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads a TOML file over the defaults. Unknown keys are refused, so a
+// typo does not silently fall back to a default.
+func Load(path string) (Config, error) {
+	cfg := Defaults()
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	md, err := toml.Decode(string(b), &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if undec := md.Undecoded(); len(undec) > 0 {
+		keys := make([]string, len(undec))
+		for i, k := range undec {
+			keys[i] = k.String()
+		}
+		return cfg, fmt.Errorf("config %s: unknown key(s) %s (see deploy/carepost.toml for the valid keys)", path, strings.Join(keys, ", "))
+	}
+	return cfg, nil
+}
+
+// Validate checks the configuration and says which key to fix.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Data == "" {
+		errs = append(errs, errors.New("data: the data directory must be set"))
+	}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " /@") {
+		errs = append(errs, fmt.Errorf("hostname: %q is not a host name", c.Hostname))
+	}
+	if len(c.Domains) == 0 {
+		errs = append(errs, errors.New("domains: list at least one mail domain hosted here"))
+	}
+	for i, d := range c.Domains {
+		d = strings.ToLower(strings.TrimSpace(d))
+		if d == "" || !strings.Contains(d, ".") || strings.ContainsAny(d, " /@") {
+			errs = append(errs, fmt.Errorf("domains: %q is not a domain name", c.Domains[i]))
+		}
+		c.Domains[i] = d
+	}
+	c.PatientDomain = strings.ToLower(strings.TrimSpace(c.PatientDomain))
+	if c.PatientDomain != "" {
+		found := false
+		for _, d := range c.Domains {
+			found = found || d == c.PatientDomain
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("patient_domain: %q must also be listed in domains", c.PatientDomain))
+		}
+	}
+	if c.MaxMessageSize < 1024 {
+		errs = append(errs, fmt.Errorf("max_message_size: %d bytes is too small", c.MaxMessageSize))
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		errs = append(errs, errors.New("tls: set both cert and key, or neither (then the development PKI is used)"))
+	}
+	for name, addr := range map[string]string{"listen.smtp": c.Listen.SMTP, "listen.submission": c.Listen.Submission,
+		"listen.submissions": c.Listen.Submissions, "listen.imap": c.Listen.IMAP, "listen.imaps": c.Listen.IMAPS, "listen.https": c.Listen.HTTPS} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not HOST:PORT", name, addr))
+		}
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,236 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"carepost/crypto"
+	"carepost/delivery"
+	"carepost/directory"
+	"carepost/imap"
+	"carepost/smtp"
+	"carepost/storage"
+	"carepost/storage/sqlite"
+)
+
+// Server is an open data directory and, once started, its listeners.
+type Server struct {
+	Config   Config
+	Logger   *slog.Logger
+	PKI      *crypto.PKI
+	Store    *sqlite.DB
+	Dir      *directory.Directory
+	Pipeline *delivery.Pipeline
+	TLS      *tls.Config
+
+	mu        sync.Mutex
+	addrs     map[string]net.Addr
+	listeners []net.Listener
+	closers   []func() error
+	wg        sync.WaitGroup
+}
+
+// Open validates cfg and opens its data directory: the at-rest key (created
+// on first start), the development PKI (likewise), the database and the
+// directory. The command-line tools use Open alone; `serve` then calls
+// Start.
+func Open(cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", cfg.Data, err)
+	}
+	keyFile := cfg.AtRestKeyFile
+	if keyFile == "" {
+		if err := os.MkdirAll(filepath.Join(cfg.Data, "keys"), 0o700); err != nil {
+			return nil, err
+		}
+		keyFile = filepath.Join(cfg.Data, "keys", "at-rest.key")
+	}
+	key, err := crypto.LoadOrCreateKey(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("at_rest_key_file: %w", err)
+	}
+	pki, err := crypto.OpenPKI(filepath.Join(cfg.Data, "pki"))
+	if err != nil {
+		return nil, err
+	}
+	var tlsConfig *tls.Config
+	if cfg.TLS.Cert != "" {
+		if tlsConfig, err = crypto.LoadServerTLS(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return nil, err
+		}
+	} else {
+		cert, err := pki.ServerCertificate(cfg.Hostname)
+		if err != nil {
+			return nil, fmt.Errorf("development PKI: %w", err)
+		}
+		tlsConfig = crypto.ServerTLSConfig(cert)
+	}
+	store, err := sqlite.Open(filepath.Join(cfg.Data, "store"), sqlite.Options{Key: key})
+	if err != nil {
+		return nil, err
+	}
+	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain})
+	s := &Server{
+		Config: cfg,
+		Logger: logger,
+		PKI:    pki,
+		Store:  store,
+		Dir:    dir,
+		TLS:    tlsConfig,
+		addrs:  map[string]net.Addr{},
+	}
+	s.Pipeline = delivery.New(dir, store, delivery.Options{
+		Hostname:       cfg.Hostname,
+		MaxMessageSize: cfg.MaxMessageSize,
+		Logger:         logger.With("component", "delivery"),
+	})
+	return s, nil
+}
+
+// Start opens every configured listener and serves them in the background.
+func (s *Server) Start() error {
+	cfg := s.Config
+	imapServer := imap.New(imap.Options{
+		Store:          s.Store,
+		Accounts:       imapAccounts{s.Dir, s.Store},
+		TLSConfig:      s.TLS,
+		Logger:         s.Logger.With("component", "imap"),
+		MaxMessageSize: cfg.MaxMessageSize,
+	})
+	s.closers = append(s.closers, imapServer.Close)
+	newSMTP := func(mode smtp.Mode, implicit bool) *smtp.Server {
+		srv := smtp.New(s.Pipeline, s.Dir, smtp.Options{
+			Mode:           mode,
+			Hostname:       cfg.Hostname,
+			TLSConfig:      s.TLS,
+			ImplicitTLS:    implicit,
+			MaxMessageSize: cfg.MaxMessageSize,
+			Logger:         s.Logger.With("component", "smtp"),
+		})
+		s.closers = append(s.closers, srv.Close)
+		return srv
+	}
+	type listener struct {
+		name, addr string
+		tls        bool
+		serve      func(net.Listener) error
+	}
+	var ls []listener
+	if cfg.Listen.SMTP != "" {
+		ls = append(ls, listener{"smtp", cfg.Listen.SMTP, false, newSMTP(smtp.ModeMX, false).Serve})
+	}
+	if cfg.Listen.Submission != "" {
+		ls = append(ls, listener{"submission", cfg.Listen.Submission, false, newSMTP(smtp.ModeSubmission, false).Serve})
+	}
+	if cfg.Listen.Submissions != "" {
+		ls = append(ls, listener{"submissions", cfg.Listen.Submissions, true, newSMTP(smtp.ModeSubmission, true).Serve})
+	}
+	if cfg.Listen.IMAP != "" {
+		ls = append(ls, listener{"imap", cfg.Listen.IMAP, false, imapServer.Serve})
+	}
+	if cfg.Listen.IMAPS != "" {
+		ls = append(ls, listener{"imaps", cfg.Listen.IMAPS, true, imapServer.Serve})
+	}
+	for _, l := range ls {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("listen.%s: cannot listen on %s: %w", l.name, l.addr, err)
+		}
+		s.mu.Lock()
+		s.addrs[l.name] = ln.Addr()
+		s.listeners = append(s.listeners, ln)
+		s.mu.Unlock()
+		if l.tls {
+			ln = tls.NewListener(ln, s.TLS)
+		}
+		s.wg.Add(1)
+		go func(l listener, ln net.Listener) {
+			defer s.wg.Done()
+			if err := l.serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.Logger.Error("listener stopped", "listener", l.name, "err", err)
+			}
+		}(l, ln)
+		s.Logger.Info("listening", "listener", l.name, "addr", ln.Addr().String(), "tls", tlsMode(l.tls))
+	}
+	return nil
+}
+
+func tlsMode(implicit bool) string {
+	if implicit {
+		return "implicit"
+	}
+	return "starttls"
+}
+
+// Addr returns the address a listener is bound to ("smtp", "submission",
+// "submissions", "imap", "imaps"), or nil.
+func (s *Server) Addr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[name]
+}
+
+// Close stops the listeners, waits for them, and closes the store.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	closers := s.closers
+	s.closers = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, c := range closers {
+		if err := c(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.listeners = nil
+	s.mu.Unlock()
+	s.wg.Wait()
+	if s.Store != nil {
+		errs = append(errs, s.Store.Close())
+		s.Store = nil
+	}
+	return errors.Join(errs...)
+}
+
+// imapAccounts adapts the directory to what the IMAP adapter asks.
+type imapAccounts struct {
+	dir   *directory.Directory
+	store storage.Store
+}
+
+func (a imapAccounts) Authenticate(ctx context.Context, username, password string) (string, error) {
+	p, err := a.dir.Authenticate(ctx, username, password)
+	if err != nil {
+		return "", err
+	}
+	// The mail folders are made with the directory entry; make them here
+	// too if that step failed, so that a valid user always has an INBOX.
+	if _, err := a.store.GetMailbox(ctx, p.Address, "INBOX"); errors.Is(err, storage.ErrNoAccount) || errors.Is(err, storage.ErrNoMailbox) {
+		if err := a.store.CreateAccount(ctx, p.Address); err != nil {
+			return "", err
+		}
+	}
+	return p.Address, nil
+}
+
+func (a imapAccounts) SharedMailboxes(ctx context.Context, account string) ([]string, error) {
+	return a.dir.MemberOf(ctx, account)
+}

@@ -1,0 +1,150 @@
+// Package servertest boots a whole Carepost in-process for tests: a fresh
+// data directory, its development PKI, every listener on a random loopback
+// port. Any test can then send over SMTP and read over IMAP in a few lines.
+package servertest
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+
+	"carepost/directory"
+	"carepost/server"
+)
+
+// Instance is a running server.
+type Instance struct {
+	*server.Server
+	t      testing.TB
+	config server.Config
+	logger *slog.Logger
+}
+
+// Start boots a server on a fresh data directory in t.TempDir(). The
+// options may change the configuration before it starts.
+func Start(t testing.TB, options ...func(*server.Config)) *Instance {
+	t.Helper()
+	cfg := server.Defaults()
+	cfg.Data = t.TempDir()
+	cfg.Listen = server.ListenConfig{
+		SMTP:        "127.0.0.1:0",
+		Submission:  "127.0.0.1:0",
+		Submissions: "127.0.0.1:0",
+		IMAP:        "127.0.0.1:0",
+		IMAPS:       "127.0.0.1:0",
+	}
+	for _, o := range options {
+		o(&cfg)
+	}
+	i := &Instance{t: t, config: cfg, logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	i.start()
+	t.Cleanup(func() {
+		if i.Server != nil {
+			i.Server.Close()
+		}
+	})
+	return i
+}
+
+func (i *Instance) start() {
+	i.t.Helper()
+	srv, err := server.Open(i.config, i.logger)
+	if err != nil {
+		i.t.Fatalf("servertest: open: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		srv.Close()
+		i.t.Fatalf("servertest: start: %v", err)
+	}
+	i.Server = srv
+}
+
+// Restart stops the server and starts it again on the same data directory
+// (the listeners get new ports).
+func (i *Instance) Restart() {
+	i.t.Helper()
+	if err := i.Server.Close(); err != nil {
+		i.t.Fatalf("servertest: close: %v", err)
+	}
+	i.Server = nil
+	i.start()
+}
+
+// ClientTLS is a client TLS configuration trusting the development CA.
+func (i *Instance) ClientTLS() *tls.Config {
+	return &tls.Config{RootCAs: i.PKI.CertPool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}
+}
+
+// AddrOf returns HOST:PORT of a listener (smtp, submission, submissions,
+// imap, imaps).
+func (i *Instance) AddrOf(name string) string {
+	a := i.Addr(name)
+	if a == nil {
+		i.t.Fatalf("servertest: no %s listener", name)
+	}
+	return a.String()
+}
+
+var rppsCounter atomic.Uint64
+
+// AddProfessional adds a doctor with a fresh valid RPPS number at
+// local@<first domain> and sets its password. It returns the address.
+func (i *Instance) AddProfessional(local, password string) string {
+	i.t.Helper()
+	ctx := context.Background()
+	address := local + "@" + i.Config.Domains[0]
+	_, err := i.Server.AddProfessional(ctx, directory.ProfessionalInput{
+		NationalID: "8" + NextRPPS(),
+		FirstName:  "Test",
+		LastName:   local,
+		Profession: "10",
+		Address:    address,
+	})
+	if err != nil {
+		i.t.Fatalf("servertest: add professional %s: %v", address, err)
+	}
+	if password != "" {
+		if err := i.Dir.SetPassword(ctx, address, password); err != nil {
+			i.t.Fatalf("servertest: set password: %v", err)
+		}
+	}
+	return address
+}
+
+// NextRPPS returns a new RPPS number (11 digits, Luhn key) each call.
+func NextRPPS() string {
+	n := 10000000000 + rppsCounter.Add(1)*7
+	body := fmt.Sprintf("%010d", n%10000000000)
+	return body + luhnKey(body)
+}
+
+// luhnKey computes the Luhn check digit of digits.
+func luhnKey(digits string) string {
+	sum := 0
+	double := true
+	for k := len(digits) - 1; k >= 0; k-- {
+		d := int(digits[k] - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return fmt.Sprint((10 - sum%10) % 10)
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", p)
+	return len(p), nil
+}
+
+var _ io.Writer = testWriter{}
