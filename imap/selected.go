@@ -23,12 +23,14 @@ type sharedMailbox struct {
 	err   error // set before ready is closed
 	stop  func()
 
-	mu       sync.Mutex
-	loaded   bool
-	pending  []storage.Change // changes seen while loading
-	uids     []uint32         // ascending; index+1 is the server sequence number
-	modseq   uint64           // changes up to this one are in uids
-	flags    map[string]bool  // flags announced in FLAGS (lower case key)
+	mu      sync.Mutex
+	loaded  bool
+	pending []storage.Change // changes seen while loading
+	uids    []uint32         // ascending; index+1 is the server sequence number
+	// snapshot is the HIGHESTMODSEQ of the snapshot the state was loaded
+	// from: changes up to it are already in uids.
+	snapshot uint64
+	flags    map[string]bool // flags announced in FLAGS (lower case key)
 	flagList []string
 	tracker  *imapserver.MailboxTracker
 	views    map[*imapserver.SessionTracker]*view
@@ -66,7 +68,7 @@ func (s *Server) acquire(ctx context.Context, id int64) (*sharedMailbox, error) 
 	}
 	sm.mu.Lock()
 	sm.uids = uids
-	sm.modseq = status.HighestModSeq
+	sm.snapshot = status.HighestModSeq
 	sm.tracker = imapserver.NewMailboxTracker(uint32(len(uids)))
 	sm.announceLocked(status.Flags)
 	sm.loaded = true
@@ -106,11 +108,10 @@ func (sm *sharedMailbox) onChange(c storage.Change) {
 }
 
 func (sm *sharedMailbox) applyLocked(c storage.Change) {
-	if c.ModSeq != 0 && c.ModSeq <= sm.modseq && c.Kind != storage.MailboxDeleted {
+	// One call may publish several changes with the same ModSeq (a STORE
+	// on many messages), so compare with the snapshot only.
+	if c.ModSeq != 0 && c.ModSeq <= sm.snapshot && c.Kind != storage.MailboxDeleted {
 		return // already in the snapshot
-	}
-	if c.ModSeq > sm.modseq {
-		sm.modseq = c.ModSeq
 	}
 	switch c.Kind {
 	case storage.MessageAdded:
