@@ -14,6 +14,8 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"carepost/directory"
+	"carepost/server"
 	"carepost/server/servertest"
 )
 
@@ -230,5 +232,28 @@ func TestSubmissionRefusals(t *testing.T) {
 				t.Fatalf("got %d %v %q; want %d %v mentioning %q", se.Code, se.EnhancedCode, se.Message, tc.code, tc.enhanced, tc.mention)
 			}
 		})
+	}
+}
+
+// The administrative commands open the data directory while the server
+// runs; a second server on the same directory is refused.
+func TestAdminWhileServingAndSingleServer(t *testing.T) {
+	srv := servertest.Start(t)
+	other, err := server.Open(srv.Config, nil)
+	if err != nil {
+		t.Fatalf("opening the data directory beside the running server: %v", err)
+	}
+	defer other.Close()
+	if _, err := other.AddProfessional(t.Context(), directory.ProfessionalInput{NationalID: "8" + servertest.NextRPPS(),
+		FirstName: "A", LastName: "B", Profession: "10", Address: "late@carepost.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Dir.SetPassword(t.Context(), "late@carepost.test", password); err != nil {
+		t.Fatal(err)
+	}
+	// The running server sees the new user at once.
+	dialIMAP(t, srv, "late@carepost.test", nil)
+	if err := other.Start(); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("a second server on the same data directory: %v", err)
 	}
 }

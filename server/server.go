@@ -103,6 +103,11 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 // Start opens every configured listener and serves them in the background.
 func (s *Server) Start() error {
 	cfg := s.Config
+	lock, err := lockServe(cfg.Data)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, lock.Close)
 	imapServer := imap.New(imap.Options{
 		Store:          s.Store,
 		Accounts:       imapAccounts{s.Dir, s.Store},

@@ -176,7 +176,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		// listener that refuses everything.
 		return errors.New("smtp: a TLS configuration is required (Options.TLSConfig)")
 	}
-	s.log.Info("listening", "addr", ln.Addr().String(), "implicit_tls", s.opts.ImplicitTLS,
+	s.log.Debug("listening", "addr", ln.Addr().String(), "implicit_tls", s.opts.ImplicitTLS,
 		"max_message_size", s.opts.MaxMessageSize)
 	err := s.gs.Serve(ln)
 	if errors.Is(err, net.ErrClosed) {

@@ -27,7 +27,7 @@ func (db *DB) blobPath(name string) string {
 	return filepath.Join(db.dir, "blobs", name[:2], name)
 }
 
-func (db *DB) initBlobs(ctx context.Context) error {
+func (db *DB) initBlobs(ctx context.Context, sweep bool) error {
 	root := filepath.Join(db.dir, "blobs")
 	created := false
 	for i := range 256 {
@@ -45,14 +45,17 @@ func (db *DB) initBlobs(ctx context.Context) error {
 			return err
 		}
 	}
+	if !sweep {
+		return nil
+	}
 	return db.sweepBlobs(ctx)
 }
 
 // sweepBlobs removes the files no blob row references: bodies written by a
 // delivery that crashed before its commit, or whose removal after the last
-// reference failed. It runs at Open, before any write (the directory lock
-// keeps other processes out), one directory at a time so that memory stays
-// small.
+// reference failed. It runs at Open, before any write, and only when no
+// other process has the directory open (lockDir), one directory at a time
+// so that memory stays small.
 func (db *DB) sweepBlobs(ctx context.Context) error {
 	root := filepath.Join(db.dir, "blobs")
 	for i := range 256 {

@@ -69,7 +69,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o700); err != nil {
 		return nil, err
 	}
-	lock, err := lockDir(dir)
+	lock, exclusive, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -102,9 +102,15 @@ func Open(dir string, opts Options) (*DB, error) {
 		db.closeFiles()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
-	if err := db.initBlobs(context.Background()); err != nil {
+	if err := db.initBlobs(context.Background(), exclusive); err != nil {
 		db.closeFiles()
 		return nil, fmt.Errorf("sqlite: body store %s: %w", filepath.Join(dir, "blobs"), err)
+	}
+	if exclusive {
+		if err := shareLock(lock); err != nil {
+			db.closeFiles()
+			return nil, err
+		}
 	}
 	go db.commitLoop()
 	return db, nil

@@ -237,11 +237,39 @@ func TestSweepOrphans(t *testing.T) {
 	b.Close()
 }
 
-func TestDirectoryLocked(t *testing.T) {
-	_, dir, _ := setup(t)
-	if db, err := Open(dir, Options{Key: testKey}); err == nil {
-		db.Close()
-		t.Fatal("a second Open of the same directory succeeded")
+// A second process (an administrative command) may open the directory while
+// the first runs; it must not sweep the first one's bodies as orphans.
+func TestSecondOpenSharesAndDoesNotSweep(t *testing.T) {
+	db, dir, inbox := setup(t)
+	ctx := t.Context()
+	if _, err := db.Deliver(ctx, strings.NewReader("Subject: a\r\n\r\nbody\r\n"), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	// An orphan as a crashed delivery would leave, and a body being
+	// written by the first process (not committed yet) look the same.
+	orphan := filepath.Join(dir, "blobs", "00", "00112233445566778899aabbccddeeff")
+	if err := os.WriteFile(orphan, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db2, err := Open(dir, Options{Key: testKey})
+	if err != nil {
+		t.Fatalf("a second Open of the same directory failed: %v", err)
+	}
+	if _, err := os.Stat(orphan); err != nil {
+		t.Fatal("the second Open swept a body file while the first process had the directory open")
+	}
+	if _, err := db2.Status(ctx, inbox.ID); err != nil {
+		t.Fatal(err)
+	}
+	db2.Close()
+	db.Close()
+	db3, err := Open(dir, Options{Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db3.Close()
+	if _, err := os.Stat(orphan); err == nil {
+		t.Fatal("the orphan survived an Open with the directory to itself")
 	}
 }
 
