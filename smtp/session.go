@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"time"
@@ -168,7 +169,11 @@ func (ss *session) Data(r io.Reader) error {
 	switch {
 	case err == nil:
 		ss.s.log.Info("message accepted", attrs...)
-		return nil
+		// go-smtp's own success text is "OK: queued"; say what happened
+		// instead (a success reply built as an SMTPError is the way the
+		// library lets a backend choose the 250 text).
+		return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0},
+			Message: fmt.Sprintf("OK: delivered to %d mailbox(es), id %s", len(tx.Recipients()), tx.ID())}
 	case out.Code/100 == 4:
 		ss.s.log.Error("message not accepted", append(attrs, "cause", errText(err))...)
 	default:
