@@ -3,6 +3,7 @@ package imap
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -30,7 +31,14 @@ func (s *session) hierarchy(ctx context.Context) (map[string]*listEntry, error) 
 	entries := map[string]*listEntry{}
 	add := func(t target, mb storage.Mailbox) {
 		name := t.display(mb.Name)
-		entries[name] = &listEntry{name: name, exists: true, specialUse: mb.SpecialUse, target: t, id: mb.ID}
+		e := &listEntry{name: name, exists: true, target: t, id: mb.ID}
+		// Special use is for the user's own folders: a client files its
+		// sent mail in the \Sent it finds (RFC 6154 §1), which must not
+		// be an organisational mailbox's.
+		if t.shared == "" {
+			e.specialUse = mb.SpecialUse
+		}
+		entries[name] = e
 	}
 	own, err := s.srv.opts.Store.ListMailboxes(ctx, s.account)
 	if err != nil && !errors.Is(err, storage.ErrNoAccount) {
@@ -81,6 +89,17 @@ func (s *session) hierarchy(ctx context.Context) (map[string]*listEntry, error) 
 	return entries, nil
 }
 
+// isLSub tells LSUB from LIST (SUBSCRIBED): the library passes both the
+// same options and only its writer knows which command it answers, in an
+// unexported field (go-imap v2.0.0-beta.8). The answers differ: LSUB marks a
+// missing subscribed name \Noselect (RFC 3501 §6.3.9), LIST (SUBSCRIBED)
+// \Subscribed \NonExistent (RFC 5258 §3). Tested by TestSubscriptions, which
+// fails if a new release renames the field.
+func isLSub(w *imapserver.ListWriter) bool {
+	f := reflect.ValueOf(w).Elem().FieldByName("lsub")
+	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
+}
+
 func hasChildren(entries map[string]*listEntry, name string, pred func(*listEntry) bool) bool {
 	prefix := name + string(delim)
 	for n, e := range entries {
@@ -104,9 +123,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if err != nil {
 		return s.mapError("list", err)
 	}
-	// LSUB is a LIST (SUBSCRIBED) without RETURN options.
-	lsub := options.SelectSubscribed && !options.ReturnSubscribed && !options.ReturnChildren &&
-		!options.ReturnSpecialUse && options.ReturnStatus == nil && !options.SelectRecursiveMatch
+	lsub := isLSub(w)
 	match := func(name string) bool {
 		for _, p := range patterns {
 			if imapserver.MatchList(name, delim, ref, p) {
