@@ -73,13 +73,14 @@ func (s *Summary) WriteText(w io.Writer) error {
 		if s.SMTP.Recipients == 1 {
 			rcpts, rcpt = "1 recipient", ""
 		}
-		fmt.Fprintf(&b, "bench smtp %s (%s): %d clients, %d messages of %d bytes, %s%s, %s\n",
-			s.Addr, s.Security, s.Clients, s.SMTP.Messages, s.SMTP.Size, rcpts, rcpt, conn)
+		fmt.Fprintf(&b, "bench smtp %s (%s): %s, %s of %d bytes, %s%s, %s\n",
+			s.Addr, s.Security, plural(s.Clients, "client"), plural(s.SMTP.Messages, "message"), s.SMTP.Size, rcpts, rcpt, conn)
 		fmt.Fprintf(&b, "%d sent, %d failed in %.2f s: %.1f msg/s, %.2f MB/s\n",
 			s.Completed, s.Failed, s.Elapsed, s.Rate, s.SMTP.MBPerSecond)
 	case s.IMAP != nil:
-		fmt.Fprintf(&b, "bench imap %s (%s): %d clients over %d accounts, %s of %d messages, %.0f s\n",
-			s.Addr, s.Security, s.Clients, s.IMAP.Accounts, s.IMAP.Mailbox, s.IMAP.Messages, s.IMAP.Duration)
+		fmt.Fprintf(&b, "bench imap %s (%s): %s over %s, %s of %s, %.0f s\n",
+			s.Addr, s.Security, plural(s.Clients, "client"), plural(s.IMAP.Accounts, "account"),
+			s.IMAP.Mailbox, plural(int(s.IMAP.Messages), "message"), s.IMAP.Duration)
 		if s.IMAP.Filled > 0 {
 			fmt.Fprintf(&b, "filled with %d messages by APPEND before the load\n", s.IMAP.Filled)
 		}
@@ -111,6 +112,14 @@ func (s *Summary) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// plural writes "1 client", "2 clients".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func fmtMs(v float64) string {
