@@ -114,7 +114,7 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, v *vi
 			rw.WriteEnvelope(extractEnvelope(h))
 		}
 		if o.BodyStructure != nil {
-			rw.WriteBodyStructure(imapserver.ExtractBodyStructure(whole()))
+			rw.WriteBodyStructure(repairStructure(imapserver.ExtractBodyStructure(whole())))
 		}
 		for _, bs := range o.BodySection {
 			if err := writeBodySection(rw, bs, body, whole); err != nil {
@@ -132,6 +132,30 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, v *vi
 		}
 	}
 	return rw.Close()
+}
+
+// repairStructure makes a structure the library can write: a multipart
+// without any part (no boundary, or none found) gets one empty text/plain
+// part, since body-type-mpart needs at least one (RFC 9051 §9) and the
+// library panics on none, which would drop the session.
+func repairStructure(bs imap.BodyStructure) imap.BodyStructure {
+	switch bs := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		for i := range bs.Children {
+			bs.Children[i] = repairStructure(bs.Children[i])
+		}
+		if len(bs.Children) == 0 {
+			bs.Children = []imap.BodyStructure{&imap.BodyStructureSinglePart{
+				Type: "text", Subtype: "plain", Text: &imap.BodyStructureText{},
+				Extended: &imap.BodyStructureSinglePartExt{},
+			}}
+		}
+	case *imap.BodyStructureSinglePart:
+		if m := bs.MessageRFC822; m != nil {
+			m.BodyStructure = repairStructure(m.BodyStructure)
+		}
+	}
+	return bs
 }
 
 // writeBodySection streams BODY[] and BODY[]<x.y> straight from the store;
