@@ -105,11 +105,9 @@ func isBlobName(s string) bool {
 // name and the plaintext size. Memory use is bounded (two 64 KiB chunks and
 // a write buffer) whatever the size of the body.
 func (db *DB) writeBlob(body io.Reader) (name string, size int64, err error) {
-	var rnd [16]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
+	if name, err = newBlobName(); err != nil {
 		return "", 0, err
 	}
-	name = hex.EncodeToString(rnd[:])
 	path := db.blobPath(name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -150,6 +148,16 @@ func (db *DB) writeBlob(body io.Reader) (name string, size int64, err error) {
 	return name, size, nil
 }
 
+// newBlobName returns a fresh random name (32 hex characters) for a body,
+// in a file or inline.
+func newBlobName() (string, error) {
+	var rnd [16]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(rnd[:]), nil
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -164,7 +172,7 @@ func syncDir(dir string) error {
 
 // body is an open stored body.
 type body struct {
-	f    *os.File
+	f    *os.File // nil for an inline body
 	sr   crypto.SealedReader
 	off  int64
 	size int64
@@ -191,11 +199,22 @@ func (db *DB) openBlob(name string, size int64) (storage.Body, error) {
 		f.Close()
 		return nil, fmt.Errorf("sqlite: open body %s: %w", name, err)
 	}
-	if sr.Size() != size {
+	b, err := checkSize(name, size, sr)
+	if err != nil {
 		f.Close()
+		return nil, err
+	}
+	b.f = f
+	return b, nil
+}
+
+// checkSize checks that a sealed body has the plaintext size recorded at
+// delivery.
+func checkSize(name string, size int64, sr crypto.SealedReader) (*body, error) {
+	if sr.Size() != size {
 		return nil, fmt.Errorf("sqlite: open body %s: %w: %d bytes, %d recorded", name, crypto.ErrSealed, sr.Size(), size)
 	}
-	return &body{f: f, sr: sr, size: size}, nil
+	return &body{sr: sr, size: size}, nil
 }
 
 func (b *body) Size() int64 { return b.size }
@@ -214,6 +233,11 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *body) Close() error { return b.f.Close() }
+func (b *body) Close() error {
+	if b.f == nil { // inline
+		return nil
+	}
+	return b.f.Close()
+}
 
 func removeFile(path string) { os.Remove(path) }

@@ -59,17 +59,20 @@ func (t *wtx) publish(c storage.Change) {
 // collectGarbage deletes the blobs that lost their last reference in this
 // op; their files are removed after the commit.
 func (t *wtx) collectGarbage() error {
-	rows, err := t.QueryContext(t.ctx, "DELETE FROM blobs WHERE refs <= 0 RETURNING name")
+	rows, err := t.QueryContext(t.ctx, "DELETE FROM blobs WHERE refs <= 0 RETURNING name, data IS NULL")
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var name string
-		if err := rows.Scan(&name); err != nil {
+		var inFile bool
+		if err := rows.Scan(&name, &inFile); err != nil {
 			return err
 		}
-		t.o.garbage = append(t.o.garbage, name)
+		if inFile { // an inline body goes with its row
+			t.o.garbage = append(t.o.garbage, name)
+		}
 	}
 	return rows.Err()
 }

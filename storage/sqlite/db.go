@@ -36,12 +36,17 @@ var _ storage.Store = (*DB)(nil)
 type Options struct {
 	// Key is the 32-byte AES-256 key that encrypts bodies at rest.
 	Key []byte
+	// InlineLimit is the largest body (plaintext bytes) kept inside the
+	// database rather than in a file of its own; 0 means DefaultInlineLimit,
+	// a negative value keeps every body in a file.
+	InlineLimit int64
 }
 
 // DB is an open data directory.
 type DB struct {
-	dir string
-	key []byte
+	dir    string
+	key    []byte
+	inline int64 // see Options.InlineLimit
 	// w is the single writer connection: SQLite allows one writer at a
 	// time, so all writes queue here (and can be committed in groups).
 	w *sql.DB
@@ -94,7 +99,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	r.SetMaxOpenConns(8)
 	db := &DB{
-		dir: dir, key: opts.Key, w: w, r: r, lock: lock,
+		dir: dir, key: opts.Key, w: w, r: r, lock: lock, inline: inlineLimit(opts.InlineLimit),
 		ops:       make(chan *op, maxBatch),
 		committed: make(chan struct{}),
 	}

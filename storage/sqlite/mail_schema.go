@@ -79,3 +79,9 @@ CREATE TRIGGER messages_unref AFTER DELETE ON messages BEGIN
 	UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob_id;
 END;
 `
+
+// mailSchemaV2: small bodies inline (inline.go). A blobs row whose data is
+// not NULL holds the sealed body itself; its name has no file.
+const mailSchemaV2 = `
+ALTER TABLE blobs ADD COLUMN data BLOB;
+`

@@ -31,7 +31,7 @@ const (
 	qMessagesAll  = "SELECT uid, flags, keywords, internal_date, date_offset, size, modseq FROM messages WHERE mailbox_id = ? ORDER BY uid"
 	qMessagesSome = "SELECT uid, flags, keywords, internal_date, date_offset, size, modseq FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid"
 	// qOpenBody finds the blob of a message.
-	qOpenBody = "SELECT b.name, b.size FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?"
+	qOpenBody = "SELECT b.name, b.size, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?"
 )
 
 func sortUIDs(uids []uint32) { slices.Sort(uids) }
@@ -138,16 +138,17 @@ func (db *DB) Deliver(ctx context.Context, body io.Reader, targets []storage.Tar
 		}
 		flags[i] = fs
 	}
-	name, size, err := db.writeBlob(body)
+	sb, err := db.sealBody(body)
 	if err != nil {
 		return nil, err
 	}
+	name, size := sb.name, sb.size
 	now := time.Now()
 	var out []storage.Appended
 	err = db.write(ctx, func(t *wtx) error {
 		out = out[:0]
 		var blobID int64
-		if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size) VALUES (?, ?) RETURNING id", name, size).Scan(&blobID); err != nil {
+		if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size, data) VALUES (?, ?, ?) RETURNING id", name, size, sb.data).Scan(&blobID); err != nil {
 			return err
 		}
 		for i, tg := range targets {
@@ -176,7 +177,9 @@ func (db *DB) Deliver(ctx context.Context, body io.Reader, targets []storage.Tar
 	if err != nil {
 		// Not referenced by any committed row: remove it now rather than
 		// at the next sweep.
-		removeFile(db.blobPath(name))
+		if sb.data == nil {
+			removeFile(db.blobPath(name))
+		}
 		return nil, err
 	}
 	return out, nil
@@ -370,8 +373,9 @@ func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]s
 func (db *DB) OpenBody(ctx context.Context, mailboxID int64, uid uint32) (storage.Body, error) {
 	var name string
 	var size int64
+	var data []byte
 	err := db.read(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, qOpenBody, mailboxID, uid).Scan(&name, &size)
+		err := tx.QueryRowContext(ctx, qOpenBody, mailboxID, uid).Scan(&name, &size, &data)
 		if errors.Is(err, sql.ErrNoRows) {
 			if err := mailboxExists(ctx, tx, mailboxID); err != nil {
 				return err
@@ -382,6 +386,13 @@ func (db *DB) OpenBody(ctx context.Context, mailboxID int64, uid uint32) (storag
 	})
 	if err != nil {
 		return nil, err
+	}
+	if data != nil {
+		b, err := db.openInline(name, size, data)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: open body %s: %w", name, err)
+		}
+		return b, nil
 	}
 	return db.openBlob(name, size)
 }

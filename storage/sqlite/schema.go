@@ -9,4 +9,5 @@ package sqlite
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
+	mailSchemaV2,
 }

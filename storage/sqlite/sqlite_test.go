@@ -10,9 +10,11 @@ import (
 
 var testKey = bytes.Repeat([]byte{0x42}, 32)
 
+// openTest opens a store keeping every body in a file, as the tests of the
+// body files expect; inline_test.go covers bodies kept in the database.
 func openTest(t *testing.T, dir string) *DB {
 	t.Helper()
-	db, err := Open(dir, Options{Key: testKey})
+	db, err := Open(dir, Options{Key: testKey, InlineLimit: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,5 +22,18 @@ func openTest(t *testing.T, dir string) *DB {
 }
 
 func TestMailConformance(t *testing.T) {
-	storagetest.RunMail(t, func(t *testing.T, dir string) storage.Store { return openTest(t, dir) })
+	t.Run("files", func(t *testing.T) {
+		storagetest.RunMail(t, func(t *testing.T, dir string) storage.Store { return openTest(t, dir) })
+	})
+	// The default: bodies up to 256 KiB inline, larger ones (the suite's
+	// 20 MB body) in files.
+	t.Run("inline", func(t *testing.T) {
+		storagetest.RunMail(t, func(t *testing.T, dir string) storage.Store {
+			db, err := Open(dir, Options{Key: testKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return db
+		})
+	})
 }
