@@ -33,6 +33,7 @@ type Config struct {
 	Listen ListenConfig `toml:"listen"`
 	TLS    TLSConfig    `toml:"tls"`
 	Log    LogConfig    `toml:"log"`
+	Debug  DebugConfig  `toml:"debug"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -61,6 +62,14 @@ type TLSConfig struct {
 type LogConfig struct {
 	Level  string `toml:"level"`  // debug, info, warn, error
 	Format string `toml:"format"` // text or json
+}
+
+// DebugConfig holds tools for operators investigating performance.
+type DebugConfig struct {
+	// Pprof, when set, serves Go's profiler (net/http/pprof) on this
+	// address, e.g. "127.0.0.1:6060". Keep it on loopback: profiles show
+	// memory contents.
+	Pprof string `toml:"pprof"`
 }
 
 // Defaults returns the embedded default configuration (SPEC §11).
@@ -150,6 +159,13 @@ func (c *Config) Validate() error {
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not HOST:PORT", name, addr))
+		}
+	}
+	if c.Debug.Pprof != "" {
+		if host, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
+			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			errs = append(errs, fmt.Errorf("debug.pprof: %q must be a loopback address (profiles show memory contents)", c.Debug.Pprof))
 		}
 	}
 	switch c.Log.Level {

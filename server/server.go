@@ -34,6 +34,7 @@ type Server struct {
 	addrs     map[string]net.Addr
 	listeners []net.Listener
 	closers   []func() error
+	serveLock *os.File // released last, once the store is closed
 	wg        sync.WaitGroup
 }
 
@@ -107,7 +108,7 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	s.closers = append(s.closers, lock.Close)
+	s.serveLock = lock
 	imapServer := imap.New(imap.Options{
 		Store:          s.Store,
 		Accounts:       imapAccounts{s.Dir, s.Store},
@@ -148,6 +149,9 @@ func (s *Server) Start() error {
 	}
 	if cfg.Listen.IMAPS != "" {
 		ls = append(ls, listener{"imaps", cfg.Listen.IMAPS, true, imapServer.Serve})
+	}
+	if cfg.Debug.Pprof != "" {
+		ls = append(ls, listener{"pprof", cfg.Debug.Pprof, false, servePprof})
 	}
 	for _, l := range ls {
 		ln, err := net.Listen("tcp", l.addr)
@@ -211,6 +215,10 @@ func (s *Server) Close() error {
 	if s.Store != nil {
 		errs = append(errs, s.Store.Close())
 		s.Store = nil
+	}
+	if s.serveLock != nil {
+		s.serveLock.Close()
+		s.serveLock = nil
 	}
 	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -45,7 +44,7 @@ type op struct {
 
 // wtx is the write transaction as an op sees it.
 type wtx struct {
-	*sql.Tx
+	stx
 	ctx context.Context
 	o   *op
 }
@@ -145,12 +144,12 @@ func (db *DB) commitBatch(batch []*op) {
 			o.err = err
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
+		if _, err := (stx{tx, db.wstmts}).ExecContext(ctx, "SAVEPOINT op"); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
 		}
-		if err := runOp(&wtx{Tx: tx, ctx: ctx, o: o}); err != nil {
+		if err := runOp(&wtx{stx: stx{tx, db.wstmts}, ctx: ctx, o: o}); err != nil {
 			o.err, o.changes, o.garbage = err, nil, nil
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO op; RELEASE op"); err != nil {
 				tx.Rollback()
@@ -159,7 +158,7 @@ func (db *DB) commitBatch(batch []*op) {
 			}
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE op"); err != nil {
+		if _, err := (stx{tx, db.wstmts}).ExecContext(ctx, "RELEASE op"); err != nil {
 			tx.Rollback()
 			fail(err)
 			return

@@ -47,8 +47,12 @@ type DB struct {
 	dir    string
 	key    []byte
 	inline int64 // see Options.InlineLimit
+	// wstmts and rstmts are the prepared statements of each pool
+	// (stmts.go).
+	wstmts, rstmts *stmtCache
 	// w is the single writer connection: SQLite allows one writer at a
-	// time, so all writes queue here (and can be committed in groups).
+	// time, so all writes queue here; the mail store's go through the
+	// committer (commit.go), which commits them in groups.
 	w *sql.DB
 	// r serves reads concurrently (WAL readers never block the writer).
 	r *sql.DB
@@ -100,6 +104,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	r.SetMaxOpenConns(8)
 	db := &DB{
 		dir: dir, key: opts.Key, w: w, r: r, lock: lock, inline: inlineLimit(opts.InlineLimit),
+		wstmts: newStmtCache(w), rstmts: newStmtCache(r),
 		ops:       make(chan *op, maxBatch),
 		committed: make(chan struct{}),
 	}
@@ -162,6 +167,10 @@ func (db *DB) Close() error {
 }
 
 func (db *DB) closeFiles() error {
+	if db.wstmts != nil {
+		db.wstmts.close()
+		db.rstmts.close()
+	}
 	err := db.r.Close()
 	if err2 := db.w.Close(); err == nil {
 		err = err2

@@ -140,7 +140,7 @@ func dirStrings(ctx context.Context, q *sql.DB, query string, args ...any) ([]st
 // GetEntry implements directory.Store.
 func (db *DB) GetEntry(ctx context.Context, address string) (directory.Entry, error) {
 	address = strings.ToLower(address)
-	e, err := dirScanEntry(db.r.QueryRowContext(ctx, `SELECT `+dirEntryColumns+` FROM dir_entries WHERE address = ?`, address))
+	e, err := dirScanEntry(db.rstmts.queryRow(ctx, `SELECT `+dirEntryColumns+` FROM dir_entries WHERE address = ?`, address))
 	if errors.Is(err, sql.ErrNoRows) {
 		return directory.Entry{}, dirNotFound(address)
 	}

@@ -15,13 +15,13 @@ import (
 // Accounts, mailboxes and subscriptions (RFC 9051 §6.3).
 
 // read runs fn in a read transaction: everything fn reads is one snapshot.
-func (db *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (db *DB) read(ctx context.Context, fn func(tx stx) error) error {
 	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	return fn(tx)
+	return fn(stx{tx, db.rstmts})
 }
 
 // querier is a *sql.Tx of either pool.
@@ -121,7 +121,7 @@ func createMailbox(t *wtx, accountID int64, name, specialUse string) (storage.Ma
 // ListMailboxes implements storage.Store.
 func (db *DB) ListMailboxes(ctx context.Context, account string) ([]storage.Mailbox, error) {
 	var list []storage.Mailbox
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx stx) error {
 		id, err := accountID(ctx, tx, account)
 		if err != nil {
 			return err
@@ -150,7 +150,7 @@ func (db *DB) GetMailbox(ctx context.Context, account, name string) (storage.Mai
 		return storage.Mailbox{}, err
 	}
 	var mb storage.Mailbox
-	err = db.read(ctx, func(tx *sql.Tx) error {
+	err = db.read(ctx, func(tx stx) error {
 		id, err := accountID(ctx, tx, account)
 		if err != nil {
 			return err
@@ -194,10 +194,12 @@ func (db *DB) CreateMailbox(ctx context.Context, account, name, specialUse strin
 	return mb, err
 }
 
-// DeleteMailbox implements storage.Store. A mailbox with children is not
-// deleted (ErrMailboxHasChild): the children would be left under a name
-// that no longer exists. Subscriptions are kept (RFC 9051 §6.3.7: the
-// server must not remove them on its own).
+// DeleteMailbox implements storage.Store. A mailbox with children is
+// deleted too: its messages and its row go, the children stay where they
+// are and the protocol shows the name as a \Noselect parent (RFC 9051
+// §6.3.5 lets the server keep it as a \Noselect name; imaptest and most
+// clients delete a parent before its children). Subscriptions are kept
+// (RFC 9051 §6.3.7: the server must not remove them on its own).
 func (db *DB) DeleteMailbox(ctx context.Context, account, name string) error {
 	name, err := canonName(name)
 	if err != nil {
@@ -214,14 +216,6 @@ func (db *DB) DeleteMailbox(ctx context.Context, account, name string) error {
 		mb, err := mailboxByName(t.ctx, t, aid, name)
 		if err != nil {
 			return err
-		}
-		lo, hi := childRange(name)
-		var children bool
-		if err := t.QueryRowContext(t.ctx, "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE account_id = ? AND name >= ? AND name < ?)", aid, lo, hi).Scan(&children); err != nil {
-			return err
-		}
-		if children {
-			return fmt.Errorf("%w: %s", storage.ErrMailboxHasChild, name)
 		}
 		if _, err := t.ExecContext(t.ctx, "DELETE FROM messages WHERE mailbox_id = ?", mb.ID); err != nil {
 			return err
@@ -394,7 +388,7 @@ func (db *DB) SetSubscribed(ctx context.Context, account, name string, subscribe
 // Subscriptions implements storage.Store.
 func (db *DB) Subscriptions(ctx context.Context, account string) ([]string, error) {
 	var names []string
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx stx) error {
 		aid, err := accountID(ctx, tx, account)
 		if err != nil {
 			return err

@@ -214,7 +214,7 @@ func mailboxFlags(keywords string) []string {
 // messages no claiming Select has seen yet.
 func (db *DB) Status(ctx context.Context, mailboxID int64) (storage.MailboxStatus, error) {
 	var st storage.MailboxStatus
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx stx) error {
 		var recentUID int64
 		var keywords string
 		var err error
@@ -246,7 +246,7 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 		uids      []uint32
 		recentUID int64
 	)
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx stx) error {
 		var keywords string
 		var err error
 		st, recentUID, keywords, err = mailboxRow(ctx, tx, mailboxID)
@@ -319,7 +319,7 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]storage.Message, error) {
 	var out []storage.Message
 	var zones zoneCache
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx stx) error {
 		// The existence check also sizes the result (UIDNEXT-1 bounds the
 		// count): appending 100k messages to a growing slice costs more
 		// than reading them.
@@ -374,7 +374,7 @@ func (db *DB) OpenBody(ctx context.Context, mailboxID int64, uid uint32) (storag
 	var name string
 	var size int64
 	var data []byte
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx stx) error {
 		err := tx.QueryRowContext(ctx, qOpenBody, mailboxID, uid).Scan(&name, &size, &data)
 		if errors.Is(err, sql.ErrNoRows) {
 			if err := mailboxExists(ctx, tx, mailboxID); err != nil {
