@@ -159,6 +159,7 @@ func (d *Directory) SetMembers(ctx context.Context, address string, members []st
 	if err != nil {
 		return err
 	}
+	defer d.forgetEntries()
 	return d.store.SetMembers(ctx, e.Address, ms)
 }
 
@@ -218,7 +219,8 @@ func (d *Directory) NewAppPassword(ctx context.Context, address, label string) (
 }
 
 // SetStatus activates, suspends or closes a mailbox. It takes effect at the
-// next login, delivery or send-as check (nothing is cached).
+// next login, and on deliveries and send-as checks at once in this process
+// (within entryTTL in another, see cache.go).
 func (d *Directory) SetStatus(ctx context.Context, address string, s Status) error {
 	addr, err := ParseAddress(address)
 	if err != nil {
@@ -229,6 +231,7 @@ func (d *Directory) SetStatus(ctx context.Context, address string, s Status) err
 	default:
 		return invalid(addr, "Unknown status %q: use active, suspended or closed.", s)
 	}
+	defer d.forgetEntries()
 	return d.store.SetStatus(ctx, addr, s)
 }
 
@@ -300,6 +303,7 @@ func (d *Directory) checkMembers(ctx context.Context, mailbox string, members []
 
 // add stores e, turning ErrExists into a sentence naming the address.
 func (d *Directory) add(ctx context.Context, e Entry) error {
+	defer d.forgetEntries()
 	err := d.store.AddEntry(ctx, e)
 	if errors.Is(err, ErrExists) {
 		return &RefusalError{Kind: ErrExists, Address: e.Address, Text: fmt.Sprintf("The address %s already exists in the directory.", e.Address)}

@@ -25,7 +25,7 @@ func (d *Directory) ResolveRecipient(ctx context.Context, address string) (Recip
 	}
 	_, domain := SplitAddress(addr)
 	if d.IsLocalDomain(domain) {
-		e, err := d.store.GetEntry(ctx, addr)
+		e, err := d.entry(ctx, addr)
 		if errors.Is(err, ErrNotFound) {
 			return Recipient{}, refuse(ErrUnknownRecipient, addr,
 				"The address %s does not exist in the directory of %s.", addr, domain)
@@ -69,7 +69,7 @@ func (d *Directory) MaySendAs(ctx context.Context, p Principal, address string) 
 	}
 	notYours := refuse(ErrNotYourAddress, addr,
 		"You may not send as %s: it is neither your address (%s) nor a mailbox delegated to you.", addr, p.Address)
-	e, err := d.store.GetEntry(ctx, addr)
+	e, err := d.entry(ctx, addr)
 	if errors.Is(err, ErrNotFound) {
 		return notYours
 	}

@@ -27,11 +27,15 @@ type Directory struct {
 
 	// trust caches the trust space for trustTTL: it is read for every
 	// remote recipient and changes at most daily (white list import).
-	// Entries and credentials are never cached, so that a suspension takes
-	// effect on the very next login or delivery.
 	trustMu      sync.Mutex
 	trust        map[string]bool
 	trustExpires time.Time
+
+	// entries caches the entries read for each message (recipient
+	// resolution, send-as checks) for entryTTL (cache.go). Credentials
+	// are never cached: a suspension refuses the very next login.
+	entryMu sync.Mutex
+	entries map[string]cachedEntry
 
 	now func() time.Time // for tests of LastLogin; time.Now otherwise
 }

@@ -21,6 +21,7 @@ const maxStmts = 512
 
 type stmtCache struct {
 	db *sql.DB
+	wg sync.WaitGroup // preparations under way
 	mu sync.RWMutex
 	m  map[string]*sql.Stmt
 }
@@ -49,7 +50,9 @@ func (c *stmtCache) get(ctx context.Context, q string) *sql.Stmt {
 		return nil
 	}
 	c.m[q] = nil // being prepared
+	c.wg.Add(1)
 	go func() {
+		defer c.wg.Done()
 		s, err := c.db.PrepareContext(context.Background(), q)
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -66,15 +69,19 @@ func (c *stmtCache) get(ctx context.Context, q string) *sql.Stmt {
 	return nil
 }
 
+// close stops new preparations, waits for those under way (so that no
+// connection is opened after the pool closes) and closes the statements.
 func (c *stmtCache) close() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range c.m {
+	m := c.m
+	c.m = nil
+	c.mu.Unlock()
+	c.wg.Wait()
+	for _, s := range m {
 		if s != nil {
 			s.Close()
 		}
 	}
-	c.m = nil
 }
 
 // stx is a transaction whose queries use the cache.
