@@ -371,3 +371,43 @@ func TestSearch(t *testing.T) {
 		t.Errorf("MemberOf = %v, %v", of, err)
 	}
 }
+
+// Deliveries read entries through a short cache: a change made through the
+// same Directory is seen at once, one made by another process (here another
+// Directory over the same store, as `carepost dir suspend` beside the
+// server) within entryTTL.
+func TestEntryCache(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.d.ResolveRecipient(ctx, martin); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.d.SetStatus(ctx, martin, directory.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.d.ResolveRecipient(ctx, martin); !errors.Is(err, directory.ErrRecipientInactive) {
+		t.Fatalf("suspension through the same Directory not seen at once: %v", err)
+	}
+	other := directory.New(f.store, directory.Config{Domains: []string{"ch-x.mssante.fr"}})
+	if err := other.SetStatus(ctx, martin, directory.StatusActive); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.d.ResolveRecipient(ctx, martin); !errors.Is(err, directory.ErrRecipientInactive) {
+		t.Fatalf("expected the cached (suspended) entry within the TTL, got %v", err)
+	}
+	f.advance(3 * time.Second)
+	if _, err := f.d.ResolveRecipient(ctx, martin); err != nil {
+		t.Fatalf("another process's change not seen after the TTL: %v", err)
+	}
+	// Unknown addresses are cached too, and appear once added here.
+	if _, err := f.d.ResolveRecipient(ctx, "new.one@ch-x.mssante.fr"); !errors.Is(err, directory.ErrUnknownRecipient) {
+		t.Fatal(err)
+	}
+	if _, err := f.d.AddProfessional(ctx, directory.ProfessionalInput{NationalID: "810001045367", FirstName: "N", LastName: "O",
+		Profession: "10", Address: "new.one@ch-x.mssante.fr"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.d.ResolveRecipient(ctx, "new.one@ch-x.mssante.fr"); err != nil {
+		t.Fatalf("an address added through the same Directory not seen at once: %v", err)
+	}
+}
