@@ -173,7 +173,9 @@ type Store interface {
 	// created implicitly. ErrMailboxExists if the name is taken.
 	CreateMailbox(ctx context.Context, account, name, specialUse string) (Mailbox, error)
 	// DeleteMailbox removes a mailbox and its messages (INBOX cannot be
-	// deleted: ErrSpecialMailbox).
+	// deleted: ErrSpecialMailbox). Its children stay, under a name that
+	// no longer exists (RFC 9051 §6.3.5: the protocol shows it as a
+	// \Noselect parent); their subscriptions are kept.
 	DeleteMailbox(ctx context.Context, account, name string) error
 	// RenameMailbox renames a mailbox and its children. Renaming INBOX moves
 	// its messages to the new mailbox and leaves INBOX empty (RFC 9051
@@ -195,6 +197,15 @@ type Store interface {
 	// describe the messages no claiming Select has seen yet, and nothing
 	// is claimed.
 	Select(ctx context.Context, mailboxID int64, claimRecent bool) (status MailboxStatus, uids []uint32, firstRecent uint32, err error)
+	// ClaimRecent claims for the caller the messages with UIDs up to
+	// upToUID that no claiming Select or ClaimRecent has seen yet: a
+	// session that has the mailbox selected read-write calls it when it
+	// learns of new messages, so that each arrival is \Recent for exactly
+	// one session (RFC 3501 §2.3.2). The caller's messages are those of
+	// [firstClaimed, upToUID] that exist; firstClaimed is 0 when another
+	// caller claimed them all first. It is one small write, and cheap
+	// when there is nothing to claim.
+	ClaimRecent(ctx context.Context, mailboxID int64, upToUID uint32) (firstClaimed uint32, err error)
 
 	// Deliver stores one body once and a copy of it in every target mailbox,
 	// atomically: on nil error every copy is durable, on error none is.

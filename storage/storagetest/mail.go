@@ -31,6 +31,7 @@ func RunMail(t *testing.T, open OpenFunc) {
 		{"CreateAccount", testCreateAccount},
 		{"Deliver", testDeliver},
 		{"Select", testSelect},
+		{"ClaimRecent", testClaimRecent},
 		{"Watch", testWatch},
 		{"WatchKinds", testWatchKinds},
 		{"MailboxCreateDelete", testMailboxCreateDelete},

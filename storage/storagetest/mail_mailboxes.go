@@ -49,8 +49,30 @@ func testMailboxCreateDelete(t *testing.T, h *harness) {
 		t.Errorf("UTF-8 name lookup: %+v", got)
 	}
 
-	err = h.s.DeleteMailbox(h.ctx, alice, "Projets")
-	wantErr(t, "delete a parent", err, storage.ErrMailboxHasChild)
+	// Deleting a parent deletes it alone: the child stays, with its
+	// messages (RFC 9051 §6.3.5).
+	h.deliver("in the parent", nil, a.ID)
+	h.deliver("in the child", nil, child.ID)
+	if err := h.s.DeleteMailbox(h.ctx, alice, "Projets"); err != nil {
+		t.Fatalf("delete a parent: %v", err)
+	}
+	if got := names(t, h, alice); slices.Contains(got, "Projets") || !slices.Contains(got, "Projets/2026") {
+		t.Errorf("after deleting the parent: %v", got)
+	}
+	_, err = h.s.Status(h.ctx, a.ID)
+	wantErr(t, "Status of the deleted parent", err, storage.ErrNoMailbox)
+	if st := h.status(child.ID); st.Messages != 1 {
+		t.Errorf("the child lost its messages: %+v", st)
+	}
+	wantErr(t, "delete the parent twice", h.s.DeleteMailbox(h.ctx, alice, "Projets"), storage.ErrNoMailbox)
+	// The parent's name can be created again, with a new UIDVALIDITY.
+	a2 := h.create(alice, "Projets")
+	if a2.UIDValidity <= child.UIDValidity || a2.ID == a.ID {
+		t.Errorf("re-created parent %+v, deleted %+v", a2, a)
+	}
+	if st := h.status(a2.ID); st.Messages != 0 {
+		t.Errorf("re-created parent holds %d messages", st.Messages)
+	}
 	wantErr(t, "delete INBOX", h.s.DeleteMailbox(h.ctx, alice, "Inbox"), storage.ErrSpecialMailbox)
 	wantErr(t, "delete a missing mailbox", h.s.DeleteMailbox(h.ctx, alice, "Nope"), storage.ErrNoMailbox)
 
