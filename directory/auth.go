@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"carepost/crypto"
 )
@@ -64,21 +65,11 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 		return Principal{}, fmt.Errorf("directory: authenticate %s: %w", addr, err)
 	}
 
-	ok, appID := false, int64(0)
-	if creds.PasswordHash != "" {
-		// A malformed stored hash is a non-match, never a way in.
-		ok, _ = crypto.VerifyPassword(creds.PasswordHash, password)
-	} else {
-		spendDummyCheck(password)
-	}
-	if !ok && len(creds.AppPasswords) > 0 {
-		if norm, shaped := crypto.NormalizeAppPassword(password); shaped {
-			for _, ap := range creds.AppPasswords {
-				if m, _ := crypto.VerifyPassword(ap.Hash, norm); m {
-					ok, appID = true, ap.ID
-					break
-				}
-			}
+	ok, appID := d.cachedCheck(addr, password, creds)
+	if !ok {
+		ok, appID = verifyCredentials(creds, password)
+		if ok {
+			d.rememberCheck(addr, password, matchedHash(creds, appID), appID)
 		}
 	}
 	// The status is checked after the password so that a suspended
@@ -91,8 +82,13 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 	if err != nil {
 		return Principal{}, fmt.Errorf("directory: authenticate %s: %w", addr, err)
 	}
-	if err := d.store.RecordLogin(ctx, addr, appID, d.now()); err != nil {
-		return Principal{}, fmt.Errorf("directory: record login of %s: %w", addr, err)
+	// The last login feeds the inactivity rules (CNIL: a mailbox unused
+	// for a year is closed), counted in days: recording it once an hour at
+	// most spares a disk write at every connection of a busy client.
+	if now := d.now(); loginStale(e, creds, appID, now) {
+		if err := d.store.RecordLogin(ctx, addr, appID, now); err != nil {
+			return Principal{}, fmt.Errorf("directory: record login of %s: %w", addr, err)
+		}
 	}
 	return Principal{Address: addr, Kind: e.Kind, Delegations: delegations}, nil
 }
@@ -118,4 +114,57 @@ func (d *Directory) activeDelegations(ctx context.Context, addr string) ([]strin
 		}
 	}
 	return out, nil
+}
+
+// verifyCredentials checks password against the account's password, then
+// its application passwords; it costs one full hash check even when the
+// account has no password (timing must not tell).
+func verifyCredentials(creds Credentials, password string) (bool, int64) {
+	ok := false
+	if creds.PasswordHash != "" {
+		// A malformed stored hash is a non-match, never a way in.
+		ok, _ = crypto.VerifyPassword(creds.PasswordHash, password)
+	} else {
+		spendDummyCheck(password)
+	}
+	if ok {
+		return true, 0
+	}
+	if len(creds.AppPasswords) > 0 {
+		if norm, shaped := crypto.NormalizeAppPassword(password); shaped {
+			for _, ap := range creds.AppPasswords {
+				if m, _ := crypto.VerifyPassword(ap.Hash, norm); m {
+					return true, ap.ID
+				}
+			}
+		}
+	}
+	return false, 0
+}
+
+// matchedHash is the stored hash that verifyCredentials matched.
+func matchedHash(creds Credentials, appID int64) string {
+	if appID == 0 {
+		return creds.PasswordHash
+	}
+	for _, ap := range creds.AppPasswords {
+		if ap.ID == appID {
+			return ap.Hash
+		}
+	}
+	return ""
+}
+
+// loginStale reports whether the last login (and, for an application
+// password, its last use) is older than lastLoginInterval.
+func loginStale(e Entry, creds Credentials, appID int64, now time.Time) bool {
+	if now.Sub(e.LastLogin) >= lastLoginInterval {
+		return true
+	}
+	for _, ap := range creds.AppPasswords {
+		if ap.ID == appID {
+			return now.Sub(ap.LastUsed) >= lastLoginInterval
+		}
+	}
+	return false
 }

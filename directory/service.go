@@ -37,6 +37,11 @@ type Directory struct {
 	entryMu sync.Mutex
 	entries map[string]cachedEntry
 
+	// logins caches successful password checks (authcache.go).
+	loginMu  sync.Mutex
+	loginKey []byte
+	logins   map[string]cachedLogin
+
 	now func() time.Time // for tests of LastLogin; time.Now otherwise
 }
 

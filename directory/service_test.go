@@ -411,3 +411,45 @@ func TestEntryCache(t *testing.T) {
 		t.Fatalf("an address added through the same Directory not seen at once: %v", err)
 	}
 }
+
+// The login cache never lets an old password in: a password changed by
+// another process (another Directory over the same store) misses it, a
+// wrong password is refused after a cached success, and an application
+// password is remembered apart from the main one.
+func TestLoginCache(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if _, err := f.d.Authenticate(ctx, dupont, pw); err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	if _, err := f.d.Authenticate(ctx, dupont, pw+"x"); !errors.Is(err, directory.ErrAuthFailed) {
+		t.Fatalf("wrong password after a cached success: %v", err)
+	}
+	other := directory.New(f.store, directory.Config{Domains: []string{"ch-x.mssante.fr"}})
+	if err := other.SetPassword(ctx, dupont, "a brand new passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.d.Authenticate(ctx, dupont, pw); !errors.Is(err, directory.ErrAuthFailed) {
+		t.Fatalf("the old password still works from the cache after a change elsewhere: %v", err)
+	}
+	if _, err := f.d.Authenticate(ctx, dupont, "a brand new passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	app, err := f.d.NewAppPassword(ctx, dupont, "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := f.d.Authenticate(ctx, dupont, app); err != nil {
+			t.Fatalf("app password login %d: %v", i, err)
+		}
+	}
+	if err := f.d.SetStatus(ctx, dupont, directory.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.d.Authenticate(ctx, dupont, app); !errors.Is(err, directory.ErrAuthFailed) {
+		t.Fatalf("a suspended account logged in from the cache: %v", err)
+	}
+}
