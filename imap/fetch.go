@@ -16,7 +16,8 @@ import (
 // Fetch writes the requested items of each message (RFC 9051 §6.4.5).
 // Bodies are opened only when an item needs them, and a whole BODY[] is
 // streamed from the store without being held in memory.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+	defer s.guard("fetch", &err)
 	v := s.sel
 	refs := v.resolve(numSet)
 	if len(refs) == 0 {
@@ -47,27 +48,71 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			if err != nil {
 				return s.mapError("fetch", err)
 			}
+			v.sm.mu.Lock()
 			for _, u := range ups {
 				if m := byUID[u.UID]; m != nil {
-					m.Flags = u.Flags
+					m.Flags, m.ModSeq = u.Flags, u.ModSeq
 				}
+				v.dropStaleLocked(u.UID, u.ModSeq)
 			}
+			v.sm.mu.Unlock()
 		}
 		opts := *options
 		opts.Flags = true
 		options = &opts
 	}
 
+	fv := fetchView{v: v, rev2: s.rev2()}
+	if options.Flags {
+		// Keywords the client was not yet sent in FLAGS are left out: the
+		// change that brought them is queued, after a FLAGS that announces
+		// them (RFC 9051 §7.3.5).
+		v.sm.mu.Lock()
+		fv.announced = v.sm.flagList[:v.flagsSent]
+		v.sm.mu.Unlock()
+	}
 	for _, ref := range refs {
 		m := byUID[ref.uid]
 		if m == nil {
 			continue // expunged meanwhile
 		}
-		if err := s.fetchOne(ctx, w, v, ref, m, options); err != nil {
+		if err := s.fetchOne(ctx, w, &fv, ref, m, options); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// fetchView is what FETCH needs of the session's view, read once.
+type fetchView struct {
+	v         *view
+	rev2      bool
+	announced []string // flags sent in FLAGS (a prefix of sm.flagList)
+	set       map[string]bool
+}
+
+func (fv *fetchView) flags(m *storage.Message) []imap.Flag {
+	out := make([]imap.Flag, 0, len(m.Flags)+1)
+	for _, f := range m.Flags {
+		// System flags are always announced.
+		if strings.HasPrefix(f, `\`) || fv.isAnnounced(f) {
+			out = append(out, imap.Flag(f))
+		}
+	}
+	if !fv.rev2 && fv.v.recent.contains(m.UID) {
+		out = append(out, flagRecent)
+	}
+	return out
+}
+
+func (fv *fetchView) isAnnounced(f string) bool {
+	if fv.set == nil {
+		fv.set = make(map[string]bool, len(fv.announced))
+		for _, a := range fv.announced {
+			fv.set[strings.ToLower(a)] = true
+		}
+	}
+	return fv.set[strings.ToLower(f)]
 }
 
 func setsSeen(o *imap.FetchOptions) bool {
@@ -84,24 +129,27 @@ func setsSeen(o *imap.FetchOptions) bool {
 	return false
 }
 
-func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, v *view, ref msgRef, m *storage.Message, o *imap.FetchOptions) error {
-	rw := w.CreateMessage(ref.seq)
-	rw.WriteUID(imap.UID(m.UID))
-	if o.Flags {
-		rw.WriteFlags(v.flagsOf(m))
-	}
-	if o.InternalDate {
-		rw.WriteInternalDate(m.InternalDate)
-	}
-	if o.RFC822Size {
-		rw.WriteRFC822Size(m.Size)
-	}
+// fetchOne writes one FETCH response. Everything that parses the message
+// is computed before the response is opened: a panic there becomes NO
+// [SERVERBUG] (session.guard) with the connection intact. Only the
+// streaming of BODY[] happens with the response open; if anything panics
+// then, the response is cut and the connection closed, since the client
+// could not make sense of the rest.
+func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *fetchView, ref msgRef, m *storage.Message, o *imap.FetchOptions) error {
+	var (
+		body      storage.Body
+		env       *imap.Envelope
+		structure imap.BodyStructure
+		sections  = make([][]byte, len(o.BodySection))
+		binaries  = make([][]byte, len(o.BinarySection))
+		binSizes  = make([]uint32, len(o.BinarySectionSize))
+	)
 	needBody := o.Envelope || o.BodyStructure != nil || len(o.BodySection) > 0 ||
 		len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
 	if needBody {
-		body, err := s.srv.opts.Store.OpenBody(ctx, v.id, m.UID)
+		var err error
+		body, err = s.srv.opts.Store.OpenBody(ctx, fv.v.id, m.UID)
 		if err != nil {
-			rw.Close()
 			return s.mapError("fetch", err)
 		}
 		defer body.Close()
@@ -111,25 +159,66 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, v *vi
 			if err != nil {
 				h = textproto.Header{}
 			}
-			rw.WriteEnvelope(extractEnvelope(h))
+			env = extractEnvelope(h)
 		}
 		if o.BodyStructure != nil {
-			rw.WriteBodyStructure(repairStructure(imapserver.ExtractBodyStructure(whole())))
+			structure = repairStructure(imapserver.ExtractBodyStructure(whole()))
 		}
-		for _, bs := range o.BodySection {
-			if err := writeBodySection(rw, bs, body, whole); err != nil {
-				return err
+		for i, bs := range o.BodySection {
+			if !isWholeBody(bs) {
+				sections[i] = imapserver.ExtractBodySection(whole(), bs)
 			}
 		}
-		for _, bs := range o.BinarySection {
-			buf := imapserver.ExtractBinarySection(whole(), bs)
-			if err := writeAll(rw.WriteBinarySection(bs, int64(len(buf))), buf); err != nil {
-				return err
-			}
+		for i, bs := range o.BinarySection {
+			binaries[i] = imapserver.ExtractBinarySection(whole(), bs)
 		}
-		for _, bss := range o.BinarySectionSize {
-			rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(whole(), bss))
+		for i, bss := range o.BinarySectionSize {
+			binSizes[i] = imapserver.ExtractBinarySectionSize(whole(), bss)
 		}
+	}
+
+	rw := w.CreateMessage(ref.seq)
+	defer func() {
+		if r := recover(); r != nil {
+			s.conn.NetConn().Close()
+			rw.Close() // releases the connection's writer
+			panic(r)
+		}
+	}()
+	rw.WriteUID(imap.UID(m.UID))
+	if o.Flags {
+		rw.WriteFlags(fv.flags(m))
+	}
+	if o.InternalDate {
+		rw.WriteInternalDate(m.InternalDate)
+	}
+	if o.RFC822Size {
+		rw.WriteRFC822Size(m.Size)
+	}
+	if env != nil {
+		rw.WriteEnvelope(env)
+	}
+	if structure != nil {
+		rw.WriteBodyStructure(structure)
+	}
+	for i, bs := range o.BodySection {
+		var err error
+		if isWholeBody(bs) {
+			err = streamBody(rw, bs, body)
+		} else {
+			err = writeAll(rw.WriteBodySection(bs, int64(len(sections[i]))), sections[i])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for i, bs := range o.BinarySection {
+		if err := writeAll(rw.WriteBinarySection(bs, int64(len(binaries[i]))), binaries[i]); err != nil {
+			return err
+		}
+	}
+	for i, bss := range o.BinarySectionSize {
+		rw.WriteBinarySectionSize(bss, binSizes[i])
 	}
 	return rw.Close()
 }
@@ -158,30 +247,23 @@ func repairStructure(bs imap.BodyStructure) imap.BodyStructure {
 	return bs
 }
 
-// writeBodySection streams BODY[] and BODY[]<x.y> straight from the store;
-// other sections are extracted by the library's parser.
-func writeBodySection(rw *imapserver.FetchResponseWriter, bs *imap.FetchItemBodySection, body storage.Body, whole func() io.Reader) error {
-	if len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierNone {
-		off, n := int64(0), body.Size()
-		if bs.Partial != nil {
-			off = bs.Partial.Offset
-			if off > n {
-				off = n
-			}
-			n -= off
-			if bs.Partial.Size < n {
-				n = bs.Partial.Size
-			}
-		}
-		wc := rw.WriteBodySection(bs, n)
-		_, err := io.Copy(wc, io.NewSectionReader(body, off, n))
-		if cerr := wc.Close(); err == nil {
-			err = cerr
-		}
-		return err
+func isWholeBody(bs *imap.FetchItemBodySection) bool {
+	return len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierNone
+}
+
+// streamBody streams BODY[] and BODY[]<x.y> straight from the store.
+func streamBody(rw *imapserver.FetchResponseWriter, bs *imap.FetchItemBodySection, body storage.Body) error {
+	off, n := int64(0), body.Size()
+	if bs.Partial != nil {
+		off = min(bs.Partial.Offset, n)
+		n = min(n-off, bs.Partial.Size)
 	}
-	buf := imapserver.ExtractBodySection(whole(), bs)
-	return writeAll(rw.WriteBodySection(bs, int64(len(buf))), buf)
+	wc := rw.WriteBodySection(bs, n)
+	_, err := io.Copy(wc, io.NewSectionReader(body, off, n))
+	if cerr := wc.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func writeAll(wc io.WriteCloser, b []byte) error {
@@ -190,16 +272,6 @@ func writeAll(wc io.WriteCloser, b []byte) error {
 		err = cerr
 	}
 	return err
-}
-
-// flagsOf returns the flags of a message as this session sees them:
-// \Recent is per session (RFC 3501 §2.3.2).
-func (v *view) flagsOf(m *storage.Message) []imap.Flag {
-	out := toFlags(m.Flags)
-	if v.firstRecent != 0 && m.UID >= v.firstRecent {
-		out = append(out, flagRecent)
-	}
-	return out
 }
 
 func hasFlag(flags []string, f string) bool {

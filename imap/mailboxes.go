@@ -112,7 +112,8 @@ func hasChildren(entries map[string]*listEntry, name string, pred func(*listEntr
 
 // List implements LIST and LSUB, with LIST-EXTENDED (RFC 5258), LIST-STATUS
 // (RFC 5819), SPECIAL-USE (RFC 6154) and CHILDREN (RFC 3348).
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
+	defer s.guard("list", &err)
 	if len(patterns) == 0 {
 		// LIST "" "": the hierarchy delimiter and root (RFC 9051 §6.3.9).
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
@@ -201,7 +202,10 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		if options.ReturnStatus != nil && e.exists {
 			st, err := s.srv.opts.Store.Status(ctx, e.id)
 			if err == nil {
-				data.Status = statusData(name, st, options.ReturnStatus)
+				data.Status, err = s.statusData(ctx, name, st, options.ReturnStatus)
+			}
+			if err != nil && !errors.Is(err, storage.ErrNoMailbox) {
+				return s.mapError("list", err)
 			}
 		}
 		out = append(out, data)
@@ -227,7 +231,8 @@ func (s *session) mailbox(ctx context.Context, name string) (storage.Mailbox, ta
 // Create makes a mailbox and the parents it needs (RFC 9051 §6.3.4: the
 // server SHOULD create missing superiors). A trailing delimiter only says
 // that the name is meant to hold children.
-func (s *session) Create(name string, options *imap.CreateOptions) error {
+func (s *session) Create(name string, options *imap.CreateOptions) (err error) {
+	defer s.guard("create", &err)
 	ctx, cancel := s.ctx()
 	defer cancel()
 	name = strings.TrimSuffix(name, string(delim))
@@ -254,7 +259,8 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 }
 
 // Delete removes a mailbox.
-func (s *session) Delete(name string) error {
+func (s *session) Delete(name string) (err error) {
+	defer s.guard("delete", &err)
 	ctx, cancel := s.ctx()
 	defer cancel()
 	t, err := s.resolve(ctx, name)
@@ -265,7 +271,8 @@ func (s *session) Delete(name string) error {
 }
 
 // Rename renames a mailbox and its children, within one account.
-func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
+func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) (err error) {
+	defer s.guard("rename", &err)
 	ctx, cancel := s.ctx()
 	defer cancel()
 	from, err := s.resolve(ctx, oldName)
@@ -295,14 +302,16 @@ func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) e
 }
 
 // Subscribe adds a name to the subscriptions (RFC 9051 §6.3.7).
-func (s *session) Subscribe(name string) error {
+func (s *session) Subscribe(name string) (err error) {
+	defer s.guard("subscribe", &err)
 	ctx, cancel := s.ctx()
 	defer cancel()
 	return s.mapError("subscribe", s.srv.opts.Store.SetSubscribed(ctx, s.account, name, true))
 }
 
 // Unsubscribe removes a name from the subscriptions.
-func (s *session) Unsubscribe(name string) error {
+func (s *session) Unsubscribe(name string) (err error) {
+	defer s.guard("unsubscribe", &err)
 	ctx, cancel := s.ctx()
 	defer cancel()
 	subs, err := s.srv.opts.Store.Subscriptions(ctx, s.account)
@@ -320,7 +329,8 @@ func (s *session) Unsubscribe(name string) error {
 }
 
 // Status reports the counters of a mailbox.
-func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+func (s *session) Status(name string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
+	defer s.guard("status", &err)
 	ctx, cancel := s.ctx()
 	defer cancel()
 	mb, _, err := s.mailbox(ctx, name)
@@ -331,7 +341,37 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	if err != nil {
 		return nil, s.mapError("status", err)
 	}
-	return statusData(name, st, options), nil
+	data, err := s.statusData(ctx, name, st, options)
+	return data, s.mapError("status", err)
+}
+
+// statusData answers STATUS and LIST-STATUS (RFC 9051 §6.3.11, RFC 5819).
+// Every requested item gets a value: the library writes each one it was
+// asked for and panics on a missing one.
+func (s *session) statusData(ctx context.Context, name string, st storage.MailboxStatus, options *imap.StatusOptions) (*imap.StatusData, error) {
+	data := statusData(name, st, options)
+	if options.AppendLimit {
+		// RFC 7889 §5: the same limit for every mailbox.
+		n := s.AppendLimit()
+		data.AppendLimit = &n
+	}
+	if options.DeletedStorage {
+		// RFC 9208 §4.2: the storage EXPUNGE would free, in bytes here
+		// (the unit is implementation-defined; a rare item, so the
+		// messages are read rather than kept counted).
+		metas, err := s.srv.opts.Store.Messages(ctx, st.ID, nil)
+		if err != nil {
+			return nil, err
+		}
+		var n int64
+		for _, m := range metas {
+			if hasFlag(m.Flags, storage.FlagDeleted) {
+				n += m.Size
+			}
+		}
+		data.DeletedStorage = &n
+	}
+	return data, nil
 }
 
 func statusData(name string, st storage.MailboxStatus, options *imap.StatusOptions) *imap.StatusData {

@@ -91,8 +91,7 @@ func TestHierarchy(t *testing.T) {
 		t.Errorf("SELECT an implied parent: %s", st)
 	}
 
-	// DELETE: a leaf goes; a parent with children is refused (RFC 9051
-	// §6.3.5 lets a server refuse); INBOX cannot be deleted.
+	// DELETE: a leaf goes; INBOX cannot be deleted.
 	r.ok(`DELETE "Projets/2026/Q1"`)
 	if got := r.ok(`LIST "" "Projets*"`); !slices.Equal(got, []string{
 		`* LIST (\HasChildren) "/" "Projets"`,
@@ -100,9 +99,37 @@ func TestHierarchy(t *testing.T) {
 	}) {
 		t.Errorf("after DELETE: %q", got)
 	}
-	r.no(`DELETE Projets`)
-	r.no(`DELETE INBOX`)
-	r.no(`DELETE Nothing`)
+	if st := r.no(`DELETE INBOX`); !strings.Contains(st, "[CANNOT]") {
+		t.Errorf("DELETE INBOX: %s", st)
+	}
+	if st := r.no(`DELETE Nothing`); !strings.Contains(st, "[NONEXISTENT]") {
+		t.Errorf("DELETE of a missing name: %s", st)
+	}
+	// A parent with children is deleted with its messages; the children
+	// stay and the name remains as a \Noselect parent (RFC 9051 §6.3.5).
+	r.ok(`CREATE "Vieux/Sub"`)
+	r.mustAppend("Vieux", "", "", simple(users[0], users[0], "in the parent", "x"))
+	r.mustAppend("Vieux/Sub", "", "", simple(users[0], users[0], "in the child", "y"))
+	r.ok(`DELETE Vieux`)
+	if got := r.ok(`LIST "" "Vieux*"`); !slices.Equal(got, []string{
+		`* LIST (\Noselect \HasChildren) "/" "Vieux"`,
+		`* LIST (\HasNoChildren) "/" "Vieux/Sub"`,
+	}) {
+		t.Errorf("after DELETE of a parent: %q", got)
+	}
+	if u := r.ok(`STATUS "Vieux/Sub" (MESSAGES)`); find(u, "MESSAGES 1") == "" {
+		t.Errorf("the child lost its message: %q", u)
+	}
+	if st := r.no(`SELECT Vieux`); !strings.Contains(st, "[NONEXISTENT]") {
+		t.Errorf("SELECT of the deleted parent: %s", st)
+	}
+	if st := r.no(`DELETE Vieux`); !strings.Contains(st, "[NONEXISTENT]") {
+		t.Errorf("DELETE of a \\Noselect parent: %s", st)
+	}
+	r.ok(`CREATE Vieux`)
+	if u := r.ok(`STATUS Vieux (MESSAGES)`); find(u, "MESSAGES 0") == "" {
+		t.Errorf("re-created parent: %q", u)
+	}
 
 	// RENAME: the children follow, and so do their subscriptions; the new
 	// parents are created.

@@ -19,7 +19,8 @@ import (
 // Search evaluates SEARCH criteria (RFC 9051 §6.4.4). Flags, dates, sizes,
 // sequence and UID sets are answered from the metadata; a message body is
 // opened only when a criterion needs its header or text, once per message.
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
+	defer s.guard("search", &err)
 	v := s.sel
 	ctx, cancel := s.ctx()
 	defer cancel()
@@ -38,21 +39,17 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		m   *storage.Message
 	}
 	cands := make([]cand, 0, len(v.sm.uids))
-	var clientMax uint32
 	for i, uid := range v.sm.uids {
-		seq := v.st.EncodeSeqNum(uint32(i + 1))
+		seq := v.clientSeqLocked(uint32(i + 1))
 		if seq == 0 {
 			continue // not yet announced to this client
 		}
-		clientMax = seq
 		if m := byUID[uid]; m != nil {
 			cands = append(cands, cand{seq, m})
 		}
 	}
-	var lastUID uint32
-	if n := len(v.sm.uids); n > 0 {
-		lastUID = v.sm.uids[n-1]
-	}
+	clientMax := v.known
+	lastUID := v.lastKnownUIDLocked()
 	v.sm.mu.Unlock()
 
 	var (
@@ -225,7 +222,7 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 
 func (mc *matchCtx) hasFlag(f imap.Flag) bool {
 	if strings.EqualFold(string(f), string(flagRecent)) {
-		return mc.v.firstRecent != 0 && mc.m.UID >= mc.v.firstRecent
+		return mc.v.recent.contains(mc.m.UID)
 	}
 	return hasFlag(mc.m.Flags, string(f))
 }

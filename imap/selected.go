@@ -1,10 +1,9 @@
 package imap
 
 import (
+	"cmp"
 	"context"
-	"sort"
-	"strings"
-	"sync"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -12,208 +11,9 @@ import (
 	"carepost/storage"
 )
 
-// sharedMailbox is the server's view of a mailbox selected by at least one
-// session of this process: its UIDs in order and the tracker that queues
-// updates to every session. It is fed by Store.Watch, so deliveries and
-// changes from other sessions (or, with a cluster store, other nodes)
-// reach every session.
-type sharedMailbox struct {
-	id    int64
-	ready chan struct{}
-	err   error // set before ready is closed
-	stop  func()
-
-	mu      sync.Mutex
-	loaded  bool
-	pending []storage.Change // changes seen while loading
-	uids    []uint32         // ascending; index+1 is the server sequence number
-	// snapshot is the HIGHESTMODSEQ of the snapshot the state was loaded
-	// from: changes up to it are already in uids.
-	snapshot uint64
-	flags    map[string]bool // flags announced in FLAGS (lower case key)
-	flagList []string
-	tracker  *imapserver.MailboxTracker
-	views    map[*imapserver.SessionTracker]*view
-	refs     int // guarded by Server.mu
-}
-
-// acquire returns the shared state of a mailbox, loading it on first use.
-func (s *Server) acquire(ctx context.Context, id int64) (*sharedMailbox, error) {
-	s.mu.Lock()
-	sm := s.mailboxes[id]
-	if sm != nil {
-		sm.refs++
-		s.mu.Unlock()
-		<-sm.ready
-		if sm.err != nil {
-			s.release(sm)
-			return nil, sm.err
-		}
-		return sm, nil
-	}
-	sm = &sharedMailbox{id: id, ready: make(chan struct{}), refs: 1, flags: map[string]bool{},
-		views: map[*imapserver.SessionTracker]*view{}}
-	s.mailboxes[id] = sm
-	s.mu.Unlock()
-
-	// Watch first, then read the snapshot: a change committed in between is
-	// both in the snapshot and queued; its ModSeq tells which.
-	sm.stop = s.opts.Store.Watch(id, sm.onChange)
-	status, uids, _, err := s.opts.Store.Select(ctx, id, false)
-	if err != nil {
-		sm.err = err
-		close(sm.ready)
-		s.release(sm)
-		return nil, err
-	}
-	sm.mu.Lock()
-	sm.uids = uids
-	sm.snapshot = status.HighestModSeq
-	sm.tracker = imapserver.NewMailboxTracker(uint32(len(uids)))
-	sm.announceLocked(status.Flags)
-	sm.loaded = true
-	for _, c := range sm.pending {
-		sm.applyLocked(c)
-	}
-	sm.pending = nil
-	sm.mu.Unlock()
-	close(sm.ready)
-	return sm, nil
-}
-
-// release drops one reference; the last one stops the watch.
-func (s *Server) release(sm *sharedMailbox) {
-	s.mu.Lock()
-	sm.refs--
-	last := sm.refs == 0
-	if last {
-		delete(s.mailboxes, sm.id)
-	}
-	s.mu.Unlock()
-	if last && sm.stop != nil {
-		sm.stop()
-	}
-}
-
-// onChange is the Watch callback: it runs in the store's commit order and
-// must not block.
-func (sm *sharedMailbox) onChange(c storage.Change) {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	if !sm.loaded {
-		sm.pending = append(sm.pending, c)
-		return
-	}
-	sm.applyLocked(c)
-}
-
-func (sm *sharedMailbox) applyLocked(c storage.Change) {
-	// One call may publish several changes with the same ModSeq (a STORE
-	// on many messages), so compare with the snapshot only.
-	if c.ModSeq != 0 && c.ModSeq <= sm.snapshot && c.Kind != storage.MailboxDeleted {
-		return // already in the snapshot
-	}
-	switch c.Kind {
-	case storage.MessageAdded:
-		if n := len(sm.uids); n > 0 && sm.uids[n-1] >= c.UID {
-			return
-		}
-		sm.announceLocked(c.Flags)
-		sm.uids = append(sm.uids, c.UID)
-		sm.tracker.QueueNumMessages(uint32(len(sm.uids)))
-	case storage.FlagsChanged:
-		i, ok := sm.indexLocked(c.UID)
-		if !ok {
-			return
-		}
-		sm.announceLocked(c.Flags)
-		var source *imapserver.SessionTracker
-		if v, ok := c.Origin.(*view); ok && v.sm == sm {
-			source = v.st // the session reports its own change itself
-		}
-		sm.tracker.QueueMessageFlags(uint32(i+1), imap.UID(c.UID), toFlags(c.Flags), source)
-	case storage.MessageExpunged:
-		i, ok := sm.indexLocked(c.UID)
-		if !ok {
-			return
-		}
-		sm.uids = append(sm.uids[:i], sm.uids[i+1:]...)
-		sm.tracker.QueueExpunge(uint32(i + 1))
-	case storage.MailboxDeleted:
-		// Sessions still selected see an empty mailbox; their next
-		// command on it fails with NONEXISTENT from the store.
-		for i := len(sm.uids); i > 0; i-- {
-			sm.tracker.QueueExpunge(uint32(i))
-		}
-		sm.uids = nil
-	}
-}
-
-func (sm *sharedMailbox) indexLocked(uid uint32) (int, bool) {
-	i := sort.Search(len(sm.uids), func(i int) bool { return sm.uids[i] >= uid })
-	return i, i < len(sm.uids) && sm.uids[i] == uid
-}
-
-// announceLocked queues an untagged FLAGS before a keyword is first used in
-// a FETCH response (RFC 9051 §7.3.5: clients learn the keywords of a
-// mailbox from FLAGS).
-func (sm *sharedMailbox) announceLocked(flags []string) {
-	changed := false
-	for _, f := range flags {
-		k := strings.ToLower(f)
-		if f == "" || sm.flags[k] || strings.EqualFold(f, `\Recent`) {
-			continue
-		}
-		sm.flags[k] = true
-		sm.flagList = append(sm.flagList, f)
-		changed = true
-	}
-	for _, f := range systemFlags {
-		if !sm.flags[strings.ToLower(f)] {
-			sm.flags[strings.ToLower(f)] = true
-			sm.flagList = append(sm.flagList, f)
-		}
-	}
-	if changed && sm.tracker != nil {
-		sm.tracker.QueueMailboxFlags(toFlags(sm.flagList))
-	}
-}
-
-var systemFlags = []string{storage.FlagAnswered, storage.FlagFlagged, storage.FlagDeleted, storage.FlagSeen, storage.FlagDraft}
-
-func toFlags(l []string) []imap.Flag {
-	out := make([]imap.Flag, len(l))
-	for i, f := range l {
-		out[i] = imap.Flag(f)
-	}
-	return out
-}
-
-// view is one session's selection of a mailbox.
-type view struct {
-	sm       *sharedMailbox
-	st       *imapserver.SessionTracker
-	srv      *Server
-	id       int64
-	name     string
-	readOnly bool
-	// firstRecent: UIDs from here on are \Recent for this session (IMAP4rev1
-	// only; claimed at SELECT, RFC 3501 §2.3.2).
-	firstRecent uint32
-	// searchRes is the saved result of SEARCH RETURN (SAVE) (RFC 5182).
-	searchRes imap.UIDSet
-}
-
-func (v *view) close() {
-	v.sm.mu.Lock()
-	delete(v.sm.views, v.st)
-	v.sm.mu.Unlock()
-	v.st.Close()
-	v.srv.release(v.sm)
-}
-
 // Select opens a mailbox (SELECT, or EXAMINE when read-only).
-func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+func (s *session) Select(name string, options *imap.SelectOptions) (data *imap.SelectData, err error) {
+	defer s.guard("select", &err)
 	if s.sel != nil {
 		s.sel.close()
 		s.sel = nil
@@ -229,39 +29,61 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, s.mapError("select", err)
 	}
-	status, _, firstRecent, err := s.srv.opts.Store.Select(ctx, mb.ID, !readOnly)
+	// SELECT claims \Recent for the messages no session saw yet (RFC 3501
+	// §2.3.2); EXAMINE shows them without claiming.
+	status, uids, firstRecent, err := s.srv.opts.Store.Select(ctx, mb.ID, !readOnly)
 	if err != nil {
 		s.srv.release(sm)
 		return nil, s.mapError("select", err)
 	}
-	v := &view{sm: sm, srv: s.srv, id: mb.ID, name: name, readOnly: readOnly, firstRecent: firstRecent}
+	var top uint32
+	if n := len(uids); n > 0 {
+		top = uids[n-1]
+	}
+	v := &view{sm: sm, srv: s.srv, id: mb.ID, name: name, readOnly: readOnly, notify: make(chan struct{}, 1)}
+	if firstRecent != 0 {
+		v.recent.add(firstRecent, top)
+	}
 	sm.mu.Lock()
-	v.st = sm.tracker.NewSession()
-	sm.views[v.st] = v
+	sm.views[v] = struct{}{}
+	v.known = uint32(len(sm.uids))
+	v.flagsSent = len(sm.flagList)
+	if !readOnly {
+		v.claimedTo = top
+		sm.claimedTo = max(sm.claimedTo, top)
+	}
+	// The shared state may already hold messages that came after the
+	// store's snapshot: the client learns of them now, so claim them now.
+	later := sm.lastUIDLocked()
+	sm.mu.Unlock()
+	if !readOnly && later > top {
+		v.claim(later)
+	}
+
+	sm.mu.Lock()
 	num := uint32(len(sm.uids))
-	flags := toFlags(sm.flagList)
+	flags := toFlags(sm.flagList[:v.flagsSent])
 	var firstUnseen uint32
 	if status.FirstUnseen != 0 {
 		if i, ok := sm.indexLocked(status.FirstUnseen); ok {
 			firstUnseen = uint32(i + 1)
 		}
 	}
-	var recent uint32
-	if firstRecent != 0 {
-		i := sort.Search(len(sm.uids), func(i int) bool { return sm.uids[i] >= firstRecent })
-		recent = uint32(len(sm.uids) - i)
+	for _, uid := range sm.uids {
+		if v.recent.contains(uid) {
+			v.recentKnown++
+		}
 	}
-	uidNext := status.UIDNext
-	if n := len(sm.uids); n > 0 && sm.uids[n-1] >= uidNext {
-		uidNext = sm.uids[n-1] + 1
-	}
+	recent := v.recentKnown
+	uidNext := max(status.UIDNext, sm.lastUIDLocked()+1)
 	sm.mu.Unlock()
 	s.sel = v
 
-	permanent := append([]imap.Flag{}, flags...)
-	permanent = append(permanent, imap.FlagWildcard)
-	if readOnly {
-		permanent = nil
+	// PERMANENTFLAGS: any keyword may be created (\*), none when read-only
+	// (RFC 9051 §7.1).
+	var permanent []imap.Flag
+	if !readOnly {
+		permanent = append(append(permanent, flags...), imap.FlagWildcard)
 	}
 	return &imap.SelectData{
 		Flags:             flags,
@@ -275,8 +97,10 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 }
 
 // Unselect leaves the selected mailbox (UNSELECT, and CLOSE after its
-// expunge).
-func (s *session) Unselect() error {
+// expunge). Updates not yet sent are dropped with the view (RFC 9051
+// §6.4.2: CLOSE sends no EXPUNGE).
+func (s *session) Unselect() (err error) {
+	defer s.guard("unselect", &err)
 	if s.sel != nil {
 		s.sel.close()
 		s.sel = nil
@@ -284,32 +108,54 @@ func (s *session) Unselect() error {
 	return nil
 }
 
-// Poll writes the pending updates of the selected mailbox.
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+// Poll writes the pending updates of the selected mailbox; go-imap calls
+// it after each command, before the tagged reply.
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
+	defer s.guard("poll", &err)
 	if s.sel == nil {
 		return nil
 	}
-	return s.sel.st.Poll(w, allowExpunge)
+	return s.sel.poll(w, allowExpunge, s.rev2())
 }
 
-// Idle pushes updates as they come until the client says DONE (RFC 2177).
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	if s.sel == nil {
+// Idle pushes updates as they come until the client says DONE (RFC 2177),
+// starting with those queued before the IDLE.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
+	defer s.guard("idle", &err)
+	v := s.sel
+	if v == nil {
 		<-stop
 		return nil
 	}
-	return s.sel.st.Idle(w, stop)
+	rev2 := s.rev2()
+	for {
+		if err := v.poll(w, true, rev2); err != nil {
+			return err
+		}
+		select {
+		case <-v.notify:
+		case <-stop:
+			return nil
+		}
+	}
+}
+
+// rev2 tells whether the client enabled IMAP4rev2 (RFC 9051 §6.3.1):
+// then \Recent and the RECENT response are not sent.
+func (s *session) rev2() bool {
+	return s.conn != nil && s.conn.EnabledCaps().Has(imap.CapIMAP4rev2)
 }
 
 // msgRef is a message of the selected mailbox in this session's view.
 type msgRef struct {
-	seq uint32 // client sequence number (0 if the client does not know it yet)
+	seq uint32 // client sequence number
 	uid uint32
 }
 
 // resolve turns a sequence or UID set into the messages it names, in
 // ascending order. Sequence numbers are the client's (its view lags behind
-// updates it has not been told of); "*" is the last message it knows.
+// updates it has not been told of); "*" is the last message it knows
+// (RFC 9051 §6.4.8: a UID set names only messages the client knows of).
 func (v *view) resolve(numSet imap.NumSet) []msgRef {
 	if imap.IsSearchRes(numSet) {
 		numSet = v.searchRes
@@ -320,8 +166,7 @@ func (v *view) resolve(numSet imap.NumSet) []msgRef {
 	var out []msgRef
 	switch set := numSet.(type) {
 	case imap.SeqSet:
-		max := v.clientMaxLocked()
-		seen := map[uint32]bool{}
+		max := v.known
 		for _, r := range set {
 			start, stop := r.Start, r.Stop
 			if start == 0 {
@@ -333,47 +178,51 @@ func (v *view) resolve(numSet imap.NumSet) []msgRef {
 			if start > stop {
 				start, stop = stop, start
 			}
-			if stop > max {
-				stop = max
-			}
+			stop = min(stop, max)
 			for c := start; c <= stop && c != 0; c++ {
-				if seen[c] {
-					continue
-				}
-				seen[c] = true
-				srvSeq := v.st.DecodeSeqNum(c)
-				if srvSeq == 0 || int(srvSeq) > len(sm.uids) {
-					continue
+				srvSeq := v.serverSeqLocked(c)
+				if srvSeq == 0 {
+					continue // expunged, EXPUNGE not sent yet
 				}
 				out = append(out, msgRef{seq: c, uid: sm.uids[srvSeq-1]})
 			}
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
 	case imap.UIDSet:
-		var last uint32
-		if n := len(sm.uids); n > 0 {
-			last = sm.uids[n-1]
-		}
-		for i, uid := range sm.uids {
-			if !containsUID(set, uid, last) {
-				continue
+		last := v.lastKnownUIDLocked()
+		for _, r := range set {
+			start, stop := uint32(r.Start), uint32(r.Stop)
+			if start == 0 {
+				start = last
 			}
-			seq := v.st.EncodeSeqNum(uint32(i + 1))
-			if seq == 0 {
-				continue // not yet announced to the client (RFC 9051 §6.4.8)
+			if stop == 0 {
+				stop = last
 			}
-			out = append(out, msgRef{seq: seq, uid: uid})
+			if start > stop {
+				start, stop = stop, start
+			}
+			i, _ := sm.indexLocked(start)
+			for ; i < len(sm.uids) && sm.uids[i] <= stop; i++ {
+				seq := v.clientSeqLocked(uint32(i + 1))
+				if seq == 0 {
+					continue // not yet announced to the client (RFC 9051 §6.4.8)
+				}
+				out = append(out, msgRef{seq: seq, uid: sm.uids[i]})
+			}
 		}
 	}
-	return out
+	// Several ranges may overlap or come in any order ("5,1:3,2").
+	if !slices.IsSortedFunc(out, func(a, b msgRef) int { return cmp.Compare(a.seq, b.seq) }) {
+		slices.SortFunc(out, func(a, b msgRef) int { return cmp.Compare(a.seq, b.seq) })
+	}
+	return slices.CompactFunc(out, func(a, b msgRef) bool { return a.seq == b.seq })
 }
 
-// clientMaxLocked is the highest sequence number the client knows of that
-// still exists on the server.
-func (v *view) clientMaxLocked() uint32 {
+// lastKnownUIDLocked is the UID of the last message the client knows that
+// still exists ("*" in a UID set).
+func (v *view) lastKnownUIDLocked() uint32 {
 	for s := len(v.sm.uids); s > 0; s-- {
-		if c := v.st.EncodeSeqNum(uint32(s)); c != 0 {
-			return c
+		if v.clientSeqLocked(uint32(s)) != 0 {
+			return v.sm.uids[s-1]
 		}
 	}
 	return 0

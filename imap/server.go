@@ -5,18 +5,22 @@
 // and no file paths.
 //
 // Layout, as go-imap's reference backend: server.go (listener, options,
-// capabilities), session.go (one connection: login, names), mailboxes.go
-// (LIST, CREATE, DELETE, RENAME, SUBSCRIBE, STATUS), selected.go (the
-// shared state of a selected mailbox and each session's view of it),
-// fetch.go, search.go, update.go (STORE, COPY, MOVE, EXPUNGE, APPEND).
+// capabilities), session.go (one connection: login, names, panic guard),
+// mailboxes.go (LIST, CREATE, DELETE, RENAME, SUBSCRIBE, STATUS),
+// mailbox_state.go (the shared state of a selected mailbox), tracker.go
+// (each session's view of it: queued updates, sequence numbers, \Recent),
+// selected.go (SELECT, polls, IDLE), fetch.go, search.go, update.go
+// (STORE, COPY, MOVE, EXPUNGE, APPEND).
 //
 // Implementation notes:
 //   - Sequence numbers: every mailbox selected in this process has one
-//     shared object holding its UIDs in order (the server's view) and an
-//     imapserver.MailboxTracker fed by storage.Store.Watch; each session
-//     has a SessionTracker that queues the updates it has not yet been told
-//     of and translates its sequence numbers (RFC 9051 §7.5.1: EXPUNGE is
-//     only sent when the client can accept it).
+//     shared object holding its UIDs in order (the server's view), fed by
+//     storage.Store.Watch; each session has a queue of the updates it has
+//     not yet been told of, through which its sequence numbers are
+//     translated (RFC 9051 §7.5.1: EXPUNGE is only sent when the client
+//     can accept it). go-imap's MailboxTracker is not used: it cannot do
+//     \Recent per session, nor FLAGS before the FETCH that uses a new
+//     keyword, nor a STORE's own FETCH while an EXPUNGE waits.
 //   - Shared mailboxes: a member of an organisational mailbox sees it under
 //     "Shared/<address>/" (RFC 2342 other users' namespace).
 package imap
@@ -62,6 +66,13 @@ type Server struct {
 
 	mu        sync.Mutex
 	mailboxes map[int64]*sharedMailbox // selected in at least one session
+	closed    bool                     // guarded by mu
+	// sessions counts the sessions not yet ended, for Close to wait on.
+	sessions sync.WaitGroup
+	// base is the parent of every command's context: Close cancels it, so
+	// that storage calls under way give up instead of holding Close.
+	base   context.Context
+	cancel context.CancelFunc
 }
 
 // Capabilities advertised. Only what is implemented end to end; tested in
@@ -96,8 +107,15 @@ func New(opts Options) *Server {
 		opts.MaxMessageSize = 25 << 20
 	}
 	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}}
+	s.base, s.cancel = context.WithCancel(context.Background())
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.closed {
+				return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "The server is shutting down"}
+			}
+			s.sessions.Add(1)
 			return newSession(s, c), nil, nil
 		},
 		Caps:         capabilities,
@@ -114,9 +132,17 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.imap.Serve(ln)
 }
 
-// Close stops every listener and connection.
+// Close stops every listener and connection, and returns once every
+// session has ended (the store may be closed right after). Storage calls
+// under way are cancelled.
 func (s *Server) Close() error {
-	return s.imap.Close()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	err := s.imap.Close()
+	s.cancel()
+	s.sessions.Wait()
+	return err
 }
 
 // slogPrintf routes the library's own messages to the structured log.

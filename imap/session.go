@@ -3,7 +3,10 @@ package imap
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -29,6 +32,7 @@ type session struct {
 
 	account string // after login
 	sel     *view  // selected mailbox, nil if none
+	closed  bool
 }
 
 var (
@@ -42,11 +46,39 @@ func newSession(s *Server, c *imapserver.Conn) *session {
 }
 
 func (s *session) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), commandTimeout)
+	if h := panicHook.Load(); h != nil {
+		(*h)(s.account)
+	}
+	return context.WithTimeout(s.srv.base, commandTimeout)
 }
 
-// Close releases the selected mailbox.
-func (s *session) Close() error {
+// panicHook, when set (by tests only), is called at the start of every
+// command's storage work: a test makes it panic to check guard.
+var panicHook atomic.Pointer[func(account string)]
+
+// guard turns a panic in a command into NO [SERVERBUG] for that command,
+// logged with its stack, and keeps the connection and the server up (the
+// library would otherwise end the connection, RFC 5530 SERVERBUG).
+func (s *session) guard(op string, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.srv.log.Error("imap: panic in a command", "op", op, "account", s.account, "remote", s.remote(),
+		"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	*err = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug,
+		Text: "Internal server error, the failure was logged"}
+}
+
+// Close ends the session (go-imap calls it once the connection is over)
+// and releases the selected mailbox.
+func (s *session) Close() (err error) {
+	defer s.guard("close", &err)
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	defer s.srv.sessions.Done()
 	if s.sel != nil {
 		s.sel.close()
 		s.sel = nil
@@ -57,7 +89,8 @@ func (s *session) Close() error {
 // Login checks the credentials with the directory. The library refuses
 // LOGIN before TLS (LOGINDISABLED, RFC 9051 §6.2.3), so a password never
 // crosses the network in clear.
-func (s *session) Login(username, password string) error {
+func (s *session) Login(username, password string) (err error) {
+	defer s.guard("login", &err)
 	ctx, cancel := s.ctx()
 	defer cancel()
 	account, err := s.srv.opts.Accounts.Authenticate(ctx, username, password)
@@ -88,7 +121,8 @@ func (s *session) remote() string {
 func (s *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
 
 // Authenticate runs SASL PLAIN through Login.
-func (s *session) Authenticate(mech string) (sasl.Server, error) {
+func (s *session) Authenticate(mech string) (_ sasl.Server, err error) {
+	defer s.guard("authenticate", &err)
 	if !strings.EqualFold(mech, sasl.Plain) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported authentication mechanism"}
 	}
@@ -111,7 +145,8 @@ func (s *session) AppendLimit() uint32 {
 
 // Namespace: personal mailboxes at the root, organisational mailboxes under
 // "Shared/" (RFC 2342).
-func (s *session) Namespace() (*imap.NamespaceData, error) {
+func (s *session) Namespace() (_ *imap.NamespaceData, err error) {
+	defer s.guard("namespace", &err)
 	return &imap.NamespaceData{
 		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: storage.Delimiter}},
 		Other:    []imap.NamespaceDescriptor{{Prefix: sharedPrefix + string(storage.Delimiter), Delim: storage.Delimiter}},

@@ -2,6 +2,7 @@ package imap
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -10,14 +11,29 @@ import (
 	"carepost/storage"
 )
 
+// isClose tells CLOSE from EXPUNGE: go-imap v2.0.0-beta.8 calls
+// Session.Expunge for both, with an ExpungeWriter whose unexported conn is
+// nil for CLOSE (imapserver/select.go handleUnselect). Tested by
+// TestCloseAfterExamine, which fails if a release changes this.
+func isClose(w *imapserver.ExpungeWriter) bool {
+	if w == nil {
+		return true
+	}
+	f := reflect.ValueOf(w).Elem().FieldByName("conn")
+	return f.IsValid() && f.Kind() == reflect.Pointer && f.IsNil()
+}
+
 var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: "READ-ONLY",
 	Text: "The mailbox is open read-only (EXAMINE): select it to change it"}
 
-// Store changes flags (RFC 9051 §6.4.6). The new flags of changed messages
-// reach this session through the mailbox tracker, after an untagged FLAGS
-// when a keyword is new; unchanged messages are answered directly. With
-// .SILENT the session is left out of its own updates.
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+// Store changes flags (RFC 9051 §6.4.6). Unless .SILENT, the new flags of
+// every message named are reported by the poll that follows (before the
+// tagged OK), after an untagged FLAGS when a keyword is new: the change
+// carries this view as its origin, so the shared queue does not echo it,
+// and an EXPUNGE waiting in the queue does not hold it back (RFC 9051
+// §7.5.1 forbids sending that EXPUNGE now, not the FETCH).
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
+	defer s.guard("store", &err)
 	v := s.sel
 	if v.readOnly {
 		return errReadOnly
@@ -38,51 +54,48 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	var list []string
 	for _, f := range flags.Flags {
 		if strings.EqualFold(string(f), string(flagRecent)) {
-			continue // \Recent is set by the server only
+			continue // \Recent is set by the server only (RFC 3501 §2.3.2)
 		}
 		list = append(list, string(f))
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if flags.Silent {
-		ctx = storageOrigin(ctx, v)
-	}
-	ups, err := s.srv.opts.Store.StoreFlags(ctx, v.id, uidsOf(refs), op, list)
+	ups, err := s.srv.opts.Store.StoreFlags(storageOrigin(ctx, v), v.id, uidsOf(refs), op, list)
 	if err != nil {
 		return s.mapError("store", err)
 	}
 	if flags.Silent {
 		return nil
 	}
-	changed := make(map[uint32]bool, len(ups))
+	state := make(map[uint32]storage.FlagUpdate, len(refs))
 	for _, u := range ups {
-		changed[u.UID] = true
+		state[u.UID] = u
 	}
 	var unchanged []uint32
 	for _, r := range refs {
-		if !changed[r.uid] {
+		if _, ok := state[r.uid]; !ok {
 			unchanged = append(unchanged, r.uid)
 		}
 	}
-	if len(unchanged) == 0 {
-		return nil
-	}
-	metas, err := s.srv.opts.Store.Messages(ctx, v.id, unchanged)
-	if err != nil {
-		return s.mapError("store", err)
-	}
-	seqOf := make(map[uint32]uint32, len(refs))
-	for _, r := range refs {
-		seqOf[r.uid] = r.seq
-	}
-	for i := range metas {
-		rw := w.CreateMessage(seqOf[metas[i].UID])
-		rw.WriteUID(imap.UID(metas[i].UID))
-		rw.WriteFlags(v.flagsOf(&metas[i]))
-		if err := rw.Close(); err != nil {
-			return err
+	if len(unchanged) > 0 {
+		metas, err := s.srv.opts.Store.Messages(ctx, v.id, unchanged)
+		if err != nil {
+			return s.mapError("store", err)
+		}
+		for _, m := range metas {
+			state[m.UID] = storage.FlagUpdate{UID: m.UID, Flags: m.Flags, ModSeq: m.ModSeq}
 		}
 	}
+	v.sm.mu.Lock()
+	for _, r := range refs {
+		u, ok := state[r.uid]
+		if !ok {
+			continue // expunged meanwhile
+		}
+		v.dropStaleLocked(r.uid, u.ModSeq)
+		v.own = append(v.own, ownFetch{seq: r.seq, uid: r.uid, flags: u.Flags})
+	}
+	v.sm.mu.Unlock()
 	return nil
 }
 
@@ -103,7 +116,8 @@ func (s *session) destination(name string) (storage.Mailbox, error) {
 }
 
 // Copy copies messages (RFC 9051 §6.4.7) and returns COPYUID (RFC 4315).
-func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
+	defer s.guard("copy", &err)
 	v := s.sel
 	dst, err := s.destination(dest)
 	if err != nil {
@@ -124,7 +138,8 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 
 // Move moves messages (RFC 6851): COPYUID first, then the EXPUNGEs, which
 // the tracker delivers to this and every other session of the mailbox.
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
+	defer s.guard("move", &err)
 	v := s.sel
 	if v.readOnly {
 		return errReadOnly
@@ -159,10 +174,18 @@ func copyData(res storage.CopyResult) *imap.CopyData {
 }
 
 // Expunge removes the messages marked \Deleted (all, or those of a UID
-// EXPUNGE set, RFC 4315). The EXPUNGE responses come from the tracker.
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+// EXPUNGE set, RFC 4315). The EXPUNGE responses come from the poll that
+// follows; go-imap runs CLOSE through here too, then drops the view
+// without polling, so CLOSE sends none (RFC 9051 §6.4.2).
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
+	defer s.guard("expunge", &err)
 	v := s.sel
 	if v.readOnly {
+		if isClose(w) {
+			// RFC 9051 §6.4.2: CLOSE of a mailbox opened read-only
+			// removes nothing and is no error.
+			return nil
+		}
 		return errReadOnly
 	}
 	var list []uint32
@@ -174,12 +197,13 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.srv.opts.Store.Expunge(ctx, v.id, list)
+	_, err = s.srv.opts.Store.Expunge(ctx, v.id, list)
 	return s.mapError("expunge", err)
 }
 
 // Append stores a message (RFC 9051 §6.3.12) and returns APPENDUID.
-func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
+	defer s.guard("append", &err)
 	dst, err := s.destination(mailbox)
 	if err != nil {
 		return nil, err

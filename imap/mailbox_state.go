@@ -1,0 +1,210 @@
+package imap
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"carepost/storage"
+)
+
+// sharedMailbox is the server's view of a mailbox selected by at least one
+// session of this process: its UIDs in order, the keywords announced in
+// FLAGS, and the sessions (views) to which each change is queued. It is fed
+// by Store.Watch, so deliveries and changes from other sessions (or, with a
+// cluster store, other nodes) reach every session.
+type sharedMailbox struct {
+	id    int64
+	ready chan struct{}
+	err   error // set before ready is closed
+	stop  func()
+	// deleted: the mailbox was deleted. Its ID may be given to a new
+	// mailbox (SQLite reuses row IDs), so a deleted state is never handed
+	// to a new SELECT, and it ignores every later change.
+	deleted atomic.Bool
+
+	mu      sync.Mutex
+	loaded  bool
+	pending []storage.Change // changes seen while loading
+	uids    []uint32         // ascending; index+1 is the server sequence number
+	// snapshot is the HIGHESTMODSEQ of the snapshot the state was loaded
+	// from: changes up to it are already in uids.
+	snapshot uint64
+	// flagList is every flag announced in FLAGS so far, in order; it only
+	// grows (RFC 9051 §7.3.5 lets FLAGS grow; a keyword, once announced,
+	// stays valid). flags indexes it by lower-case name.
+	flags    map[string]bool
+	flagList []string
+	views    map[*view]struct{}
+	// claimedTo is the highest UID whose \Recent a session of this process
+	// claimed (or found claimed): the store's watermark is at least this,
+	// so sessions need not ask again (RFC 3501 §2.3.2).
+	claimedTo uint32
+	refs      int // guarded by Server.mu
+}
+
+// acquire returns the shared state of a mailbox, loading it on first use.
+func (s *Server) acquire(ctx context.Context, id int64) (*sharedMailbox, error) {
+	s.mu.Lock()
+	sm := s.mailboxes[id]
+	if sm != nil && !sm.deleted.Load() {
+		sm.refs++
+		s.mu.Unlock()
+		<-sm.ready
+		if sm.err != nil {
+			s.release(sm)
+			return nil, sm.err
+		}
+		return sm, nil
+	}
+	sm = &sharedMailbox{id: id, ready: make(chan struct{}), refs: 1, flags: map[string]bool{},
+		views: map[*view]struct{}{}}
+	s.mailboxes[id] = sm
+	s.mu.Unlock()
+
+	// Watch first, then read the snapshot: a change committed in between is
+	// both in the snapshot and queued; its ModSeq tells which.
+	sm.stop = s.opts.Store.Watch(id, sm.onChange)
+	status, uids, _, err := s.opts.Store.Select(ctx, id, false)
+	if err != nil {
+		sm.err = err
+		close(sm.ready)
+		s.release(sm)
+		return nil, err
+	}
+	sm.mu.Lock()
+	sm.uids = uids
+	sm.snapshot = status.HighestModSeq
+	sm.announceLocked(status.Flags)
+	sm.loaded = true
+	for _, c := range sm.pending {
+		sm.applyLocked(c)
+	}
+	sm.pending = nil
+	sm.mu.Unlock()
+	close(sm.ready)
+	return sm, nil
+}
+
+// release drops one reference; the last one stops the watch.
+func (s *Server) release(sm *sharedMailbox) {
+	s.mu.Lock()
+	sm.refs--
+	last := sm.refs == 0
+	if last && s.mailboxes[sm.id] == sm {
+		delete(s.mailboxes, sm.id)
+	}
+	s.mu.Unlock()
+	if last && sm.stop != nil {
+		sm.stop()
+	}
+}
+
+// onChange is the Watch callback: it runs in the store's commit order and
+// must not block, so it only queues.
+func (sm *sharedMailbox) onChange(c storage.Change) {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if !sm.loaded {
+		sm.pending = append(sm.pending, c)
+		return
+	}
+	sm.applyLocked(c)
+}
+
+func (sm *sharedMailbox) applyLocked(c storage.Change) {
+	if sm.deleted.Load() {
+		return
+	}
+	// One call may publish several changes with the same ModSeq (a STORE
+	// on many messages), so compare with the snapshot only.
+	if c.ModSeq != 0 && c.ModSeq <= sm.snapshot && c.Kind != storage.MailboxDeleted {
+		return // already in the snapshot
+	}
+	switch c.Kind {
+	case storage.MessageAdded:
+		if n := len(sm.uids); n > 0 && sm.uids[n-1] >= c.UID {
+			return
+		}
+		sm.announceLocked(c.Flags)
+		sm.uids = append(sm.uids, c.UID)
+		sm.pushLocked(update{kind: updExists, seq: uint32(len(sm.uids)), uid: c.UID}, nil)
+	case storage.FlagsChanged:
+		i, ok := sm.indexLocked(c.UID)
+		if !ok {
+			return
+		}
+		sm.announceLocked(c.Flags)
+		// A session reports its own STORE itself (RFC 9051 §6.4.6: and
+		// nothing with .SILENT).
+		origin, _ := c.Origin.(*view)
+		sm.pushLocked(update{kind: updFlags, seq: uint32(i + 1), uid: c.UID, flags: c.Flags, modseq: c.ModSeq}, origin)
+	case storage.MessageExpunged:
+		i, ok := sm.indexLocked(c.UID)
+		if !ok {
+			return
+		}
+		sm.uids = append(sm.uids[:i], sm.uids[i+1:]...)
+		sm.pushLocked(update{kind: updExpunge, seq: uint32(i + 1), uid: c.UID}, nil)
+	case storage.MailboxDeleted:
+		// Sessions still selected see an empty mailbox; their next
+		// command on it fails with NONEXISTENT from the store.
+		for i := len(sm.uids); i > 0; i-- {
+			sm.pushLocked(update{kind: updExpunge, seq: uint32(i), uid: sm.uids[i-1]}, nil)
+		}
+		sm.uids = nil
+		sm.deleted.Store(true)
+	}
+}
+
+// pushLocked queues u to every view but skip and wakes those in IDLE.
+func (sm *sharedMailbox) pushLocked(u update, skip *view) {
+	for v := range sm.views {
+		if v == skip {
+			continue
+		}
+		v.queue = append(v.queue, u)
+		select {
+		case v.notify <- struct{}{}:
+		default: // already signalled
+		}
+	}
+}
+
+func (sm *sharedMailbox) indexLocked(uid uint32) (int, bool) {
+	i := sort.Search(len(sm.uids), func(i int) bool { return sm.uids[i] >= uid })
+	return i, i < len(sm.uids) && sm.uids[i] == uid
+}
+
+// lastUIDLocked is the highest UID in the mailbox, 0 if empty.
+func (sm *sharedMailbox) lastUIDLocked() uint32 {
+	if n := len(sm.uids); n > 0 {
+		return sm.uids[n-1]
+	}
+	return 0
+}
+
+// announceLocked adds new keywords to the FLAGS list. Each session sends
+// the list again before it reports anything that uses them (view.drain),
+// since clients learn the keywords of a mailbox from FLAGS (RFC 9051
+// §7.3.5) and imaptest checks that none is used before.
+func (sm *sharedMailbox) announceLocked(flags []string) {
+	add := func(f string) {
+		k := strings.ToLower(f)
+		if f == "" || sm.flags[k] || k == `\recent` {
+			return
+		}
+		sm.flags[k] = true
+		sm.flagList = append(sm.flagList, f)
+	}
+	for _, f := range flags {
+		add(f)
+	}
+	for _, f := range systemFlags {
+		add(f)
+	}
+}
+
+var systemFlags = []string{storage.FlagAnswered, storage.FlagFlagged, storage.FlagDeleted, storage.FlagSeen, storage.FlagDraft}
