@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -55,11 +56,7 @@ func cmdDir(ctx context.Context, args []string, stdout io.Writer) error {
 	default:
 		return usageError("dir: unknown subcommand %q", args[0])
 	}
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	srv, err := openServer(c, os.Stderr)
+	pos, srv, err := parseAndOpen(fs, &c, args[1:])
 	if err != nil {
 		return err
 	}
@@ -234,11 +231,7 @@ func cmdTrust(ctx context.Context, args []string, stdout io.Writer) error {
 	default:
 		return usageError("trust: unknown subcommand %q", args[0])
 	}
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	srv, err := openServer(c, os.Stderr)
+	pos, srv, err := parseAndOpen(fs, &c, args[1:])
 	if err != nil {
 		return err
 	}
@@ -321,4 +314,15 @@ func cmdPKI(_ context.Context, args []string, stdout io.Writer) error {
 		return usageError("pki: unknown subcommand %q", args[0])
 	}
 	return nil
+}
+
+// parseAndOpen parses a subcommand's flags and opens the data directory
+// they name.
+func parseAndOpen(fs *flag.FlagSet, c *commonFlags, args []string) ([]string, *server.Server, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := openServer(*c, os.Stderr)
+	return pos, srv, err
 }
