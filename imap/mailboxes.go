@@ -74,11 +74,10 @@ func (s *session) hierarchy(ctx context.Context) (map[string]*listEntry, error) 
 		e.subscribed = true
 	}
 	// Implied parents (RFC 9051 §6.3.9: "a/b" listed without "a" makes
-	// "a" appear as \Noselect). Only for names that exist.
-	for name, e := range entries {
-		if !e.exists {
-			continue
-		}
+	// "a" appear as \Noselect), of mailboxes and of subscriptions (for
+	// LSUB and CHILDINFO). Plain LIST shows only those with a mailbox
+	// below them.
+	for name := range entries {
 		for i := strings.LastIndexByte(name, delim); i > 0; i = strings.LastIndexByte(name[:i], delim) {
 			parent := name[:i]
 			if entries[parent] == nil {
@@ -150,29 +149,35 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 		data := imap.ListData{Mailbox: name, Delim: delim}
 		if options.SelectSubscribed {
+			// CHILDINFO (RFC 5258 §3.5): a subscribed descendant that
+			// the patterns do not list themselves.
+			childInfo := options.SelectRecursiveMatch && !lsub &&
+				hasChildren(entries, name, func(c *listEntry) bool { return c.subscribed && !match(c.name) })
 			if !e.subscribed {
-				childSub := hasChildren(entries, name, isSub)
 				switch {
-				case lsub && childSub && strings.Contains(strings.Join(patterns, ""), "%"):
+				case lsub && hasChildren(entries, name, isSub) && strings.Contains(strings.Join(patterns, ""), "%"):
+					// RFC 3501 §6.3.9: "%" lists the parent of a
+					// subscribed child as \Noselect.
 					data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
 					out = append(out, data)
-				case options.SelectRecursiveMatch && childSub:
-					data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
-					out = append(out, data)
+					continue
+				case !childInfo:
+					continue
 				}
-				continue
 			}
-			if !lsub {
+			if e.subscribed && !lsub {
 				data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
 			}
 			if !e.exists {
 				if lsub {
 					data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
-				} else {
+				} else if !hasChildren(entries, name, func(c *listEntry) bool { return c.exists }) {
 					data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
+				} else {
+					data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
 				}
 			}
-			if options.SelectRecursiveMatch && hasChildren(entries, name, isSub) {
+			if childInfo {
 				data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
 			}
 		} else {

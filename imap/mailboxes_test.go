@@ -197,6 +197,8 @@ func TestSubscriptions(t *testing.T) {
 	if got := r.ok(`LSUB "" "Cab%%"`); len(got) != 1 || got[0] != `* LSUB (\Noselect) "/" "Cabinet"` {
 		t.Errorf("LSUB %%: %q", got)
 	}
+	// LSUB and LIST (SUBSCRIBED) answer differently (isLSub reads an
+	// unexported field of the library: these two checks fail if it breaks).
 	got = r.ok(`LIST (SUBSCRIBED) "" "*"`)
 	if l := find(got, "Ghost"); l != `* LIST (\Subscribed \NonExistent) "/" "Ghost"` {
 		t.Errorf("LIST (SUBSCRIBED) of a missing name: %q", l)
@@ -216,6 +218,21 @@ func TestSubscriptions(t *testing.T) {
 	}
 	if find(got, "Ghost") != "" {
 		t.Errorf("LIST lists a subscription without mailbox: %q", got)
+	}
+
+	// RECURSIVEMATCH (RFC 5258 §3.5): an unsubscribed parent is listed
+	// with CHILDINFO when a subscribed descendant is not itself matched.
+	got = r.ok(`LIST (SUBSCRIBED RECURSIVEMATCH) "" "Cab%%"`)
+	if want := `* LIST (\HasChildren) "/" "Cabinet" (CHILDINFO ("SUBSCRIBED"))`; len(got) != 1 || got[0] != want {
+		t.Errorf("RECURSIVEMATCH of a parent:\n got %q\nwant %q", got, want)
+	}
+	got = r.ok(`LIST (SUBSCRIBED RECURSIVEMATCH) "" ("Cabinet" "Cabinet/Compta")`)
+	if want := `* LIST (\Subscribed \HasNoChildren) "/" "Cabinet/Compta"`; len(got) != 1 || got[0] != want {
+		t.Errorf("RECURSIVEMATCH when the child is listed itself:\n got %q\nwant %q", got, want)
+	}
+	// Without RECURSIVEMATCH, no CHILDINFO and no unsubscribed parent.
+	if got := r.ok(`LIST (SUBSCRIBED) "" "Cab%%"`); len(got) != 0 {
+		t.Errorf("LIST (SUBSCRIBED) %%: %q", got)
 	}
 }
 
