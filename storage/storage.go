@@ -217,6 +217,11 @@ type Store interface {
 	Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]Message, error)
 	// OpenBody opens the stored body of a message.
 	OpenBody(ctx context.Context, mailboxID int64, uid uint32) (Body, error)
+	// OpenHeader returns the header section of a message (RFC 5322 §2.1:
+	// up to and including the empty line that ends it; the whole message
+	// if it has no body), without reading the body where the backend keeps
+	// headers apart. A header section longer than 64 KiB may be cut there.
+	OpenHeader(ctx context.Context, mailboxID int64, uid uint32) ([]byte, error)
 	// StoreFlags changes the flags of the given messages and returns the new
 	// state of those that changed (all of them for FlagsSet). One call
 	// bumps HIGHESTMODSEQ once; the changed messages get that MODSEQ, the

@@ -37,16 +37,36 @@ func inlineLimit(n int64) int64 {
 }
 
 // sealedBody is a body ready to be referenced by a blobs row: either in a
-// file (data == nil) or inline (data holds the sealed bytes).
+// file (data == nil) or inline (data holds the sealed bytes), with its
+// header section sealed apart (header.go; nil if too long).
 type sealedBody struct {
-	name string
-	size int64
-	data []byte
+	name   string
+	size   int64
+	data   []byte
+	header []byte
 }
 
 // sealBody reads body and seals it inline when it fits, else into a file
 // (writeBlob), which is then durable before this returns.
 func (db *DB) sealBody(body io.Reader) (sealedBody, error) {
+	var hc headerCapture
+	body = io.TeeReader(body, &hc)
+	sb, err := db.sealContent(body)
+	if err != nil {
+		return sb, err
+	}
+	if sec := hc.section(); sec != nil {
+		if sb.header, err = db.sealBytes(sec); err != nil {
+			if sb.data == nil {
+				removeFile(db.blobPath(sb.name))
+			}
+			return sealedBody{}, err
+		}
+	}
+	return sb, nil
+}
+
+func (db *DB) sealContent(body io.Reader) (sealedBody, error) {
 	if db.inline < 0 {
 		name, size, err := db.writeBlob(body)
 		return sealedBody{name: name, size: size}, err
@@ -60,23 +80,15 @@ func (db *DB) sealBody(body io.Reader) (sealedBody, error) {
 		name, size, err := db.writeBlob(io.MultiReader(&plain, body))
 		return sealedBody{name: name, size: size}, err
 	}
-	var sealed bytes.Buffer
-	sealed.Grow(int(n) + int(n)/64 + 128)
-	sw, err := crypto.NewSealWriter(&sealed, db.key)
+	sealed, err := db.sealBytes(plain.Bytes())
 	if err != nil {
-		return sealedBody{}, err
-	}
-	if _, err := sw.Write(plain.Bytes()); err != nil {
-		return sealedBody{}, err
-	}
-	if err := sw.Close(); err != nil {
 		return sealedBody{}, err
 	}
 	name, err := newBlobName()
 	if err != nil {
 		return sealedBody{}, err
 	}
-	return sealedBody{name: name, size: n, data: sealed.Bytes()}, nil
+	return sealedBody{name: name, size: n, data: sealed}, nil
 }
 
 // openInline opens a body kept in its blobs row.

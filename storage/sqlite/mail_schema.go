@@ -85,3 +85,9 @@ END;
 const mailSchemaV2 = `
 ALTER TABLE blobs ADD COLUMN data BLOB;
 `
+
+// mailSchemaV3: the header section of each body sealed apart (header.go);
+// NULL for bodies stored before, or whose header is over 64 KiB.
+const mailSchemaV3 = `
+ALTER TABLE blobs ADD COLUMN header BLOB;
+`

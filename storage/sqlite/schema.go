@@ -10,4 +10,5 @@ var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
 	mailSchemaV2,
+	mailSchemaV3,
 }

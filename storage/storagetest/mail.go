@@ -41,6 +41,7 @@ func RunMail(t *testing.T, open OpenFunc) {
 		{"CopyMove", testCopyMove},
 		{"Expunge", testExpunge},
 		{"LargeBody", testLargeBody},
+		{"OpenHeader", testOpenHeader},
 		{"Reopen", testReopen},
 		{"ConcurrentDelivery", testConcurrentDelivery},
 	}
