@@ -286,6 +286,40 @@ func matchHeader(h textproto.Header, key, value string) bool {
 		if dec, err := mimeDecoder.DecodeHeader(raw); err == nil && strings.Contains(strings.ToLower(dec), needle) {
 			return true
 		}
+		if addressHeaders[strings.ToLower(key)] && matchAddresses(raw, needle) {
+			return true
+		}
+	}
+	return false
+}
+
+// addressHeaders are searched in their parsed form too: FROM
+// "user@example.org" finds "<user (x)@ (y) example.org>", and a display name
+// given as a comment or encoded is found (RFC 9051 §6.4.4: a substring of
+// the field; the field's meaning is its addresses).
+var addressHeaders = map[string]bool{"from": true, "to": true, "cc": true, "bcc": true,
+	"sender": true, "reply-to": true}
+
+func matchAddresses(raw, needle string) bool {
+	for _, a := range parseAddressList(raw) {
+		var b strings.Builder
+		b.WriteString(a.Name)
+		if a.Host != "" { // not a group marker
+			b.WriteString(" <")
+			if a.Mailbox != missingMailbox {
+				b.WriteString(a.Mailbox)
+			}
+			b.WriteString("@")
+			if a.Host != missingDomain {
+				b.WriteString(a.Host)
+			}
+			b.WriteString(">")
+		} else {
+			b.WriteString(a.Mailbox) // group name
+		}
+		if strings.Contains(strings.ToLower(b.String()), needle) {
+			return true
+		}
 	}
 	return false
 }
