@@ -8,7 +8,9 @@ import (
 )
 
 func TestParseAddressList(t *testing.T) {
-	a := func(name, mailbox, host string) imap.Address { return imap.Address{Name: name, Mailbox: mailbox, Host: host} }
+	a := func(name, mailbox, host string) imap.Address {
+		return imap.Address{Name: name, Mailbox: mailbox, Host: host}
+	}
 	start := func(name string) imap.Address { return imap.Address{Mailbox: name} }
 	end := imap.Address{}
 	for _, tc := range []struct {
