@@ -220,7 +220,9 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	res, err := s.srv.opts.Store.Deliver(ctx, r, []storage.Target{{MailboxID: dst.ID, Flags: flags, InternalDate: options.Time}})
+	// Binary parts are stored base64-encoded (binaryConverter).
+	body := newBinaryConverter(r)
+	res, err := s.srv.opts.Store.Deliver(ctx, body, []storage.Target{{MailboxID: dst.ID, Flags: flags, InternalDate: options.Time}})
 	if err != nil {
 		return nil, s.mapError("append", err)
 	}
