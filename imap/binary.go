@@ -45,10 +45,10 @@ type binaryConverter struct {
 type convState uint8
 
 const (
-	stHeader  convState = iota // reading an entity's header
-	stBody                     // a leaf part's body (or a preamble/epilogue): passed
-	stBinary                   // a binary leaf part's body: encoded
-	stRaw                      // gave up: pass everything
+	stHeader convState = iota // reading an entity's header
+	stBody                    // a leaf part's body (or a preamble/epilogue): passed
+	stBinary                  // a binary leaf part's body: encoded
+	stRaw                     // gave up: pass everything
 )
 
 const maxConvertHeader = 64 << 10
