@@ -93,8 +93,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	return &data, nil
 }
 
-// matchCtx evaluates criteria against one message, parsing its body at
-// most once.
+// matchCtx evaluates criteria against one message, opening its body at
+// most once: criteria on header fields read the header only (up to the
+// blank line), BODY and TEXT the whole message.
 type matchCtx struct {
 	s         *session
 	v         *view
@@ -103,31 +104,60 @@ type matchCtx struct {
 	clientMax uint32
 	lastUID   uint32
 
-	loaded bool
-	header textproto.Header
-	raw    []byte // the whole message, read on first need
+	body      storage.Body
+	hasHeader bool
+	header    textproto.Header
+	raw       []byte // the whole message, read on first need
 }
 
-func (mc *matchCtx) close() {}
+func (mc *matchCtx) close() {
+	if mc.body != nil {
+		mc.body.Close()
+		mc.body = nil
+	}
+}
 
-func (mc *matchCtx) load() error {
-	if mc.loaded {
+func (mc *matchCtx) open() error {
+	if mc.body != nil {
 		return nil
 	}
-	mc.loaded = true
 	ctx, cancel := mc.s.ctx()
 	defer cancel()
 	body, err := mc.s.srv.opts.Store.OpenBody(ctx, mc.v.id, mc.m.UID)
 	if err != nil {
 		return err
 	}
-	defer body.Close()
-	raw, err := io.ReadAll(io.NewSectionReader(body, 0, body.Size()))
+	mc.body = body
+	return nil
+}
+
+// loadHeader reads the header, and nothing after it.
+func (mc *matchCtx) loadHeader() error {
+	if mc.hasHeader {
+		return nil
+	}
+	if err := mc.open(); err != nil {
+		return err
+	}
+	mc.hasHeader = true
+	// A parse error leaves the fields read so far: they are searched.
+	mc.header, _ = textproto.ReadHeader(bufio.NewReaderSize(io.NewSectionReader(mc.body, 0, mc.body.Size()), 4096))
+	return nil
+}
+
+// loadAll reads the whole message.
+func (mc *matchCtx) loadAll() error {
+	if mc.raw != nil {
+		return nil
+	}
+	if err := mc.open(); err != nil {
+		return err
+	}
+	raw, err := io.ReadAll(io.NewSectionReader(mc.body, 0, mc.body.Size()))
 	if err != nil {
 		return err
 	}
 	mc.raw = raw
-	mc.header, _ = textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
 	return nil
 }
 
@@ -166,7 +196,7 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 		return false, nil
 	}
 	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		if err := mc.load(); err != nil {
+		if err := mc.loadHeader(); err != nil {
 			return false, err
 		}
 		mh := mail.Header{Header: gomessage.Header{Header: mc.header}}
@@ -176,7 +206,7 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	for _, hf := range c.Header {
-		if err := mc.load(); err != nil {
+		if err := mc.loadHeader(); err != nil {
 			return false, err
 		}
 		if !matchHeader(mc.header, hf.Key, hf.Value) {
@@ -184,7 +214,7 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	for _, text := range c.Body {
-		if err := mc.load(); err != nil {
+		if err := mc.loadAll(); err != nil {
 			return false, err
 		}
 		if !matchBody(mc.raw, text, false) {
@@ -192,7 +222,7 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	for _, text := range c.Text {
-		if err := mc.load(); err != nil {
+		if err := mc.loadAll(); err != nil {
 			return false, err
 		}
 		if !matchBody(mc.raw, text, true) {

@@ -1,0 +1,110 @@
+package imap
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+
+	"carepost/storage"
+	"carepost/storage/sqlite"
+)
+
+// countingStore counts the bytes read from message bodies.
+type countingStore struct {
+	storage.Store
+	read atomic.Int64
+}
+
+func (c *countingStore) OpenBody(ctx context.Context, mailboxID int64, uid uint32) (storage.Body, error) {
+	b, err := c.Store.OpenBody(ctx, mailboxID, uid)
+	if err != nil {
+		return nil, err
+	}
+	return &countingBody{Body: b, n: &c.read}, nil
+}
+
+type countingBody struct {
+	storage.Body
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.Body.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+func (b *countingBody) ReadAt(p []byte, off int64) (int, error) {
+	n, err := b.Body.ReadAt(p, off)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// Criteria on header fields read the header, not the message (a 2 MB
+// attachment is not read to match FROM); BODY reads it all.
+func TestSearchReadsHeaderOnly(t *testing.T) {
+	db, err := sqlite.Open(t.TempDir(), sqlite.Options{Key: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := t.Context()
+	const account = "alice@carepost.test"
+	if err := db.CreateAccount(ctx, account); err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := db.GetMailbox(ctx, account, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := "From: Alice <alice@carepost.test>\r\nSubject: bilan\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\n\r\n"
+	msg := header + strings.Repeat("x", 2<<20) + "\r\nneedle\r\n"
+	if _, err := db.Deliver(ctx, strings.NewReader(msg), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: db}
+	srv := New(Options{Store: cs, Logger: slog.New(slog.DiscardHandler)})
+	defer srv.Close()
+	s := &session{srv: srv, account: account}
+	defer s.Close()
+	srv.sessions.Add(1) // s.Close marks it done
+	if _, err := s.Select("INBOX", &imap.SelectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	search := func(c *imap.SearchCriteria) uint32 {
+		t.Helper()
+		data, err := s.Search(0, c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data.Count
+	}
+	for _, c := range []*imap.SearchCriteria{
+		{Header: []imap.SearchCriteriaHeaderField{{Key: "From", Value: "alice"}}},
+		{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "bilan"}}},
+		{SentSince: sinceDate()},
+	} {
+		cs.read.Store(0)
+		if n := search(c); n != 1 {
+			t.Errorf("%+v matched %d", c, n)
+		}
+		if got := cs.read.Load(); got == 0 || got > 64<<10 {
+			t.Errorf("%+v read %d bytes of a %d-byte message", c, got, len(msg))
+		}
+	}
+	cs.read.Store(0)
+	if n := search(&imap.SearchCriteria{Body: []string{"needle"}}); n != 1 {
+		t.Errorf("BODY matched %d", n)
+	}
+	if got := cs.read.Load(); got < int64(len(msg)) {
+		t.Errorf("BODY read %d bytes of %d", got, len(msg))
+	}
+}
+
+func sinceDate() time.Time { return time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC) }
