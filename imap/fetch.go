@@ -226,7 +226,9 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 // repairStructure makes a structure the library can write: a multipart
 // without any part (no boundary, or none found) gets one empty text/plain
 // part, since body-type-mpart needs at least one (RFC 9051 §9) and the
-// library panics on none, which would drop the session.
+// library panics on none, which would drop the session. It also states the
+// default charset of a text part that names none, missing Content-Type
+// included (RFC 2045 §5.2, RFC 2046 §4.1.2: US-ASCII), as Dovecot does.
 func repairStructure(bs imap.BodyStructure) imap.BodyStructure {
 	switch bs := bs.(type) {
 	case *imap.BodyStructureMultiPart:
@@ -242,6 +244,18 @@ func repairStructure(bs imap.BodyStructure) imap.BodyStructure {
 	case *imap.BodyStructureSinglePart:
 		if m := bs.MessageRFC822; m != nil {
 			m.BodyStructure = repairStructure(m.BodyStructure)
+		}
+		if strings.EqualFold(bs.Type, "text") {
+			hasCharset := false
+			for k := range bs.Params {
+				hasCharset = hasCharset || strings.EqualFold(k, "charset")
+			}
+			if !hasCharset {
+				if bs.Params == nil {
+					bs.Params = map[string]string{}
+				}
+				bs.Params["charset"] = "us-ascii"
+			}
 		}
 	}
 	return bs

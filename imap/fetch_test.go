@@ -297,3 +297,30 @@ func TestFetchEnvelopeClient(t *testing.T) {
 		t.Errorf("envelope %+v", env)
 	}
 }
+
+// Defaults the message leaves implicit are stated: a part without
+// Content-Type, or a text part without charset, is US-ASCII (RFC 2045
+// §5.2, RFC 2046 §4.1.2); addresses with comments or a route keep their
+// mailbox and host, a comment standing for a missing display name
+// (RFC 5322 §3.4, §4.4).
+func TestFetchDefaults(t *testing.T) {
+	srv, users := start(t, "alice")
+	r := login(t, srv, users[0])
+	r.mustAppend("INBOX", "", "", "From: alice@carepost.test (Alice Martin)\r\nTo: <@relay.example:bob@carepost.test>\r\n"+
+		"Cc: <carol (cabinet)@ (ville) carepost.test>\r\nSubject: nu\r\n\r\nhello\r\n")
+	r.mustAppend("INBOX", "", "", "Content-Type: text/html\r\n\r\n<p>x</p>\r\n")
+	r.sel("INBOX")
+	u := r.ok("FETCH 1:2 BODYSTRUCTURE")
+	if want := `("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 7 1 NIL NIL NIL NIL)`; len(u) != 2 || !strings.Contains(u[0], want) {
+		t.Errorf("BODYSTRUCTURE without Content-Type: %q, want %s", u, want)
+	}
+	if want := `("text" "html" ("charset" "us-ascii") NIL NIL "7bit" 10 1 NIL NIL NIL NIL)`; len(u) != 2 || !strings.Contains(u[1], want) {
+		t.Errorf("BODYSTRUCTURE of text/html without charset: %q, want %s", u, want)
+	}
+	u = r.ok("FETCH 1 ENVELOPE")
+	want := `NIL "nu" (("Alice Martin" NIL "alice" "carepost.test")) (("Alice Martin" NIL "alice" "carepost.test")) ` +
+		`(("Alice Martin" NIL "alice" "carepost.test")) ((NIL NIL "bob" "carepost.test")) ((NIL NIL "carol" "carepost.test")) NIL NIL NIL)`
+	if len(u) != 1 || !strings.HasSuffix(u[0], want+")") {
+		t.Errorf("ENVELOPE:\n got %q\nwant …%s)", u, want)
+	}
+}
