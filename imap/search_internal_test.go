@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
