@@ -357,7 +357,7 @@ func (s *session) statusData(ctx context.Context, name string, st storage.Mailbo
 	data := statusData(name, st, options)
 	if options.AppendLimit {
 		// RFC 7889 §5: the same limit for every mailbox.
-		n := s.AppendLimit()
+		n := s.appendLimit()
 		data.AppendLimit = &n
 	}
 	if options.DeletedStorage {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -135,12 +137,36 @@ func (s *session) Authenticate(mech string) (_ sasl.Server, err error) {
 	}), nil
 }
 
-// AppendLimit is advertised as APPENDLIMIT (RFC 7889).
+// AppendLimit is advertised as APPENDLIMIT (RFC 7889). go-imap also checks
+// each APPEND literal against it before Append runs, and that check
+// refuses a too-large non-synchronizing literal (LITERAL+, RFC 7888 §4)
+// without reading it, so the message's bytes would then be parsed as
+// commands (imapserver/append.go, v2.0.0-beta.8). To that check alone the
+// answer is "no limit": Append refuses the message with [TOOBIG], after
+// which the library reads and discards the literal, and the session stays
+// in step. The cost: a synchronizing literal over the limit is accepted
+// ("+") and read before the refusal. Tested by TestAppendTooBig, which
+// fails if a release moves the check.
 func (s *session) AppendLimit() uint32 {
-	if s.srv.opts.MaxMessageSize > int64(^uint32(0)) {
-		return ^uint32(0)
+	if calledFrom("imapserver.(*Conn).handleAppend") {
+		return math.MaxUint32
 	}
-	return uint32(s.srv.opts.MaxMessageSize)
+	return s.appendLimit()
+}
+
+func (s *session) appendLimit() uint32 {
+	return uint32(min(s.srv.opts.MaxMessageSize, math.MaxUint32))
+}
+
+// calledFrom tells whether the caller of the caller is fn (a suffix of the
+// full function name).
+func calledFrom(fn string) bool {
+	var pcs [1]uintptr
+	if runtime.Callers(3, pcs[:]) == 0 {
+		return false
+	}
+	f, _ := runtime.CallersFrames(pcs[:]).Next()
+	return strings.HasSuffix(f.Function, fn)
 }
 
 // Namespace: personal mailboxes at the root, organisational mailboxes under

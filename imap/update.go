@@ -2,6 +2,7 @@ package imap
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 
@@ -210,7 +211,7 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	}
 	if r.Size() > s.srv.opts.MaxMessageSize {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig,
-			Text: "The message is larger than the server accepts"}
+			Text: fmt.Sprintf("The message is larger than the server accepts (%d bytes)", s.appendLimit())}
 	}
 	var flags []string
 	for _, f := range options.Flags {
