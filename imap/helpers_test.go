@@ -28,12 +28,12 @@ const ioTimeout = 30 * time.Second
 
 // start boots a server with the given professionals and returns their
 // addresses in order.
-func start(t *testing.T, locals ...string) (*servertest.Instance, []string) {
+func start(t testing.TB, locals ...string) (*servertest.Instance, []string) {
 	t.Helper()
 	return startWith(t, nil, locals...)
 }
 
-func startWith(t *testing.T, opt func(*server.Config), locals ...string) (*servertest.Instance, []string) {
+func startWith(t testing.TB, opt func(*server.Config), locals ...string) (*servertest.Instance, []string) {
 	t.Helper()
 	var opts []func(*server.Config)
 	if opt != nil {

@@ -1,0 +1,13 @@
+package imap
+
+// PanicOn makes every command of account panic where it starts its storage
+// work, to test session.guard; the returned function undoes it.
+func PanicOn(account string) (undo func()) {
+	f := func(a string) {
+		if a == account {
+			panic("test panic for " + a)
+		}
+	}
+	panicHook.Store(&f)
+	return func() { panicHook.Store(nil) }
+}
