@@ -3,6 +3,7 @@ package imap
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"strings"
 
@@ -149,6 +150,12 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 	if needBody {
 		var err error
 		body, err = s.srv.opts.Store.OpenBody(ctx, fv.v.id, m.UID)
+		if errors.Is(err, storage.ErrNoMessage) {
+			// Expunged by another session since the metadata was read:
+			// its EXPUNGE will follow, and the other messages are still
+			// answered (RFC 9051 §7.5.1 lets the server leave it out).
+			return nil
+		}
 		if err != nil {
 			return s.mapError("fetch", err)
 		}

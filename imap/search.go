@@ -3,6 +3,7 @@ package imap
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"time"
@@ -61,6 +62,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		mc := &matchCtx{s: s, v: v, seq: c.seq, m: c.m, clientMax: clientMax, lastUID: lastUID}
 		ok, err := mc.match(criteria)
 		mc.close()
+		if errors.Is(err, storage.ErrNoMessage) {
+			continue // expunged meanwhile: its EXPUNGE follows
+		}
 		if err != nil {
 			return nil, s.mapError("search", err)
 		}

@@ -15,13 +15,18 @@ import (
 	"carepost/storage/sqlite"
 )
 
-// countingStore counts the bytes read from message bodies.
+// countingStore counts the bytes read from message bodies; the bodies of
+// the UIDs in gone are missing, as if expunged by another session.
 type countingStore struct {
 	storage.Store
 	read atomic.Int64
+	gone map[uint32]bool
 }
 
 func (c *countingStore) OpenBody(ctx context.Context, mailboxID int64, uid uint32) (storage.Body, error) {
+	if c.gone[uid] {
+		return nil, storage.ErrNoMessage
+	}
 	b, err := c.Store.OpenBody(ctx, mailboxID, uid)
 	if err != nil {
 		return nil, err
@@ -46,14 +51,15 @@ func (b *countingBody) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// Criteria on header fields read the header, not the message (a 2 MB
-// attachment is not read to match FROM); BODY reads it all.
-func TestSearchReadsHeaderOnly(t *testing.T) {
+// internalSession is a session on a real store wrapped by cs, with INBOX
+// selected and holding msgs.
+func internalSession(t *testing.T, cs *countingStore, msgs ...string) *session {
+	t.Helper()
 	db, err := sqlite.Open(t.TempDir(), sqlite.Options{Key: bytes.Repeat([]byte{7}, 32)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	ctx := t.Context()
 	const account = "alice@carepost.test"
 	if err := db.CreateAccount(ctx, account); err != nil {
@@ -63,20 +69,32 @@ func TestSearchReadsHeaderOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	header := "From: Alice <alice@carepost.test>\r\nSubject: bilan\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\n\r\n"
-	msg := header + strings.Repeat("x", 2<<20) + "\r\nneedle\r\n"
-	if _, err := db.Deliver(ctx, strings.NewReader(msg), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
-		t.Fatal(err)
+	for _, m := range msgs {
+		if _, err := db.Deliver(ctx, strings.NewReader(m), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	cs := &countingStore{Store: db}
+	cs.Store = db
 	srv := New(Options{Store: cs, Logger: slog.New(slog.DiscardHandler)})
-	defer srv.Close()
 	s := &session{srv: srv, account: account}
-	defer s.Close()
 	srv.sessions.Add(1) // s.Close marks it done
+	t.Cleanup(func() {
+		s.Close()
+		srv.Close()
+	})
 	if _, err := s.Select("INBOX", &imap.SelectOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// Criteria on header fields read the header, not the message (a 2 MB
+// attachment is not read to match FROM); BODY reads it all.
+func TestSearchReadsHeaderOnly(t *testing.T) {
+	header := "From: Alice <alice@carepost.test>\r\nSubject: bilan\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\n\r\n"
+	msg := header + strings.Repeat("x", 2<<20) + "\r\nneedle\r\n"
+	cs := &countingStore{}
+	s := internalSession(t, cs, msg)
 	search := func(c *imap.SearchCriteria) uint32 {
 		t.Helper()
 		data, err := s.Search(0, c, nil)
@@ -108,3 +126,18 @@ func TestSearchReadsHeaderOnly(t *testing.T) {
 }
 
 func sinceDate() time.Time { return time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC) }
+
+// A message expunged by another session between the metadata read and
+// the body read is left out of SEARCH, which answers for the others
+// (RFC 9051 §7.5.1).
+func TestSearchExpungedMeanwhile(t *testing.T) {
+	cs := &countingStore{gone: map[uint32]bool{2: true}}
+	s := internalSession(t, cs, "Subject: a\r\n\r\nneedle\r\n", "Subject: b\r\n\r\nneedle\r\n", "Subject: c\r\n\r\nneedle\r\n")
+	data, err := s.Search(0, &imap.SearchCriteria{Body: []string{"needle"}}, nil)
+	if err != nil || data.Count != 2 {
+		t.Fatalf("SEARCH BODY: %+v, %v", data, err)
+	}
+	if got := data.All.String(); got != "1,3" {
+		t.Errorf("SEARCH BODY = %s, want 1,3", got)
+	}
+}
