@@ -269,6 +269,18 @@ func TestStatus(t *testing.T) {
 	if n := count(got, `^\* STATUS `); n != 6 {
 		t.Errorf("LIST RETURN (STATUS): %d STATUS responses, want 6: %q", n, got)
 	}
+
+	// APPENDLIMIT (RFC 7889) and DELETED-STORAGE (RFC 9208 §4.2, bytes of
+	// the \Deleted messages) are answered, in STATUS and in LIST-STATUS.
+	want := fmt.Sprintf("* STATUS INBOX (APPENDLIMIT %d DELETED-STORAGE %d)", 25<<20, len(m2))
+	if got := r.ok(`STATUS INBOX (APPENDLIMIT DELETED-STORAGE)`); len(got) != 1 || got[0] != want {
+		t.Errorf("STATUS APPENDLIMIT DELETED-STORAGE:\n got %q\nwant %q", got, want)
+	}
+	got = r.ok(`LIST "" "INBOX" RETURN (STATUS (DELETED-STORAGE APPENDLIMIT))`)
+	if len(got) != 2 || got[1] != want {
+		t.Errorf("LIST RETURN (STATUS (APPENDLIMIT DELETED-STORAGE)):\n got %q\nwant %q", got, want)
+	}
+	r.ok("NOOP")
 }
 
 // A member of an organisational mailbox sees it under Shared/ in LIST and
