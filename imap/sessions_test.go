@@ -226,3 +226,28 @@ func TestNoExpungeDuringFetchStoreSearch(t *testing.T) {
 		t.Errorf("UID FETCH: %q", u)
 	}
 }
+
+// An IMAP4rev2 client (ENABLE IMAP4rev2) is sent neither \Recent nor
+// RECENT: RFC 9051 removed both (Appendix E).
+func TestRecentHiddenFromIMAP4rev2(t *testing.T) {
+	srv, users := start(t, "alice")
+	alice := users[0]
+	r := login(t, srv, alice)
+	r.mustAppend("INBOX", "", "", simple(alice, alice, "one", "x"))
+	if u := r.ok("ENABLE IMAP4rev2"); find(u, "ENABLED IMAP4rev2") == "" {
+		t.Fatalf("ENABLE: %q", u)
+	}
+	if u := r.sel("INBOX"); find(u, "RECENT") != "" || find(u, "* 1 EXISTS") == "" {
+		t.Errorf("SELECT: %q", u)
+	}
+	if u := r.ok("FETCH 1 FLAGS"); len(u) != 1 || len(flagsIn(u[0])) != 0 {
+		t.Errorf("FETCH: %q", u)
+	}
+	deliver(t, srv, alice, []string{alice}, simple(alice, alice, "two", "x"))
+	if u := r.ok("NOOP"); !slices.Equal(u, []string{"* 2 EXISTS"}) {
+		t.Errorf("NOOP: %q", u)
+	}
+	if u := r.ok(`STORE 2 +FLAGS (\Seen)`); len(u) != 1 || !slices.Equal(flagsIn(u[0]), []string{`\Seen`}) {
+		t.Errorf("STORE: %q", u)
+	}
+}
