@@ -251,3 +251,35 @@ func TestRecentHiddenFromIMAP4rev2(t *testing.T) {
 		t.Errorf("STORE: %q", u)
 	}
 }
+
+// A mailbox deleted while another session has it selected: that session
+// sees every message expunged, and nothing of a new mailbox of the same
+// name (which may get the same internal ID) until it selects it.
+func TestSelectedMailboxDeleted(t *testing.T) {
+	srv, users := start(t, "alice")
+	alice := users[0]
+	a := login(t, srv, alice)
+	a.ok("CREATE Projets")
+	a.mustAppend("Projets", "", "", simple(alice, alice, "one", "x"))
+	a.mustAppend("Projets", "", "", simple(alice, alice, "two", "x"))
+	b := login(t, srv, alice)
+	b.sel("Projets")
+	a.ok("DELETE Projets")
+	if u := b.ok("NOOP"); !slices.Equal(u, []string{"* 2 EXPUNGE", "* 1 EXPUNGE"}) {
+		t.Errorf("after DELETE: %q", u)
+	}
+	a.ok("CREATE Projets")
+	a.mustAppend("Projets", "", "", simple(alice, alice, "new", "x"))
+	if u := b.ok("NOOP"); len(u) != 0 {
+		t.Errorf("the deleted mailbox's session sees the new one: %q", u)
+	}
+	if u := b.ok("FETCH 1:* UID"); len(u) != 0 {
+		t.Errorf("FETCH in the deleted mailbox: %q", u)
+	}
+	if u := b.sel("Projets"); find(u, "* 1 EXISTS") == "" {
+		t.Errorf("SELECT of the new mailbox: %q", u)
+	}
+	if u := b.ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])"); len(u) != 1 || !strings.Contains(u[0], "Subject: new") {
+		t.Errorf("FETCH in the new mailbox: %q", u)
+	}
+}

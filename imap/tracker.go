@@ -2,10 +2,13 @@ package imap
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+
+	"carepost/storage"
 )
 
 // Each session's view of its selected mailbox.
@@ -202,11 +205,16 @@ func (v *view) claimArrivals() {
 
 // claim asks the store for the unclaimed UIDs up to top.
 func (v *view) claim(top uint32) {
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	if v.sm.deleted.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(v.srv.base, commandTimeout)
 	defer cancel()
 	first, err := v.srv.opts.Store.ClaimRecent(ctx, v.id, top)
 	if err != nil {
-		v.srv.log.Warn("imap: claiming \\Recent failed", "mailbox", v.id, "err", err)
+		if !errors.Is(err, storage.ErrNoMailbox) && !errors.Is(err, context.Canceled) {
+			v.srv.log.Warn("imap: claiming \\Recent failed", "mailbox", v.id, "err", err)
+		}
 		return
 	}
 	sm := v.sm
