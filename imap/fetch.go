@@ -187,7 +187,9 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 	rw := w.CreateMessage(ref.seq)
 	defer func() {
 		if r := recover(); r != nil {
-			s.conn.NetConn().Close()
+			if s.conn != nil {
+				s.conn.NetConn().Close()
+			}
 			rw.Close() // releases the connection's writer
 			panic(r)
 		}
