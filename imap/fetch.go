@@ -2,6 +2,7 @@ package imap
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -145,11 +146,23 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 		binaries  = make([][]byte, len(o.BinarySection))
 		binSizes  = make([]uint32, len(o.BinarySectionSize))
 	)
-	needBody := o.Envelope || o.BodyStructure != nil || len(o.BodySection) > 0 ||
-		len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
-	if needBody {
-		var err error
-		body, err = s.srv.opts.Store.OpenBody(ctx, fv.v.id, m.UID)
+	// ENVELOPE and BODY[HEADER…] need the header only, which the store
+	// reads without the body (Store.OpenHeader).
+	needBody := o.BodyStructure != nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+	needHeader := o.Envelope
+	for _, bs := range o.BodySection {
+		if isHeaderOnly(bs) {
+			needHeader = true
+		} else {
+			needBody = true
+		}
+	}
+	if needBody || needHeader {
+		var (
+			whole func() io.Reader
+			err   error
+		)
+		whole, body, err = s.openMessage(ctx, fv.v.id, m.UID, !needBody)
 		if errors.Is(err, storage.ErrNoMessage) {
 			// Expunged by another session since the metadata was read:
 			// its EXPUNGE will follow, and the other messages are still
@@ -159,8 +172,9 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 		if err != nil {
 			return s.mapError("fetch", err)
 		}
-		defer body.Close()
-		whole := func() io.Reader { return io.NewSectionReader(body, 0, body.Size()) }
+		if body != nil {
+			defer body.Close()
+		}
 		if o.Envelope {
 			h, err := textproto.ReadHeader(bufio.NewReader(whole()))
 			if err != nil {
@@ -268,6 +282,36 @@ func repairStructure(bs imap.BodyStructure) imap.BodyStructure {
 		}
 	}
 	return bs
+}
+
+// headerCut is the size from which Store.OpenHeader may have cut a header
+// section.
+const headerCut = 64 << 10
+
+// openMessage gives readers of a message from its start: of the header
+// section only when headerOnly (body is then nil), else of the whole
+// message.
+func (s *session) openMessage(ctx context.Context, mailboxID int64, uid uint32, headerOnly bool) (whole func() io.Reader, body storage.Body, err error) {
+	if headerOnly {
+		hdr, err := s.srv.opts.Store.OpenHeader(ctx, mailboxID, uid)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(hdr) < headerCut {
+			return func() io.Reader { return bytes.NewReader(hdr) }, nil, nil
+		}
+	}
+	body, err = s.srv.opts.Store.OpenBody(ctx, mailboxID, uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	return func() io.Reader { return io.NewSectionReader(body, 0, body.Size()) }, body, nil
+}
+
+// isHeaderOnly: BODY[HEADER], BODY[HEADER.FIELDS (…)], RFC822.HEADER of
+// the message itself.
+func isHeaderOnly(bs *imap.FetchItemBodySection) bool {
+	return len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierHeader
 }
 
 func isWholeBody(bs *imap.FetchItemBodySection) bool {

@@ -324,3 +324,32 @@ func TestFetchDefaults(t *testing.T) {
 		t.Errorf("ENVELOPE:\n got %q\nwant …%s)", u, want)
 	}
 }
+
+// A header section longer than what the store keeps apart (64 KiB) is
+// still answered whole.
+func TestFetchLongHeader(t *testing.T) {
+	srv, users := start(t, "alice")
+	r := login(t, srv, users[0])
+	var h strings.Builder
+	h.WriteString("From: <alice@carepost.test>\r\nSubject: long\r\n")
+	for i := 0; h.Len() < 70<<10; i++ {
+		fmt.Fprintf(&h, "X-Trace-%d: %s\r\n", i, strings.Repeat("t", 60))
+	}
+	h.WriteString("To: <bob@carepost.test>\r\n\r\n")
+	header := h.String()
+	r.mustAppend("INBOX", "", "", header+"body\r\n")
+	r.sel("INBOX")
+	u := r.ok("FETCH 1 (BODY.PEEK[HEADER] BODY.PEEK[HEADER.FIELDS (To)] ENVELOPE)")
+	if len(u) != 1 {
+		t.Fatalf("FETCH: %d responses", len(u))
+	}
+	if got, ok := literal(u[0], "BODY[HEADER]"); !ok || got != header {
+		t.Errorf("BODY[HEADER]: %d bytes, want %d", len(got), len(header))
+	}
+	if got, _ := literal(u[0], `BODY[HEADER.FIELDS ("To")]`); got != "To: <bob@carepost.test>\r\n\r\n" {
+		t.Errorf("HEADER.FIELDS (To) after 70 KiB: %q", got)
+	}
+	if !strings.Contains(u[0], `((NIL NIL "bob" "carepost.test"))`) {
+		t.Errorf("ENVELOPE lacks the To after 70 KiB")
+	}
+}

@@ -135,17 +135,29 @@ func (mc *matchCtx) open() error {
 	return nil
 }
 
-// loadHeader reads the header, and nothing after it.
+// loadHeader reads the header, and nothing after it (Store.OpenHeader).
 func (mc *matchCtx) loadHeader() error {
 	if mc.hasHeader {
 		return nil
 	}
-	if err := mc.open(); err != nil {
-		return err
+	var r io.Reader
+	if mc.raw != nil {
+		r = bytes.NewReader(mc.raw)
+	} else {
+		ctx, cancel := mc.s.ctx()
+		defer cancel()
+		whole, body, err := mc.s.openMessage(ctx, mc.v.id, mc.m.UID, true)
+		if err != nil {
+			return err
+		}
+		if body != nil {
+			mc.body = body // a long header: the body is open, kept for BODY/TEXT
+		}
+		r = whole()
 	}
 	mc.hasHeader = true
 	// A parse error leaves the fields read so far: they are searched.
-	mc.header, _ = textproto.ReadHeader(bufio.NewReaderSize(io.NewSectionReader(mc.body, 0, mc.body.Size()), 4096))
+	mc.header, _ = textproto.ReadHeader(bufio.NewReaderSize(r, 4096))
 	return nil
 }
 

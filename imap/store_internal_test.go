@@ -15,7 +15,7 @@ import (
 	"carepost/storage/sqlite"
 )
 
-// countingStore counts the bytes read from message bodies; the bodies of
+// countingStore counts the bytes read from messages (bodies and headers);
 // the UIDs in gone are missing, as if expunged by another session.
 type countingStore struct {
 	storage.Store
@@ -32,6 +32,15 @@ func (c *countingStore) OpenBody(ctx context.Context, mailboxID int64, uid uint3
 		return nil, err
 	}
 	return &countingBody{Body: b, n: &c.read}, nil
+}
+
+func (c *countingStore) OpenHeader(ctx context.Context, mailboxID int64, uid uint32) ([]byte, error) {
+	if c.gone[uid] {
+		return nil, storage.ErrNoMessage
+	}
+	h, err := c.Store.OpenHeader(ctx, mailboxID, uid)
+	c.read.Add(int64(len(h)))
+	return h, err
 }
 
 type countingBody struct {
