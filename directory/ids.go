@@ -90,6 +90,17 @@ func luhnValid(s string) bool {
 	return sum%10 == 0
 }
 
+// LuhnComplete appends to digits the Luhn key that makes them valid: from
+// the first 10 digits of an RPPS number, the number (test data, load tools).
+func LuhnComplete(digits string) string {
+	for k := byte('0'); k <= '9'; k++ {
+		if luhnValid(digits + string(k)) {
+			return digits + string(k)
+		}
+	}
+	return digits // not digits: no key makes it valid
+}
+
 // ValidateRPPS checks an 11-digit RPPS number and its Luhn key.
 func ValidateRPPS(s string) error {
 	if err := checkDigits("RPPS number", s, 11); err != nil {

@@ -25,6 +25,7 @@ Usage:
           (--user U | --user-format 'user%d@bench.test' --users K) --pass P
           [--clients 4] [--duration 10s] [--idle N] [--mailbox INBOX]
           [--fill M [--fill-size 10240]] [--json]
+  carepost bench users [--count 100] [--format 'user%d@carepost.test'] --password P [--data DIR]
 
 smtp sends --messages messages of --size bytes over --clients connections,
 each reused for its share (--new-conn: a connection per message), AUTH PLAIN
@@ -64,8 +65,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return benchSMTP(ctx, args[1:], stdout, stderr)
 	case "imap":
 		return benchIMAP(ctx, args[1:], stdout, stderr)
+	case "users":
+		return benchUsers(ctx, args[1:], stdout)
 	default:
-		return usageError("unknown bench %q (smtp or imap)", args[0])
+		return usageError("unknown bench %q (smtp, imap or users)", args[0])
 	}
 }
 

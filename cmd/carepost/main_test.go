@@ -89,3 +89,22 @@ func TestCommandLineErrors(t *testing.T) {
 		}
 	}
 }
+
+// `carepost bench users` makes the accounts the stress tools expect, and
+// running it again only resets their passwords.
+func TestBenchUsers(t *testing.T) {
+	data := t.TempDir()
+	for i := 0; i < 2; i++ {
+		out, errs, code := carepost(t, data, "", "bench", "users", "--count", "3", "--password", "stress password")
+		if code != 0 || !strings.Contains(out, "3 accounts ready") {
+			t.Fatalf("run %d: exit %d\n%s%s", i, code, out, errs)
+		}
+	}
+	out, _, code := carepost(t, data, "", "dir", "show", "user3@carepost.test")
+	if code != 0 || !strings.Contains(out, "active") {
+		t.Fatalf("user3 not created:\n%s", out)
+	}
+	if _, errs, code := carepost(t, data, "", "bench", "users", "--count", "3"); code != 2 || !strings.Contains(errs, "--password") {
+		t.Fatalf("missing password accepted: %d %s", code, errs)
+	}
+}
