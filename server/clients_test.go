@@ -5,8 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
 
 	"carepost/server/servertest"
 )
@@ -167,15 +171,115 @@ SyncState *
 		return string(out)
 	}
 	run()
-	entries, _ := os.ReadDir(filepath.Join(home, "mail", "INBOX", "cur"))
-	newEntries, _ := os.ReadDir(filepath.Join(home, "mail", "INBOX", "new"))
-	if len(entries)+len(newEntries) != 2 {
-		t.Fatalf("mbsync fetched %d messages, want 2", len(entries)+len(newEntries))
+	inboxFiles := func() []string {
+		var out []string
+		for _, sub := range []string{"cur", "new"} {
+			es, _ := os.ReadDir(filepath.Join(home, "mail", "INBOX", sub))
+			for _, e := range es {
+				out = append(out, filepath.Join(home, "mail", "INBOX", sub, e.Name()))
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	if got := inboxFiles(); len(got) != 2 {
+		t.Fatalf("mbsync fetched %d messages, want 2", len(got))
 	}
 	for _, folder := range []string{"Sent", "Drafts", "Trash", "Archive", "Junk"} {
 		if _, err := os.Stat(filepath.Join(home, "mail", folder)); err != nil {
 			t.Errorf("folder %s not synchronised: %v", folder, err)
 		}
 	}
+
+	// Changes on both sides: a new message and a flag set on the server,
+	// a flag set and a message deleted locally.
+	if err := submit(t, srv, alice, alice, []string{bob}, message(alice, bob, "trois", "corps trois")); err != nil {
+		t.Fatal(err)
+	}
+	c := dialIMAP(t, srv, bob, nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.UIDSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagAnswered}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := inboxFiles()
+	var uid1, uid2 string
+	for _, f := range files {
+		switch {
+		case strings.Contains(f, ",U=1:"):
+			uid1 = f
+		case strings.Contains(f, ",U=2:"):
+			uid2 = f
+		}
+	}
+	if uid1 == "" || uid2 == "" {
+		t.Fatalf("maildir names without UIDs: %v", files)
+	}
+	// Flag UID 2 as seen and flagged locally, delete UID 1 locally.
+	flagged := filepath.Join(home, "mail", "INBOX", "cur", filepath.Base(uid2[:strings.LastIndex(uid2, ":2,")])+":2,FS")
+	if err := os.Rename(uid2, flagged); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(uid1); err != nil {
+		t.Fatal(err)
+	}
 	run()
+	c.Close()
+	c = dialIMAP(t, srv, bob, nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(imap.UIDSetNum(1, 2, 3), &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := map[imap.UID][]imap.Flag{}
+	for _, m := range msgs {
+		state[m.UID] = m.Flags
+	}
+	if _, ok := state[1]; ok {
+		t.Errorf("the message deleted locally is still on the server: %v", state)
+	}
+	if !slices.Contains(state[2], imap.FlagFlagged) || !slices.Contains(state[2], imap.FlagSeen) {
+		t.Errorf("flags set locally did not reach the server: %v", state[2])
+	}
+	if _, ok := state[3]; !ok {
+		t.Errorf("the new message is missing on the server: %v", state)
+	}
+	if got := inboxFiles(); len(got) != 2 {
+		t.Errorf("local INBOX has %d messages after the sync, want 2 (UIDs 2 and 3): %v", len(got), got)
+	}
+	// A second run has nothing to do and says nothing.
+	if out := run(); strings.Contains(out, "near: +") || strings.Contains(out, "far: +") {
+		t.Errorf("second run did work:\n%s", out)
+	}
+}
+
+// curl's IMAPS client fetches a message byte for byte as it was stored
+// (the sent message, after the Received: field the server prepends).
+func TestCurlIMAPS(t *testing.T) {
+	curl := needProgram(t, "curl")
+	srv := servertest.Start(t)
+	alice := srv.AddProfessional("alice", password)
+	bob := srv.AddProfessional("bob", password)
+	sent := message(alice, bob, "curl", "Compte rendu: voir pièce jointe.")
+	if err := submit(t, srv, alice, alice, []string{bob}, sent); err != nil {
+		t.Fatal(err)
+	}
+	ca := writeCA(t, srv)
+	_, port, _ := strings.Cut(srv.AddrOf("imaps"), ":")
+	out, err := exec.Command(curl, "--silent", "--show-error", "--ssl-reqd", "--cacert", ca,
+		"--user", bob+":"+password, "imaps://localhost:"+port+"/INBOX;UID=1").Output()
+	if err != nil {
+		t.Fatalf("curl: %v", err)
+	}
+	c := dialIMAP(t, srv, bob, nil)
+	msgs := fetchAll(t, c)
+	if len(msgs) != 1 || !bytes.Equal(out, msgs[0].BodySection[0].Bytes) {
+		t.Fatalf("curl fetched %d bytes, different from the %d stored", len(out), len(msgs[0].BodySection[0].Bytes))
+	}
+	if !bytes.HasSuffix(out, []byte(sent)) {
+		t.Fatalf("the message fetched by curl does not end with the message sent")
+	}
 }
