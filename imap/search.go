@@ -275,17 +275,7 @@ func (mc *matchCtx) hasFlag(f imap.Flag) bool {
 
 func seqContains(set imap.SeqSet, seq, max uint32) bool {
 	for _, r := range set {
-		start, stop := r.Start, r.Stop
-		if start == 0 {
-			start = max
-		}
-		if stop == 0 {
-			stop = max
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
-		if seq >= start && seq <= stop {
+		if start, stop := staticRange(r.Start, r.Stop, max); seq >= start && seq <= stop {
 			return true
 		}
 	}

@@ -168,16 +168,7 @@ func (v *view) resolve(numSet imap.NumSet) []msgRef {
 	case imap.SeqSet:
 		max := v.known
 		for _, r := range set {
-			start, stop := r.Start, r.Stop
-			if start == 0 {
-				start = max
-			}
-			if stop == 0 {
-				stop = max
-			}
-			if start > stop {
-				start, stop = stop, start
-			}
+			start, stop := staticRange(r.Start, r.Stop, max)
 			stop = min(stop, max)
 			for c := start; c <= stop && c != 0; c++ {
 				srvSeq := v.serverSeqLocked(c)
@@ -190,16 +181,7 @@ func (v *view) resolve(numSet imap.NumSet) []msgRef {
 	case imap.UIDSet:
 		last := v.lastKnownUIDLocked()
 		for _, r := range set {
-			start, stop := uint32(r.Start), uint32(r.Stop)
-			if start == 0 {
-				start = last
-			}
-			if stop == 0 {
-				stop = last
-			}
-			if start > stop {
-				start, stop = stop, start
-			}
+			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), last)
 			i, _ := sm.indexLocked(start)
 			for ; i < len(sm.uids) && sm.uids[i] <= stop; i++ {
 				seq := v.clientSeqLocked(uint32(i + 1))
@@ -228,19 +210,24 @@ func (v *view) lastKnownUIDLocked() uint32 {
 	return 0
 }
 
+// staticRange resolves "*" (0) in a range to last, the highest number the
+// client knows, and orders the bounds ("*:4" is "4:*", RFC 9051 §9).
+func staticRange(start, stop, last uint32) (uint32, uint32) {
+	if start == 0 {
+		start = last
+	}
+	if stop == 0 {
+		stop = last
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start, stop
+}
+
 func containsUID(set imap.UIDSet, uid, last uint32) bool {
 	for _, r := range set {
-		start, stop := uint32(r.Start), uint32(r.Stop)
-		if start == 0 {
-			start = last
-		}
-		if stop == 0 {
-			stop = last
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
-		if uid >= start && uid <= stop {
+		if start, stop := staticRange(uint32(r.Start), uint32(r.Stop), last); uid >= start && uid <= stop {
 			return true
 		}
 	}
