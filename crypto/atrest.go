@@ -222,6 +222,37 @@ func NewSealWriter(w io.Writer, key []byte) (io.WriteCloser, error) {
 	}, nil
 }
 
+// SealBytes seals a plaintext held in memory, in the format of
+// NewSealWriter, without its 64 KiB chunk buffers: the small bodies and
+// header sections that storage keeps in its rows are sealed this way at
+// every delivery, and those buffers were a tenth of the CPU of delivery
+// (allocation and garbage collection).
+func SealBytes(plain, key []byte) ([]byte, error) {
+	header := make([]byte, sealHeaderLen)
+	copy(header, sealMagic)
+	header[len(sealMagic)] = sealVersion
+	if _, err := rand.Read(header[len(sealMagic)+1:]); err != nil {
+		return nil, err
+	}
+	aead, prefix, err := blobCipher(key, header[len(sealMagic)+1:])
+	if err != nil {
+		return nil, err
+	}
+	chunks := max(1, (len(plain)+sealChunkSize-1)/sealChunkSize)
+	if chunks > maxChunks {
+		return nil, errors.New("crypto: sealed blob too large")
+	}
+	out := make([]byte, 0, len(header)+len(plain)+chunks*sealTagLen)
+	out = append(out, header...)
+	var nonce []byte
+	for i := 0; i < chunks; i++ {
+		chunk := plain[min(i*sealChunkSize, len(plain)):min((i+1)*sealChunkSize, len(plain))]
+		nonce = chunkNonce(nonce, prefix, uint64(i), i == chunks-1)
+		out = aead.Seal(out, nonce, chunk, header)
+	}
+	return out, nil
+}
+
 func (s *sealWriter) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err

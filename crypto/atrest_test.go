@@ -191,3 +191,35 @@ func FuzzOpenSealed(f *testing.F) {
 		}
 	})
 }
+
+// SealBytes writes the format of NewSealWriter: what it seals opens, whole
+// and at any offset, for sizes around the chunk boundaries.
+func TestSealBytes(t *testing.T) {
+	key := bytes.Repeat([]byte{9}, 32)
+	for _, n := range []int{0, 1, 100, sealChunkSize - 1, sealChunkSize, sealChunkSize + 1, 3*sealChunkSize + 7} {
+		plain := make([]byte, n)
+		for i := range plain {
+			plain[i] = byte(i * 7)
+		}
+		sealed, err := SealBytes(plain, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr, err := OpenSealed(bytes.NewReader(sealed), int64(len(sealed)), key)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		got := make([]byte, sr.Size())
+		if m, err := sr.ReadAt(got, 0); (err != nil && err != io.EOF) || m != n || !bytes.Equal(got, plain) {
+			t.Fatalf("%d bytes: read back %d, %v", n, m, err)
+		}
+		// Same length as the streaming writer's output.
+		var streamed bytes.Buffer
+		w, _ := NewSealWriter(&streamed, key)
+		w.Write(plain)
+		w.Close()
+		if streamed.Len() != len(sealed) {
+			t.Fatalf("%d bytes: SealBytes gives %d bytes, NewSealWriter %d", n, len(sealed), streamed.Len())
+		}
+	}
+}

@@ -77,6 +77,9 @@ func (t *Transaction) Deliver(ctx context.Context, body io.Reader) error {
 		targets[i] = storage.Target{MailboxID: r.inbox, InternalDate: now}
 	}
 	if _, err := t.p.store.Deliver(ctx, msg, targets); err != nil {
+		if errors.Is(err, storage.ErrNoMailbox) {
+			t.p.forgetInboxes() // the client retries after the 451
+		}
 		// The store read the body: a limit or a broken connection shows
 		// up as its error, but the counting reader knows the real cause.
 		if src.err != nil {

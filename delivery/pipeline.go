@@ -29,6 +29,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"carepost/directory"
@@ -60,6 +61,10 @@ type Pipeline struct {
 	opts  Options
 	log   *slog.Logger
 	now   func() time.Time
+
+	// inboxes caches the INBOX mailbox ID of each account (route.go).
+	inboxMu sync.Mutex
+	inboxes map[string]int64
 }
 
 // New returns the pipeline delivering through dir's rules into store.

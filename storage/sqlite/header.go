@@ -79,19 +79,7 @@ func headerEnd(b []byte) int {
 
 // sealBytes seals a small plaintext in memory.
 func (db *DB) sealBytes(plain []byte) ([]byte, error) {
-	var sealed bytes.Buffer
-	sealed.Grow(len(plain) + len(plain)/64 + 128)
-	sw, err := crypto.NewSealWriter(&sealed, db.key)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := sw.Write(plain); err != nil {
-		return nil, err
-	}
-	if err := sw.Close(); err != nil {
-		return nil, err
-	}
-	return sealed.Bytes(), nil
+	return crypto.SealBytes(plain, db.key)
 }
 
 func (db *DB) unsealBytes(sealed []byte) ([]byte, error) {
