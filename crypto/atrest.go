@@ -198,17 +198,24 @@ type sealWriter struct {
 	closed bool
 }
 
-// NewSealWriter writes the header of a sealed blob to w and returns a writer
-// that encrypts into w. Close writes the final chunk and must be called (it
-// does not close w). Memory use is two chunks, whatever the body size.
-func NewSealWriter(w io.Writer, key []byte) (io.WriteCloser, error) {
+// newBlobHeader makes the header of a new sealed blob (magic, version,
+// random salt) and the cipher it selects.
+func newBlobHeader(key []byte) ([]byte, cipher.AEAD, []byte, error) {
 	header := make([]byte, sealHeaderLen)
 	copy(header, sealMagic)
 	header[len(sealMagic)] = sealVersion
 	if _, err := rand.Read(header[len(sealMagic)+1:]); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	aead, prefix, err := blobCipher(key, header[len(sealMagic)+1:])
+	return header, aead, prefix, err
+}
+
+// NewSealWriter writes the header of a sealed blob to w and returns a writer
+// that encrypts into w. Close writes the final chunk and must be called (it
+// does not close w). Memory use is two chunks, whatever the body size.
+func NewSealWriter(w io.Writer, key []byte) (io.WriteCloser, error) {
+	header, aead, prefix, err := newBlobHeader(key)
 	if err != nil {
 		return nil, err
 	}
@@ -228,13 +235,7 @@ func NewSealWriter(w io.Writer, key []byte) (io.WriteCloser, error) {
 // every delivery, and those buffers were a tenth of the CPU of delivery
 // (allocation and garbage collection).
 func SealBytes(plain, key []byte) ([]byte, error) {
-	header := make([]byte, sealHeaderLen)
-	copy(header, sealMagic)
-	header[len(sealMagic)] = sealVersion
-	if _, err := rand.Read(header[len(sealMagic)+1:]); err != nil {
-		return nil, err
-	}
-	aead, prefix, err := blobCipher(key, header[len(sealMagic)+1:])
+	header, aead, prefix, err := newBlobHeader(key)
 	if err != nil {
 		return nil, err
 	}
