@@ -42,19 +42,7 @@ func message(from, to, subject, body string) string {
 
 func dialIMAP(t *testing.T, srv *servertest.Instance, user string, opts *imapclient.Options) *imapclient.Client {
 	t.Helper()
-	if opts == nil {
-		opts = &imapclient.Options{}
-	}
-	opts.TLSConfig = srv.ClientTLS()
-	c, err := imapclient.DialTLS(srv.AddrOf("imaps"), opts)
-	if err != nil {
-		t.Fatalf("dial imaps: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Login(user, password).Wait(); err != nil {
-		t.Fatalf("login %s: %v", user, err)
-	}
-	return c
+	return srv.DialIMAP(t, user, password, opts)
 }
 
 func fetchAll(t *testing.T, c *imapclient.Client) []*imapclient.FetchMessageBuffer {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/emersion/go-imap/v2/imapclient"
+
 	"carepost/directory"
 	"carepost/server"
 )
@@ -148,3 +150,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = testWriter{}
+
+// DialIMAP connects to the IMAPS listener with go-imap's client, trusting
+// the development CA, and logs in; the connection closes with the test.
+func (i *Instance) DialIMAP(t testing.TB, user, password string, opts *imapclient.Options) *imapclient.Client {
+	t.Helper()
+	if opts == nil {
+		opts = &imapclient.Options{}
+	}
+	opts.TLSConfig = i.ClientTLS()
+	c, err := imapclient.DialTLS(i.AddrOf("imaps"), opts)
+	if err != nil {
+		t.Fatalf("dial imaps: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login(user, password).Wait(); err != nil {
+		t.Fatalf("login %s: %v", user, err)
+	}
+	return c
+}
