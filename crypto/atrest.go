@@ -363,8 +363,10 @@ func OpenSealed(r io.ReaderAt, size int64, key []byte) (SealedReader, error) {
 		r: r, aead: aead, prefix: prefix, header: header,
 		chunks: chunks, ctLen: ctLen,
 		size:  ctLen - int64(chunks)*sealTagLen,
-		plain: make([]byte, 0, sealChunkSize),
-		ct:    make([]byte, sealCTChunk),
+		// A blob of one chunk (most bodies, every header) needs buffers
+		// of its own size only, not of a whole chunk.
+		plain: make([]byte, 0, min(int64(sealChunkSize), ctLen)),
+		ct:    make([]byte, min(int64(sealCTChunk), ctLen)),
 	}
 	if err := sr.load(chunks - 1); err != nil {
 		return nil, err
@@ -373,6 +375,43 @@ func OpenSealed(r io.ReaderAt, size int64, key []byte) (SealedReader, error) {
 }
 
 func (sr *sealedReader) Size() int64 { return sr.size }
+
+// OpenBytes decrypts and authenticates a whole sealed blob held in memory
+// (the format of SealBytes and NewSealWriter) into one new slice: the
+// header sections and small bodies that storage keeps in its rows are read
+// this way, without OpenSealed's chunk buffers.
+func OpenBytes(sealed, key []byte) ([]byte, error) {
+	if len(sealed) < sealHeaderLen+sealTagLen {
+		return nil, fmt.Errorf("%w: %d bytes is too short", ErrSealed, len(sealed))
+	}
+	header := sealed[:sealHeaderLen]
+	if string(header[:len(sealMagic)]) != sealMagic {
+		return nil, fmt.Errorf("%w: not a sealed blob", ErrSealed)
+	}
+	if v := header[len(sealMagic)]; v != sealVersion {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrSealed, v)
+	}
+	aead, prefix, err := blobCipher(key, header[len(sealMagic)+1:])
+	if err != nil {
+		return nil, err
+	}
+	ct := sealed[sealHeaderLen:]
+	chunks := (len(ct) + sealCTChunk - 1) / sealCTChunk
+	last := len(ct) - (chunks-1)*sealCTChunk
+	if last < sealTagLen || (chunks > 1 && last == sealTagLen) {
+		return nil, fmt.Errorf("%w: truncated", ErrSealed)
+	}
+	out := make([]byte, 0, len(ct)-chunks*sealTagLen)
+	var nonce []byte
+	for i := 0; i < chunks; i++ {
+		c := ct[i*sealCTChunk : min((i+1)*sealCTChunk, len(ct))]
+		nonce = chunkNonce(nonce, prefix, uint64(i), i == chunks-1)
+		if out, err = aead.Open(out, nonce, c, header); err != nil {
+			return nil, fmt.Errorf("%w: chunk %d fails authentication", ErrSealed, i)
+		}
+	}
+	return out, nil
+}
 
 // load decrypts chunk i into sr.plain. sr.mu is held.
 func (sr *sealedReader) load(i uint64) error {

@@ -58,6 +58,9 @@ func TestSealRoundTrip(t *testing.T) {
 		if err != nil || !bytes.Equal(got, plain) {
 			t.Fatalf("size %d: whole read differs (err %v)", size, err)
 		}
+		if whole, err := OpenBytes(sealed, key); err != nil || !bytes.Equal(whole, plain) {
+			t.Fatalf("size %d: OpenBytes differs (err %v)", size, err)
+		}
 		for range 50 {
 			if size == 0 {
 				break
@@ -124,6 +127,9 @@ func TestSealDetectsTampering(t *testing.T) {
 		if !errors.Is(err, ErrSealed) {
 			t.Errorf("%s: err = %v, want ErrSealed", name, err)
 		}
+		if _, err := OpenBytes(c.b, c.key); !errors.Is(err, ErrSealed) {
+			t.Errorf("%s: OpenBytes err = %v, want ErrSealed", name, err)
+		}
 	}
 }
 
@@ -174,9 +180,18 @@ func FuzzOpenSealed(f *testing.F) {
 	}
 	f.Add([]byte("CPSB\x01"), int64(3), 4)
 	f.Fuzz(func(t *testing.T, b []byte, off int64, n int) {
+		whole, werr := OpenBytes(b, key)
 		sr, err := OpenSealed(bytes.NewReader(b), int64(len(b)), key)
 		if err != nil {
 			return
+		}
+		// OpenBytes authenticates every chunk, OpenSealed only the last
+		// one at first: where OpenBytes succeeds, both read the same.
+		if werr == nil {
+			got := make([]byte, sr.Size())
+			if _, err := sr.ReadAt(got, 0); (err != nil && err != io.EOF) || !bytes.Equal(got, whole) {
+				t.Fatalf("OpenBytes and OpenSealed differ (%v)", err)
+			}
 		}
 		if sr.Size() < 0 || sr.Size() > int64(len(b)) {
 			t.Fatalf("Size %d for %d bytes", sr.Size(), len(b))

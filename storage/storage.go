@@ -133,6 +133,28 @@ type Body interface {
 	Size() int64
 }
 
+// Summarizer computes, once at delivery, what a protocol layer wants to know
+// of a body without reading it again: IMAP's ENVELOPE and BODYSTRUCTURE,
+// which every mail client asks for its message list. It gets the whole
+// plaintext and returns an opaque value that the backend keeps beside the
+// body, encrypted like it; nil keeps none. It must be safe for concurrent
+// use and must not keep body. A backend given one (an option of its own)
+// calls it for bodies it holds in memory anyway (small ones); a panic in it
+// is recovered and keeps none.
+type Summarizer func(body []byte) []byte
+
+// Digest is what a store keeps beside a body so that message lists never
+// open bodies: its header section and its summary (Summarizer).
+type Digest struct {
+	UID uint32
+	// Header is the header section, as OpenHeader returns it; nil unless
+	// asked for.
+	Header []byte
+	// Summary is the Summarizer's value, nil when not asked for or none
+	// was kept (a body stored without a summarizer, or too large).
+	Summary []byte
+}
+
 // FlagOp is the operation of a STORE.
 type FlagOp int
 
@@ -222,6 +244,11 @@ type Store interface {
 	// if it has no body), without reading the body where the backend keeps
 	// headers apart. A header section longer than 64 KiB may be cut there.
 	OpenHeader(ctx context.Context, mailboxID int64, uid uint32) ([]byte, error)
+	// Digests reads, in one snapshot, the digests of the given UIDs that
+	// exist, ascending: with their header sections when header is true,
+	// with their summaries when summary is true. It is the batch form of
+	// OpenHeader for FETCH and SEARCH over many messages.
+	Digests(ctx context.Context, mailboxID int64, uids []uint32, header, summary bool) ([]Digest, error)
 	// StoreFlags changes the flags of the given messages and returns the new
 	// state of those that changed (all of them for FlagsSet). One call
 	// bumps HIGHESTMODSEQ once; the changed messages get that MODSEQ, the

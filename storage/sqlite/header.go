@@ -83,44 +83,103 @@ func (db *DB) sealBytes(plain []byte) ([]byte, error) {
 }
 
 func (db *DB) unsealBytes(sealed []byte) ([]byte, error) {
-	sr, err := crypto.OpenSealed(bytes.NewReader(sealed), int64(len(sealed)), db.key)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, sr.Size())
-	if _, err := sr.ReadAt(out, 0); err != nil && err != io.EOF {
-		return nil, err
-	}
-	return out, nil
+	return crypto.OpenBytes(sealed, db.key)
 }
 
-const qOpenHeader = "SELECT b.header FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?"
+const (
+	qDigestsAll = `SELECT m.uid, CASE WHEN ? THEN b.header END, CASE WHEN ? THEN b.summary END, b.header IS NULL
+	FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? ORDER BY m.uid`
+	qDigestsSome = `SELECT m.uid, CASE WHEN ? THEN b.header END, CASE WHEN ? THEN b.summary END, b.header IS NULL
+	FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?)) ORDER BY m.uid`
+)
 
-// OpenHeader implements storage.Store.
-func (db *DB) OpenHeader(ctx context.Context, mailboxID int64, uid uint32) ([]byte, error) {
-	var sealed []byte
+// Digests implements storage.Store: one read transaction for the sealed
+// values, decrypted after it ends. A header not kept apart (over 64 KiB,
+// or stored before the header column) is read from its body.
+func (db *DB) Digests(ctx context.Context, mailboxID int64, uids []uint32, header, summary bool) ([]storage.Digest, error) {
+	if uids != nil && len(uids) == 0 {
+		return nil, nil
+	}
+	out := make([]storage.Digest, 0, len(uids))
+	var fromBody []int // indexes in out whose header is in the body only
 	err := db.read(ctx, func(tx stx) error {
-		err := tx.QueryRowContext(ctx, qOpenHeader, mailboxID, uid).Scan(&sealed)
-		if errors.Is(err, sql.ErrNoRows) {
-			if err := mailboxExists(ctx, tx, mailboxID); err != nil {
+		if err := mailboxExists(ctx, tx, mailboxID); err != nil {
+			return err
+		}
+		var rows *sql.Rows
+		var err error
+		if uids == nil {
+			rows, err = tx.QueryContext(ctx, qDigestsAll, header, summary, mailboxID)
+		} else {
+			rows, err = tx.QueryContext(ctx, qDigestsSome, header, summary, mailboxID, uidsJSON(uids))
+		}
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var d storage.Digest
+			var uid int64
+			var noHeader bool
+			if err := rows.Scan(&uid, &d.Header, &d.Summary, &noHeader); err != nil {
 				return err
 			}
-			return fmt.Errorf("%w: uid %d", storage.ErrNoMessage, uid)
+			d.UID = uint32(uid)
+			if header && noHeader {
+				fromBody = append(fromBody, len(out))
+			}
+			out = append(out, d)
 		}
-		return err
+		return rows.Err()
 	})
 	if err != nil {
 		return nil, err
 	}
-	if sealed != nil {
-		h, err := db.unsealBytes(sealed)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: open header of uid %d: %w", uid, err)
+	for i := range out {
+		d := &out[i]
+		if d.Header != nil {
+			if d.Header, err = db.unsealBytes(d.Header); err != nil {
+				return nil, fmt.Errorf("sqlite: open header of uid %d: %w", d.UID, err)
+			}
 		}
-		return h, nil
+		if d.Summary != nil {
+			if d.Summary, err = db.unsealBytes(d.Summary); err != nil {
+				return nil, fmt.Errorf("sqlite: open summary of uid %d: %w", d.UID, err)
+			}
+		}
 	}
-	// Not kept apart (a very long header, or a body stored before the
-	// header column existed): read it from the body.
+	for _, i := range fromBody {
+		h, err := db.headerFromBody(ctx, mailboxID, out[i].UID)
+		if errors.Is(err, storage.ErrNoMessage) {
+			continue // expunged since: left empty, as the caller will learn
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i].Header = h
+	}
+	return out, nil
+}
+
+// OpenHeader implements storage.Store.
+func (db *DB) OpenHeader(ctx context.Context, mailboxID int64, uid uint32) ([]byte, error) {
+	ds, err := db.Digests(ctx, mailboxID, []uint32{uid}, true, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(ds) == 0 {
+		return nil, fmt.Errorf("%w: uid %d", storage.ErrNoMessage, uid)
+	}
+	if ds[0].Header == nil {
+		return []byte{}, nil
+	}
+	return ds[0].Header, nil
+}
+
+// headerFromBody reads the header section of a message from its body: for
+// a header not kept apart (a very long one, or a body stored before the
+// header column existed).
+func (db *DB) headerFromBody(ctx context.Context, mailboxID int64, uid uint32) ([]byte, error) {
 	b, err := db.OpenBody(ctx, mailboxID, uid)
 	if err != nil {
 		return nil, err

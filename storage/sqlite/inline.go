@@ -40,10 +40,11 @@ func inlineLimit(n int64) int64 {
 // file (data == nil) or inline (data holds the sealed bytes), with its
 // header section sealed apart (header.go; nil if too long).
 type sealedBody struct {
-	name   string
-	size   int64
-	data   []byte
-	header []byte
+	name    string
+	size    int64
+	data    []byte
+	header  []byte
+	summary []byte // sealed summary (storage.Summarizer), nil if none
 }
 
 // sealBody reads body and seals it inline when it fits, else into a file
@@ -67,35 +68,66 @@ func (db *DB) sealBody(body io.Reader) (sealedBody, error) {
 }
 
 func (db *DB) sealContent(body io.Reader) (sealedBody, error) {
-	if db.inline < 0 {
-		name, size, err := db.writeBlob(body)
-		return sealedBody{name: name, size: size}, err
-	}
+	// A body is read into memory up to the larger of the inline limit
+	// and summaryLimit: if it all fits, it is summarized from there.
 	var plain bytes.Buffer
-	n, err := plain.ReadFrom(io.LimitReader(body, db.inline+1))
+	limit := max(db.inline, summaryLimit)
+	n, err := plain.ReadFrom(io.LimitReader(body, limit+1))
 	if err != nil {
 		return sealedBody{}, err
+	}
+	var sb sealedBody
+	if n <= limit {
+		if sum := db.summary(plain.Bytes()); sum != nil {
+			if sb.summary, err = db.sealBytes(sum); err != nil {
+				return sealedBody{}, err
+			}
+		}
 	}
 	if n > db.inline {
-		name, size, err := db.writeBlob(io.MultiReader(&plain, body))
-		return sealedBody{name: name, size: size}, err
+		sb.name, sb.size, err = db.writeBlob(io.MultiReader(&plain, body))
+		return sb, err
 	}
-	sealed, err := db.sealBytes(plain.Bytes())
-	if err != nil {
+	if sb.data, err = db.sealBytes(plain.Bytes()); err != nil {
 		return sealedBody{}, err
 	}
-	name, err := newBlobName()
-	if err != nil {
+	if sb.name, err = newBlobName(); err != nil {
 		return sealedBody{}, err
 	}
-	return sealedBody{name: name, size: n, data: sealed}, nil
+	sb.size = n
+	return sb, nil
 }
 
-// openInline opens a body kept in its blobs row.
+// summaryLimit is the largest body summarized at delivery (whatever the
+// inline limit): larger ones would have to be held in memory whole.
+const summaryLimit = DefaultInlineLimit
+
+// maxSummary bounds a kept summary: a message with thousands of parts is
+// summarized again when asked rather than kept with a huge summary.
+const maxSummary = 64 << 10
+
+// summary runs the summarizer on a body; its panics keep no summary.
+func (db *DB) summary(plain []byte) (sum []byte) {
+	if db.summarize == nil {
+		return nil
+	}
+	defer func() {
+		if recover() != nil {
+			sum = nil
+		}
+	}()
+	if sum = db.summarize(plain); len(sum) > maxSummary {
+		return nil
+	}
+	return sum
+}
+
+// openInline opens a body kept in its blobs row: it is small, so it is
+// decrypted whole at once.
 func (db *DB) openInline(name string, size int64, data []byte) (*body, error) {
-	sr, err := crypto.OpenSealed(bytes.NewReader(data), int64(len(data)), db.key)
+	plain, err := crypto.OpenBytes(data, db.key)
 	if err != nil {
 		return nil, err
 	}
-	return checkSize(name, size, sr)
+	return checkSize(name, size, bytes.NewReader(plain))
 }

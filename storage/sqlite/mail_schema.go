@@ -91,3 +91,9 @@ ALTER TABLE blobs ADD COLUMN data BLOB;
 const mailSchemaV3 = `
 ALTER TABLE blobs ADD COLUMN header BLOB;
 `
+
+// mailSchemaV4: the summary of each small body (storage.Summarizer), sealed;
+// NULL for bodies stored before, without a summarizer, or in files.
+const mailSchemaV4 = `
+ALTER TABLE blobs ADD COLUMN summary BLOB;
+`

@@ -148,7 +148,7 @@ func (db *DB) Deliver(ctx context.Context, body io.Reader, targets []storage.Tar
 	err = db.write(ctx, func(t *wtx) error {
 		out = out[:0]
 		var blobID int64
-		if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size, data, header) VALUES (?, ?, ?, ?) RETURNING id", name, size, sb.data, sb.header).Scan(&blobID); err != nil {
+		if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size, data, header, summary) VALUES (?, ?, ?, ?, ?) RETURNING id", name, size, sb.data, sb.header, sb.summary).Scan(&blobID); err != nil {
 			return err
 		}
 		for i, tg := range targets {

@@ -11,4 +11,5 @@ var migrations = []string{
 	directorySchemaV1,
 	mailSchemaV2,
 	mailSchemaV3,
+	mailSchemaV4,
 }

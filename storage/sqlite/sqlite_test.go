@@ -14,7 +14,7 @@ var testKey = bytes.Repeat([]byte{0x42}, 32)
 // body files expect; inline_test.go covers bodies kept in the database.
 func openTest(t *testing.T, dir string) *DB {
 	t.Helper()
-	db, err := Open(dir, Options{Key: testKey, InlineLimit: -1})
+	db, err := Open(dir, Options{Key: testKey, InlineLimit: -1, Summarize: storagetest.Summarize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestMailConformance(t *testing.T) {
 	// 20 MB body) in files.
 	t.Run("inline", func(t *testing.T) {
 		storagetest.RunMail(t, func(t *testing.T, dir string) storage.Store {
-			db, err := Open(dir, Options{Key: testKey})
+			db, err := Open(dir, Options{Key: testKey, Summarize: storagetest.Summarize})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -20,6 +20,7 @@ import (
 // Close must give back the same data (the suite checks durability across a
 // reopen); a fresh t.TempDir() gives an empty store. A backend whose data is
 // not in files (PostgreSQL) maps dir to a database or schema of its own.
+// The store must be opened with Summarize as its storage.Summarizer.
 type OpenFunc func(t *testing.T, dir string) storage.Store
 
 // RunMail runs the mail store conformance suite.
@@ -42,6 +43,7 @@ func RunMail(t *testing.T, open OpenFunc) {
 		{"Expunge", testExpunge},
 		{"LargeBody", testLargeBody},
 		{"OpenHeader", testOpenHeader},
+		{"Digests", testDigests},
 		{"Reopen", testReopen},
 		{"ConcurrentDelivery", testConcurrentDelivery},
 	}
