@@ -362,7 +362,7 @@ func OpenSealed(r io.ReaderAt, size int64, key []byte) (SealedReader, error) {
 	sr := &sealedReader{
 		r: r, aead: aead, prefix: prefix, header: header,
 		chunks: chunks, ctLen: ctLen,
-		size:  ctLen - int64(chunks)*sealTagLen,
+		size: ctLen - int64(chunks)*sealTagLen,
 		// A blob of one chunk (most bodies, every header) needs buffers
 		// of its own size only, not of a whole chunk.
 		plain: make([]byte, 0, min(int64(sealChunkSize), ctLen)),

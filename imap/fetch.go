@@ -20,6 +20,7 @@ import (
 // streamed from the store without being held in memory.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer s.guard("fetch", &err)
+	defer s.cork()()
 	v := s.sel
 	refs := v.resolve(numSet)
 	if len(refs) == 0 {
@@ -73,12 +74,30 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		fv.announced = v.sm.flagList[:v.flagsSent]
 		v.sm.mu.Unlock()
 	}
+	// Summaries (ENVELOPE, BODYSTRUCTURE) and header sections of every
+	// message are read in one batch.
+	var digests map[uint32]*storage.Digest
+	wantSummary := options.Envelope || options.BodyStructure != nil
+	wantHeader := false
+	for _, bs := range options.BodySection {
+		wantHeader = wantHeader || isHeaderOnly(bs)
+	}
+	if wantSummary || wantHeader {
+		ds, err := s.srv.opts.Store.Digests(ctx, v.id, uidsOf(refs), wantHeader, wantSummary)
+		if err != nil {
+			return s.mapError("fetch", err)
+		}
+		digests = make(map[uint32]*storage.Digest, len(ds))
+		for i := range ds {
+			digests[ds[i].UID] = &ds[i]
+		}
+	}
 	for _, ref := range refs {
 		m := byUID[ref.uid]
 		if m == nil {
 			continue // expunged meanwhile
 		}
-		if err := s.fetchOne(ctx, w, &fv, ref, m, options); err != nil {
+		if err := s.fetchOne(ctx, w, &fv, ref, m, digests[ref.uid], options); err != nil {
 			return err
 		}
 	}
@@ -137,7 +156,7 @@ func setsSeen(o *imap.FetchOptions) bool {
 // streaming of BODY[] happens with the response open; if anything panics
 // then, the response is cut and the connection closed, since the client
 // could not make sense of the rest.
-func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *fetchView, ref msgRef, m *storage.Message, o *imap.FetchOptions) error {
+func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *fetchView, ref msgRef, m *storage.Message, d *storage.Digest, o *imap.FetchOptions) error {
 	var (
 		body      storage.Body
 		env       *imap.Envelope
@@ -146,10 +165,22 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 		binaries  = make([][]byte, len(o.BinarySection))
 		binSizes  = make([]uint32, len(o.BinarySectionSize))
 	)
-	// ENVELOPE and BODY[HEADER…] need the header only, which the store
-	// reads without the body (Store.OpenHeader).
-	needBody := o.BodyStructure != nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
-	needHeader := o.Envelope
+	// ENVELOPE and BODYSTRUCTURE come from the summary made at delivery
+	// when there is one (summary.go).
+	if (o.Envelope || o.BodyStructure != nil) && d != nil && d.Summary != nil {
+		if e, bs, ok := decodeSummary(d.Summary); ok {
+			if o.Envelope {
+				env = e
+			}
+			if o.BodyStructure != nil {
+				structure = bs
+			}
+		}
+	}
+	// Otherwise ENVELOPE and BODY[HEADER…] need the header only, which
+	// the store reads without the body (Digests, Store.OpenHeader).
+	needBody := (o.BodyStructure != nil && structure == nil) || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+	needHeader := o.Envelope && env == nil
 	for _, bs := range o.BodySection {
 		if isHeaderOnly(bs) {
 			needHeader = true
@@ -162,7 +193,12 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 			whole func() io.Reader
 			err   error
 		)
-		whole, body, err = s.openMessage(ctx, fv.v.id, m.UID, !needBody)
+		if !needBody && d != nil && d.Header != nil && len(d.Header) < headerCut {
+			hdr := d.Header
+			whole = func() io.Reader { return bytes.NewReader(hdr) }
+		} else {
+			whole, body, err = s.openMessage(ctx, fv.v.id, m.UID, !needBody)
+		}
 		if errors.Is(err, storage.ErrNoMessage) {
 			// Expunged by another session since the metadata was read:
 			// its EXPUNGE will follow, and the other messages are still
@@ -175,14 +211,14 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 		if body != nil {
 			defer body.Close()
 		}
-		if o.Envelope {
+		if o.Envelope && env == nil {
 			h, err := textproto.ReadHeader(bufio.NewReader(whole()))
 			if err != nil {
 				h = textproto.Header{}
 			}
 			env = extractEnvelope(h)
 		}
-		if o.BodyStructure != nil {
+		if o.BodyStructure != nil && structure == nil {
 			structure = repairStructure(imapserver.ExtractBodyStructure(whole()))
 		}
 		for i, bs := range o.BodySection {

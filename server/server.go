@@ -79,7 +79,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 		tlsConfig = crypto.ServerTLSConfig(cert)
 	}
-	store, err := sqlite.Open(filepath.Join(cfg.Data, "store"), sqlite.Options{Key: key})
+	store, err := sqlite.Open(filepath.Join(cfg.Data, "store"), sqlite.Options{Key: key, Summarize: imap.Summarize})
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +163,9 @@ func (s *Server) Start() error {
 		s.addrs[l.name] = ln.Addr()
 		s.listeners = append(s.listeners, ln)
 		s.mu.Unlock()
+		if l.name == "imap" || l.name == "imaps" {
+			ln = imap.Listener(ln) // below TLS: see imap/cork.go
+		}
 		if l.tls {
 			ln = tls.NewListener(ln, s.TLS)
 		}

@@ -13,7 +13,7 @@ import (
 )
 
 // The header section of every body is also kept on its own, sealed, in the
-// blobs row (issue #8). Mail clients ask for headers far more often than
+// digests table (issue #8). Mail clients ask for headers far more often than
 // for bodies (the message list: FETCH ENVELOPE, BODY.PEEK[HEADER.FIELDS
 // …]), and SEARCH FROM/TO/SUBJECT reads only headers: with the header
 // apart, these decrypt a kilobyte or two instead of the whole message, and
@@ -87,10 +87,10 @@ func (db *DB) unsealBytes(sealed []byte) ([]byte, error) {
 }
 
 const (
-	qDigestsAll = `SELECT m.uid, CASE WHEN ? THEN b.header END, CASE WHEN ? THEN b.summary END, b.header IS NULL
-	FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? ORDER BY m.uid`
-	qDigestsSome = `SELECT m.uid, CASE WHEN ? THEN b.header END, CASE WHEN ? THEN b.summary END, b.header IS NULL
-	FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?)) ORDER BY m.uid`
+	qDigestsAll = `SELECT m.uid, CASE WHEN ? THEN d.header END, CASE WHEN ? THEN d.summary END, d.header IS NULL
+	FROM messages m LEFT JOIN digests d ON d.blob_id = m.blob_id WHERE m.mailbox_id = ? ORDER BY m.uid`
+	qDigestsSome = `SELECT m.uid, CASE WHEN ? THEN d.header END, CASE WHEN ? THEN d.summary END, d.header IS NULL
+	FROM messages m LEFT JOIN digests d ON d.blob_id = m.blob_id WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?)) ORDER BY m.uid`
 )
 
 // Digests implements storage.Store: one read transaction for the sealed

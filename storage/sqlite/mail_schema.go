@@ -92,8 +92,17 @@ const mailSchemaV3 = `
 ALTER TABLE blobs ADD COLUMN header BLOB;
 `
 
-// mailSchemaV4: the summary of each small body (storage.Summarizer), sealed;
-// NULL for bodies stored before, without a summarizer, or in files.
+// mailSchemaV4: the digests of a body (header.go) move to a table of their
+// own, with its summary (storage.Summarizer). In the blobs row, the header
+// came after the inline body: SQLite reads a row's columns in order, so
+// reading a header walked the body's overflow pages first, which made
+// FETCH of a message list read every body from disk.
 const mailSchemaV4 = `
-ALTER TABLE blobs ADD COLUMN summary BLOB;
+CREATE TABLE digests (
+	blob_id INTEGER PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,
+	header  BLOB, -- sealed header section, NULL if over 64 KiB
+	summary BLOB  -- sealed summary, NULL if none
+);
+INSERT INTO digests (blob_id, header) SELECT id, header FROM blobs WHERE header IS NOT NULL;
+ALTER TABLE blobs DROP COLUMN header;
 `

@@ -148,8 +148,13 @@ func (db *DB) Deliver(ctx context.Context, body io.Reader, targets []storage.Tar
 	err = db.write(ctx, func(t *wtx) error {
 		out = out[:0]
 		var blobID int64
-		if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size, data, header, summary) VALUES (?, ?, ?, ?, ?) RETURNING id", name, size, sb.data, sb.header, sb.summary).Scan(&blobID); err != nil {
+		if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size, data) VALUES (?, ?, ?) RETURNING id", name, size, sb.data).Scan(&blobID); err != nil {
 			return err
+		}
+		if sb.header != nil || sb.summary != nil {
+			if _, err := t.ExecContext(t.ctx, "INSERT INTO digests (blob_id, header, summary) VALUES (?, ?, ?)", blobID, sb.header, sb.summary); err != nil {
+				return err
+			}
 		}
 		for i, tg := range targets {
 			uid, modseq, uidValidity, kw, err := reserve(t, tg.MailboxID, 1)
