@@ -17,6 +17,9 @@ type imapDialer struct {
 	ep       Endpoint
 	tls      *tls.Config
 	password string
+	// handler, if set, receives the unilateral responses (EXISTS during
+	// IDLE) of every connection this dialer opens.
+	handler *imapclient.UnilateralDataHandler
 }
 
 // dial connects (TCP, TLS or STARTTLS, greeting) and logs in as user. On
@@ -36,7 +39,7 @@ func (d *imapDialer) dial(ctx context.Context, user string) (*imapclient.Client,
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 
-	opts := &imapclient.Options{TLSConfig: d.tls}
+	opts := &imapclient.Options{TLSConfig: d.tls, UnilateralDataHandler: d.handler}
 	var c *imapclient.Client
 	switch d.ep.Security {
 	case ImplicitTLS:

@@ -12,7 +12,7 @@ import (
 // Summary is the result of one run. Its JSON form is the machine-readable
 // output of `carepost bench ... --json`; keep the field names stable.
 type Summary struct {
-	Tool      string  `json:"tool"` // "smtp" or "imap"
+	Tool      string  `json:"tool"` // "smtp", "imap" or "push"
 	Addr      string  `json:"addr"`
 	Security  string  `json:"security"` // plain, starttls, tls
 	Clients   int     `json:"clients"`
@@ -24,6 +24,7 @@ type Summary struct {
 
 	SMTP *SMTPInfo `json:"smtp,omitempty"`
 	IMAP *IMAPInfo `json:"imap,omitempty"`
+	Push *PushInfo `json:"push,omitempty"`
 
 	Operations []OpStats `json:"operations"`
 	Errors     Errors    `json:"errors"`
@@ -89,6 +90,13 @@ func (s *Summary) WriteText(w io.Writer) error {
 				s.IMAP.IdleHeld, s.IMAP.IdleAsked, s.IMAP.IdleHeldAtEnd)
 		}
 		fmt.Fprintf(&b, "%d commands, %d failed in %.2f s: %.1f cmds/s\n", s.Completed, s.Failed, s.Elapsed, s.Rate)
+	case s.Push != nil:
+		p := s.Push
+		fmt.Fprintf(&b, "bench push %s (%s) -> IDLE on %s (%s), %s of %s: %s of %d bytes, one at a time\n",
+			s.Addr, s.Security, p.IMAPAddr, p.IMAPSecurity, p.Mailbox, p.Recipient, plural(p.Messages, "message"), p.Size)
+		fmt.Fprintf(&b, "%d pushes measured, %d failed (%d missed) in %.2f s: %.1f msg/s; %d pushes came before the 250 reply\n",
+			s.Completed, s.Failed, p.Missed, s.Elapsed, s.Rate, p.BeforeReply)
+		b.WriteString(pushMeasured)
 	}
 	// Numbers align right, names left (padded to the longest).
 	width := len("operation")

@@ -66,6 +66,9 @@ type smtpRun struct {
 	col   *collector
 	next  atomic.Int64 // index of the next message to send
 	sent  atomic.Int64 // bytes of accepted messages
+	// wrap, if set, wraps every TCP connection before TLS (the push
+	// measurement stamps the writes with it).
+	wrap func(net.Conn) net.Conn
 }
 
 // smtpConn is one client connection and the raw socket under it (for
@@ -260,6 +263,9 @@ func (r *smtpRun) dial(ctx context.Context) (smtpConn, string, error) {
 	raw, err := d.DialContext(ctx, "tcp", r.cfg.Addr)
 	if err != nil {
 		return smtpConn{}, "connect", err
+	}
+	if r.wrap != nil {
+		raw = r.wrap(raw)
 	}
 	// One deadline for the whole setup: go-smtp's own timeouts apply per
 	// reply and not to the TLS handshake.

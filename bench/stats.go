@@ -64,6 +64,15 @@ func (w *worker) record(op string, start time.Time, err error) bool {
 	return true
 }
 
+// sample notes one operation that succeeded and took d, for latencies
+// whose two ends are not "start" and "now".
+func (w *worker) sample(op string, d time.Duration) {
+	w.lat[op] = append(w.lat[op], d)
+	if w.c.counted[op] {
+		w.c.completed.Add(1)
+	}
+}
+
 // fail notes a failed operation and its error.
 func (w *worker) fail(op string, err error) {
 	w.errs[op]++

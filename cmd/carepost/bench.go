@@ -25,6 +25,10 @@ Usage:
           (--user U | --user-format 'user%d@bench.test' --users K) --pass P
           [--clients 4] [--duration 10s] [--idle N] [--mailbox INBOX]
           [--fill M [--fill-size 10240]] [--json]
+  carepost bench push --smtp-addr HOST:PORT [--smtp-starttls|--smtp-tls]
+          --imap-addr HOST:PORT [--imap-starttls|--imap-tls] [--ca FILE] [--tls-name NAME]
+          --user U --pass P [--from A] [--to B [--imap-user B] [--imap-pass-file F]]
+          [--messages 1000] [--size 10240] [--json]
   carepost bench users [--count 100] [--format 'user%d@carepost.test'] --password P [--data DIR]
 
 smtp sends --messages messages of --size bytes over --clients connections,
@@ -36,6 +40,15 @@ SELECT, FETCH of headers and of whole bodies, SEARCH (subject, from,
 unseen), STORE of flags, NOOP. --idle N more sessions LOGIN, SELECT and
 IDLE for the duration. --fill M first tops every mailbox up to M messages
 by APPEND.
+
+push holds an IMAP session on the INBOX of --to (default --user) in IDLE
+and submits --messages messages to it one after another, each once the
+previous one's EXISTS arrived. Per message it measures the time from the
+client's write of the end of DATA ("\r\n.\r\n") to the "* n EXISTS" on the
+IDLE connection (push), and from the same instant to the 250 reply
+(reply): the server may push before it replies. The IDLE session logs in
+as --imap-user (default --to) with --imap-pass/--imap-pass-file (default
+the submission password).
 
 A progress line goes to standard error every second, then the summary to
 standard output: throughput, latency p50/p95/p99/max per operation, errors
@@ -65,10 +78,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return benchSMTP(ctx, args[1:], stdout, stderr)
 	case "imap":
 		return benchIMAP(ctx, args[1:], stdout, stderr)
+	case "push":
+		return benchPush(ctx, args[1:], stdout, stderr)
 	case "users":
 		return benchUsers(ctx, args[1:], stdout)
 	default:
-		return usageError("unknown bench %q (smtp, imap or users)", args[0])
+		return usageError("unknown bench %q (smtp, imap, push or users)", args[0])
 	}
 }
 
@@ -108,31 +123,48 @@ func (f *benchConnFlags) endpoint(pos []string) (bench.Endpoint, string, error) 
 	if len(pos) > 0 {
 		return bench.Endpoint{}, "", usageError("unexpected argument %q", pos[0])
 	}
-	if f.addr == "" {
-		return bench.Endpoint{}, "", usageError("--addr HOST:PORT is needed")
+	ep, err := f.endpointOf("--", f.addr, f.starttls, f.tls)
+	if err != nil {
+		return ep, "", err
 	}
-	if f.starttls && f.tls {
-		return bench.Endpoint{}, "", usageError("--starttls and --tls exclude each other")
+	pass, err := benchPassword("--pass", f.pass, "--pass-file", f.passFile)
+	return ep, pass, err
+}
+
+// endpointOf makes the endpoint of one address and its --starttls/--tls
+// pair (named with prefix, "--" or "--smtp-"), with the TLS flags
+// shared by both sides.
+func (f *benchConnFlags) endpointOf(prefix, addr string, starttls, implicit bool) (bench.Endpoint, error) {
+	if addr == "" {
+		return bench.Endpoint{}, usageError("%saddr HOST:PORT is needed", prefix)
 	}
-	ep := bench.Endpoint{Addr: f.addr, CAFile: f.ca, ServerName: f.tlsName, Timeout: f.timeout}
+	if starttls && implicit {
+		return bench.Endpoint{}, usageError("%sstarttls and %stls exclude each other", prefix, prefix)
+	}
+	ep := bench.Endpoint{Addr: addr, CAFile: f.ca, ServerName: f.tlsName, Timeout: f.timeout}
 	switch {
-	case f.starttls:
+	case starttls:
 		ep.Security = bench.StartTLS
-	case f.tls:
+	case implicit:
 		ep.Security = bench.ImplicitTLS
 	}
-	pass := f.pass
-	if f.passFile != "" {
-		if pass != "" {
-			return ep, "", usageError("--pass and --pass-file exclude each other")
-		}
-		b, err := os.ReadFile(f.passFile)
-		if err != nil {
-			return ep, "", fmt.Errorf("password file: %v", err)
-		}
-		pass = strings.TrimRight(string(b), "\r\n")
+	return ep, nil
+}
+
+// benchPassword returns the password given on the command line or read
+// from a file (its last line break dropped).
+func benchPassword(passFlag, pass, fileFlag, file string) (string, error) {
+	if file == "" {
+		return pass, nil
 	}
-	return ep, pass, nil
+	if pass != "" {
+		return "", usageError("%s and %s exclude each other", passFlag, fileFlag)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("password file: %v", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 func (f *benchConnFlags) progress(stderr io.Writer) io.Writer {
@@ -195,6 +227,57 @@ func benchIMAP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError("--user and --user-format exclude each other")
 	}
 	sum, err := bench.RunIMAP(ctx, cfg, f.progress(stderr))
+	return benchReport(sum, err, f.json, stdout)
+}
+
+func benchPush(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f benchConnFlags
+	var smtpAddr, imapAddr, imapPass, imapPassFile string
+	var smtpStartTLS, smtpTLS, imapStartTLS, imapTLS bool
+	cfg := bench.PushConfig{}
+	fs := newFlagSet("bench push", &f.common)
+	f.register(fs)
+	fs.StringVar(&smtpAddr, "smtp-addr", "", "submission server HOST:PORT")
+	fs.BoolVar(&smtpStartTLS, "smtp-starttls", false, "submission: upgrade to TLS with STARTTLS")
+	fs.BoolVar(&smtpTLS, "smtp-tls", false, "submission: implicit TLS (port 465)")
+	fs.StringVar(&imapAddr, "imap-addr", "", "IMAP server HOST:PORT")
+	fs.BoolVar(&imapStartTLS, "imap-starttls", false, "IMAP: upgrade to TLS with STARTTLS")
+	fs.BoolVar(&imapTLS, "imap-tls", false, "IMAP: implicit TLS (port 993)")
+	fs.StringVar(&cfg.From, "from", "", "envelope sender and From address (default: --user)")
+	fs.StringVar(&cfg.To, "to", "", "recipient whose INBOX is held in IDLE (default: --user)")
+	fs.StringVar(&cfg.IMAPUser, "imap-user", "", "login of the IDLE session (default: --to)")
+	fs.StringVar(&imapPass, "imap-pass", "", "password of the IDLE session (default: --pass)")
+	fs.StringVar(&imapPassFile, "imap-pass-file", "", "file holding the password of the IDLE session")
+	fs.IntVar(&cfg.Messages, "messages", 1000, "messages, sent one at a time")
+	fs.IntVar(&cfg.Size, "size", 10240, "bytes per message")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("unexpected argument %q", pos[0])
+	}
+	// --addr, --tls and --starttls would be ambiguous with two servers.
+	if f.addr != "" || f.tls || f.starttls {
+		return usageError("bench push takes --smtp-addr and --imap-addr (with --smtp-tls, --imap-starttls...), not --addr, --tls or --starttls")
+	}
+	if cfg.SMTP, err = f.endpointOf("--smtp-", smtpAddr, smtpStartTLS, smtpTLS); err != nil {
+		return err
+	}
+	if cfg.IMAP, err = f.endpointOf("--imap-", imapAddr, imapStartTLS, imapTLS); err != nil {
+		return err
+	}
+	if cfg.Password, err = benchPassword("--pass", f.pass, "--pass-file", f.passFile); err != nil {
+		return err
+	}
+	if cfg.IMAPPassword, err = benchPassword("--imap-pass", imapPass, "--imap-pass-file", imapPassFile); err != nil {
+		return err
+	}
+	cfg.User = f.user
+	if cfg.User == "" || cfg.Password == "" {
+		return usageError("bench push needs --user and --pass (or --pass-file)")
+	}
+	sum, err := bench.RunPush(ctx, cfg, f.progress(stderr))
 	return benchReport(sum, err, f.json, stdout)
 }
 

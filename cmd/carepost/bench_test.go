@@ -91,3 +91,48 @@ func TestBenchCommandLine(t *testing.T) {
 		t.Errorf("bench alone: exit %d\n%s", code, out)
 	}
 }
+
+// bench push from the command line: one IDLE session, messages submitted
+// to it, the JSON summary; and its usage errors.
+func TestBenchPushCommandLine(t *testing.T) {
+	srv := servertest.Start(t)
+	const pw = "bench: a long enough passphrase"
+	alice := srv.AddProfessional("alice.push", pw)
+	ca := srv.PKI.CAPath()
+	out, errs, code := benchRun("push", "--smtp-addr", srv.AddrOf("submissions"), "--smtp-tls",
+		"--imap-addr", srv.AddrOf("imaps"), "--imap-tls", "--ca", ca,
+		"--user", alice, "--pass", pw, "--messages", "5", "--size", "2000", "--json")
+	if code != 0 {
+		t.Fatalf("bench push: exit %d\n%s%s", code, out, errs)
+	}
+	var sum struct {
+		Tool      string `json:"tool"`
+		Completed int64  `json:"completed"`
+		Push      struct {
+			Recipient string `json:"recipient"`
+			Missed    int    `json:"missed"`
+		} `json:"push"`
+		Operations []struct {
+			Name  string  `json:"name"`
+			Count int     `json:"count"`
+			P99   float64 `json:"p99_ms"`
+		} `json:"operations"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("not JSON (%v):\n%s", err, out)
+	}
+	if sum.Tool != "push" || sum.Completed != 5 || sum.Push.Recipient != alice || sum.Push.Missed != 0 ||
+		len(sum.Operations) == 0 || sum.Operations[0].Name != "push" || sum.Operations[0].Count != 5 {
+		t.Fatalf("summary %+v", sum)
+	}
+	for _, args := range [][]string{
+		{"push", "--addr", srv.AddrOf("submissions"), "--imap-addr", srv.AddrOf("imaps"), "--user", alice, "--pass", pw},
+		{"push", "--smtp-addr", srv.AddrOf("submissions"), "--user", alice, "--pass", pw},
+		{"push", "--smtp-addr", "a:1", "--smtp-tls", "--smtp-starttls", "--imap-addr", "b:1", "--user", alice, "--pass", pw},
+		{"push", "--smtp-addr", "a:1", "--imap-addr", "b:1", "--user", alice},
+	} {
+		if _, errs, code := benchRun(args...); code != 2 {
+			t.Errorf("bench %v: exit %d, want 2 (%s)", args, code, errs)
+		}
+	}
+}
