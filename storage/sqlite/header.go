@@ -93,8 +93,8 @@ const (
 	FROM messages m LEFT JOIN digests d ON d.blob_id = m.blob_id WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?)) ORDER BY m.uid`
 )
 
-// Digests implements storage.Store: one read transaction for the sealed
-// values, decrypted after it ends. A header not kept apart (over 64 KiB,
+// Digests implements storage.Store: one statement reads the sealed values,
+// decrypted once it is done. A header not kept apart (over 64 KiB,
 // or stored before the header column) is read from its body.
 func (db *DB) Digests(ctx context.Context, mailboxID int64, uids []uint32, header, summary bool) ([]storage.Digest, error) {
 	if uids != nil && len(uids) == 0 {
@@ -102,16 +102,16 @@ func (db *DB) Digests(ctx context.Context, mailboxID int64, uids []uint32, heade
 	}
 	out := make([]storage.Digest, 0, len(uids))
 	var fromBody []int // indexes in out whose header is in the body only
-	err := db.read(ctx, func(tx stx) error {
-		if err := mailboxExists(ctx, tx, mailboxID); err != nil {
-			return err
-		}
+	// One statement, no transaction (poolQ). An empty result is told
+	// apart from an unknown mailbox afterwards.
+	q := poolQ{db.rstmts}
+	err := func() error {
 		var rows *sql.Rows
 		var err error
 		if uids == nil {
-			rows, err = tx.QueryContext(ctx, qDigestsAll, header, summary, mailboxID)
+			rows, err = q.QueryContext(ctx, qDigestsAll, header, summary, mailboxID)
 		} else {
-			rows, err = tx.QueryContext(ctx, qDigestsSome, header, summary, mailboxID, uidsJSON(uids))
+			rows, err = q.QueryContext(ctx, qDigestsSome, header, summary, mailboxID, uidsJSON(uids))
 		}
 		if err != nil {
 			return err
@@ -130,8 +130,14 @@ func (db *DB) Digests(ctx context.Context, mailboxID int64, uids []uint32, heade
 			}
 			out = append(out, d)
 		}
-		return rows.Err()
-	})
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(out) == 0 {
+			return mailboxExists(ctx, q, mailboxID)
+		}
+		return nil
+	}()
 	if err != nil {
 		return nil, err
 	}

@@ -324,12 +324,15 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]storage.Message, error) {
 	var out []storage.Message
 	var zones zoneCache
-	err := db.read(ctx, func(tx stx) error {
+	// Two statements outside a transaction (poolQ): the first only
+	// checks the mailbox and sizes the result.
+	q := poolQ{db.rstmts}
+	err := func() error {
 		// The existence check also sizes the result (UIDNEXT-1 bounds the
 		// count): appending 100k messages to a growing slice costs more
 		// than reading them.
 		var next int64
-		err := tx.QueryRowContext(ctx, "SELECT uidnext FROM mailboxes WHERE id = ?", mailboxID).Scan(&next)
+		err := q.QueryRowContext(ctx, "SELECT uidnext FROM mailboxes WHERE id = ?", mailboxID).Scan(&next)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
 		}
@@ -340,14 +343,14 @@ func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]s
 		if uids != nil {
 			hint = min(hint, int64(len(uids)))
 		}
-		out = make([]storage.Message, 0, hint)
+		out = make([]storage.Message, 0, max(hint, 0))
 		var rows *sql.Rows
 		if uids == nil {
-			rows, err = tx.QueryContext(ctx, qMessagesAll, mailboxID)
+			rows, err = q.QueryContext(ctx, qMessagesAll, mailboxID)
 		} else if len(uids) == 0 {
 			return nil
 		} else {
-			rows, err = tx.QueryContext(ctx, qMessagesSome, mailboxID, uidsJSON(uids))
+			rows, err = q.QueryContext(ctx, qMessagesSome, mailboxID, uidsJSON(uids))
 		}
 		if err != nil {
 			return err
@@ -370,7 +373,7 @@ func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]s
 			})
 		}
 		return rows.Err()
-	})
+	}()
 	return out, err
 }
 
@@ -379,16 +382,14 @@ func (db *DB) OpenBody(ctx context.Context, mailboxID int64, uid uint32) (storag
 	var name string
 	var size int64
 	var data []byte
-	err := db.read(ctx, func(tx stx) error {
-		err := tx.QueryRowContext(ctx, qOpenBody, mailboxID, uid).Scan(&name, &size, &data)
-		if errors.Is(err, sql.ErrNoRows) {
-			if err := mailboxExists(ctx, tx, mailboxID); err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: uid %d", storage.ErrNoMessage, uid)
+	q := poolQ{db.rstmts} // one statement: no transaction needed
+	err := q.QueryRowContext(ctx, qOpenBody, mailboxID, uid).Scan(&name, &size, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := mailboxExists(ctx, q, mailboxID); err != nil {
+			return nil, err
 		}
-		return err
-	})
+		return nil, fmt.Errorf("%w: uid %d", storage.ErrNoMessage, uid)
+	}
 	if err != nil {
 		return nil, err
 	}
