@@ -43,6 +43,9 @@ type sharedMailbox struct {
 	// so sessions need not ask again (RFC 3501 §2.3.2).
 	claimedTo uint32
 	refs      int // guarded by Server.mu
+	// index holds the header fields SEARCH looks at, built by the first
+	// SEARCH on them (searchindex.go).
+	index searchIndex
 }
 
 // acquire returns the shared state of a mailbox, loading it on first use.
@@ -100,6 +103,9 @@ func (s *Server) release(sm *sharedMailbox) {
 	if last && sm.stop != nil {
 		sm.stop()
 	}
+	if last {
+		sm.index.free()
+	}
 }
 
 // onChange is the Watch callback: it runs in the store's commit order and
@@ -147,6 +153,7 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 			return
 		}
 		sm.uids = append(sm.uids[:i], sm.uids[i+1:]...)
+		sm.index.noteExpunged()
 		sm.pushLocked(update{kind: updExpunge, seq: uint32(i + 1), uid: c.UID}, nil)
 	case storage.MailboxDeleted:
 		// Sessions still selected see an empty mailbox; their next
@@ -156,6 +163,7 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 		}
 		sm.uids = nil
 		sm.deleted.Store(true)
+		sm.index.free()
 	}
 }
 

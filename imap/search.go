@@ -17,74 +17,152 @@ import (
 	"carepost/storage"
 )
 
-// Search evaluates SEARCH criteria (RFC 9051 §6.4.4). Flags, dates, sizes,
-// sequence and UID sets are answered from the metadata; a message body is
-// opened only when a criterion needs its header or text, once per message.
+// Search evaluates SEARCH criteria (RFC 9051 §6.4.4). Flags, dates and
+// sizes are answered from the metadata, read only when the criteria use
+// them: sequence and UID sets need only the session's numbering. FROM, TO,
+// CC, BCC, SUBJECT and the sent date are answered from the mailbox's
+// search index (searchindex.go); other header fields from headers read in
+// batches of indexBatch; BODY and TEXT open each message, once.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	defer s.guard("search", &err)
 	v := s.sel
 	ctx, cancel := s.ctx()
 	defer cancel()
-	metas, err := s.srv.opts.Store.Messages(ctx, v.id, nil)
-	if err != nil {
-		return nil, s.mapError("search", err)
-	}
+	var need searchNeeds
+	need.of(criteria)
+
 	// This session's numbering of the messages.
-	byUID := make(map[uint32]*storage.Message, len(metas))
-	for i := range metas {
-		byUID[metas[i].UID] = &metas[i]
-	}
-	v.sm.mu.Lock()
 	type cand struct {
 		seq uint32
+		uid uint32
 		m   *storage.Message
 	}
+	v.sm.mu.Lock()
 	cands := make([]cand, 0, len(v.sm.uids))
 	for i, uid := range v.sm.uids {
 		seq := v.clientSeqLocked(uint32(i + 1))
 		if seq == 0 {
 			continue // not yet announced to this client
 		}
-		if m := byUID[uid]; m != nil {
-			cands = append(cands, cand{seq, m})
-		}
+		cands = append(cands, cand{seq: seq, uid: uid})
 	}
 	clientMax := v.known
 	lastUID := v.lastKnownUIDLocked()
+	var live []uint32
+	if need.indexed && v.sm.index.needsCompaction() {
+		live = append([]uint32(nil), v.sm.uids...)
+	}
 	v.sm.mu.Unlock()
+
+	if need.meta {
+		// Messages of the whole mailbox in one read is cheaper than by
+		// UIDs; those missing were expunged meanwhile (their EXPUNGE
+		// follows) and are left out.
+		metas, err := s.srv.opts.Store.Messages(ctx, v.id, nil)
+		if err != nil {
+			return nil, s.mapError("search", err)
+		}
+		j, kept := 0, cands[:0]
+		for _, c := range cands {
+			for j < len(metas) && metas[j].UID < c.uid {
+				j++
+			}
+			if j < len(metas) && metas[j].UID == c.uid {
+				c.m = &metas[j]
+				kept = append(kept, c)
+			}
+		}
+		cands = kept
+	}
+
+	var (
+		snap    indexSnap
+		indexed bool
+	)
+	if need.indexed && int64(len(cands)) >= minIndexMessages.Load() {
+		if live != nil {
+			v.sm.index.compact(live)
+		}
+		want := make([]uint32, len(cands))
+		for i, c := range cands {
+			want[i] = c.uid
+		}
+		snap, indexed, err = v.sm.index.cover(ctx, s, v.id, want)
+		if err != nil {
+			return nil, s.mapError("search", err)
+		}
+	}
+	// Without the index, or for fields it lacks, headers are read by
+	// batches before their messages are matched.
+	batchHeaders := need.header && (need.unindexed || !indexed)
+	cursor := indexCursor{snap: &snap}
+	needles := map[string][]byte{}
 
 	var (
 		data   imap.SearchData
 		seqSet imap.SeqSet
 		uidSet imap.UIDSet
 	)
-	for _, c := range cands {
-		mc := &matchCtx{s: s, v: v, seq: c.seq, m: c.m, clientMax: clientMax, lastUID: lastUID}
-		ok, err := mc.match(criteria)
-		mc.close()
-		if errors.Is(err, storage.ErrNoMessage) {
-			continue // expunged meanwhile: its EXPUNGE follows
+	for len(cands) > 0 {
+		chunk := cands
+		if batchHeaders {
+			chunk = cands[:min(len(cands), indexBatch)]
 		}
-		if err != nil {
-			return nil, s.mapError("search", err)
+		cands = cands[len(chunk):]
+		var digests []storage.Digest
+		if batchHeaders {
+			uids := make([]uint32, len(chunk))
+			for i, c := range chunk {
+				uids[i] = c.uid
+			}
+			digests, err = s.srv.opts.Store.Digests(ctx, v.id, uids, true, false)
+			if err != nil {
+				return nil, s.mapError("search", err)
+			}
 		}
-		if !ok {
-			continue
+		for _, c := range chunk {
+			mc := &matchCtx{s: s, v: v, seq: c.seq, uid: c.uid, m: c.m, clientMax: clientMax, lastUID: lastUID,
+				needles: needles}
+			if indexed {
+				mc.snap = &snap
+				mc.ent = cursor.entry(c.uid)
+			}
+			if batchHeaders {
+				for len(digests) > 0 && digests[0].UID < c.uid {
+					digests = digests[1:]
+				}
+				if len(digests) > 0 && digests[0].UID == c.uid {
+					mc.digest = &digests[0]
+				} else {
+					mc.gone = true // expunged meanwhile
+				}
+			}
+			ok, err := mc.match(criteria)
+			mc.close()
+			if errors.Is(err, storage.ErrNoMessage) {
+				continue // expunged meanwhile: its EXPUNGE follows
+			}
+			if err != nil {
+				return nil, s.mapError("search", err)
+			}
+			if !ok {
+				continue
+			}
+			uidSet.AddNum(imap.UID(c.uid))
+			num := c.seq
+			if kind == imapserver.NumKindUID {
+				num = c.uid
+			} else {
+				seqSet.AddNum(c.seq)
+			}
+			if data.Min == 0 || num < data.Min {
+				data.Min = num
+			}
+			if num > data.Max {
+				data.Max = num
+			}
+			data.Count++
 		}
-		uidSet.AddNum(imap.UID(c.m.UID))
-		num := c.seq
-		if kind == imapserver.NumKindUID {
-			num = c.m.UID
-		} else {
-			seqSet.AddNum(c.seq)
-		}
-		if data.Min == 0 || num < data.Min {
-			data.Min = num
-		}
-		if num > data.Max {
-			data.Max = num
-		}
-		data.Count++
 	}
 	if kind == imapserver.NumKindUID {
 		data.All = uidSet
@@ -97,16 +175,58 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	return &data, nil
 }
 
+// searchNeeds is what a search must read besides the session's numbering.
+type searchNeeds struct {
+	meta      bool // flags, internal date, size or MODSEQ
+	header    bool // any header field or the sent date
+	indexed   bool // a field or date the search index holds
+	unindexed bool // a field it does not
+}
+
+func (n *searchNeeds) of(c *imap.SearchCriteria) {
+	if len(c.Flag) > 0 || len(c.NotFlag) > 0 || c.Larger > 0 || c.Smaller > 0 ||
+		!c.Since.IsZero() || !c.Before.IsZero() || c.ModSeq != nil {
+		n.meta = true
+	}
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		n.header, n.indexed = true, true
+	}
+	for _, hf := range c.Header {
+		n.header = true
+		if _, ok := indexedFieldOf(hf.Key); ok && strings.IndexByte(hf.Value, 0) < 0 {
+			n.indexed = true
+		} else {
+			n.unindexed = true
+		}
+	}
+	for i := range c.Not {
+		n.of(&c.Not[i])
+	}
+	for i := range c.Or {
+		n.of(&c.Or[i][0])
+		n.of(&c.Or[i][1])
+	}
+}
+
 // matchCtx evaluates criteria against one message, opening its body at
-// most once: criteria on header fields read the header only (up to the
-// blank line), BODY and TEXT the whole message.
+// most once: criteria on header fields use the search index entry or read
+// the header only (up to the blank line), BODY and TEXT the whole message.
 type matchCtx struct {
 	s         *session
 	v         *view
 	seq       uint32
-	m         *storage.Message
+	uid       uint32
+	m         *storage.Message // nil when the criteria need no metadata
 	clientMax uint32
 	lastUID   uint32
+
+	snap    *indexSnap
+	ent     *idxEntry         // nil when the index lacks the message
+	needles map[string][]byte // lower-cased header values, shared by a search
+	// digest is the message's header read in a batch; gone says the batch
+	// did not find the message (expunged meanwhile).
+	digest *storage.Digest
+	gone   bool
 
 	body      storage.Body
 	hasHeader bool
@@ -127,7 +247,7 @@ func (mc *matchCtx) open() error {
 	}
 	ctx, cancel := mc.s.ctx()
 	defer cancel()
-	body, err := mc.s.srv.opts.Store.OpenBody(ctx, mc.v.id, mc.m.UID)
+	body, err := mc.s.srv.opts.Store.OpenBody(ctx, mc.v.id, mc.uid)
 	if err != nil {
 		return err
 	}
@@ -141,12 +261,17 @@ func (mc *matchCtx) loadHeader() error {
 		return nil
 	}
 	var r io.Reader
-	if mc.raw != nil {
+	switch {
+	case mc.raw != nil:
 		r = bytes.NewReader(mc.raw)
-	} else {
+	case mc.gone:
+		return storage.ErrNoMessage
+	case mc.digest != nil && len(mc.digest.Header) < headerCut:
+		r = bytes.NewReader(mc.digest.Header)
+	default:
 		ctx, cancel := mc.s.ctx()
 		defer cancel()
-		whole, body, err := mc.s.openMessage(ctx, mc.v.id, mc.m.UID, true)
+		whole, body, err := mc.s.openMessage(ctx, mc.v.id, mc.uid, true)
 		if err != nil {
 			return err
 		}
@@ -178,7 +303,7 @@ func (mc *matchCtx) loadAll() error {
 }
 
 func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
-	m := mc.m
+	m := mc.m // nil unless searchNeeds.meta
 	for _, set := range c.SeqNum {
 		if !seqContains(set, mc.seq, mc.clientMax) {
 			return false, nil
@@ -188,7 +313,7 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 		if imap.IsSearchRes(set) {
 			set = mc.v.searchRes
 		}
-		if !containsUID(set, m.UID, mc.lastUID) {
+		if !containsUID(set, mc.uid, mc.lastUID) {
 			return false, nil
 		}
 	}
@@ -208,20 +333,39 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 	if c.Smaller > 0 && m.Size >= c.Smaller {
 		return false, nil
 	}
-	if !matchDate(m.InternalDate, c.Since, c.Before) {
+	if (!c.Since.IsZero() || !c.Before.IsZero()) && !matchDate(m.InternalDate, c.Since, c.Before) {
 		return false, nil
 	}
 	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
-		if err := mc.loadHeader(); err != nil {
-			return false, err
-		}
-		mh := mail.Header{Header: gomessage.Header{Header: mc.header}}
-		t, err := mh.Date()
-		if err != nil || !matchDate(t, c.SentSince, c.SentBefore) {
-			return false, nil
+		if mc.ent != nil {
+			if mc.ent.has&hasDate == 0 || !matchDayKey(mc.ent.sent, c.SentSince, c.SentBefore) {
+				return false, nil
+			}
+		} else {
+			if err := mc.loadHeader(); err != nil {
+				return false, err
+			}
+			mh := mail.Header{Header: gomessage.Header{Header: mc.header}}
+			t, err := mh.Date()
+			if err != nil || !matchDate(t, c.SentSince, c.SentBefore) {
+				return false, nil
+			}
 		}
 	}
 	for _, hf := range c.Header {
+		if mc.ent != nil {
+			needle, ok := mc.needles[hf.Value]
+			if !ok {
+				needle = []byte(strings.ToLower(hf.Value))
+				mc.needles[hf.Value] = needle
+			}
+			if match, handled := mc.snap.matchIndexed(mc.ent, hf.Key, hf.Value == "", needle); handled {
+				if !match {
+					return false, nil
+				}
+				continue
+			}
+		}
 		if err := mc.loadHeader(); err != nil {
 			return false, err
 		}
@@ -268,7 +412,7 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 
 func (mc *matchCtx) hasFlag(f imap.Flag) bool {
 	if strings.EqualFold(string(f), string(flagRecent)) {
-		return mc.v.recent.contains(mc.m.UID)
+		return mc.v.recent.contains(mc.uid)
 	}
 	return hasFlag(mc.m.Flags, string(f))
 }
@@ -299,6 +443,23 @@ func matchDate(t, since, before time.Time) bool {
 	if !before.IsZero() {
 		by, bm, bd := before.Date()
 		if !day.Before(time.Date(by, bm, bd, 0, 0, 0, 0, time.UTC)) {
+			return false
+		}
+	}
+	return true
+}
+
+// matchDayKey is matchDate for a date packed by dayKey.
+func matchDayKey(day int32, since, before time.Time) bool {
+	if !since.IsZero() {
+		y, m, d := since.Date()
+		if day < dayKey(y, int(m), d) {
+			return false
+		}
+	}
+	if !before.IsZero() {
+		y, m, d := before.Date()
+		if day >= dayKey(y, int(m), d) {
 			return false
 		}
 	}
@@ -337,6 +498,15 @@ var addressHeaders = map[string]bool{"from": true, "to": true, "cc": true, "bcc"
 	"sender": true, "reply-to": true}
 
 func matchAddresses(raw, needle string) bool {
+	return forEachAddressText(raw, func(a string) bool {
+		return strings.Contains(strings.ToLower(a), needle)
+	})
+}
+
+// forEachAddressText calls fn with each address of a field as SEARCH
+// matches it: "Name <mailbox@host>", or a group's name; it stops and
+// returns true when fn does.
+func forEachAddressText(raw string, fn func(string) bool) bool {
 	for _, a := range parseAddressList(raw) {
 		var b strings.Builder
 		b.WriteString(a.Name)
@@ -353,7 +523,7 @@ func matchAddresses(raw, needle string) bool {
 		} else {
 			b.WriteString(a.Mailbox) // group name
 		}
-		if strings.Contains(strings.ToLower(b.String()), needle) {
+		if fn(b.String()) {
 			return true
 		}
 	}
