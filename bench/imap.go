@@ -30,6 +30,9 @@ type IMAPConfig struct {
 	// Idle more sessions LOGIN, SELECT and IDLE and stay so for the
 	// duration: what a server pays per connected mail client.
 	Idle int
+	// IdleRate, if positive, caps how many IDLE sessions are set up per
+	// second (they are set up idleWorkers at a time in any case).
+	IdleRate int
 	// Mailbox is the mailbox worked on; INBOX when empty.
 	Mailbox string
 	// Fill, if positive, tops up the mailbox of every account to Fill
@@ -52,8 +55,8 @@ func (cfg *IMAPConfig) check() error {
 		return errors.New("--user-format needs --users K (at least 1)")
 	case cfg.Password == "":
 		return errors.New("a password (--pass) is needed")
-	case cfg.Clients < 0, cfg.Idle < 0, cfg.Fill < 0, cfg.FillSize < 0:
-		return errors.New("--clients, --idle, --fill and --fill-size must not be negative")
+	case cfg.Clients < 0, cfg.Idle < 0, cfg.IdleRate < 0, cfg.Fill < 0, cfg.FillSize < 0:
+		return errors.New("--clients, --idle, --idle-rate, --fill and --fill-size must not be negative")
 	case cfg.Clients == 0 && cfg.Idle == 0:
 		return errors.New("nothing to do: --clients and --idle are both 0")
 	case cfg.Duration <= 0:
@@ -123,6 +126,7 @@ func RunIMAP(ctx context.Context, cfg IMAPConfig, progress io.Writer) (*Summary,
 	if err != nil {
 		return nil, err
 	}
+	r.fileLimit(progress)
 	idlers := r.openIdlers(ctx, progress)
 	if progress != nil && len(idlers) > 0 {
 		// The moment to read the server's resident memory.
@@ -165,8 +169,7 @@ watch:
 	wg.Wait()
 	elapsed := time.Since(start)
 	prog.stop()
-	heldAtEnd := countOpen(idlers)
-	r.closeIdlers(idlers)
+	heldAtEnd := r.closeIdlers(idlers)
 
 	sum := &Summary{
 		Tool: "imap", Addr: cfg.Addr, Security: cfg.Security.String(), Clients: cfg.Clients,
@@ -261,23 +264,59 @@ func (r *imapRun) fill(ctx context.Context, progress io.Writer) (int, error) {
 	return int(added.Load()), firstErr
 }
 
-// openIdlers opens cfg.Idle sessions in IDLE, a few dozen at a time so as
-// not to overflow the server's accept queue. Failures are counted under
-// idle_open; the sessions that could be opened are returned.
-func (r *imapRun) openIdlers(ctx context.Context, progress io.Writer) []*idler {
+// fileLimit makes sure this process may open a descriptor per session
+// (plus some for the runtime), and says so on the progress output when it
+// had to raise the limit or cannot.
+func (r *imapRun) fileLimit(progress io.Writer) {
+	need := uint64(r.cfg.Idle + r.cfg.Clients + 64)
+	before, _, _ := raiseFileLimit(0)
+	soft, hard, err := raiseFileLimit(need)
+	if progress == nil || soft == 0 {
+		return
+	}
+	switch {
+	case err != nil:
+		fmt.Fprintf(progress, "bench imap: cannot raise the open-file limit (%d) to %d: %v\n", soft, need, err)
+	case soft < need:
+		fmt.Fprintf(progress, "bench imap: the open-file limit is %d (hard limit %d), below the %d this run needs: "+
+			"at most about %d sessions can be held; raise the hard limit (ulimit -Hn, LimitNOFILE=)\n",
+			soft, hard, need, max(int(soft)-64-r.cfg.Clients, 0))
+	case soft > before:
+		fmt.Fprintf(progress, "bench imap: open-file limit raised from %d to %d\n", before, soft)
+	}
+	if r.cfg.Idle >= 1000 {
+		fmt.Fprintf(progress, "bench imap: the server needs an open-file limit above %d too\n", r.cfg.Idle+r.cfg.Clients)
+	}
+}
+
+// idleWorkers is how many IDLE sessions are being set up at once. It
+// paces the setup by itself: never more than this many TLS handshakes and
+// logins wait on the server, so a 2-core server is kept busy without its
+// accept queue overflowing; IdleRate can slow it down further.
+const idleWorkers = 32
+
+// openIdlers opens cfg.Idle sessions in IDLE, idleWorkers at a time and
+// at most cfg.IdleRate a second. Failures are counted under idle_open;
+// the sessions that could be opened are returned.
+func (r *imapRun) openIdlers(ctx context.Context, progress io.Writer) []*quietIdler {
 	if r.cfg.Idle == 0 {
 		return nil
 	}
 	var (
-		next    atomic.Int64
-		opened  atomic.Int64
-		mu      sync.Mutex
-		idlers  []*idler
-		wg      sync.WaitGroup
-		workers = min(r.cfg.Idle, 32)
+		next   atomic.Int64
+		opened atomic.Int64
+		mu     sync.Mutex
+		idlers = make([]*quietIdler, 0, r.cfg.Idle)
+		wg     sync.WaitGroup
+		pace   <-chan time.Time
 	)
+	if r.cfg.IdleRate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(r.cfg.IdleRate))
+		defer t.Stop()
+		pace = t.C
+	}
 	prog := startProgress(progress, "imap idle", "conn", opened.Load, r.col.errTotal.Load, int64(r.cfg.Idle), 0, nil)
-	for range workers {
+	for range min(r.cfg.Idle, idleWorkers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -288,8 +327,15 @@ func (r *imapRun) openIdlers(ctx context.Context, progress io.Writer) []*idler {
 				if i >= r.cfg.Idle {
 					return
 				}
+				if pace != nil {
+					select {
+					case <-pace:
+					case <-ctx.Done():
+						return
+					}
+				}
 				start := time.Now()
-				id, step, err := r.d.openIdle(ctx, r.accts[i%len(r.accts)], r.cfg.Mailbox)
+				id, step, err := r.d.openQuietIdle(ctx, r.accts[i%len(r.accts)], r.cfg.Mailbox)
 				if err != nil {
 					err = fmt.Errorf("%s: %w", step, err)
 				}
@@ -307,7 +353,7 @@ func (r *imapRun) openIdlers(ctx context.Context, progress io.Writer) []*idler {
 	return idlers
 }
 
-func countOpen(idlers []*idler) int {
+func countOpen(idlers []*quietIdler) int {
 	n := 0
 	for _, i := range idlers {
 		if i.open() {
@@ -317,16 +363,22 @@ func countOpen(idlers []*idler) int {
 	return n
 }
 
-// closeIdlers ends every IDLE and logs out, a few dozen at a time.
-func (r *imapRun) closeIdlers(idlers []*idler) {
-	var wg sync.WaitGroup
-	ch := make(chan *idler)
+// closeIdlers ends every IDLE and logs out, a few dozen at a time, and
+// returns how many sessions answered DONE: those were still held.
+func (r *imapRun) closeIdlers(idlers []*quietIdler) int {
+	var (
+		wg   sync.WaitGroup
+		held atomic.Int64
+	)
+	ch := make(chan *quietIdler)
 	for range min(len(idlers), 64) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range ch {
-				i.close(r.cfg.timeout())
+				if i.close(r.cfg.timeout()) {
+					held.Add(1)
+				}
 			}
 		}()
 	}
@@ -335,6 +387,7 @@ func (r *imapRun) closeIdlers(idlers []*idler) {
 	}
 	close(ch)
 	wg.Wait()
+	return int(held.Load())
 }
 
 // searchWords are words of the bench subjects, for SEARCH SUBJECT.

@@ -126,30 +126,11 @@ func (d *imapDialer) fill(ctx context.Context, user, mailbox string, n int, make
 	return added, nil
 }
 
-// idler is one connection held in IDLE (RFC 2177).
+// idler is one imapclient connection held in IDLE (RFC 2177), for the
+// push measurement, which reads its EXISTS.
 type idler struct {
 	c    *imapclient.Client
 	idle *imapclient.IdleCommand
-}
-
-// openIdle logs in, selects the mailbox and starts IDLE.
-func (d *imapDialer) openIdle(ctx context.Context, user, mailbox string) (*idler, string, error) {
-	c, step, err := d.dial(ctx, user)
-	if err != nil {
-		return nil, step, err
-	}
-	t := time.AfterFunc(d.ep.timeout(), func() { c.Close() })
-	defer t.Stop()
-	if _, err := c.Select(mailbox, nil).Wait(); err != nil {
-		c.Close()
-		return nil, "select", err
-	}
-	idle, err := c.Idle()
-	if err != nil {
-		c.Close()
-		return nil, "idle", err
-	}
-	return &idler{c: c, idle: idle}, "", nil
 }
 
 // open reports whether the connection is still up.

@@ -23,7 +23,7 @@ Usage:
           [--clients 16] [--messages 1000] [--size 10240] [--new-conn] [--json]
   carepost bench imap --addr HOST:PORT [--starttls|--tls] [--ca FILE] [--tls-name NAME]
           (--user U | --user-format 'user%d@bench.test' --users K) --pass P
-          [--clients 4] [--duration 10s] [--idle N] [--mailbox INBOX]
+          [--clients 4] [--duration 10s] [--idle N [--idle-rate R]] [--mailbox INBOX]
           [--fill M [--fill-size 10240]] [--json]
   carepost bench push --smtp-addr HOST:PORT [--smtp-starttls|--smtp-tls]
           --imap-addr HOST:PORT [--imap-starttls|--imap-tls] [--ca FILE] [--tls-name NAME]
@@ -38,8 +38,11 @@ when --user is given; recipients round-robin, or all of them with --to-all.
 imap logs --clients sessions in and runs a mixed workload for --duration:
 SELECT, FETCH of headers and of whole bodies, SEARCH (subject, from,
 unseen), STORE of flags, NOOP. --idle N more sessions LOGIN, SELECT and
-IDLE for the duration. --fill M first tops every mailbox up to M messages
-by APPEND.
+IDLE for the duration, set up 32 at a time (--idle-rate: at most R a
+second); in IDLE each costs the client a socket and no goroutine, so one
+process holds 10,000 (it raises its open-file limit to the hard limit if
+needed; the server needs a limit above N too). --fill M first tops every
+mailbox up to M messages by APPEND.
 
 push holds an IMAP session on the INBOX of --to (default --user) in IDLE
 and submits --messages messages to it one after another, each once the
@@ -212,6 +215,7 @@ func benchIMAP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.Clients, "clients", 4, "concurrent sessions running the workload")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long the workload runs")
 	fs.IntVar(&cfg.Idle, "idle", 0, "more sessions held in IDLE for the duration")
+	fs.IntVar(&cfg.IdleRate, "idle-rate", 0, "at most this many IDLE sessions set up per second (default: 32 at a time, unpaced)")
 	fs.StringVar(&cfg.Mailbox, "mailbox", "INBOX", "mailbox to work on")
 	fs.IntVar(&cfg.Fill, "fill", 0, "first top up every mailbox to this many messages by APPEND")
 	fs.IntVar(&cfg.FillSize, "fill-size", 10240, "bytes per message of --fill")
