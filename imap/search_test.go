@@ -3,8 +3,17 @@ package imap_test
 import (
 	"encoding/base64"
 	"fmt"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"carepost/imap"
+	"carepost/storage"
 )
 
 // searchResult runs SEARCH (or UID SEARCH) and returns the numbers of its
@@ -167,4 +176,139 @@ func TestSearchUIDAndESearch(t *testing.T) {
 	if got := r.searchResult("SEARCH $"); got != "" {
 		t.Errorf("SEARCH $ after an empty SAVE: %q", got)
 	}
+}
+
+// The search index follows the mailbox: a message delivered after it was
+// built is found, an expunged one is not, in the session that expunged it
+// and in another one that has the mailbox selected.
+func TestSearchIndexFollowsChanges(t *testing.T) {
+	defer imap.SetMinIndexMessages(0)()
+	srv, users := start(t, "alice", "bob")
+	alice, bob := users[0], users[1]
+	r := login(t, srv, alice)
+	for i := range 4 {
+		r.mustAppend("INBOX", "", "", simple(bob, alice, fmt.Sprintf("Compte rendu %d", i), "texte"))
+	}
+	r.sel("INBOX")
+	other := login(t, srv, alice)
+	other.sel("INBOX")
+	if got := r.searchResult("SEARCH SUBJECT compte"); got != "1 2 3 4" { // builds the index
+		t.Fatalf("SEARCH SUBJECT compte: %q", got)
+	}
+
+	deliver(t, srv, bob, []string{alice}, simple(bob, alice, "Ordonnance =?utf-8?q?r=C3=A9nal?=", "texte"))
+	r.ok("NOOP")
+	u, st := r.literalCmd("SEARCH CHARSET UTF-8 SUBJECT", "rénal")
+	if !strings.HasPrefix(st, "OK") || len(u) != 1 || u[0] != "* SEARCH 5" {
+		t.Errorf("SEARCH SUBJECT rénal after a delivery: %q %s", u, st)
+	}
+	if got := r.searchResult("SEARCH FROM bob"); got != "1 2 3 4 5" {
+		t.Errorf("SEARCH FROM bob after a delivery: %q", got)
+	}
+
+	// Expunging two of five makes the index compact itself.
+	r.ok(`STORE 2,5 +FLAGS.SILENT (\Deleted)`)
+	r.ok("EXPUNGE")
+	if got := r.searchResult("SEARCH SUBJECT compte"); got != "1 2 3" {
+		t.Errorf("SEARCH SUBJECT compte after EXPUNGE: %q", got)
+	}
+	if got := r.searchResult("SEARCH OR SUBJECT ordonnance SUBJECT \"rendu 1\""); got != "" {
+		t.Errorf("expunged messages found: %q", got)
+	}
+	if got := r.searchResult("UID SEARCH NOT SUBJECT \"rendu 0\""); got != "3 4" {
+		t.Errorf("UID SEARCH NOT SUBJECT: %q", got)
+	}
+	// The other session, once told of the expunges, searches the same
+	// index.
+	other.ok("NOOP")
+	if got := other.searchResult("SEARCH SUBJECT compte"); got != "1 2 3" {
+		t.Errorf("other session: %q", got)
+	}
+	deliver(t, srv, bob, []string{alice}, simple(bob, alice, "Compte rendu 5", "texte"))
+	other.ok("NOOP")
+	if got := other.searchResult("SEARCH SUBJECT \"rendu 5\""); got != "4" {
+		t.Errorf("other session after a delivery: %q", got)
+	}
+}
+
+// BenchmarkSearchHeader100k measures SEARCH SUBJECT and SEARCH FROM over
+// IMAPS on a mailbox of CAREPOST_BENCH_MESSAGES small messages (100,000
+// by default), filled through the store. It reports the first search
+// (which builds the index) as cold-ms and the index's memory as
+// index-B/msg; ns/op is a warm search.
+func BenchmarkSearchHeader100k(b *testing.B) {
+	n := 100_000
+	if v := os.Getenv("CAREPOST_BENCH_MESSAGES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("CAREPOST_BENCH_MESSAGES=%q", v)
+		}
+	}
+	srv, users := start(b, "alice")
+	alice := users[0]
+	ctx := b.Context()
+	inbox, err := srv.Store.GetMailbox(ctx, alice, "INBOX")
+	if err != nil {
+		b.Fatal(err)
+	}
+	began := time.Now()
+	// Concurrent deliveries share their commits (group commit).
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		fail atomic.Value
+	)
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				msg := fmt.Sprintf("From: \"Praticien %d\" <praticien%d@cabinet%d.example>\r\nTo: <%s>\r\n"+
+					"Subject: Compte rendu de consultation %d\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\n"+
+					"Message-ID: <%d@bench>\r\n\r\nTexte %d.\r\n", i%997, i%997, i%31, alice, i, i, i)
+				if i%1000 == 0 {
+					msg = strings.Replace(msg, "Subject: Compte", "Subject: =?utf-8?q?Urgent_r=C3=A9sultat?= Compte", 1)
+				}
+				if _, err := srv.Store.Deliver(ctx, strings.NewReader(msg), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+					fail.Store(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := fail.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("filled %d messages in %v", n, time.Since(began).Round(time.Millisecond))
+
+	r := login(b, srv, alice)
+	r.sel("INBOX")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	began = time.Now()
+	u := r.ok("SEARCH SUBJECT résultat")
+	cold := time.Since(began)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if want := (n + 999) / 1000; len(u) != 1 || len(strings.Fields(u[0])) != 2+want {
+		b.Fatalf("cold SEARCH: %d numbers, want %d", len(strings.Fields(u[0]))-2, want)
+	}
+	b.Logf("cold SEARCH SUBJECT (builds the index): %v", cold.Round(time.Microsecond))
+
+	i := 0
+	for b.Loop() {
+		if i%2 == 0 {
+			r.ok("SEARCH SUBJECT résultat")
+		} else {
+			r.ok("SEARCH FROM praticien996@")
+		}
+		i++
+	}
+	// After the loop: b.Loop's first call deletes metrics reported before.
+	b.ReportMetric(float64(cold.Microseconds())/1000, "cold-ms")
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "index-B/msg")
 }
