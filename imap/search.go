@@ -96,7 +96,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	// batches before their messages are matched.
 	batchHeaders := need.header && (need.unindexed || !indexed)
 	cursor := indexCursor{snap: &snap}
-	needles := map[string][]byte{}
+	plan := compileHeaders(criteria)
 
 	var (
 		data   imap.SearchData
@@ -121,8 +121,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			}
 		}
 		for _, c := range chunk {
-			mc := &matchCtx{s: s, v: v, seq: c.seq, uid: c.uid, m: c.m, clientMax: clientMax, lastUID: lastUID,
-				needles: needles}
+			mc := &matchCtx{s: s, v: v, seq: c.seq, uid: c.uid, m: c.m, clientMax: clientMax, lastUID: lastUID}
 			if indexed {
 				mc.snap = &snap
 				mc.ent = cursor.entry(c.uid)
@@ -137,7 +136,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 					mc.gone = true // expunged meanwhile
 				}
 			}
-			ok, err := mc.match(criteria)
+			ok, err := mc.match(criteria, plan)
 			mc.close()
 			if errors.Is(err, storage.ErrNoMessage) {
 				continue // expunged meanwhile: its EXPUNGE follows
@@ -220,9 +219,8 @@ type matchCtx struct {
 	clientMax uint32
 	lastUID   uint32
 
-	snap    *indexSnap
-	ent     *idxEntry         // nil when the index lacks the message
-	needles map[string][]byte // lower-cased header values, shared by a search
+	snap *indexSnap
+	ent  *idxEntry // nil when the index lacks the message
 	// digest is the message's header read in a batch; gone says the batch
 	// did not find the message (expunged meanwhile).
 	digest *storage.Digest
@@ -302,7 +300,42 @@ func (mc *matchCtx) loadAll() error {
 	return nil
 }
 
-func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
+// headerPlan is what the index needs of a criteria node's header fields,
+// worked out once per search rather than once per message: it mirrors
+// the node's Header, Not and Or.
+type headerPlan struct {
+	fields []indexedNeedle
+	not    []*headerPlan
+	or     [][2]*headerPlan
+}
+
+// indexedNeedle is a HEADER criterion as the index matches it; field is
+// -1 when the index cannot answer it.
+type indexedNeedle struct {
+	field  int
+	any    bool   // empty value: the field's presence is enough
+	needle []byte // lower-cased value
+}
+
+func compileHeaders(c *imap.SearchCriteria) *headerPlan {
+	p := &headerPlan{}
+	for _, hf := range c.Header {
+		n := indexedNeedle{field: -1, any: hf.Value == "", needle: []byte(strings.ToLower(hf.Value))}
+		if f, ok := indexedFieldOf(hf.Key); ok && bytes.IndexByte(n.needle, 0) < 0 {
+			n.field = f
+		}
+		p.fields = append(p.fields, n)
+	}
+	for i := range c.Not {
+		p.not = append(p.not, compileHeaders(&c.Not[i]))
+	}
+	for i := range c.Or {
+		p.or = append(p.or, [2]*headerPlan{compileHeaders(&c.Or[i][0]), compileHeaders(&c.Or[i][1])})
+	}
+	return p
+}
+
+func (mc *matchCtx) match(c *imap.SearchCriteria, plan *headerPlan) (bool, error) {
 	m := mc.m // nil unless searchNeeds.meta
 	for _, set := range c.SeqNum {
 		if !seqContains(set, mc.seq, mc.clientMax) {
@@ -352,19 +385,12 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 			}
 		}
 	}
-	for _, hf := range c.Header {
-		if mc.ent != nil {
-			needle, ok := mc.needles[hf.Value]
-			if !ok {
-				needle = []byte(strings.ToLower(hf.Value))
-				mc.needles[hf.Value] = needle
+	for i, hf := range c.Header {
+		if n := &plan.fields[i]; mc.ent != nil && n.field >= 0 {
+			if !mc.snap.matchIndexed(mc.ent, n) {
+				return false, nil
 			}
-			if match, handled := mc.snap.matchIndexed(mc.ent, hf.Key, hf.Value == "", needle); handled {
-				if !match {
-					return false, nil
-				}
-				continue
-			}
+			continue
 		}
 		if err := mc.loadHeader(); err != nil {
 			return false, err
@@ -390,18 +416,18 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	for i := range c.Not {
-		ok, err := mc.match(&c.Not[i])
+		ok, err := mc.match(&c.Not[i], plan.not[i])
 		if err != nil || ok {
 			return false, err
 		}
 	}
 	for i := range c.Or {
-		a, err := mc.match(&c.Or[i][0])
+		a, err := mc.match(&c.Or[i][0], plan.or[i][0])
 		if err != nil {
 			return false, err
 		}
 		if !a {
-			b, err := mc.match(&c.Or[i][1])
+			b, err := mc.match(&c.Or[i][1], plan.or[i][1])
 			if err != nil || !b {
 				return false, err
 			}
