@@ -11,3 +11,10 @@ func PanicOn(account string) (undo func()) {
 	panicHook.Store(&f)
 	return func() { panicHook.Store(nil) }
 }
+
+// SetMaxQueued changes the bound of a session's update queue; the returned
+// function restores it.
+func SetMaxQueued(n int64) (undo func()) {
+	old := maxQueued.Swap(n)
+	return func() { maxQueued.Store(old) }
+}

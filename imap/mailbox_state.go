@@ -167,13 +167,28 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 	}
 }
 
+// maxQueued bounds the updates queued to one session: a client that keeps
+// a mailbox selected without ever sending a command (or reading its
+// socket) while the mailbox changes a lot would otherwise hold an ever
+// growing queue until its read timeout. Past the bound the queue is
+// dropped and the session ends with BYE at its next command or in IDLE
+// (view.overflowed); the client reconnects and reads the mailbox afresh.
+// 100,000 updates is about 6 MB. (A variable for the tests.)
+var maxQueued atomic.Int64
+
+func init() { maxQueued.Store(100_000) }
+
 // pushLocked queues u to every view but skip and wakes those in IDLE.
 func (sm *sharedMailbox) pushLocked(u update, skip *view) {
 	for v := range sm.views {
-		if v == skip {
+		if v == skip || v.overflowed {
 			continue
 		}
-		v.queue = append(v.queue, u)
+		if int64(len(v.queue)) >= maxQueued.Load() {
+			v.overflowed, v.queue = true, nil
+		} else {
+			v.queue = append(v.queue, u)
+		}
 		select {
 		case v.notify <- struct{}{}:
 		default: // already signalled

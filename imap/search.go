@@ -38,6 +38,12 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		m   *storage.Message
 	}
 	v.sm.mu.Lock()
+	if v.overflowed {
+		// The numbering is lost; the session ends at the poll that
+		// follows (maxQueued).
+		v.sm.mu.Unlock()
+		return &imap.SearchData{}, nil
+	}
 	cands := make([]cand, 0, len(v.sm.uids))
 	for i, uid := range v.sm.uids {
 		seq := v.clientSeqLocked(uint32(i + 1))

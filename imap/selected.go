@@ -115,7 +115,24 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 	if s.sel == nil {
 		return nil
 	}
+	if s.overflowed() {
+		return nil
+	}
 	return s.sel.poll(w, allowExpunge, s.rev2())
+}
+
+// overflowed ends the session with BYE when its update queue overflowed
+// (maxQueued): its numbering of the messages can no longer be kept.
+func (s *session) overflowed() bool {
+	v := s.sel
+	v.sm.mu.Lock()
+	over := v.overflowed
+	v.sm.mu.Unlock()
+	if over && s.conn != nil {
+		s.srv.log.Warn("imap: session ended, too many pending changes", "mailbox", v.id, "limit", maxQueued.Load())
+		s.conn.Bye("Too many changes to this mailbox while this session was not reading them; please reconnect")
+	}
+	return over
 }
 
 // Idle pushes updates as they come until the client says DONE (RFC 2177),
@@ -129,6 +146,9 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 	}
 	rev2 := s.rev2()
 	for {
+		if s.overflowed() {
+			return nil
+		}
 		if err := v.poll(w, true, rev2); err != nil {
 			return err
 		}
@@ -163,6 +183,9 @@ func (v *view) resolve(numSet imap.NumSet) []msgRef {
 	sm := v.sm
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
+	if v.overflowed {
+		return nil // the session ends at the poll that follows
+	}
 	var out []msgRef
 	switch set := numSet.(type) {
 	case imap.SeqSet:

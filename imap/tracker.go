@@ -51,6 +51,9 @@ type view struct {
 	notify chan struct{}
 
 	queue []update
+	// overflowed: more than maxQueued updates were queued; the queue was
+	// dropped and the session must end (Poll and Idle say BYE).
+	overflowed bool
 	// known is the number of messages the client knows of.
 	known uint32
 	// flagsSent is how much of sm.flagList the client was sent in FLAGS.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"carepost/imap"
 	"carepost/server"
 )
 
@@ -303,5 +304,35 @@ func TestExpungeCloseUnselect(t *testing.T) {
 	// CLOSE leaves the selected state: FETCH is refused.
 	if _, st := r.do("FETCH 1 FLAGS"); !strings.HasPrefix(st, "BAD") {
 		t.Errorf("FETCH after CLOSE: %s", st)
+	}
+}
+
+// A session that lets more than the bound of updates pile up (it never
+// reads while another session changes the mailbox) is ended with BYE at
+// its next command, rather than holding them all in memory.
+func TestUpdateQueueBound(t *testing.T) {
+	defer imap.SetMaxQueued(10)()
+	srv, users := start(t, "alice")
+	r := login(t, srv, users[0])
+	r.mustAppend("INBOX", "", "", simple(users[0], users[0], "m1", "x"))
+	r.sel("INBOX")
+	other := login(t, srv, users[0])
+	other.sel("INBOX")
+	for i := range 12 {
+		other.ok(`STORE 1 %sFLAGS (\Flagged)`, map[bool]string{true: "+", false: "-"}[i%2 == 0])
+	}
+	// The other session, under the bound, is unaffected.
+	other.ok("NOOP")
+	tag := r.send("NOOP")
+	var lines []string
+	for {
+		l, err := r.readLine()
+		if err != nil {
+			break
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "* BYE") || strings.Contains(strings.Join(lines, "\n"), tag+" OK") {
+		t.Fatalf("after the queue overflowed, NOOP got %q", lines)
 	}
 }
