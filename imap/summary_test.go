@@ -113,3 +113,31 @@ func FuzzSummary(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSummarize: parsing a message at delivery (ENVELOPE and
+// BODYSTRUCTURE): a 10 KB letter and a multipart with a 40 KB attachment.
+func BenchmarkSummarize(b *testing.B) {
+	letter := "From: \"Dr Martin\" <martin@ch-x.carepost.test>\r\nTo: dupont@carepost.test\r\n" +
+		"Subject: =?utf-8?q?Compte_rendu?=\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\nMessage-ID: <1@x.test>\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\n\r\n" + strings.Repeat("Compte rendu de consultation.\r\n", 330)
+	multi := "From: a@x.test\r\nTo: b@x.test\r\nSubject: pdf\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n" +
+		"--b1\r\nContent-Type: text/plain\r\n\r\nCi-joint.\r\n--b1\r\nContent-Type: application/pdf\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n" + strings.Repeat("JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFI+PgpzdHJlYW0K\r\n", 600) + "--b1--\r\n"
+	for _, c := range []struct{ name, msg string }{{"letter10KB", letter}, {"multipart40KB", multi}} {
+		b.Run(c.name, func(b *testing.B) {
+			body := []byte(c.msg)
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				Summarize(body)
+			}
+		})
+		b.Run(c.name+"/decode", func(b *testing.B) {
+			sum := Summarize([]byte(c.msg))
+			for b.Loop() {
+				if _, _, ok := decodeSummary(sum); !ok {
+					b.Fatal("does not decode")
+				}
+			}
+		})
+	}
+}

@@ -118,6 +118,36 @@ func BenchmarkDeliveryToIdlePush(b *testing.B) {
 
 // BenchmarkFetchHeaders: FETCH of envelopes and flags of 100 messages.
 func BenchmarkFetchHeaders(b *testing.B) {
+	c := fetchSetup(b, 100, "corps")
+	var all imap.SeqSet
+	all.AddRange(1, 100)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true, Envelope: true}).Collect()
+		if err != nil || len(msgs) != 100 {
+			b.Fatalf("fetch: %d messages, %v", len(msgs), err)
+		}
+	}
+}
+
+// BenchmarkFetchBody: FETCH BODY.PEEK[] of one 10 KB message (decrypted
+// and streamed), a different one each time.
+func BenchmarkFetchBody(b *testing.B) {
+	c := fetchSetup(b, 100, strings.Repeat("Compte rendu de consultation.\r\n", 330))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		msgs, err := c.Fetch(imap.SeqSetNum(uint32(i%100+1)), &imap.FetchOptions{
+			BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+		}).Collect()
+		if err != nil || len(msgs) != 1 || len(msgs[0].BodySection) != 1 {
+			b.Fatalf("fetch: %v", err)
+		}
+	}
+}
+
+// fetchSetup delivers n messages with body to bob over submission and
+// returns an IMAP client with bob's INBOX selected.
+func fetchSetup(b *testing.B, n int, body string) *imapclient.Client {
 	srv := servertest.Start(b)
 	alice := srv.AddProfessional("alice", password)
 	bob := srv.AddProfessional("bob", password)
@@ -128,8 +158,8 @@ func BenchmarkFetchHeaders(b *testing.B) {
 	if err := sc.Auth(sasl.NewPlainClient("", alice, password)); err != nil {
 		b.Fatal(err)
 	}
-	for i := 0; i < 100; i++ {
-		if err := sc.SendMail(alice, []string{bob}, strings.NewReader(message(alice, bob, fmt.Sprint("n", i), "corps"))); err != nil {
+	for i := 0; i < n; i++ {
+		if err := sc.SendMail(alice, []string{bob}, strings.NewReader(message(alice, bob, fmt.Sprint("n", i), body))); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -138,20 +168,12 @@ func BenchmarkFetchHeaders(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(func() { c.Close() })
 	if err := c.Login(bob, password).Wait(); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		b.Fatal(err)
 	}
-	var all imap.SeqSet
-	all.AddRange(1, 100)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true, Envelope: true}).Collect()
-		if err != nil || len(msgs) != 100 {
-			b.Fatalf("fetch: %d messages, %v", len(msgs), err)
-		}
-	}
+	return c
 }
