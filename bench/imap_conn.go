@@ -133,16 +133,6 @@ type idler struct {
 	idle *imapclient.IdleCommand
 }
 
-// open reports whether the connection is still up.
-func (i *idler) open() bool {
-	select {
-	case <-i.c.Closed():
-		return false
-	default:
-		return true
-	}
-}
-
 // close ends IDLE (DONE) and logs out.
 func (i *idler) close(timeout time.Duration) {
 	t := time.AfterFunc(timeout, func() { i.c.Close() })
