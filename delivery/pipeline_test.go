@@ -84,7 +84,7 @@ func (w *world) stored(account string) [][]byte {
 	}
 	var out [][]byte
 	for _, u := range uids {
-		b, err := w.db.OpenBody(ctx, mb.ID, u)
+		b, err := w.db.OpenBody(ctx, mb.ID, u.UID)
 		if err != nil {
 			w.t.Fatal(err)
 		}

@@ -29,10 +29,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	metas, err := s.srv.opts.Store.Messages(ctx, v.id, uidsOf(refs))
-	if err != nil {
-		return s.mapError("fetch", err)
-	}
+	// Flags, dates and sizes come from the shared state (no read); those
+	// missing were expunged meanwhile, and their EXPUNGE follows.
+	metas := v.sm.messages(uidsOf(refs))
 	byUID := make(map[uint32]*storage.Message, len(metas))
 	for i := range metas {
 		byUID[metas[i].UID] = &metas[i]

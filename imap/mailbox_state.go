@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"carepost/storage"
 )
@@ -29,6 +30,12 @@ type sharedMailbox struct {
 	loaded  bool
 	pending []storage.Change // changes seen while loading
 	uids    []uint32         // ascending; index+1 is the server sequence number
+	// meta is the metadata of each message, parallel to uids: FETCH of
+	// FLAGS, INTERNALDATE and RFC822.SIZE and SEARCH on flags, dates and
+	// sizes read it here instead of from the store. It is kept by the
+	// same change feed as uids (Change carries the new message's date
+	// and size); about 80 bytes a message.
+	meta []msgMeta
 	// snapshot is the HIGHESTMODSEQ of the snapshot the state was loaded
 	// from: changes up to it are already in uids.
 	snapshot uint64
@@ -70,15 +77,21 @@ func (s *Server) acquire(ctx context.Context, id int64) (*sharedMailbox, error) 
 	// Watch first, then read the snapshot: a change committed in between is
 	// both in the snapshot and queued; its ModSeq tells which.
 	sm.stop = s.opts.Store.Watch(id, sm.onChange)
-	status, uids, _, err := s.opts.Store.Select(ctx, id, false)
+	status, msgs, _, err := s.opts.Store.Select(ctx, id, false)
 	if err != nil {
 		sm.err = err
 		close(sm.ready)
 		s.release(sm)
 		return nil, err
 	}
+	uids := make([]uint32, len(msgs))
+	meta := make([]msgMeta, len(msgs))
+	for i, m := range msgs {
+		uids[i] = m.UID
+		meta[i] = msgMeta{flags: m.Flags, date: m.InternalDate, size: m.Size, modseq: m.ModSeq}
+	}
 	sm.mu.Lock()
-	sm.uids = uids
+	sm.uids, sm.meta = uids, meta
 	sm.snapshot = status.HighestModSeq
 	sm.announceLocked(status.Flags)
 	sm.loaded = true
@@ -136,6 +149,7 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 		}
 		sm.announceLocked(c.Flags)
 		sm.uids = append(sm.uids, c.UID)
+		sm.meta = append(sm.meta, msgMeta{flags: c.Flags, date: c.InternalDate, size: c.Size, modseq: c.ModSeq})
 		sm.pushLocked(update{kind: updExists, seq: uint32(len(sm.uids)), uid: c.UID}, nil)
 	case storage.FlagsChanged:
 		i, ok := sm.indexLocked(c.UID)
@@ -143,6 +157,7 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 			return
 		}
 		sm.announceLocked(c.Flags)
+		sm.meta[i].flags, sm.meta[i].modseq = c.Flags, c.ModSeq
 		// A session reports its own STORE itself (RFC 9051 §6.4.6: and
 		// nothing with .SILENT).
 		origin, _ := c.Origin.(*view)
@@ -153,6 +168,7 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 			return
 		}
 		sm.uids = append(sm.uids[:i], sm.uids[i+1:]...)
+		sm.meta = append(sm.meta[:i], sm.meta[i+1:]...)
 		sm.index.noteExpunged()
 		sm.pushLocked(update{kind: updExpunge, seq: uint32(i + 1), uid: c.UID}, nil)
 	case storage.MailboxDeleted:
@@ -161,7 +177,7 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 		for i := len(sm.uids); i > 0; i-- {
 			sm.pushLocked(update{kind: updExpunge, seq: uint32(i), uid: sm.uids[i-1]}, nil)
 		}
-		sm.uids = nil
+		sm.uids, sm.meta = nil, nil
 		sm.deleted.Store(true)
 		sm.index.free()
 	}
@@ -231,3 +247,37 @@ func (sm *sharedMailbox) announceLocked(flags []string) {
 }
 
 var systemFlags = []string{storage.FlagAnswered, storage.FlagFlagged, storage.FlagDeleted, storage.FlagSeen, storage.FlagDraft}
+
+// msgMeta is the metadata of one message in the shared state.
+type msgMeta struct {
+	flags  []string // never modified in place: replaced on change
+	date   time.Time
+	size   int64
+	modseq uint64
+}
+
+// messages returns the metadata of the given UIDs (ascending) that are in
+// the mailbox, as Store.Messages would, from the shared state; nil uids
+// means all of them.
+func (sm *sharedMailbox) messages(uids []uint32) []storage.Message {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if uids == nil {
+		out := make([]storage.Message, len(sm.uids))
+		for i, u := range sm.uids {
+			out[i] = sm.meta[i].message(u)
+		}
+		return out
+	}
+	out := make([]storage.Message, 0, len(uids))
+	for _, u := range uids {
+		if i, ok := sm.indexLocked(u); ok {
+			out = append(out, sm.meta[i].message(u))
+		}
+	}
+	return out
+}
+
+func (m *msgMeta) message(uid uint32) storage.Message {
+	return storage.Message{UID: uid, Flags: m.flags, InternalDate: m.date, Size: m.size, ModSeq: m.modseq}
+}

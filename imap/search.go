@@ -61,13 +61,10 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	v.sm.mu.Unlock()
 
 	if need.meta {
-		// Messages of the whole mailbox in one read is cheaper than by
-		// UIDs; those missing were expunged meanwhile (their EXPUNGE
-		// follows) and are left out.
-		metas, err := s.srv.opts.Store.Messages(ctx, v.id, nil)
-		if err != nil {
-			return nil, s.mapError("search", err)
-		}
+		// The metadata comes from the shared state (no read); messages
+		// missing were expunged meanwhile (their EXPUNGE follows) and
+		// are left out.
+		metas := v.sm.messages(nil)
 		j, kept := 0, cands[:0]
 		for _, c := range cands {
 			for j < len(metas) && metas[j].UID < c.uid {

@@ -21,6 +21,7 @@ func TestTrackerModel(t *testing.T) {
 		var client []uint32
 		for uid := uint32(1); uid <= uint32(rng.IntN(5)); uid++ {
 			sm.uids = append(sm.uids, uid)
+			sm.meta = append(sm.meta, msgMeta{})
 			client = append(client, uid)
 		}
 		v := &view{sm: sm, notify: make(chan struct{}, 1), known: uint32(len(client))}
@@ -49,6 +50,9 @@ func TestTrackerModel(t *testing.T) {
 				allow := rng.IntN(2) == 0
 				for _, o := range v.drainLocked(allow) {
 					client = applyOutput(t, seed, step, client, o, allow)
+				}
+				if len(sm.meta) != len(sm.uids) {
+					t.Fatalf("seed %d step %d: %d metadata for %d UIDs", seed, step, len(sm.meta), len(sm.uids))
 				}
 				if allow && !slices.Equal(client, sm.uids) {
 					t.Fatalf("seed %d step %d: client %v, server %v", seed, step, client, sm.uids)

@@ -79,11 +79,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		}
 	}
 	if len(unchanged) > 0 {
-		metas, err := s.srv.opts.Store.Messages(ctx, v.id, unchanged)
-		if err != nil {
-			return s.mapError("store", err)
-		}
-		for _, m := range metas {
+		for _, m := range v.sm.messages(unchanged) {
 			state[m.UID] = storage.FlagUpdate{UID: m.UID, Flags: m.Flags, ModSeq: m.ModSeq}
 		}
 	}

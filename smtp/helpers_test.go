@@ -240,7 +240,7 @@ func (e *env) inbox(account string) [][]byte {
 	}
 	var out [][]byte
 	for _, uid := range uids {
-		b, err := e.db.OpenBody(ctx, mb.ID, uid)
+		b, err := e.db.OpenBody(ctx, mb.ID, uid.UID)
 		if err != nil {
 			e.t.Fatal(err)
 		}

@@ -211,14 +211,14 @@ type Store interface {
 
 	// Status reads the counters of a mailbox in one snapshot.
 	Status(ctx context.Context, mailboxID int64) (MailboxStatus, error)
-	// Select reads the status and the UIDs of all messages (ascending) in
-	// one snapshot. When claimRecent is true (SELECT, not EXAMINE), the
+	// Select reads the status and the metadata of all messages (ascending
+	// UIDs) in one snapshot. When claimRecent is true (SELECT, not EXAMINE), the
 	// messages that arrived since the last claiming Select become \Recent
 	// for this caller only: status.Recent counts them and firstRecent is
 	// the lowest such UID (0 if none). When claimRecent is false, they
 	// describe the messages no claiming Select has seen yet, and nothing
 	// is claimed.
-	Select(ctx context.Context, mailboxID int64, claimRecent bool) (status MailboxStatus, uids []uint32, firstRecent uint32, err error)
+	Select(ctx context.Context, mailboxID int64, claimRecent bool) (status MailboxStatus, msgs []Message, firstRecent uint32, err error)
 	// ClaimRecent claims for the caller the messages with UIDs up to
 	// upToUID that no claiming Select or ClaimRecent has seen yet: a
 	// session that has the mailbox selected read-write calls it when it
@@ -302,6 +302,11 @@ type Change struct {
 	UID       uint32
 	Flags     []string
 	ModSeq    uint64
+	// InternalDate and Size are those of the new message (MessageAdded
+	// only), so that a watcher can keep the metadata of a mailbox without
+	// reading it again.
+	InternalDate time.Time
+	Size         int64
 	// Origin is the value attached with WithOrigin to the context of the
 	// call that made the change (nil if none): an IMAP session uses it to
 	// recognise its own changes, which it reports itself (RFC 9051 §6.4.6:

@@ -359,7 +359,7 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("delivery to a missing mailbox: %v", results[7])
 	}
 	st, uids, _, _ := db.Select(ctx, inbox.ID, false)
-	if st.Messages != n-1 || st.UIDNext != n || uids[n-2] != n-1 {
+	if st.Messages != n-1 || st.UIDNext != n || uids[n-2].UID != n-1 {
 		t.Errorf("after the batch: %+v %v", st, uids)
 	}
 	if got := len(blobFiles(t, dir)); got != n-1 {

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -175,7 +176,8 @@ func (db *DB) Deliver(ctx context.Context, body io.Reader, targets []storage.Tar
 			}
 			out = append(out, storage.Appended{MailboxID: tg.MailboxID, UIDValidity: uidValidity, UID: uid, ModSeq: modseq})
 			t.publish(storage.Change{Kind: storage.MessageAdded, MailboxID: tg.MailboxID, UID: uid,
-				Flags: formatFlags(flags[i].bits, joinKeywords(flags[i].keywords)), ModSeq: modseq})
+				Flags: formatFlags(flags[i].bits, joinKeywords(flags[i].keywords)), ModSeq: modseq,
+				InternalDate: date, Size: size})
 		}
 		return nil
 	})
@@ -245,11 +247,12 @@ func (db *DB) Status(ctx context.Context, mailboxID int64) (storage.MailboxStatu
 // and returns the old one, so that of concurrent claims each message goes
 // to exactly one. Without claimRecent, Recent and firstRecent describe the
 // messages not claimed yet.
-func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (storage.MailboxStatus, []uint32, uint32, error) {
+func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (storage.MailboxStatus, []storage.Message, uint32, error) {
 	var (
 		st        storage.MailboxStatus
-		uids      []uint32
+		msgs      []storage.Message
 		recentUID int64
+		zones     zoneCache
 	)
 	err := db.read(ctx, func(tx stx) error {
 		var keywords string
@@ -259,19 +262,26 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 			return err
 		}
 		st.Flags = mailboxFlags(keywords)
-		rows, err := tx.QueryContext(ctx, qSelect, mailboxID)
+		rows, err := tx.QueryContext(ctx, qMessagesAll, mailboxID)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		uids = make([]uint32, 0, min(max(int64(st.UIDNext)-1, 0), 1<<20))
+		msgs = make([]storage.Message, 0, min(max(int64(st.UIDNext)-1, 0), 1<<20))
 		for rows.Next() {
-			var uid64, flags, size int64
-			if err := rows.Scan(&uid64, &flags, &size); err != nil {
+			var uid64, flags, nanos, off, size, modseq int64
+			var keywords string
+			if err := rows.Scan(&uid64, &flags, &keywords, &nanos, &off, &size, &modseq); err != nil {
 				return err
 			}
 			uid := uint32(uid64)
-			uids = append(uids, uid)
+			msgs = append(msgs, storage.Message{
+				UID:          uid,
+				Flags:        formatFlags(flags, keywords),
+				InternalDate: zones.date(nanos, int(off)),
+				Size:         size,
+				ModSeq:       uint64(modseq),
+			})
 			st.Size += size
 			if flags&flagSeen == 0 {
 				st.Unseen++
@@ -283,14 +293,14 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 				st.Deleted++
 			}
 		}
-		st.Messages = uint32(len(uids))
+		st.Messages = uint32(len(msgs))
 		return rows.Err()
 	})
 	if err != nil {
 		return storage.MailboxStatus{}, nil, 0, err
 	}
-	if claimRecent && len(uids) > 0 && int64(uids[len(uids)-1]) > recentUID {
-		top := uids[len(uids)-1]
+	if claimRecent && len(msgs) > 0 && int64(msgs[len(msgs)-1].UID) > recentUID {
+		top := msgs[len(msgs)-1].UID
 		err := db.write(ctx, func(t *wtx) error {
 			err := t.QueryRowContext(t.ctx, "SELECT recent_uid FROM mailboxes WHERE id = ?", mailboxID).Scan(&recentUID)
 			if errors.Is(err, sql.ErrNoRows) {
@@ -307,16 +317,18 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 		}
 	}
 	// UIDs above the watermark (the old one when we claimed) are recent.
-	i, _ := slices.BinarySearch(uids, uint32(min(recentUID, math.MaxUint32))+1)
+	i, _ := slices.BinarySearchFunc(msgs, uint32(min(recentUID, math.MaxUint32))+1, func(m storage.Message, u uint32) int {
+		return cmp.Compare(m.UID, u)
+	})
 	if recentUID >= math.MaxUint32 {
-		i = len(uids)
+		i = len(msgs)
 	}
-	st.Recent = uint32(len(uids) - i)
+	st.Recent = uint32(len(msgs) - i)
 	var firstRecent uint32
-	if i < len(uids) {
-		firstRecent = uids[i]
+	if i < len(msgs) {
+		firstRecent = msgs[i].UID
 	}
-	return st, uids, firstRecent, nil
+	return st, msgs, firstRecent, nil
 }
 
 // Messages implements storage.Store: one range scan of the primary key for

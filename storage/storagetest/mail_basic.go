@@ -140,10 +140,15 @@ func testSelect(t *testing.T, h *harness) {
 	h.deliver("bb", nil, inbox.ID)
 	h.deliver("ccc", []string{`\Deleted`, "Urgent"}, inbox.ID)
 
-	st, uids, first, err := h.s.Select(h.ctx, inbox.ID, true)
+	st, msgs, first, err := h.s.Select(h.ctx, inbox.ID, true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Select's metadata is that of Messages, in the same snapshot.
+	if all := h.messages(inbox.ID, nil); fmt.Sprint(all) != fmt.Sprint(msgs) {
+		t.Errorf("Select's messages %+v, Messages %+v", msgs, all)
+	}
+	uids := uidsOf(msgs)
 	if !slices.Equal(uids, []uint32{1, 2, 3}) || st.Messages != 3 || st.Unseen != 2 || st.Deleted != 1 ||
 		st.Size != 6 || st.FirstUnseen != 2 || st.UIDNext != 4 || st.Recent != 3 || first != 1 {
 		t.Errorf("Select = %+v, %v, first recent %d", st, uids, first)
@@ -205,7 +210,8 @@ func testSelect(t *testing.T, h *harness) {
 	wantErr(t, "Status of a missing mailbox", err, storage.ErrNoMailbox)
 
 	// Empty mailbox.
-	st, uids, first, err = h.s.Select(h.ctx, h.mailbox(alice, "Trash").ID, true)
+	st, msgs, first, err = h.s.Select(h.ctx, h.mailbox(alice, "Trash").ID, true)
+	uids = uidsOf(msgs)
 	if err != nil || len(uids) != 0 || st.Messages != 0 || st.FirstUnseen != 0 || first != 0 || st.UIDNext != 1 {
 		t.Errorf("empty Select = %+v, %v, %d, %v", st, uids, first, err)
 	}

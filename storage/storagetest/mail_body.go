@@ -133,7 +133,7 @@ func testReopen(t *testing.T, h *harness) {
 		t.Errorf("Recent claimed before the reopen came back: %d", after.Recent)
 	}
 	after.Recent, before.Recent = 0, 0
-	if fmt.Sprint(after) != fmt.Sprint(before) || !slices.Equal(afterUIDs, beforeUIDs) {
+	if fmt.Sprint(after) != fmt.Sprint(before) || !slices.Equal(uidsOf(afterUIDs), uidsOf(beforeUIDs)) {
 		t.Errorf("status after reopen\n %+v\nwas\n %+v", after, before)
 	}
 	afterMsgs := h.messages(inbox.ID, nil)
@@ -269,6 +269,14 @@ func testWatchKinds(t *testing.T, h *harness) {
 			}
 			if i > 0 && c.ModSeq < got[i-1].ModSeq {
 				t.Errorf("mailbox %d: modseq goes back at change %d: %+v", id, i, got)
+			}
+			// A new message comes with the metadata Messages gives
+			// (delivered, or copied: the copy keeps date and size).
+			if c.Kind == storage.MessageAdded {
+				ms, err := h.s.Messages(h.ctx, id, []uint32{c.UID})
+				if err == nil && len(ms) == 1 && (!ms[0].InternalDate.Equal(c.InternalDate) || ms[0].Size != c.Size) {
+					t.Errorf("mailbox %d change %d: date %v size %d, Messages says %v %d", id, i, c.InternalDate, c.Size, ms[0].InternalDate, ms[0].Size)
+				}
 			}
 		}
 		if st, err := h.s.Status(h.ctx, id); err == nil && got[len(got)-1].ModSeq != st.HighestModSeq {
