@@ -2,6 +2,7 @@ package imap
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,8 +35,15 @@ type sharedMailbox struct {
 	// FLAGS, INTERNALDATE and RFC822.SIZE and SEARCH on flags, dates and
 	// sizes read it here instead of from the store. It is kept by the
 	// same change feed as uids (Change carries the new message's date
-	// and size); about 80 bytes a message.
+	// and size); 32 bytes a message, the flag sets being shared
+	// (flagSets).
 	meta []msgMeta
+	// flagSets are the distinct flag sets of the mailbox's messages
+	// (most messages share a few), which msgMeta.set indexes; setIndex
+	// finds a set by its flags joined with spaces. They only grow while
+	// the state lives.
+	flagSets [][]string
+	setIndex map[string]int32
 	// snapshot is the HIGHESTMODSEQ of the snapshot the state was loaded
 	// from: changes up to it are already in uids.
 	snapshot uint64
@@ -86,11 +94,11 @@ func (s *Server) acquire(ctx context.Context, id int64) (*sharedMailbox, error) 
 	}
 	uids := make([]uint32, len(msgs))
 	meta := make([]msgMeta, len(msgs))
+	sm.mu.Lock()
 	for i, m := range msgs {
 		uids[i] = m.UID
-		meta[i] = msgMeta{flags: m.Flags, date: m.InternalDate, size: m.Size, modseq: m.ModSeq}
+		meta[i] = sm.metaLocked(m.Flags, m.InternalDate, m.Size, m.ModSeq)
 	}
-	sm.mu.Lock()
 	sm.uids, sm.meta = uids, meta
 	sm.snapshot = status.HighestModSeq
 	sm.announceLocked(status.Flags)
@@ -149,7 +157,7 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 		}
 		sm.announceLocked(c.Flags)
 		sm.uids = append(sm.uids, c.UID)
-		sm.meta = append(sm.meta, msgMeta{flags: c.Flags, date: c.InternalDate, size: c.Size, modseq: c.ModSeq})
+		sm.meta = append(sm.meta, sm.metaLocked(c.Flags, c.InternalDate, c.Size, c.ModSeq))
 		sm.pushLocked(update{kind: updExists, seq: uint32(len(sm.uids)), uid: c.UID}, nil)
 	case storage.FlagsChanged:
 		i, ok := sm.indexLocked(c.UID)
@@ -157,7 +165,7 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 			return
 		}
 		sm.announceLocked(c.Flags)
-		sm.meta[i].flags, sm.meta[i].modseq = c.Flags, c.ModSeq
+		sm.meta[i].set, sm.meta[i].modseq = sm.flagSetLocked(c.Flags), c.ModSeq
 		// A session reports its own STORE itself (RFC 9051 §6.4.6: and
 		// nothing with .SILENT).
 		origin, _ := c.Origin.(*view)
@@ -250,10 +258,31 @@ var systemFlags = []string{storage.FlagAnswered, storage.FlagFlagged, storage.Fl
 
 // msgMeta is the metadata of one message in the shared state.
 type msgMeta struct {
-	flags  []string // never modified in place: replaced on change
-	date   time.Time
+	nanos  int64 // internal date, Unix nanoseconds
 	size   int64
 	modseq uint64
+	set    int32 // flags: index in sharedMailbox.flagSets
+	offset int32 // zone offset of the internal date, in seconds
+}
+
+func (sm *sharedMailbox) metaLocked(flags []string, date time.Time, size int64, modseq uint64) msgMeta {
+	_, off := date.Zone()
+	return msgMeta{nanos: date.UnixNano(), size: size, modseq: modseq, set: sm.flagSetLocked(flags), offset: int32(off)}
+}
+
+// flagSetLocked returns the index of the flag set flags, adding it if new.
+func (sm *sharedMailbox) flagSetLocked(flags []string) int32 {
+	key := strings.Join(flags, " ")
+	if i, ok := sm.setIndex[key]; ok {
+		return i
+	}
+	if sm.setIndex == nil {
+		sm.setIndex = map[string]int32{}
+	}
+	i := int32(len(sm.flagSets))
+	sm.flagSets = append(sm.flagSets, slices.Clip(flags))
+	sm.setIndex[key] = i
+	return i
 }
 
 // messages returns the metadata of the given UIDs (ascending) that are in
@@ -262,22 +291,47 @@ type msgMeta struct {
 func (sm *sharedMailbox) messages(uids []uint32) []storage.Message {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
+	var zones zoneCache
 	if uids == nil {
 		out := make([]storage.Message, len(sm.uids))
-		for i, u := range sm.uids {
-			out[i] = sm.meta[i].message(u)
+		for i := range sm.uids {
+			out[i] = sm.messageLocked(i, &zones)
 		}
 		return out
 	}
 	out := make([]storage.Message, 0, len(uids))
 	for _, u := range uids {
 		if i, ok := sm.indexLocked(u); ok {
-			out = append(out, sm.meta[i].message(u))
+			out = append(out, sm.messageLocked(i, &zones))
 		}
 	}
 	return out
 }
 
-func (m *msgMeta) message(uid uint32) storage.Message {
-	return storage.Message{UID: uid, Flags: m.flags, InternalDate: m.date, Size: m.size, ModSeq: m.modseq}
+// messageLocked rebuilds the storage.Message of the i-th message. The
+// Flags slice is shared: callers never modify it.
+func (sm *sharedMailbox) messageLocked(i int, zones *zoneCache) storage.Message {
+	m := &sm.meta[i]
+	return storage.Message{
+		UID: sm.uids[i], Flags: sm.flagSets[m.set], InternalDate: zones.date(m.nanos, int(m.offset)),
+		Size: m.size, ModSeq: m.modseq,
+	}
+}
+
+// zoneCache reuses one *time.Location per zone offset (time.FixedZone
+// allocates); the messages of a mailbox share a few offsets.
+type zoneCache struct {
+	off int
+	loc *time.Location
+}
+
+func (z *zoneCache) date(nanos int64, off int) time.Time {
+	t := time.Unix(0, nanos)
+	if off == 0 {
+		return t.UTC()
+	}
+	if z.loc == nil || z.off != off {
+		z.off, z.loc = off, time.FixedZone("", off)
+	}
+	return t.In(z.loc)
 }
