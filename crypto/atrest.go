@@ -343,13 +343,7 @@ func OpenSealed(r io.ReaderAt, size int64, key []byte) (SealedReader, error) {
 	if _, err := r.ReadAt(header, 0); err != nil {
 		return nil, fmt.Errorf("crypto: read sealed blob header: %w", err)
 	}
-	if string(header[:len(sealMagic)]) != sealMagic {
-		return nil, fmt.Errorf("%w: not a sealed blob", ErrSealed)
-	}
-	if v := header[len(sealMagic)]; v != sealVersion {
-		return nil, fmt.Errorf("%w: unknown version %d", ErrSealed, v)
-	}
-	aead, prefix, err := blobCipher(key, header[len(sealMagic)+1:])
+	aead, prefix, err := openHeader(header, key)
 	if err != nil {
 		return nil, err
 	}
@@ -376,6 +370,18 @@ func OpenSealed(r io.ReaderAt, size int64, key []byte) (SealedReader, error) {
 
 func (sr *sealedReader) Size() int64 { return sr.size }
 
+// openHeader checks the header of a sealed blob and returns the cipher of
+// its chunks.
+func openHeader(header, key []byte) (cipher.AEAD, []byte, error) {
+	if string(header[:len(sealMagic)]) != sealMagic {
+		return nil, nil, fmt.Errorf("%w: not a sealed blob", ErrSealed)
+	}
+	if v := header[len(sealMagic)]; v != sealVersion {
+		return nil, nil, fmt.Errorf("%w: unknown version %d", ErrSealed, v)
+	}
+	return blobCipher(key, header[len(sealMagic)+1:])
+}
+
 // OpenBytes decrypts and authenticates a whole sealed blob held in memory
 // (the format of SealBytes and NewSealWriter) into one new slice: the
 // header sections and small bodies that storage keeps in its rows are read
@@ -385,13 +391,7 @@ func OpenBytes(sealed, key []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes is too short", ErrSealed, len(sealed))
 	}
 	header := sealed[:sealHeaderLen]
-	if string(header[:len(sealMagic)]) != sealMagic {
-		return nil, fmt.Errorf("%w: not a sealed blob", ErrSealed)
-	}
-	if v := header[len(sealMagic)]; v != sealVersion {
-		return nil, fmt.Errorf("%w: unknown version %d", ErrSealed, v)
-	}
-	aead, prefix, err := blobCipher(key, header[len(sealMagic)+1:])
+	aead, prefix, err := openHeader(header, key)
 	if err != nil {
 		return nil, err
 	}

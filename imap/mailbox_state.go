@@ -291,7 +291,7 @@ func (sm *sharedMailbox) flagSetLocked(flags []string) int32 {
 func (sm *sharedMailbox) messages(uids []uint32) []storage.Message {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
-	var zones zoneCache
+	var zones storage.ZoneCache
 	if uids == nil {
 		out := make([]storage.Message, len(sm.uids))
 		for i := range sm.uids {
@@ -310,28 +310,10 @@ func (sm *sharedMailbox) messages(uids []uint32) []storage.Message {
 
 // messageLocked rebuilds the storage.Message of the i-th message. The
 // Flags slice is shared: callers never modify it.
-func (sm *sharedMailbox) messageLocked(i int, zones *zoneCache) storage.Message {
+func (sm *sharedMailbox) messageLocked(i int, zones *storage.ZoneCache) storage.Message {
 	m := &sm.meta[i]
 	return storage.Message{
-		UID: sm.uids[i], Flags: sm.flagSets[m.set], InternalDate: zones.date(m.nanos, int(m.offset)),
+		UID: sm.uids[i], Flags: sm.flagSets[m.set], InternalDate: zones.Date(m.nanos, int(m.offset)),
 		Size: m.size, ModSeq: m.modseq,
 	}
-}
-
-// zoneCache reuses one *time.Location per zone offset (time.FixedZone
-// allocates); the messages of a mailbox share a few offsets.
-type zoneCache struct {
-	off int
-	loc *time.Location
-}
-
-func (z *zoneCache) date(nanos int64, off int) time.Time {
-	t := time.Unix(0, nanos)
-	if off == 0 {
-		return t.UTC()
-	}
-	if z.loc == nil || z.off != off {
-		z.off, z.loc = off, time.FixedZone("", off)
-	}
-	return t.In(z.loc)
 }

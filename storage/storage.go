@@ -108,6 +108,28 @@ type Message struct {
 	ModSeq       uint64
 }
 
+// ZoneCache rebuilds internal dates kept as Unix nanoseconds and a zone
+// offset, reusing one *time.Location per offset (time.FixedZone
+// allocates, and the messages of a mailbox share a few offsets). The zero
+// value is ready; it is not safe for concurrent use.
+type ZoneCache struct {
+	off int
+	loc *time.Location
+}
+
+// Date returns the instant nanos (Unix nanoseconds) in the zone off
+// seconds east of UTC.
+func (z *ZoneCache) Date(nanos int64, off int) time.Time {
+	t := time.Unix(0, nanos)
+	if off == 0 {
+		return t.UTC()
+	}
+	if z.loc == nil || z.off != off {
+		z.off, z.loc = off, time.FixedZone("", off)
+	}
+	return t.In(z.loc)
+}
+
 // Target is one copy of a message to store by Deliver (APPEND is a Deliver
 // with one target).
 type Target struct {

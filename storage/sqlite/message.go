@@ -107,24 +107,6 @@ func encodeDate(d time.Time) (int64, int) {
 	return d.UnixNano(), off
 }
 
-// zoneCache reuses one *time.Location per offset (time.FixedZone
-// allocates), as most messages of a mailbox share a few offsets.
-type zoneCache struct {
-	off int
-	loc *time.Location
-}
-
-func (z *zoneCache) date(nanos int64, off int) time.Time {
-	t := time.Unix(0, nanos)
-	if off == 0 {
-		return t.UTC()
-	}
-	if z.loc == nil || z.off != off {
-		z.off, z.loc = off, time.FixedZone("", off)
-	}
-	return t.In(z.loc)
-}
-
 // Deliver implements storage.Store: the body is sealed and fsynced once,
 // then one op inserts its blob row and one message per target.
 func (db *DB) Deliver(ctx context.Context, body io.Reader, targets []storage.Target) ([]storage.Appended, error) {
@@ -252,7 +234,7 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 		st        storage.MailboxStatus
 		msgs      []storage.Message
 		recentUID int64
-		zones     zoneCache
+		zones     storage.ZoneCache
 	)
 	err := db.read(ctx, func(tx stx) error {
 		var keywords string
@@ -278,7 +260,7 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 			msgs = append(msgs, storage.Message{
 				UID:          uid,
 				Flags:        formatFlags(flags, keywords),
-				InternalDate: zones.date(nanos, int(off)),
+				InternalDate: zones.Date(nanos, int(off)),
 				Size:         size,
 				ModSeq:       uint64(modseq),
 			})
@@ -335,7 +317,7 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 // all messages, or one lookup per UID inside one statement.
 func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]storage.Message, error) {
 	var out []storage.Message
-	var zones zoneCache
+	var zones storage.ZoneCache
 	// Two statements outside a transaction (poolQ): the first only
 	// checks the mailbox and sizes the result.
 	q := poolQ{db.rstmts}
@@ -379,7 +361,7 @@ func (db *DB) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([]s
 			out = append(out, storage.Message{
 				UID:          uint32(uid),
 				Flags:        formatFlags(flags, keywords),
-				InternalDate: zones.date(nanos, int(off)),
+				InternalDate: zones.Date(nanos, int(off)),
 				Size:         size,
 				ModSeq:       uint64(modseq),
 			})

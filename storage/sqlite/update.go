@@ -132,7 +132,7 @@ func (db *DB) Move(ctx context.Context, srcMailboxID int64, uids []uint32, dstMa
 }
 
 func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID int64, move bool) (storage.CopyResult, error) {
-	var zones zoneCache
+	var zones storage.ZoneCache
 	var res storage.CopyResult
 	err := db.write(ctx, func(t *wtx) error {
 		res = storage.CopyResult{}
@@ -203,7 +203,7 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 			res.SourceUIDs = append(res.SourceUIDs, r.uid)
 			res.DestUIDs = append(res.DestUIDs, uid)
 			t.publish(storage.Change{Kind: storage.MessageAdded, MailboxID: dstID, UID: uid, Flags: formatFlags(r.flags, r.kw), ModSeq: modseq,
-				InternalDate: zones.date(r.date, r.off), Size: r.size})
+				InternalDate: zones.Date(r.date, r.off), Size: r.size})
 		}
 		if !move {
 			return nil
