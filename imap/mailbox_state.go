@@ -44,6 +44,7 @@ type sharedMailbox struct {
 	// the state lives.
 	flagSets [][]string
 	setIndex map[string]int32
+	validity uint32 // UIDVALIDITY, never changed for a mailbox ID's life
 	// snapshot is the HIGHESTMODSEQ of the snapshot the state was loaded
 	// from: changes up to it are already in uids.
 	snapshot uint64
@@ -101,6 +102,7 @@ func (s *Server) acquire(ctx context.Context, id int64) (*sharedMailbox, error) 
 	}
 	sm.uids, sm.meta = uids, meta
 	sm.snapshot = status.HighestModSeq
+	sm.validity = status.UIDValidity
 	sm.announceLocked(status.Flags)
 	sm.loaded = true
 	for _, c := range sm.pending {

@@ -66,6 +66,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	mailboxes map[int64]*sharedMailbox // selected in at least one session
+	digests   *digestCache             // digestcache.go
 	closed    bool                     // guarded by mu
 	// sessions counts the sessions not yet ended, for Close to wait on.
 	sessions sync.WaitGroup
@@ -106,7 +107,7 @@ func New(opts Options) *Server {
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = 25 << 20
 	}
-	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}}
+	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}, digests: newDigestCache(digestCacheBytes)}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {

@@ -248,7 +248,9 @@ type Store interface {
 	// one session (RFC 3501 §2.3.2). The caller's messages are those of
 	// [firstClaimed, upToUID] that exist; firstClaimed is 0 when another
 	// caller claimed them all first. It is one small write, and cheap
-	// when there is nothing to claim.
+	// when there is nothing to claim. Unlike the other writes it need not
+	// be durable when it returns: a crash may show some messages as
+	// \Recent once more, which RFC 3501 allows (\Recent is a hint).
 	ClaimRecent(ctx context.Context, mailboxID int64, upToUID uint32) (firstClaimed uint32, err error)
 
 	// Deliver stores one body once and a copy of it in every target mailbox,

@@ -40,6 +40,9 @@ type op struct {
 	changes []storage.Change
 	garbage []string // blob names to remove after the commit
 	done    chan struct{}
+	// lazy: the op need not be durable when it returns (the \Recent
+	// watermark, see writeLazy).
+	lazy bool
 }
 
 // wtx is the write transaction as an op sees it.
@@ -80,7 +83,22 @@ func (t *wtx) collectGarbage() error {
 // (nil) or was rolled back (the error). fn may run together with other ops
 // in one transaction; its own statements are all or nothing.
 func (db *DB) write(ctx context.Context, fn func(t *wtx) error) error {
-	o := &op{ctx: ctx, run: fn, done: make(chan struct{})}
+	return db.queue(&op{ctx: ctx, run: fn, done: make(chan struct{})})
+}
+
+// writeLazy is write for a change that may be lost in a crash without
+// harm: the \Recent watermark (ClaimRecent), claimed by a session after
+// each arrival it learns of, a second commit after every APPEND. A batch
+// of such ops only commits without the WAL fsync (synchronous=NORMAL):
+// the change is on disk at the next durable commit, and a crash before
+// it only shows some messages as \Recent once more. A batch that holds
+// any other op is durable as a whole.
+func (db *DB) writeLazy(ctx context.Context, fn func(t *wtx) error) error {
+	return db.queue(&op{ctx: ctx, run: fn, done: make(chan struct{}), lazy: true})
+}
+
+func (db *DB) queue(o *op) error {
+	ctx := o.ctx
 	db.closeMu.RLock()
 	if db.closed {
 		db.closeMu.RUnlock()
@@ -133,6 +151,24 @@ func (db *DB) commitBatch(batch []*op) {
 			}
 			o.changes, o.garbage = nil, nil
 		}
+	}
+	lazy := true
+	for _, o := range batch {
+		lazy = lazy && o.lazy
+	}
+	if lazy != db.lazySync {
+		// On the writer's only connection, so it holds for the commits
+		// that follow. Should that connection ever be replaced, the new
+		// one starts with synchronous=FULL: stricter, never looser.
+		mode := "FULL"
+		if lazy {
+			mode = "NORMAL"
+		}
+		if _, err := db.w.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
+			fail(err)
+			return
+		}
+		db.lazySync = lazy
 	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {

@@ -69,6 +69,7 @@ type DB struct {
 	closed    bool
 	committed chan struct{} // closed when the committer has exited
 	commits   atomic.Int64  // transactions committed by the committer (tests, metrics)
+	lazySync  bool          // the writer runs with synchronous=NORMAL (commit.go); committer only
 
 	watchers watchers // watch.go
 }

@@ -444,3 +444,36 @@ func TestMigrateHeadersToDigests(t *testing.T) {
 		t.Fatalf("header after the migration: %q, %v", h, err)
 	}
 }
+
+// A batch of \Recent claims only commits without the WAL fsync; the next
+// batch with any other write is durable again.
+func TestLazyClaims(t *testing.T) {
+	db, _, inbox := setup(t)
+	ctx := t.Context()
+	sync := func() int {
+		var n int
+		if err := db.w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const normal, full = 1, 2
+	if _, err := db.Deliver(ctx, strings.NewReader("Subject: a\r\n\r\nx\r\n"), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sync(); got != full {
+		t.Fatalf("after a delivery: synchronous = %d, want FULL", got)
+	}
+	if first, err := db.ClaimRecent(ctx, inbox.ID, 1); err != nil || first != 1 {
+		t.Fatalf("ClaimRecent = %d, %v", first, err)
+	}
+	if got := sync(); got != normal {
+		t.Fatalf("after a claim: synchronous = %d, want NORMAL", got)
+	}
+	if _, err := db.StoreFlags(ctx, inbox.ID, []uint32{1}, storage.FlagsAdd, []string{storage.FlagSeen}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sync(); got != full {
+		t.Fatalf("after STORE: synchronous = %d, want FULL", got)
+	}
+}

@@ -27,7 +27,7 @@ func (db *DB) ClaimRecent(ctx context.Context, mailboxID int64, upToUID uint32) 
 		return 0, nil
 	}
 	var first uint32
-	err := db.write(ctx, func(t *wtx) error {
+	err := db.writeLazy(ctx, func(t *wtx) error {
 		if err := recentWatermark(t.ctx, t, mailboxID, &watermark); err != nil {
 			return err
 		}
