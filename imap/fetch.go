@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 
 	"carepost/storage"
@@ -178,9 +179,13 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 		env       *imap.Envelope
 		structure imap.BodyStructure
 		sections  = make([][]byte, len(o.BodySection))
+		textAt    = make([]int64, len(o.BodySection)) // see textOffset; -1 if not
 		binaries  = make([][]byte, len(o.BinarySection))
 		binSizes  = make([]uint32, len(o.BinarySectionSize))
 	)
+	for i := range textAt {
+		textAt[i] = -1
+	}
 	// ENVELOPE and BODYSTRUCTURE come from the summary made at delivery
 	// when there is one (summary.go).
 	if (o.Envelope || o.BodyStructure != nil) && d != nil && d.Summary != nil {
@@ -245,9 +250,14 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 			structure = repairStructure(imapserver.ExtractBodyStructure(whole()))
 		}
 		for i, bs := range o.BodySection {
-			if !isWholeBody(bs) {
-				sections[i] = imapserver.ExtractBodySection(whole(), bs)
+			if isWholeBody(bs) {
+				continue
 			}
+			if off, ok := textOffset(br, whole0(), bs); ok && body != nil {
+				textAt[i] = off
+				continue
+			}
+			sections[i] = imapserver.ExtractBodySection(whole(), bs)
 		}
 		for i, bs := range o.BinarySection {
 			binaries[i] = imapserver.ExtractBinarySection(whole(), bs)
@@ -286,7 +296,9 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 	for i, bs := range o.BodySection {
 		var err error
 		if isWholeBody(bs) {
-			err = streamBody(rw, bs, body)
+			err = streamBody(rw, bs, body, 0)
+		} else if textAt[i] >= 0 {
+			err = streamBody(rw, bs, body, textAt[i])
 		} else {
 			err = writeAll(rw.WriteBodySection(bs, int64(len(sections[i]))), sections[i])
 		}
@@ -379,19 +391,71 @@ func isWholeBody(bs *imap.FetchItemBodySection) bool {
 	return len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierNone
 }
 
-// streamBody streams BODY[] and BODY[]<x.y> straight from the store.
-func streamBody(rw *imapserver.FetchResponseWriter, bs *imap.FetchItemBodySection, body storage.Body) error {
-	off, n := int64(0), body.Size()
-	if bs.Partial != nil {
-		off = min(bs.Partial.Offset, n)
-		n = min(n-off, bs.Partial.Size)
-	}
+// streamBody streams the body from offset base to its end (BODY[], or the
+// text of textOffset), with its <x.y> partial, straight from the store.
+func streamBody(rw *imapserver.FetchResponseWriter, bs *imap.FetchItemBodySection, body storage.Body, base int64) error {
+	off, n := sectionRange(body.Size(), base, bs.Partial)
 	wc := rw.WriteBodySection(bs, n)
 	_, err := io.Copy(wc, io.NewSectionReader(body, off, n))
 	if cerr := wc.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// sectionRange is the range of a body of size bytes that a section
+// starting at base, with its <x.y> partial, covers.
+func sectionRange(size, base int64, p *imap.SectionPartial) (off, n int64) {
+	off, n = base, max(size-base, 0)
+	if p != nil {
+		off = base + min(p.Offset, n)
+		n = min(n-(off-base), p.Size)
+	}
+	return off, n
+}
+
+// textOffset says where the section bs starts when it is the text after
+// the message's header: BODY[TEXT], and BODY[1] of a message that is not
+// multipart (RFC 9051 §6.4.5: part 1 of a non-multipart message is its
+// body). Such a section then streams from the store like BODY[], instead
+// of being copied whole into memory by imapserver.ExtractBodySection,
+// which gives the same bytes (FuzzTextOffset checks it). ok is false for
+// any other section, and for a header the library cannot read (its
+// answer stands then).
+func textOffset(br *bufio.Reader, msg io.Reader, bs *imap.FetchItemBodySection) (int64, bool) {
+	switch {
+	case len(bs.HeaderFields) > 0 || len(bs.HeaderFieldsNot) > 0:
+		return 0, false
+	case len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierText:
+	case len(bs.Part) == 1 && bs.Part[0] == 1 && bs.Specifier == imap.PartSpecifierNone:
+	default:
+		return 0, false
+	}
+	cr := &countingReader{r: msg}
+	br.Reset(cr)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return 0, false
+	}
+	if len(bs.Part) == 1 {
+		mh := gomessage.Header{Header: h}
+		mediaType, _, _ := mh.ContentType()
+		if strings.HasPrefix(mediaType, "multipart/") {
+			return 0, false
+		}
+	}
+	return cr.n - int64(br.Buffered()), true
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func writeAll(wc io.WriteCloser, b []byte) error {

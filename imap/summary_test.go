@@ -1,12 +1,15 @@
 package imap
 
 import (
+	"bufio"
+	"bytes"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 )
 
 // summaryMessages cover what a summary must keep exactly: addresses and
@@ -140,4 +143,31 @@ func BenchmarkSummarize(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzTextOffset: where textOffset answers, the bytes streamed from its
+// offset are those imapserver.ExtractBodySection gives, partial included.
+func FuzzTextOffset(f *testing.F) {
+	for _, m := range summaryMessages {
+		f.Add([]byte(m), uint8(0), int64(0), int64(-1))
+		f.Add([]byte(m), uint8(1), int64(3), int64(5))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, which uint8, off, size int64) {
+		bs := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierText}
+		if which%2 == 1 {
+			bs = &imap.FetchItemBodySection{Part: []int{1}}
+		}
+		if size >= 0 && off >= 0 {
+			bs.Partial = &imap.SectionPartial{Offset: off % 1000, Size: size % 1000}
+		}
+		at, ok := textOffset(bufio.NewReader(nil), bytes.NewReader(msg), bs)
+		if !ok {
+			return
+		}
+		want := imapserver.ExtractBodySection(bytes.NewReader(msg), bs)
+		o, n := sectionRange(int64(len(msg)), at, bs.Partial)
+		if got := msg[o : o+n]; !bytes.Equal(got, want) {
+			t.Fatalf("%+v: streamed %q, the library gives %q", bs, got, want)
+		}
+	})
 }
