@@ -33,6 +33,7 @@ type Config struct {
 	Listen ListenConfig `toml:"listen"`
 	TLS    TLSConfig    `toml:"tls"`
 	Log    LogConfig    `toml:"log"`
+	Store  StoreConfig  `toml:"storage"`
 	Debug  DebugConfig  `toml:"debug"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
@@ -56,6 +57,18 @@ type ListenConfig struct {
 type TLSConfig struct {
 	Cert string `toml:"cert"`
 	Key  string `toml:"key"`
+}
+
+// StoreConfig tunes the mail store.
+type StoreConfig struct {
+	// FlagSync says when a change of flags or an expunge reaches the
+	// disk. "deferred" (the default): it is written at once, so that
+	// every session sees it and a crash of Carepost loses none, and is
+	// fsynced with the next message stored or within a second; a power
+	// cut can undo that last second of flag changes and expunges (as
+	// Dovecot's default fsync_mode=optimized does), never a message.
+	// "immediate": fsynced before the reply, like every message is.
+	FlagSync string `toml:"flag_sync"`
 }
 
 // LogConfig sets the logs (log/slog on standard error).
@@ -88,7 +101,8 @@ func Defaults() Config {
 			IMAPS:       "127.0.0.1:9993",
 			HTTPS:       "127.0.0.1:8443",
 		},
-		Log: LogConfig{Level: "info", Format: "text"},
+		Log:   LogConfig{Level: "info", Format: "text"},
+		Store: StoreConfig{FlagSync: "deferred"},
 	}
 }
 
@@ -167,6 +181,11 @@ func (c *Config) Validate() error {
 		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q must be a loopback address (profiles show memory contents)", c.Debug.Pprof))
 		}
+	}
+	switch c.Store.FlagSync {
+	case "", "deferred", "immediate":
+	default:
+		errs = append(errs, fmt.Errorf("storage.flag_sync: %q is not deferred or immediate", c.Store.FlagSync))
 	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":

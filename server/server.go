@@ -79,7 +79,8 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 		tlsConfig = crypto.ServerTLSConfig(cert)
 	}
-	store, err := sqlite.Open(filepath.Join(cfg.Data, "store"), sqlite.Options{Key: key, Summarize: imap.Summarize})
+	store, err := sqlite.Open(filepath.Join(cfg.Data, "store"), sqlite.Options{Key: key, Summarize: imap.Summarize,
+		DeferFlagSync: cfg.Store.FlagSync != "immediate"})
 	if err != nil {
 		return nil, err
 	}

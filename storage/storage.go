@@ -277,6 +277,9 @@ type Store interface {
 	// state of those that changed (all of them for FlagsSet). One call
 	// bumps HIGHESTMODSEQ once; the changed messages get that MODSEQ, the
 	// others keep theirs. ErrInvalidFlag for a keyword that is not an atom.
+	// When it returns the change is seen by every reader and survives a
+	// crash of the process; a backend may let its fsync follow within a
+	// bounded delay (the operator's choice), as for Expunge.
 	StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op FlagOp, flags []string) ([]FlagUpdate, error)
 	// Copy copies messages (without copying bodies) into another mailbox,
 	// keeping flags and internal dates, with new UIDs in source UID order.

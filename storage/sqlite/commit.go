@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"carepost/storage"
 )
@@ -86,15 +88,28 @@ func (db *DB) write(ctx context.Context, fn func(t *wtx) error) error {
 	return db.queue(&op{ctx: ctx, run: fn, done: make(chan struct{})})
 }
 
-// writeLazy is write for a change that may be lost in a crash without
-// harm: the \Recent watermark (ClaimRecent), claimed by a session after
-// each arrival it learns of, a second commit after every APPEND. A batch
-// of such ops only commits without the WAL fsync (synchronous=NORMAL):
-// the change is on disk at the next durable commit, and a crash before
-// it only shows some messages as \Recent once more. A batch that holds
-// any other op is durable as a whole.
+// writeLazy is write for a change that may be lost in a power cut
+// without harm: the \Recent watermark (ClaimRecent), claimed by a session
+// after each arrival it learns of, a second commit after every APPEND; and,
+// with Options.DeferFlagSync, changes of flags and expunges (writeState).
+// A batch of such ops only commits without the WAL fsync
+// (synchronous=NORMAL): the change is written to the WAL at once, so
+// that a crash of the process loses nothing and every reader sees it, and
+// it is on disk at the next durable commit or within FlagSyncDelay
+// (commitLoop). A batch that holds any other op is durable as a whole.
+// Body files freed by a lazy op are removed only after that fsync: a
+// power cut could otherwise bring back a message whose file is gone.
 func (db *DB) writeLazy(ctx context.Context, fn func(t *wtx) error) error {
 	return db.queue(&op{ctx: ctx, run: fn, done: make(chan struct{}), lazy: true})
+}
+
+// writeState is the write of a change of state, flags or expunge: lazy
+// with Options.DeferFlagSync, durable otherwise.
+func (db *DB) writeState(ctx context.Context, fn func(t *wtx) error) error {
+	if db.deferFlag {
+		return db.writeLazy(ctx, fn)
+	}
+	return db.write(ctx, fn)
 }
 
 func (db *DB) queue(o *op) error {
@@ -119,7 +134,24 @@ func (db *DB) queue(o *op) error {
 
 func (db *DB) commitLoop() {
 	defer close(db.committed)
-	for o := range db.ops {
+	flush := time.NewTimer(FlagSyncDelay)
+	flush.Stop()
+	for {
+		var o *op
+		var ok bool
+		if db.unsynced {
+			select {
+			case o, ok = <-db.ops:
+			case <-flush.C:
+				db.syncWAL()
+				continue
+			}
+		} else {
+			o, ok = <-db.ops
+		}
+		if !ok {
+			break
+		}
 		batch := []*op{o}
 	fill:
 		for len(batch) < maxBatch {
@@ -133,8 +165,41 @@ func (db *DB) commitLoop() {
 				break fill
 			}
 		}
+		was := db.unsynced
 		db.commitBatch(batch)
+		if db.unsynced && !was {
+			flush.Reset(FlagSyncDelay)
+		}
 	}
+	if db.unsynced {
+		db.syncWAL()
+	}
+}
+
+// syncWAL makes the lazy commits durable: an fsync of the WAL file, which
+// SQLite has written them to (what a commit with synchronous=FULL does),
+// then the removal of the body files they freed. On failure the lazy
+// commits stay pending; the next durable commit fsyncs them.
+func (db *DB) syncWAL() {
+	f, err := os.OpenFile(filepath.Join(db.dir, "carepost.db-wal"), os.O_RDWR, 0)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err != nil {
+		return
+	}
+	db.walSyncs.Add(1)
+	db.synced()
+}
+
+// synced: every commit so far is on disk.
+func (db *DB) synced() {
+	db.unsynced = false
+	for _, name := range db.pendingGarbage {
+		os.Remove(db.blobPath(name))
+	}
+	db.pendingGarbage = nil
 }
 
 func (db *DB) commitBatch(batch []*op) {
@@ -209,12 +274,15 @@ func (db *DB) commitBatch(batch []*op) {
 		if o.err != nil {
 			continue
 		}
-		for _, name := range o.garbage {
-			// A file left behind (crash, error) is an orphan that the
-			// sweep of the next Open removes.
-			os.Remove(db.blobPath(name))
-		}
+		// A file left behind (crash, error) is an orphan that the sweep
+		// of the next Open removes.
+		db.pendingGarbage = append(db.pendingGarbage, o.garbage...)
 		db.watchers.publish(o.changes)
+	}
+	if lazy {
+		db.unsynced = true
+	} else {
+		db.synced()
 	}
 }
 

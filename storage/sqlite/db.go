@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"carepost/storage"
 
@@ -43,7 +44,18 @@ type Options struct {
 	// Summarize, when set, is called at delivery for every body kept
 	// inline; its value is sealed beside the body (Digests).
 	Summarize storage.Summarizer
+	// DeferFlagSync commits changes of flags and expunges without
+	// waiting for the disk: they are written (a crash of the process
+	// loses none) and fsynced with the next durable commit or within
+	// FlagSyncDelay, so that a power cut can undo the last moments of
+	// them, never a message (see writeState). Off: every one is fsynced
+	// before the call returns, like deliveries always are.
+	DeferFlagSync bool
 }
+
+// FlagSyncDelay bounds how long a deferred change (Options.DeferFlagSync,
+// the \Recent watermark) waits for its fsync.
+const FlagSyncDelay = time.Second
 
 // DB is an open data directory.
 type DB struct {
@@ -70,6 +82,13 @@ type DB struct {
 	committed chan struct{} // closed when the committer has exited
 	commits   atomic.Int64  // transactions committed by the committer (tests, metrics)
 	lazySync  bool          // the writer runs with synchronous=NORMAL (commit.go); committer only
+	deferFlag bool          // Options.DeferFlagSync
+	// unsynced: a lazy batch committed since the last fsync of the WAL;
+	// pendingGarbage: body files whose removal waits for that fsync.
+	// Committer only.
+	unsynced       bool
+	walSyncs       atomic.Int64 // fsyncs of lazy commits by syncWAL (tests)
+	pendingGarbage []string
 
 	watchers watchers // watch.go
 }
@@ -117,7 +136,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(0)
 	db := &DB{
-		dir: dir, key: opts.Key, w: w, r: r, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize,
+		dir: dir, key: opts.Key, w: w, r: r, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync,
 		wstmts: newStmtCache(w), rstmts: newStmtCache(r),
 		ops:       make(chan *op, maxBatch),
 		committed: make(chan struct{}),

@@ -477,3 +477,88 @@ func TestLazyClaims(t *testing.T) {
 		t.Fatalf("after STORE: synchronous = %d, want FULL", got)
 	}
 }
+
+// With DeferFlagSync, a STORE and an EXPUNGE return before their fsync:
+// every reader sees them at once, a copy of the files taken then (what a
+// crash of the process leaves) has them, the WAL is fsynced within
+// FlagSyncDelay, and the body file of the expunged message stays until
+// that fsync, so that a power cut undoing the expunge finds it.
+func TestDeferredFlagSync(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{Key: testKey, InlineLimit: -1, DeferFlagSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := t.Context()
+	if err := db.CreateAccount(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := db.GetMailbox(ctx, acct, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"a", "b"} {
+		if _, err := db.Deliver(ctx, strings.NewReader("Subject: "+s+"\r\n\r\nbody\r\n"), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := func() int {
+		names, err := filepath.Glob(filepath.Join(dir, "blobs", "*", "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(names)
+	}
+	if n := files(); n != 2 {
+		t.Fatalf("%d body files, want 2", n)
+	}
+	syncs := db.walSyncs.Load()
+	start := time.Now()
+	if _, err := db.StoreFlags(ctx, inbox.ID, []uint32{1}, storage.FlagsAdd, []string{storage.FlagDeleted, storage.FlagSeen}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.Expunge(ctx, inbox.ID, nil); err != nil || len(got) != 1 || got[0] != 1 {
+		t.Fatalf("Expunge = %v, %v", got, err)
+	}
+	if n := files(); n != 2 && db.walSyncs.Load() == syncs {
+		t.Fatalf("%d body files before the fsync, want 2", n)
+	}
+	// A reader sees the change.
+	if ms, err := db.Messages(ctx, inbox.ID, nil); err != nil || len(ms) != 1 || ms[0].UID != 2 {
+		t.Fatalf("Messages after the expunge = %+v, %v", ms, err)
+	}
+	// The files as a crash of the process would leave them.
+	crash := t.TempDir()
+	for _, name := range []string{"carepost.db", "carepost.db-wal"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crash, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(crash, "carepost.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := raw.QueryRow("SELECT count(*) FROM messages").Scan(&n); err != nil || n != 1 {
+		t.Errorf("after a crash of the process: %d messages, %v; want 1", n, err)
+	}
+	raw.Close()
+	for db.walSyncs.Load() == syncs {
+		if time.Since(start) > 10*FlagSyncDelay {
+			t.Fatalf("no fsync of the WAL %v after the change", time.Since(start))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for files() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d body files after the fsync, want 1", files())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -36,4 +36,14 @@ func TestMailConformance(t *testing.T) {
 			return db
 		})
 	})
+	// What `carepost serve` runs by default (storage.flag_sync).
+	t.Run("deferred", func(t *testing.T) {
+		storagetest.RunMail(t, func(t *testing.T, dir string) storage.Store {
+			db, err := Open(dir, Options{Key: testKey, Summarize: storagetest.Summarize, DeferFlagSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return db
+		})
+	})
 }

@@ -23,7 +23,7 @@ func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op
 		return nil, err
 	}
 	var out []storage.FlagUpdate
-	err = db.write(ctx, func(t *wtx) error {
+	err = db.writeState(ctx, func(t *wtx) error {
 		out = out[:0]
 		if err := mailboxExists(t.ctx, t, mailboxID); err != nil {
 			return err
@@ -230,7 +230,7 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 // Expunge implements storage.Store.
 func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
 	var out []uint32
-	err := db.write(ctx, func(t *wtx) error {
+	err := db.writeState(ctx, func(t *wtx) error {
 		out = nil
 		if err := mailboxExists(t.ctx, t, mailboxID); err != nil {
 			return err
