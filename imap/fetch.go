@@ -212,13 +212,17 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 	if needBody || needHeader {
 		var (
 			whole func() io.Reader
+			hdr   []byte // the header section, when that is what whole reads
 			err   error
 		)
 		if !needBody && d != nil && d.Header != nil && len(d.Header) < headerCut {
-			hdr := d.Header
+			hdr = d.Header
 			whole = func() io.Reader { return bytes.NewReader(hdr) }
 		} else {
-			whole, body, err = s.openMessage(ctx, fv.v.id, m.UID, !needBody)
+			whole, hdr, body, err = s.openMessage(ctx, fv.v.id, m.UID, !needBody)
+			if hdr == nil && d != nil && d.Header != nil && len(d.Header) < headerCut {
+				hdr = d.Header // the same bytes as the start of the body
+			}
 		}
 		if errors.Is(err, storage.ErrNoMessage) {
 			// Expunged by another session since the metadata was read:
@@ -256,6 +260,12 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 			if off, ok := textOffset(br, whole0(), bs); ok && body != nil {
 				textAt[i] = off
 				continue
+			}
+			if hdr != nil {
+				if b, ok := headerSection(hdr, bs); ok {
+					sections[i] = b
+					continue
+				}
 			}
 			sections[i] = imapserver.ExtractBodySection(whole(), bs)
 		}
@@ -364,21 +374,21 @@ const headerCut = 64 << 10
 // openMessage gives readers of a message from its start: of the header
 // section only when headerOnly (body is then nil), else of the whole
 // message.
-func (s *session) openMessage(ctx context.Context, mailboxID int64, uid uint32, headerOnly bool) (whole func() io.Reader, body storage.Body, err error) {
+func (s *session) openMessage(ctx context.Context, mailboxID int64, uid uint32, headerOnly bool) (whole func() io.Reader, hdr []byte, body storage.Body, err error) {
 	if headerOnly {
 		hdr, err := s.srv.opts.Store.OpenHeader(ctx, mailboxID, uid)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if len(hdr) < headerCut {
-			return func() io.Reader { return bytes.NewReader(hdr) }, nil, nil
+			return func() io.Reader { return bytes.NewReader(hdr) }, hdr, nil, nil
 		}
 	}
 	body, err = s.srv.opts.Store.OpenBody(ctx, mailboxID, uid)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return func() io.Reader { return io.NewSectionReader(body, 0, body.Size()) }, body, nil
+	return func() io.Reader { return io.NewSectionReader(body, 0, body.Size()) }, nil, body, nil
 }
 
 // isHeaderOnly: BODY[HEADER], BODY[HEADER.FIELDS (…)], RFC822.HEADER of

@@ -272,7 +272,7 @@ func (mc *matchCtx) loadHeader() error {
 	default:
 		ctx, cancel := mc.s.ctx()
 		defer cancel()
-		whole, body, err := mc.s.openMessage(ctx, mc.v.id, mc.uid, true)
+		whole, _, body, err := mc.s.openMessage(ctx, mc.v.id, mc.uid, true)
 		if err != nil {
 			return err
 		}

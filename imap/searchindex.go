@@ -301,7 +301,7 @@ func (s *session) digestHeader(ctx context.Context, mailboxID int64, d storage.D
 		h, _ := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(d.Header), 4096))
 		return h, nil
 	}
-	whole, body, err := s.openMessage(ctx, mailboxID, d.UID, false)
+	whole, _, body, err := s.openMessage(ctx, mailboxID, d.UID, false)
 	if err != nil {
 		return textproto.Header{}, err
 	}
