@@ -2,32 +2,49 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"carepost/storage"
 )
 
 // Group commit (see BASELINES.md: one fsync per message caps delivery at
-// some 1,600 msg/s on our machines; one fsync per batch does not).
+// some 1,600 msg/s on our machines; one fsync per batch does not), with the
+// fsync taken off the commit path.
 //
 // Every write of the mail store is an op: a function run inside a write
 // transaction. Callers queue ops on db.ops and wait; one goroutine, the
 // committer, takes whatever is queued (up to maxBatch), runs each op inside
 // a SAVEPOINT of one transaction (so a failing op, such as a delivery to a
-// mailbox deleted meanwhile, is rolled back alone), commits once (one WAL
-// fsync, synchronous=FULL), removes the body files whose last reference
-// went, publishes the changes of the batch to watchers in commit order, and
-// only then answers each caller. A caller thus never sees nil before its
-// change is durable, and never sees an error for a change that committed.
+// mailbox deleted meanwhile, is rolled back alone), commits once, and
+// publishes the changes of the batch to watchers in commit order. The
+// writer connection runs with synchronous=NORMAL: a commit writes its
+// pages to the WAL and does not wait for the disk. A second goroutine, the
+// syncer (syncLoop), fsyncs the WAL file (what synchronous=FULL does inside
+// the commit) for every batch that holds a durable op, one fsync for all
+// the batches committed meanwhile, then answers those ops and removes the
+// body files whose last reference went. The committer meanwhile goes on
+// with the next batch: the disk's latency no longer holds up the ops
+// queued behind it, and lazy ops (writeLazy) are answered at their commit.
+//
+// A caller of a durable op thus never sees nil before its change is on
+// disk. It sees an error for a change that was rolled back, or, should the
+// fsync fail, for a change that committed but may not survive a power
+// cut (the client retries; a duplicate is better than a loss). Other
+// sessions see a change once it committed, possibly before its fsync:
+// after a power cut, a message that was visible but never acknowledged to
+// its sender may be gone, and its sender, who got no answer, sends it again.
 //
 // Bodies are written and fsynced by each caller before it queues its op
 // (blobs.go). They could be batched too: callers would hand over unsynced
-// files, and the committer would fsync them all (in parallel) and each
-// blobs/xx directory once just before the COMMIT of the batch.
+// files, and the syncer would fsync them all (in parallel) and each
+// blobs/xx directory once before the fsync of the WAL.
 
 // maxBatch bounds the ops of one transaction, so that one commit does not
 // hold the write lock (and the readers' WAL growth) for too long.
@@ -45,6 +62,18 @@ type op struct {
 	// lazy: the op need not be durable when it returns (the \Recent
 	// watermark, see writeLazy).
 	lazy bool
+}
+
+// syncer is the state shared by the committer and the syncer goroutine.
+type syncer struct {
+	mu      sync.Mutex
+	waiting []*op    // committed, to be answered after the next fsync
+	garbage []string // body files to remove after the next fsync
+	lazy    bool     // a lazy commit awaits an fsync (FlagSyncDelay)
+	closing bool     // the committer has exited: sync what is left and stop
+	wake    chan struct{}
+	stopped chan struct{}
+	fsyncs  atomic.Int64 // fsyncs of the WAL (tests, metrics)
 }
 
 // wtx is the write transaction as an op sees it.
@@ -92,11 +121,9 @@ func (db *DB) write(ctx context.Context, fn func(t *wtx) error) error {
 // without harm: the \Recent watermark (ClaimRecent), claimed by a session
 // after each arrival it learns of, a second commit after every APPEND; and,
 // with Options.DeferFlagSync, changes of flags and expunges (writeState).
-// A batch of such ops only commits without the WAL fsync
-// (synchronous=NORMAL): the change is written to the WAL at once, so
-// that a crash of the process loses nothing and every reader sees it, and
-// it is on disk at the next durable commit or within FlagSyncDelay
-// (commitLoop). A batch that holds any other op is durable as a whole.
+// It returns at the commit, before the fsync: the change is in the WAL,
+// so that a crash of the process loses nothing and every reader sees it,
+// and it is on disk at the next fsync, within FlagSyncDelay at the latest.
 // Body files freed by a lazy op are removed only after that fsync: a
 // power cut could otherwise bring back a message whose file is gone.
 func (db *DB) writeLazy(ctx context.Context, fn func(t *wtx) error) error {
@@ -133,25 +160,15 @@ func (db *DB) queue(o *op) error {
 }
 
 func (db *DB) commitLoop() {
-	defer close(db.committed)
-	flush := time.NewTimer(FlagSyncDelay)
-	flush.Stop()
-	for {
-		var o *op
-		var ok bool
-		if db.unsynced {
-			select {
-			case o, ok = <-db.ops:
-			case <-flush.C:
-				db.syncWAL()
-				continue
-			}
-		} else {
-			o, ok = <-db.ops
-		}
-		if !ok {
-			break
-		}
+	defer func() {
+		db.sync.mu.Lock()
+		db.sync.closing = true
+		db.sync.mu.Unlock()
+		db.wakeSyncer()
+		<-db.sync.stopped
+		close(db.committed)
+	}()
+	for o := range db.ops {
 		batch := []*op{o}
 	fill:
 		for len(batch) < maxBatch {
@@ -165,47 +182,149 @@ func (db *DB) commitLoop() {
 				break fill
 			}
 		}
-		was := db.unsynced
 		db.commitBatch(batch)
-		if db.unsynced && !was {
-			flush.Reset(FlagSyncDelay)
+	}
+}
+
+func (db *DB) wakeSyncer() {
+	select {
+	case db.sync.wake <- struct{}{}:
+	default:
+	}
+}
+
+// syncLoop is the syncer: it fsyncs the WAL whenever a durable op waits
+// for it, or FlagSyncDelay after a lazy commit, then answers the ops that
+// waited and removes the freed body files.
+func (db *DB) syncLoop() {
+	defer close(db.sync.stopped)
+	timer := time.NewTimer(FlagSyncDelay)
+	timer.Stop()
+	timing := false
+	for {
+		fired := false
+		select {
+		case <-db.sync.wake:
+		case <-timer.C:
+			fired, timing = true, false
+		}
+		db.sync.mu.Lock()
+		waiting, garbage, lazy, closing := db.sync.waiting, db.sync.garbage, db.sync.lazy, db.sync.closing
+		if len(waiting) == 0 && !fired && !closing {
+			if lazy && !timing {
+				timer.Reset(FlagSyncDelay)
+				timing = true
+			}
+			db.sync.mu.Unlock()
+			continue
+		}
+		db.sync.waiting, db.sync.garbage, db.sync.lazy = nil, nil, false
+		db.sync.mu.Unlock()
+		// Every op in waiting committed before this fsync starts, and
+		// the fsync covers all that was written to the file before it.
+		err := db.syncWAL()
+		for _, o := range waiting {
+			if err != nil && o.err == nil {
+				o.err = fmt.Errorf("sqlite: the change was written but could not be made durable: %w", err)
+			}
+			close(o.done)
+		}
+		if err != nil {
+			// Lazy commits and garbage wait for the next fsync that works.
+			db.sync.mu.Lock()
+			db.sync.garbage = append(db.sync.garbage, garbage...)
+			db.sync.lazy = true
+			db.sync.mu.Unlock()
+		} else {
+			for _, name := range garbage {
+				// A file left behind (crash, error) is an orphan that the
+				// sweep of the next Open removes.
+				os.Remove(db.blobPath(name))
+			}
+		}
+		if closing {
+			return
+		}
+		if err != nil && !timing {
+			timer.Reset(FlagSyncDelay)
+			timing = true
 		}
 	}
-	if db.unsynced {
-		db.syncWAL()
-	}
 }
 
-// syncWAL makes the lazy commits durable: an fsync of the WAL file, which
-// SQLite has written them to (what a commit with synchronous=FULL does),
-// then the removal of the body files they freed. On failure the lazy
-// commits stay pending; the next durable commit fsyncs them.
-func (db *DB) syncWAL() {
+// syncWAL fsyncs the WAL file, which SQLite has written the commits to
+// (what a commit with synchronous=FULL does). fsync works on the file,
+// whatever descriptor asks: SQLite's own writes are covered. A WAL that is
+// gone was checkpointed into the database, with fsyncs, and removed when
+// the last connection closed.
+func (db *DB) syncWAL() error {
 	f, err := os.OpenFile(filepath.Join(db.dir, "carepost.db-wal"), os.O_RDWR, 0)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
 	if err != nil {
-		return
+		return err
 	}
-	db.walSyncs.Add(1)
-	db.synced()
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		db.sync.fsyncs.Add(1)
+	}
+	return err
 }
 
-// synced: every commit so far is on disk.
-func (db *DB) synced() {
-	db.unsynced = false
-	for _, name := range db.pendingGarbage {
-		os.Remove(db.blobPath(name))
+// commitDurable commits tx, outside the committer, and waits for its fsync.
+func (db *DB) commitDurable(tx *sql.Tx) error {
+	if err := tx.Commit(); err != nil {
+		return err
 	}
-	db.pendingGarbage = nil
+	return db.durable()
+}
+
+// lazyCommitted: a commit made outside the committer is to be fsynced
+// within FlagSyncDelay.
+func (db *DB) lazyCommitted() {
+	db.sync.mu.Lock()
+	db.sync.lazy = true
+	db.sync.mu.Unlock()
+	db.wakeSyncer()
+}
+
+// durable waits until every commit made so far is on disk: for the writes
+// that do not go through the committer (the directory).
+func (db *DB) durable() error {
+	o := &op{done: make(chan struct{})}
+	db.sync.mu.Lock()
+	if db.sync.closing {
+		db.sync.mu.Unlock()
+		return db.syncWAL()
+	}
+	db.sync.waiting = append(db.sync.waiting, o)
+	db.sync.mu.Unlock()
+	db.wakeSyncer()
+	<-o.done
+	return o.err
 }
 
 func (db *DB) commitBatch(batch []*op) {
+	// Each op is answered once: at once when it failed or is lazy, by the
+	// syncer after the fsync otherwise.
+	var durable []*op
 	defer func() {
 		for _, o := range batch {
-			close(o.done)
+			if o.err != nil || o.lazy {
+				close(o.done)
+			} else {
+				durable = append(durable, o)
+			}
+		}
+		if len(durable) > 0 {
+			db.sync.mu.Lock()
+			db.sync.waiting = append(db.sync.waiting, durable...)
+			db.sync.mu.Unlock()
+			db.wakeSyncer()
 		}
 	}()
 	ctx := context.Background() // one caller's cancellation must not abort the others
@@ -216,24 +335,6 @@ func (db *DB) commitBatch(batch []*op) {
 			}
 			o.changes, o.garbage = nil, nil
 		}
-	}
-	lazy := true
-	for _, o := range batch {
-		lazy = lazy && o.lazy
-	}
-	if lazy != db.lazySync {
-		// On the writer's only connection, so it holds for the commits
-		// that follow. Should that connection ever be replaced, the new
-		// one starts with synchronous=FULL: stricter, never looser.
-		mode := "FULL"
-		if lazy {
-			mode = "NORMAL"
-		}
-		if _, err := db.w.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
-			fail(err)
-			return
-		}
-		db.lazySync = lazy
 	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -270,19 +371,22 @@ func (db *DB) commitBatch(batch []*op) {
 		return
 	}
 	db.commits.Add(1)
+	var garbage []string
+	lazy := false
 	for _, o := range batch {
 		if o.err != nil {
 			continue
 		}
-		// A file left behind (crash, error) is an orphan that the sweep
-		// of the next Open removes.
-		db.pendingGarbage = append(db.pendingGarbage, o.garbage...)
+		garbage = append(garbage, o.garbage...)
+		lazy = lazy || o.lazy
 		db.watchers.publish(o.changes)
 	}
-	if lazy {
-		db.unsynced = true
-	} else {
-		db.synced()
+	if len(garbage) > 0 || lazy {
+		db.sync.mu.Lock()
+		db.sync.garbage = append(db.sync.garbage, garbage...)
+		db.sync.lazy = db.sync.lazy || lazy || len(garbage) > 0
+		db.sync.mu.Unlock()
+		db.wakeSyncer()
 	}
 }
 

@@ -81,14 +81,8 @@ type DB struct {
 	closed    bool
 	committed chan struct{} // closed when the committer has exited
 	commits   atomic.Int64  // transactions committed by the committer (tests, metrics)
-	lazySync  bool          // the writer runs with synchronous=NORMAL (commit.go); committer only
 	deferFlag bool          // Options.DeferFlagSync
-	// unsynced: a lazy batch committed since the last fsync of the WAL;
-	// pendingGarbage: body files whose removal waits for that fsync.
-	// Committer only.
-	unsynced       bool
-	walSyncs       atomic.Int64 // fsyncs of lazy commits by syncWAL (tests)
-	pendingGarbage []string
+	sync      syncer        // the syncer (commit.go)
 
 	watchers watchers // watch.go
 }
@@ -107,11 +101,13 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "carepost.db")
-	// synchronous=FULL: a commit is on disk when it returns (WAL fsync).
-	pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_pragma=busy_timeout(10000)"
-	// _txlock=immediate: a write transaction takes the write lock at BEGIN,
-	// so it never fails half-way on a lock upgrade.
-	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	pragmas := "_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=busy_timeout(10000)"
+	// The writer: synchronous=NORMAL, a commit is written to the WAL and
+	// made durable by the syncer's fsync of that file (commit.go), or by
+	// durable() for the writes outside the committer. _txlock=immediate: a
+	// write transaction takes the write lock at BEGIN, so it never fails
+	// half-way on a lock upgrade.
+	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=synchronous(NORMAL)&_txlock=immediate")
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -141,6 +137,8 @@ func Open(dir string, opts Options) (*DB, error) {
 		ops:       make(chan *op, maxBatch),
 		committed: make(chan struct{}),
 	}
+	db.sync.wake = make(chan struct{}, 1)
+	db.sync.stopped = make(chan struct{})
 	if err := db.migrate(context.Background()); err != nil {
 		db.closeFiles()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
@@ -155,6 +153,12 @@ func Open(dir string, opts Options) (*DB, error) {
 			return nil, err
 		}
 	}
+	// The migrations and the sweep committed without an fsync.
+	if err := db.syncWAL(); err != nil {
+		db.closeFiles()
+		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
+	}
+	go db.syncLoop()
 	go db.commitLoop()
 	return db, nil
 }

@@ -78,7 +78,7 @@ func (db *DB) AddEntry(ctx context.Context, e directory.Entry) error {
 	if err := dirInsertMembers(ctx, tx, e.Address, e.Members); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return db.commitDurable(tx)
 }
 
 func dirInsertMembers(ctx context.Context, tx *sql.Tx, mailbox string, members []string) error {
@@ -117,10 +117,10 @@ func dirScanEntry(s dirScanner) (directory.Entry, error) {
 
 // dirMembers reads the members of mailbox, sorted.
 func (db *DB) dirMembers(ctx context.Context, mailbox string) ([]string, error) {
-	return dirStrings(ctx, db.r, `SELECT member FROM dir_members WHERE mailbox = ? ORDER BY member`, mailbox)
+	return dirStrings(ctx, poolQ{db.rstmts}, `SELECT member FROM dir_members WHERE mailbox = ? ORDER BY member`, mailbox)
 }
 
-func dirStrings(ctx context.Context, q *sql.DB, query string, args ...any) ([]string, error) {
+func dirStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -160,7 +160,10 @@ func (db *DB) SetStatus(ctx context.Context, address string, s directory.Status)
 	if err != nil {
 		return fmt.Errorf("sqlite: set status of %s: %w", address, err)
 	}
-	return dirMustAffect(res, address)
+	if err := dirMustAffect(res, address); err != nil {
+		return err
+	}
+	return db.durable()
 }
 
 func dirMustAffect(res sql.Result, address string) error {
@@ -191,7 +194,7 @@ func (db *DB) SetMembers(ctx context.Context, address string, members []string) 
 	if err := dirInsertMembers(ctx, tx, address, members); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return db.commitDurable(tx)
 }
 
 func dirEntryExists(ctx context.Context, tx *sql.Tx, address string) error {
@@ -205,7 +208,7 @@ func dirEntryExists(ctx context.Context, tx *sql.Tx, address string) error {
 
 // MemberOf implements directory.Store (index dir_members_member).
 func (db *DB) MemberOf(ctx context.Context, address string) ([]string, error) {
-	return dirStrings(ctx, db.r, `SELECT mailbox FROM dir_members WHERE member = ? ORDER BY mailbox`, strings.ToLower(address))
+	return dirStrings(ctx, poolQ{db.rstmts}, `SELECT mailbox FROM dir_members WHERE member = ? ORDER BY mailbox`, strings.ToLower(address))
 }
 
 // Search implements directory.Store: every word of query must occur in the
@@ -280,7 +283,7 @@ func (db *DB) SetPassword(ctx context.Context, address, hash string) error {
 		ON CONFLICT (address) DO UPDATE SET hash = excluded.hash`, address, hash); err != nil {
 		return fmt.Errorf("sqlite: set password of %s: %w", address, err)
 	}
-	return tx.Commit()
+	return db.commitDurable(tx)
 }
 
 // AddAppPassword implements directory.Store.
@@ -303,7 +306,7 @@ func (db *DB) AddAppPassword(ctx context.Context, address, label, hash string) (
 	if ap.ID, err = res.LastInsertId(); err != nil {
 		return ap, err
 	}
-	return ap, tx.Commit()
+	return ap, db.commitDurable(tx)
 }
 
 // Credentials implements directory.Store. Both reads run in one read
@@ -362,7 +365,12 @@ func (db *DB) RecordLogin(ctx context.Context, address string, appPasswordID int
 			return fmt.Errorf("sqlite: record login of %s: %w", address, err)
 		}
 	}
-	return tx.Commit()
+	// Not worth an fsync at every login: on disk within FlagSyncDelay.
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	db.lazyCommitted()
+	return nil
 }
 
 // AddTrustedDomain implements directory.Store.
@@ -379,7 +387,7 @@ func (db *DB) AddTrustedDomain(ctx context.Context, d directory.TrustedDomain) e
 	if err != nil {
 		return fmt.Errorf("sqlite: add trusted domain %s: %w", d.Domain, err)
 	}
-	return nil
+	return db.durable()
 }
 
 // TrustedDomains implements directory.Store.

@@ -445,36 +445,41 @@ func TestMigrateHeadersToDigests(t *testing.T) {
 	}
 }
 
-// A batch of \Recent claims only commits without the WAL fsync; the next
-// batch with any other write is durable again.
+// A durable write returns after an fsync of the WAL that followed its
+// commit; a \Recent claim returns at its commit, and its fsync follows
+// within FlagSyncDelay.
 func TestLazyClaims(t *testing.T) {
 	db, _, inbox := setup(t)
 	ctx := t.Context()
-	sync := func() int {
-		var n int
-		if err := db.w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	const normal, full = 1, 2
+	fsyncs := db.sync.fsyncs.Load
+	n := fsyncs()
 	if _, err := db.Deliver(ctx, strings.NewReader("Subject: a\r\n\r\nx\r\n"), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := sync(); got != full {
-		t.Fatalf("after a delivery: synchronous = %d, want FULL", got)
+	if fsyncs() == n {
+		t.Fatal("a delivery returned before an fsync")
 	}
+	n = fsyncs()
+	start := time.Now()
 	if first, err := db.ClaimRecent(ctx, inbox.ID, 1); err != nil || first != 1 {
 		t.Fatalf("ClaimRecent = %d, %v", first, err)
 	}
-	if got := sync(); got != normal {
-		t.Fatalf("after a claim: synchronous = %d, want NORMAL", got)
+	if fsyncs() != n && time.Since(start) < FlagSyncDelay/2 {
+		t.Fatal("a claim waited for an fsync")
 	}
+	for fsyncs() == n {
+		if time.Since(start) > 10*FlagSyncDelay {
+			t.Fatalf("no fsync %v after a claim", time.Since(start))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Without DeferFlagSync, STORE is durable when it returns.
+	n = fsyncs()
 	if _, err := db.StoreFlags(ctx, inbox.ID, []uint32{1}, storage.FlagsAdd, []string{storage.FlagSeen}); err != nil {
 		t.Fatal(err)
 	}
-	if got := sync(); got != full {
-		t.Fatalf("after STORE: synchronous = %d, want FULL", got)
+	if fsyncs() == n {
+		t.Fatal("STORE returned before an fsync")
 	}
 }
 
@@ -513,7 +518,7 @@ func TestDeferredFlagSync(t *testing.T) {
 	if n := files(); n != 2 {
 		t.Fatalf("%d body files, want 2", n)
 	}
-	syncs := db.walSyncs.Load()
+	syncs := db.sync.fsyncs.Load()
 	start := time.Now()
 	if _, err := db.StoreFlags(ctx, inbox.ID, []uint32{1}, storage.FlagsAdd, []string{storage.FlagDeleted, storage.FlagSeen}); err != nil {
 		t.Fatal(err)
@@ -521,7 +526,7 @@ func TestDeferredFlagSync(t *testing.T) {
 	if got, err := db.Expunge(ctx, inbox.ID, nil); err != nil || len(got) != 1 || got[0] != 1 {
 		t.Fatalf("Expunge = %v, %v", got, err)
 	}
-	if n := files(); n != 2 && db.walSyncs.Load() == syncs {
+	if n := files(); n != 2 && db.sync.fsyncs.Load() == syncs {
 		t.Fatalf("%d body files before the fsync, want 2", n)
 	}
 	// A reader sees the change.
@@ -548,7 +553,7 @@ func TestDeferredFlagSync(t *testing.T) {
 		t.Errorf("after a crash of the process: %d messages, %v; want 1", n, err)
 	}
 	raw.Close()
-	for db.walSyncs.Load() == syncs {
+	for db.sync.fsyncs.Load() == syncs {
 		if time.Since(start) > 10*FlagSyncDelay {
 			t.Fatalf("no fsync of the WAL %v after the change", time.Since(start))
 		}

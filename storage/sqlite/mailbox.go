@@ -118,29 +118,34 @@ func createMailbox(t *wtx, accountID int64, name, specialUse string) (storage.Ma
 	return mailboxByName(t.ctx, t, accountID, name)
 }
 
-// ListMailboxes implements storage.Store.
+// ListMailboxes implements storage.Store. Like GetMailbox and
+// Subscriptions, one statement outside a transaction (poolQ): clients call
+// them at every LIST, STATUS and APPEND; the account is looked up apart
+// only to tell a missing account from an empty answer.
 func (db *DB) ListMailboxes(ctx context.Context, account string) ([]storage.Mailbox, error) {
+	q := poolQ{db.rstmts}
+	rows, err := q.QueryContext(ctx, "SELECT "+mailboxColumns+mailboxFrom+"WHERE a.name = ? ORDER BY m.name", account)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	var list []storage.Mailbox
-	err := db.read(ctx, func(tx stx) error {
-		id, err := accountID(ctx, tx, account)
+	for rows.Next() {
+		mb, err := scanMailbox(rows)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT "+mailboxColumns+mailboxFrom+"WHERE m.account_id = ? ORDER BY m.name", id)
-		if err != nil {
-			return err
+		list = append(list, mb)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		if _, err := accountID(ctx, q, account); err != nil {
+			return nil, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			mb, err := scanMailbox(rows)
-			if err != nil {
-				return err
-			}
-			list = append(list, mb)
-		}
-		return rows.Err()
-	})
-	return list, err
+	}
+	return list, nil
 }
 
 // GetMailbox implements storage.Store.
@@ -149,15 +154,14 @@ func (db *DB) GetMailbox(ctx context.Context, account, name string) (storage.Mai
 	if err != nil {
 		return storage.Mailbox{}, err
 	}
-	var mb storage.Mailbox
-	err = db.read(ctx, func(tx stx) error {
-		id, err := accountID(ctx, tx, account)
-		if err != nil {
-			return err
+	q := poolQ{db.rstmts}
+	mb, err := scanMailbox(q.QueryRowContext(ctx, "SELECT "+mailboxColumns+mailboxFrom+"WHERE a.name = ? AND m.name = ?", account, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := accountID(ctx, q, account); err != nil {
+			return storage.Mailbox{}, err
 		}
-		mb, err = mailboxByName(ctx, tx, id, name)
-		return err
-	})
+		return storage.Mailbox{}, fmt.Errorf("%w: %s", storage.ErrNoMailbox, name)
+	}
 	return mb, err
 }
 
@@ -387,25 +391,27 @@ func (db *DB) SetSubscribed(ctx context.Context, account, name string, subscribe
 
 // Subscriptions implements storage.Store.
 func (db *DB) Subscriptions(ctx context.Context, account string) ([]string, error) {
+	q := poolQ{db.rstmts}
+	rows, err := q.QueryContext(ctx, "SELECT s.name FROM subscriptions s JOIN accounts a ON a.id = s.account_id WHERE a.name = ? ORDER BY s.name", account)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	var names []string
-	err := db.read(ctx, func(tx stx) error {
-		aid, err := accountID(ctx, tx, account)
-		if err != nil {
-			return err
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", aid)
-		if err != nil {
-			return err
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		if _, err := accountID(ctx, q, account); err != nil {
+			return nil, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var n string
-			if err := rows.Scan(&n); err != nil {
-				return err
-			}
-			names = append(names, n)
-		}
-		return rows.Err()
-	})
-	return names, err
+	}
+	return names, nil
 }

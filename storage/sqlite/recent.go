@@ -20,7 +20,7 @@ func (db *DB) ClaimRecent(ctx context.Context, mailboxID int64, upToUID uint32) 
 		return 0, nil
 	}
 	var watermark int64
-	if err := recentWatermark(ctx, db.r, mailboxID, &watermark); err != nil {
+	if err := recentWatermark(ctx, poolQ{db.rstmts}, mailboxID, &watermark); err != nil {
 		return 0, err
 	}
 	if watermark >= int64(upToUID) {
