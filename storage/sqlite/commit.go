@@ -130,6 +130,18 @@ func (db *DB) writeLazy(ctx context.Context, fn func(t *wtx) error) error {
 	return db.queue(&op{ctx: ctx, run: fn, done: make(chan struct{}), lazy: true})
 }
 
+// post queues a lazy op and does not wait for it (the \Recent
+// watermark, recent.go); it blocks only while the queue is full. After
+// Close it does nothing.
+func (db *DB) post(fn func(t *wtx) error) {
+	o := &op{ctx: context.Background(), run: fn, done: make(chan struct{}), lazy: true}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if !db.closed {
+		db.ops <- o
+	}
+}
+
 // writeState is the write of a change of state, flags or expunge: lazy
 // with Options.DeferFlagSync, durable otherwise.
 func (db *DB) writeState(ctx context.Context, fn func(t *wtx) error) error {
@@ -341,30 +353,12 @@ func (db *DB) commitBatch(batch []*op) {
 		fail(err)
 		return
 	}
-	for _, o := range batch {
-		if err := o.ctx.Err(); err != nil {
-			o.err = err
-			continue
-		}
-		if _, err := (stx{tx, db.wstmts}).ExecContext(ctx, "SAVEPOINT op"); err != nil {
-			tx.Rollback()
+	if err := db.runBatch(ctx, tx, batch); err != nil {
+		tx.Rollback()
+		if err != errOpFailed {
 			fail(err)
-			return
 		}
-		if err := runOp(&wtx{stx: stx{tx, db.wstmts}, ctx: ctx, o: o}); err != nil {
-			o.err, o.changes, o.garbage = err, nil, nil
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO op; RELEASE op"); err != nil {
-				tx.Rollback()
-				fail(err)
-				return
-			}
-			continue
-		}
-		if _, err := (stx{tx, db.wstmts}).ExecContext(ctx, "RELEASE op"); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
-		}
+		return
 	}
 	if err := tx.Commit(); err != nil {
 		fail(err)
@@ -388,6 +382,49 @@ func (db *DB) commitBatch(batch []*op) {
 		db.sync.mu.Unlock()
 		db.wakeSyncer()
 	}
+}
+
+// errOpFailed: the op of a batch of one failed (its error is its own).
+var errOpFailed = errors.New("sqlite: the op failed")
+
+// runBatch runs the ops of a batch in tx. On error tx must be rolled back:
+// errOpFailed, or the failure of a savepoint, which fails the batch.
+func (db *DB) runBatch(ctx context.Context, tx *sql.Tx, batch []*op) error {
+	st := stx{tx, db.wstmts}
+	if len(batch) == 1 {
+		// Alone in its transaction, an op needs no savepoint: a failure
+		// rolls the transaction back (most batches hold one op or two).
+		o := batch[0]
+		err := o.ctx.Err()
+		if err == nil {
+			err = runOp(&wtx{stx: st, ctx: ctx, o: o})
+		}
+		if err != nil {
+			o.err, o.changes, o.garbage = err, nil, nil
+			return errOpFailed
+		}
+		return nil
+	}
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err = err
+			continue
+		}
+		if _, err := st.ExecContext(ctx, "SAVEPOINT op"); err != nil {
+			return err
+		}
+		if err := runOp(&wtx{stx: st, ctx: ctx, o: o}); err != nil {
+			o.err, o.changes, o.garbage = err, nil, nil
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO op; RELEASE op"); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := st.ExecContext(ctx, "RELEASE op"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runOp runs one op, turning a panic (a bug) into an error for that op

@@ -84,7 +84,8 @@ type DB struct {
 	deferFlag bool          // Options.DeferFlagSync
 	sync      syncer        // the syncer (commit.go)
 
-	watchers watchers // watch.go
+	watchers watchers     // watch.go
+	recent   recentClaims // recent.go
 }
 
 // Open opens (creating it if needed) the database in dir/carepost.db and the

@@ -567,3 +567,68 @@ func TestDeferredFlagSync(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Claims are arbitrated in memory and written in the background: they are
+// in the database after Close, and a mailbox created anew under the ID of
+// a deleted one does not inherit its watermark.
+func TestRecentClaimsPersist(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	ctx := t.Context()
+	if err := db.CreateAccount(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	deliver := func(db *DB, id int64) {
+		t.Helper()
+		if _, err := db.Deliver(ctx, strings.NewReader("Subject: a\r\n\r\nx\r\n"), []storage.Target{{MailboxID: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inbox, err := db.GetMailbox(ctx, acct, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(db, inbox.ID)
+	deliver(db, inbox.ID)
+	if first, err := db.ClaimRecent(ctx, inbox.ID, 2); err != nil || first != 1 {
+		t.Fatalf("ClaimRecent = %d, %v", first, err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, dir)
+	defer db.Close()
+	if st, err := db.Status(ctx, inbox.ID); err != nil || st.Recent != 0 {
+		t.Fatalf("after a reopen: Recent %d, %v; want 0", st.Recent, err)
+	}
+	if first, err := db.ClaimRecent(ctx, inbox.ID, 2); err != nil || first != 0 {
+		t.Fatalf("ClaimRecent after a reopen = %d, %v; want 0", first, err)
+	}
+
+	// The highest mailbox ID, deleted and reused.
+	mb, err := db.CreateMailbox(ctx, acct, "Reused", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(db, mb.ID)
+	if first, err := db.ClaimRecent(ctx, mb.ID, 1); err != nil || first != 1 {
+		t.Fatalf("ClaimRecent = %d, %v", first, err)
+	}
+	if err := db.DeleteMailbox(ctx, acct, "Reused"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := db.CreateMailbox(ctx, acct, "Again", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID != mb.ID {
+		t.Logf("SQLite did not reuse ID %d (got %d)", mb.ID, again.ID)
+	}
+	deliver(db, again.ID)
+	if st, err := db.Status(ctx, again.ID); err != nil || st.Recent != 1 {
+		t.Fatalf("a new mailbox: Recent %d, %v; want 1", st.Recent, err)
+	}
+	if first, err := db.ClaimRecent(ctx, again.ID, 1); err != nil || first != 1 {
+		t.Fatalf("ClaimRecent in a new mailbox = %d, %v; want 1", first, err)
+	}
+}

@@ -265,7 +265,7 @@ func (db *DB) RenameMailbox(ctx context.Context, account, oldName, newName strin
 			return err
 		}
 		if oldName == "INBOX" {
-			return renameInbox(t, aid, src, newName)
+			return db.renameInbox(t, aid, src, newName)
 		}
 		lo, hi := childRange(oldName)
 		rows, err := t.QueryContext(t.ctx, "SELECT id, name FROM mailboxes WHERE account_id = ? AND (name = ? OR (name >= ? AND name < ?))", aid, oldName, lo, hi)
@@ -331,7 +331,7 @@ func (db *DB) RenameMailbox(ctx context.Context, account, oldName, newName strin
 	})
 }
 
-func renameInbox(t *wtx, aid int64, inbox storage.Mailbox, newName string) error {
+func (db *DB) renameInbox(t *wtx, aid int64, inbox storage.Mailbox, newName string) error {
 	dst, err := createMailbox(t, aid, newName, "")
 	if err != nil {
 		return err
@@ -360,6 +360,11 @@ func renameInbox(t *wtx, aid int64, inbox storage.Mailbox, newName string) error
 	}
 	if _, err := t.ExecContext(t.ctx, `UPDATE mailboxes SET (uidnext, highest_modseq, recent_uid, keywords) =
 		(SELECT uidnext, 2, recent_uid, keywords FROM mailboxes WHERE id = ?) WHERE id = ?`, inbox.ID, dst.ID); err != nil {
+		return err
+	}
+	// With the claims not written yet (recent.go).
+	if _, err := t.ExecContext(t.ctx, "UPDATE mailboxes SET recent_uid = max(recent_uid, ?) WHERE id = ?",
+		db.recent.seen(inbox.ID, inbox.UIDValidity, 0), dst.ID); err != nil {
 		return err
 	}
 	sortUIDs(uids)

@@ -211,6 +211,7 @@ func (db *DB) Status(ctx context.Context, mailboxID int64) (storage.MailboxStatu
 		if err != nil {
 			return err
 		}
+		recentUID = db.recent.seen(mailboxID, st.UIDValidity, recentUID)
 		st.Flags = mailboxFlags(keywords)
 		var first sql.NullInt64
 		err = tx.QueryRowContext(ctx, qStatus, flagSeen, flagDeleted, recentUID, flagSeen, mailboxID).
@@ -281,22 +282,15 @@ func (db *DB) Select(ctx context.Context, mailboxID int64, claimRecent bool) (st
 	if err != nil {
 		return storage.MailboxStatus{}, nil, 0, err
 	}
-	if claimRecent && len(msgs) > 0 && int64(msgs[len(msgs)-1].UID) > recentUID {
-		top := msgs[len(msgs)-1].UID
-		err := db.write(ctx, func(t *wtx) error {
-			err := t.QueryRowContext(t.ctx, "SELECT recent_uid FROM mailboxes WHERE id = ?", mailboxID).Scan(&recentUID)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
-			}
-			if err != nil || recentUID >= int64(top) {
-				return err
-			}
-			_, err = t.ExecContext(t.ctx, "UPDATE mailboxes SET recent_uid = ? WHERE id = ?", top, mailboxID)
-			return err
-		})
-		if err != nil {
-			return storage.MailboxStatus{}, nil, 0, err
+	if claimRecent && len(msgs) > 0 {
+		top := int64(msgs[len(msgs)-1].UID)
+		old := db.recent.claim(mailboxID, st.UIDValidity, recentUID, top)
+		if old < top {
+			db.writeRecent(mailboxID, st.UIDValidity, top)
 		}
+		recentUID = old
+	} else {
+		recentUID = db.recent.seen(mailboxID, st.UIDValidity, recentUID)
 	}
 	// UIDs above the watermark (the old one when we claimed) are recent.
 	i, _ := slices.BinarySearchFunc(msgs, uint32(min(recentUID, math.MaxUint32))+1, func(m storage.Message, u uint32) int {

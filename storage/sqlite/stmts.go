@@ -111,6 +111,15 @@ func (t stx) ExecContext(cx context.Context, q string, args ...any) (sql.Result,
 	return t.Tx.ExecContext(cx, q, args...)
 }
 
+// PrepareContext returns q prepared for this transaction, from the cache
+// when it is there; the transaction closes it.
+func (t stx) PrepareContext(cx context.Context, q string) (*sql.Stmt, error) {
+	if s := t.c.get(cx, q); s != nil {
+		return t.Tx.StmtContext(cx, s), nil
+	}
+	return t.Tx.PrepareContext(cx, q)
+}
+
 // queryRow runs a one-row query on a pool outside a transaction.
 func (c *stmtCache) queryRow(cx context.Context, q string, args ...any) *sql.Row {
 	if s := c.get(cx, q); s != nil {
