@@ -72,6 +72,10 @@ type DB struct {
 	w *sql.DB
 	// r serves reads concurrently (WAL readers never block the writer).
 	r *sql.DB
+	// ckpt is the checkpointer's connection (checkpoint.go).
+	ckpt *sql.DB
+	// ckptStop stops the checkpointer; ckptDone is closed when it has.
+	ckptStop, ckptDone chan struct{}
 
 	lock *os.File // flock on dir/carepost.lock, see lockDir
 
@@ -83,6 +87,8 @@ type DB struct {
 	commits   atomic.Int64  // transactions committed by the committer (tests, metrics)
 	deferFlag bool          // Options.DeferFlagSync
 	sync      syncer        // the syncer (commit.go)
+	// lazyOutside: a lazy commit outside the committer awaits its fsync.
+	lazyOutside atomic.Bool
 
 	watchers watchers     // watch.go
 	recent   recentClaims // recent.go
@@ -108,7 +114,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	// durable() for the writes outside the committer. _txlock=immediate: a
 	// write transaction takes the write lock at BEGIN, so it never fails
 	// half-way on a lock upgrade.
-	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	// wal_autocheckpoint(0): checkpoints run on their own connection
+	// (checkpoint.go), not inside the committer's commits.
+	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -125,6 +133,14 @@ func Open(dir string, opts Options) (*DB, error) {
 		lock.Close()
 		return nil, err
 	}
+	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		r.Close()
+		w.Close()
+		lock.Close()
+		return nil, err
+	}
+	ckpt.SetMaxOpenConns(1)
 	r.SetMaxOpenConns(8)
 	// Keep every reader open: database/sql keeps 2 idle connections by
 	// default, and under load the others were closed and reopened, each
@@ -133,7 +149,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(0)
 	db := &DB{
-		dir: dir, key: opts.Key, w: w, r: r, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync,
+		dir: dir, key: opts.Key, w: w, r: r, ckpt: ckpt, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync,
 		wstmts: newStmtCache(w), rstmts: newStmtCache(r),
 		ops:       make(chan *op, maxBatch),
 		committed: make(chan struct{}),
@@ -159,6 +175,8 @@ func Open(dir string, opts Options) (*DB, error) {
 		db.closeFiles()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}
+	db.ckptStop, db.ckptDone = make(chan struct{}), make(chan struct{})
+	go db.checkpointLoop()
 	go db.syncLoop()
 	go db.commitLoop()
 	return db, nil
@@ -209,7 +227,14 @@ func (db *DB) closeFiles() error {
 		db.wstmts.close()
 		db.rstmts.close()
 	}
+	if db.ckptStop != nil {
+		close(db.ckptStop)
+		<-db.ckptDone
+	}
 	err := db.r.Close()
+	if err2 := db.ckpt.Close(); err == nil {
+		err = err2
+	}
 	if err2 := db.w.Close(); err == nil {
 		err = err2
 	}

@@ -632,3 +632,31 @@ func TestRecentClaimsPersist(t *testing.T) {
 		t.Fatalf("ClaimRecent in a new mailbox = %d, %v; want 1", first, err)
 	}
 }
+
+// The writer never checkpoints (wal_autocheckpoint=0); the checkpointer
+// copies the WAL into the database file on its own connection.
+func TestCheckpointer(t *testing.T) {
+	db, dir, inbox := setup(t)
+	ctx := t.Context()
+	size := func() int64 {
+		fi, err := os.Stat(filepath.Join(dir, "carepost.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	body := "Subject: a\r\n\r\n" + strings.Repeat("x", 20000) + "\r\n"
+	for range 20 {
+		if _, err := db.Deliver(ctx, strings.NewReader(body), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * checkpointEvery)
+	for size() <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("the database file stayed at %d bytes: no checkpoint", before)
+		}
+		time.Sleep(checkpointEvery / 4)
+	}
+}
