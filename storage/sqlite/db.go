@@ -5,15 +5,20 @@
 //
 // Implementation notes (mail store):
 //   - every write of the mail store is an op run by one committer goroutine
-//     (commit.go), which runs whatever ops are queued in one transaction and
-//     one fsync (group commit), then publishes their changes to watchers in
-//     commit order (watch.go) and only then answers the callers;
-//   - reads use the reader pool db.r, each in a read transaction, so that
-//     what one method returns is one snapshot (WAL readers never wait for
-//     the writer);
-//   - bodies are sealed files under dir/blobs/xx/ (blobs.go), written and
-//     fsynced before the metadata that references them is committed, and
-//     removed after the commit that drops their last reference.
+//     (commit.go), which runs whatever ops are queued in one transaction
+//     (group commit), publishes their changes to watchers in commit order
+//     (watch.go) and answers the callers; the caller of a durable op then
+//     fsyncs the WAL (one fsync for every commit before it), and lazy ops
+//     (flags and expunges with DeferFlagSync, \Recent) are fsynced within
+//     FlagSyncDelay; checkpoints run on their own connection
+//     (checkpoint.go);
+//   - reads use the reader pool db.r, in a read transaction where one
+//     method reads more than one statement, so that what it returns is
+//     one snapshot (WAL readers never wait for the writer);
+//   - bodies are sealed into their row up to the inline limit (inline.go),
+//     or into files under dir/blobs/xx/ (blobs.go), written and fsynced
+//     before the metadata that references them is committed, and removed
+//     once the commit that drops their last reference is on disk.
 package sqlite
 
 import (
