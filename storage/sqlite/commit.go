@@ -183,11 +183,7 @@ func (db *DB) queue(o *op) error {
 	if o.err == nil && !o.lazy {
 		if err := db.syncUpTo(o.seq); err != nil {
 			if len(o.garbage) > 0 {
-				db.sync.mu.Lock()
-				db.sync.garbage = append(db.sync.garbage, o.garbage...)
-				db.sync.lazy = true
-				db.sync.mu.Unlock()
-				db.wakeSyncer()
+				db.syncLater(o.garbage)
 			}
 			return fmt.Errorf("sqlite: the change was written but could not be made durable: %w", err)
 		}
@@ -350,10 +346,21 @@ func (db *DB) commitDurable(tx *sql.Tx) error {
 // within FlagSyncDelay.
 func (db *DB) lazyCommitted() {
 	db.lazyOutside.Store(true)
+	db.syncLater(nil)
+}
+
+// syncLater has the syncer fsync within FlagSyncDelay, then remove the
+// garbage files. The syncer is woken only when nothing waits for it yet:
+// lazy commits come by the thousand a second, its timer by the second.
+func (db *DB) syncLater(garbage []string) {
 	db.sync.mu.Lock()
+	db.sync.garbage = append(db.sync.garbage, garbage...)
+	wake := !db.sync.lazy
 	db.sync.lazy = true
 	db.sync.mu.Unlock()
-	db.wakeSyncer()
+	if wake {
+		db.wakeSyncer()
+	}
 }
 
 // durable fsyncs the WAL: for the writes that do not go through the
@@ -413,11 +420,7 @@ func (db *DB) commitBatch(batch []*op) {
 		db.watchers.publish(o.changes)
 	}
 	if len(garbage) > 0 || lazy {
-		db.sync.mu.Lock()
-		db.sync.garbage = append(db.sync.garbage, garbage...)
-		db.sync.lazy = db.sync.lazy || lazy || len(garbage) > 0
-		db.sync.mu.Unlock()
-		db.wakeSyncer()
+		db.syncLater(garbage)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"carepost/crypto"
 	"carepost/storage"
+	"carepost/storage/storagetest"
 )
 
 // Tests of what only the embedded backend has: files, encryption at rest,
@@ -26,8 +27,18 @@ const acct = "dupont@ch-test.fr"
 
 func setup(t *testing.T) (*DB, string, storage.Mailbox) {
 	t.Helper()
+	return setupWith(t, Options{Key: testKey, InlineLimit: -1, Summarize: storagetest.Summarize})
+}
+
+// setupWith is setup with other options: a new store in a temporary
+// directory with one account.
+func setupWith(t *testing.T, opts Options) (*DB, string, storage.Mailbox) {
+	t.Helper()
 	dir := t.TempDir()
-	db := openTest(t, dir)
+	db, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { db.Close() })
 	ctx := t.Context()
 	if err := db.CreateAccount(ctx, acct); err != nil {
@@ -489,20 +500,8 @@ func TestLazyClaims(t *testing.T) {
 // FlagSyncDelay, and the body file of the expunged message stays until
 // that fsync, so that a power cut undoing the expunge finds it.
 func TestDeferredFlagSync(t *testing.T) {
-	dir := t.TempDir()
-	db, err := Open(dir, Options{Key: testKey, InlineLimit: -1, DeferFlagSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, dir, inbox := setupWith(t, Options{Key: testKey, InlineLimit: -1, DeferFlagSync: true})
 	ctx := t.Context()
-	if err := db.CreateAccount(ctx, acct); err != nil {
-		t.Fatal(err)
-	}
-	inbox, err := db.GetMailbox(ctx, acct, "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, s := range []string{"a", "b"} {
 		if _, err := db.Deliver(ctx, strings.NewReader("Subject: "+s+"\r\n\r\nbody\r\n"), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
 			t.Fatal(err)
