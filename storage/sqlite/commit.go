@@ -228,6 +228,7 @@ func (db *DB) commitLoop() {
 		close(db.committed)
 	}()
 	for o := range db.ops {
+		db.finishCheckpoint()
 		batch := []*op{o}
 	fill:
 		for len(batch) < maxBatch {

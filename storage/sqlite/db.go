@@ -81,6 +81,8 @@ type DB struct {
 	ckpt *sql.DB
 	// ckptStop stops the checkpointer; ckptDone is closed when it has.
 	ckptStop, ckptDone chan struct{}
+	// ckptFinish: the committer is to finish a checkpoint (checkpoint.go).
+	ckptFinish atomic.Bool
 
 	lock *os.File // flock on dir/carepost.lock, see lockDir
 

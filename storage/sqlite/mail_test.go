@@ -659,3 +659,48 @@ func TestCheckpointer(t *testing.T) {
 		time.Sleep(checkpointEvery / 4)
 	}
 }
+
+// Under a steady load of deliveries and reads, the WAL starts over after
+// the checkpoints instead of growing without end (checkpoint.go).
+func TestWALStaysSmall(t *testing.T) {
+	db, dir, inbox := setupWith(t, Options{Key: testKey})
+	ctx := t.Context()
+	body := "Subject: a\r\n\r\n" + strings.Repeat("x", 4000) + "\r\n"
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	readers.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := db.Status(ctx, inbox.ID); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	var writers sync.WaitGroup
+	for range 8 {
+		writers.Go(func() {
+			for range 400 {
+				if _, err := db.Deliver(ctx, strings.NewReader(body), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	writers.Wait()
+	close(stop)
+	readers.Wait()
+	fi, err := os.Stat(filepath.Join(dir, "carepost.db-wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3,200 deliveries write some 100 MB of WAL frames in all.
+	if fi.Size() > 32<<20 {
+		t.Errorf("the WAL is %d MB after 3,200 deliveries: it did not start over", fi.Size()>>20)
+	}
+}
