@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -17,12 +18,12 @@ import (
 //     (PASSIVE: it copies what no reader still needs, and neither waits
 //     for nor blocks the writer or the readers): the bulk of the copying;
 //  2. then the committer, before its next batch, checkpoints on the
-//     writer's connection: it copies only the pages committed since, and
-//     with no commit between its checkpoint and its next transaction,
-//     that transaction finds the WAL copied to its end and starts it over
-//     from the beginning (unless a reader still holds an old snapshot;
-//     the next round tries again). Without this step, under a steady load
-//     the WAL never started over, and grew by some 50 MB a second.
+//     writer's connection (finishCheckpoint): it copies only the pages
+//     committed since, and with no commit between its checkpoint and its
+//     next transaction, that transaction finds the WAL copied to its end
+//     and starts it over from the beginning. Without this step, under a
+//     steady load the WAL never started over, and grew by some 50 MB a
+//     second.
 //
 // journal_size_limit trims the WAL file to 64 MiB when it starts over.
 
@@ -50,9 +51,28 @@ func (db *DB) checkpointLoop() {
 	}
 }
 
-// finishCheckpoint is step 2, run by the committer between batches.
+// finishCheckpoint is step 2, run by the committer between batches. It is
+// a RESTART checkpoint: once the pages are copied it waits until no reader
+// still reads from the WAL, so that the next write starts it over; a
+// reader that keeps it more than restartWait makes it give up until the
+// next round (a commit waits no longer than that).
 func (db *DB) finishCheckpoint() {
-	if db.ckptFinish.Swap(false) {
-		db.w.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+	if !db.ckptFinish.Swap(false) {
+		return
 	}
+	ctx := context.Background()
+	c, err := db.w.Conn(ctx)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", restartWait.Milliseconds())); err != nil {
+		return
+	}
+	c.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)")
+	c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds()))
 }
+
+// restartWait bounds how long the committer waits for readers in
+// finishCheckpoint.
+const restartWait = 5 * time.Millisecond

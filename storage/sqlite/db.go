@@ -58,6 +58,9 @@ type Options struct {
 	DeferFlagSync bool
 }
 
+// busyTimeout is how long a connection waits for a lock held by another.
+const busyTimeout = 10 * time.Second
+
 // FlagSyncDelay bounds how long a deferred change (Options.DeferFlagSync,
 // the \Recent watermark) waits for its fsync.
 const FlagSyncDelay = time.Second
@@ -115,7 +118,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "carepost.db")
-	pragmas := "_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=busy_timeout(10000)"
+	pragmas := fmt.Sprintf("_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
 	// The writer: synchronous=NORMAL, a commit is written to the WAL and
 	// made durable by the syncer's fsync of that file (commit.go), or by
 	// durable() for the writes outside the committer. _txlock=immediate: a
