@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"time"
 )
@@ -70,7 +71,12 @@ func (db *DB) finishCheckpoint() {
 		return
 	}
 	c.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)")
-	c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds()))
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds())); err != nil {
+		// Never leave the writer with the short timeout (an admin
+		// command's write would make its commits fail): the pool drops
+		// this connection and opens a new one with the DSN's pragmas.
+		c.Raw(func(any) error { return driver.ErrBadConn })
+	}
 }
 
 // restartWait bounds how long the committer waits for readers in
