@@ -94,6 +94,7 @@ func hash(pw string, m uint32, t uint32, p uint8) (string, error) {
 }
 
 func derive(pw string, salt []byte, m, t uint32, p uint8, n uint32) []byte {
+	derivations.Add(1)
 	hashSlots <- struct{}{}
 	defer func() { <-hashSlots }()
 	key := argon2.IDKey([]byte(pw), salt, t, m, p, n)
@@ -122,6 +123,12 @@ func releaseSoon() {
 }
 
 var releasing atomic.Bool
+
+var derivations atomic.Int64
+
+// Derivations counts the argon2id computations of this process (hashes
+// made and checked): the cost that logins put on the CPU and memory.
+func Derivations() int64 { return derivations.Load() }
 
 // VerifyPassword reports whether pw matches the argon2id PHC string hash.
 // The comparison of the derived keys is constant-time. A malformed hash is

@@ -67,10 +67,7 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 
 	ok, appID := d.cachedCheck(addr, password, creds)
 	if !ok {
-		ok, appID = verifyCredentials(creds, password)
-		if ok {
-			d.rememberCheck(addr, password, matchedHash(creds, appID), appID)
-		}
+		ok, appID = d.checkOnce(addr, password, creds)
 	}
 	// The status is checked after the password so that a suspended
 	// account costs the same as any other refusal.

@@ -41,6 +41,7 @@ type Directory struct {
 	loginMu  sync.Mutex
 	loginKey []byte
 	logins   map[string]cachedLogin
+	flights  map[string]*loginFlight
 
 	now func() time.Time // for tests of LastLogin; time.Now otherwise
 }

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"carepost/crypto"
 	"carepost/directory"
 	"carepost/storage/sqlite"
 )
@@ -409,6 +411,47 @@ func TestEntryCache(t *testing.T) {
 	}
 	if _, err := f.d.ResolveRecipient(ctx, "new.one@ch-x.mssante.fr"); err != nil {
 		t.Fatalf("an address added through the same Directory not seen at once: %v", err)
+	}
+}
+
+// Identical logins arriving together share one hash check: a client
+// opening several connections at once costs one argon2id computation.
+// Wrong passwords are still refused, each one.
+func TestLoginFlight(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	const n = 8
+	try := func(pass string) []error {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = f.d.Authenticate(ctx, dupont, pass)
+			}()
+		}
+		wg.Wait()
+		return errs
+	}
+	before := crypto.Derivations()
+	for i, err := range try(pw + "x") {
+		if !errors.Is(err, directory.ErrAuthFailed) {
+			t.Fatalf("wrong password, login %d: %v", i, err)
+		}
+	}
+	wrong := crypto.Derivations() - before
+	if wrong < 1 || wrong > n {
+		t.Fatalf("%d concurrent wrong passwords cost %d hash checks", n, wrong)
+	}
+	before = crypto.Derivations()
+	for i, err := range try(pw) {
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	if got := crypto.Derivations() - before; got != 1 {
+		t.Fatalf("%d concurrent identical logins cost %d hash checks, want 1", n, got)
 	}
 }
 
