@@ -220,6 +220,7 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	// Binary parts are stored base64-encoded (binaryConverter).
 	body := newBinaryConverter(r)
 	res, err := s.srv.opts.Store.Deliver(ctx, body, []storage.Target{{MailboxID: dst.ID, Flags: flags, InternalDate: options.Time}})
+	body.release()
 	if err != nil {
 		return nil, s.mapError("append", err)
 	}
