@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,21 +109,44 @@ func derive(pw string, salt []byte, m, t uint32, p uint8, n uint32) []byte {
 // system. Each human-password check allocates m KiB (19 MiB) that is
 // garbage as soon as it returns; left to the runtime's pace, a burst of
 // logins would keep the process tens of megabytes larger than its live
-// data for minutes (it was most of the resident memory of 500 idle IMAP
-// connections). At most once a second, a background goroutine runs
-// debug.FreeOSMemory, a garbage collection cheap for a server whose live
-// heap is small.
+// data for minutes. Worse, a collection that runs while a hash is under
+// way counts its 19 MiB as live and sets the next collection that much
+// later: the sessions opened meanwhile then spread their objects over a
+// heap that much larger, which never goes back (it was a tenth of the
+// resident memory of 500 idle IMAP sessions). So debug.FreeOSMemory, a
+// collection cheap for a server whose live heap is small, runs at once
+// after a hash and a second later, then once a second while hashes go on
+// finishing.
 func releaseSoon() {
-	if releasing.CompareAndSwap(false, true) {
-		go func() {
-			time.Sleep(time.Second)
-			releasing.Store(false)
-			debug.FreeOSMemory()
-		}()
+	release.Lock()
+	defer release.Unlock()
+	if release.running {
+		release.again = true
+		return
 	}
+	release.running = true
+	go func() {
+		debug.FreeOSMemory()
+		for {
+			time.Sleep(time.Second)
+			debug.FreeOSMemory()
+			release.Lock()
+			if !release.again {
+				release.running = false
+				release.Unlock()
+				return
+			}
+			release.again = false
+			release.Unlock()
+		}
+	}()
 }
 
-var releasing atomic.Bool
+var release struct {
+	sync.Mutex
+	running bool // a goroutine of releaseSoon's is at work
+	again   bool // a hash ended since its last release
+}
 
 var derivations atomic.Int64
 
