@@ -1,0 +1,68 @@
+// Package auth turns a successful authentication into a Principal, the one
+// description of who acts that travels (in the context) through delivery
+// and storage, and holds the one function that decides what a principal
+// may do on a mailbox (Rights). SMTP, IMAP and the portal ask it; none
+// keeps a rule of its own.
+package auth
+
+import (
+	"context"
+
+	"carepost/directory"
+)
+
+// Mechanism says how a principal proved who it is.
+type Mechanism string
+
+const (
+	MechPlain    Mechanism = "PLAIN"    // SASL PLAIN or IMAP LOGIN: password or application password
+	MechExternal Mechanism = "EXTERNAL" // TLS client certificate (RFC 4422 Appendix A)
+	MechOAuth    Mechanism = "OAUTHBEARER"
+	// MechPeer: another operator of the trust space (MX); the principal
+	// names the peer, not a user of ours.
+	MechPeer Mechanism = "PEER"
+	// MechSystem: the server itself or an operator's command line.
+	MechSystem Mechanism = "SYSTEM"
+)
+
+// Role is a member's role in an organisational (ORG, APP, CAB) mailbox,
+// stored in the directory.
+type Role string
+
+const (
+	RoleMember  Role = "member"  // read, flag, insert
+	RoleManager Role = "manager" // and expunge, create, rename and delete folders
+)
+
+// Delegation is a shared mailbox the principal is a member of.
+type Delegation struct {
+	Mailbox string // canonical address of the ORG/APP/CAB mailbox
+	Role    Role
+}
+
+// Principal is who acts: an authenticated user, a peer operator or the
+// system. The zero value is nobody.
+type Principal struct {
+	Address    string         // canonical address of the account that logged in
+	Kind       directory.Kind // professional, patient, organisation, application...
+	NationalID string         // RPPS/ADELI-based id or INS, "" if none
+	Mechanism  Mechanism
+	Source     string // remote address ("ip:port"), "" for local actors
+	// Delegations are the shared mailboxes the principal is a member of,
+	// active ones only, read at authentication.
+	Delegations []Delegation
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns a context carrying p as the actor of what is done
+// with it.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the principal of ctx, nil if none.
+func FromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
