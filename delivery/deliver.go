@@ -2,27 +2,30 @@ package delivery
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
+	"carepost/directory"
+	"carepost/refusal"
 	"carepost/storage"
 
 	"github.com/emersion/go-message/textproto"
 )
 
-// Deliver reads the message from body, checks its header, and stores one
-// copy in the INBOX of every accepted recipient. It returns nil only when
-// every copy is durable (storage.Store.Deliver's contract): the adapter may
-// acknowledge the message then, and not before.
+// Deliver runs the message through the path: it receives the message once
+// into a spool, checks its header, runs the transforms, gives each target
+// the versions of its recipients, commits every target's writes in one
+// transaction, and starts the after-commit hooks. It returns nil only when
+// every copy is durable (storage.Store.DeliverAll's contract): the adapter
+// may acknowledge the message then, and not before.
 //
-// The body is read once, as a stream: the header (bounded) is parsed with
-// go-message's textproto, the rest flows to the store unparsed. A message
-// whose MIME structure is broken is therefore stored as given, as mail
-// servers do; only a header that cannot be read is refused, since the
-// From: check depends on it.
+// A message whose MIME structure is broken is stored as given, as mail
+// servers do; only a header that cannot be read, and a structure past the
+// limits of the summarizer (nesting, number of parts), are refused.
 //
 // On submission every From: address (and Sender:, if present) must be one
 // the user may send as; on MX they must belong to the trust space and not
@@ -34,69 +37,161 @@ func (t *Transaction) Deliver(ctx context.Context, body io.Reader) error {
 	if len(t.rcpts) == 0 {
 		return newError(ErrNoRecipients, "", nil, "No valid recipients: the message was not accepted for anyone.")
 	}
-	limit := t.p.opts.MaxMessageSize
-	src := &countingReader{r: body, limit: limit}
-	defer func() { t.size = src.n }()
-	br := bufio.NewReaderSize(src, headerBufferSize)
+	defer t.abortTargets(ctx) // after a commit the targets have nothing left to drop
 
-	raw, sep, err := readHeader(br)
+	// Spool: the message is received once, whole, before anything else;
+	// the size is counted on the stream itself.
+	src := &countingReader{r: body, limit: t.p.opts.MaxMessageSize}
+	sp, err := t.p.opts.Spool.Receive(src)
+	t.size = src.n
 	if err != nil {
-		return t.readFailure(src, err)
-	}
-	h, err := parseHeader(raw)
-	if err != nil {
-		return t.readFailure(src, err)
-	}
-	if err := t.checkFrom(ctx, h); err != nil {
-		return err
-	}
-
-	// Transform. Extension point: DKIM signing of outbound mail and
-	// verification of inbound mail (adding Authentication-Results, RFC
-	// 8601), then S/MIME, go here, as stream transforms of (header, rest).
-	now := t.p.now()
-	var prefix bytes.Buffer
-	prefix.Write(receivedField(t.src, t.p.opts.Hostname, t.id, t.Recipients(), now))
-	prefix.Write(raw)
-	if t.src.Submission {
-		prefix.Write(submissionFields(h, t.p.opts.Hostname, t.id, now))
-	}
-	if len(sep) > 0 {
-		prefix.Write(sep)
-	} else if br.Buffered() > 0 {
-		// Unreachable: readHeader stops at end of input only.
-		return temporary(errors.New("delivery: header ended before end of input"))
-	}
-	msg := io.MultiReader(&prefix, br)
-
-	// Route. Every recipient is local today (AddRecipient refuses the
-	// others); the durable queue will take its share of the recipients
-	// here and commit with the same all-or-nothing contract.
-	targets := make([]storage.Target, len(t.rcpts))
-	for i, r := range t.rcpts {
-		targets[i] = storage.Target{MailboxID: r.inbox, InternalDate: now}
-	}
-	if _, err := t.p.store.Deliver(ctx, msg, targets); err != nil {
-		if errors.Is(err, storage.ErrNoMailbox) {
-			t.p.forgetInboxes() // the client retries after the 451
-		}
-		// The store read the body: a limit or a broken connection shows
-		// up as its error, but the counting reader knows the real cause.
 		if src.err != nil {
 			return t.readFailure(src, src.err)
 		}
+		return temporary(err)
+	}
+	defer sp.Release()
+
+	// Policy on the header.
+	env, err := t.envelope(sp)
+	if err != nil {
+		return err
+	}
+	if err := t.checkFrom(ctx, env.Header); err != nil {
+		return err
+	}
+
+	// Transforms: the trace fields first, then the configured chain.
+	chain := append([]Transform{traceTransform{hostname: t.p.opts.Hostname}}, t.p.opts.Transforms...)
+	if err := t.p.finish(ctx, env, sp, chain, t.targets); err != nil {
+		return err
+	}
+	t.targets = nil // committed: nothing left for Abort
+	return nil
+}
+
+// envelope reads and parses the header of the spooled message.
+func (t *Transaction) envelope(sp Staged) (*Envelope, error) {
+	br := bufio.NewReaderSize(sp.Open(), headerBufferSize)
+	raw, _, err := readHeader(br)
+	if err == nil {
+		var h textproto.Header
+		if h, err = parseHeader(raw); err == nil {
+			return &Envelope{ID: t.id, Source: t.src, From: t.from, Recipients: t.rcpts,
+				Header: h, Received: t.p.now(), headerLen: int64(len(raw))}, nil
+		}
+	}
+	if he, ok := asHeaderError(err); ok {
+		return nil, newError(ErrMalformedMessage, "", err, "The message header cannot be read: %s.", he.why)
+	}
+	return nil, temporary(fmt.Errorf("delivery: read the spool: %w", err))
+}
+
+// finish runs the stages after the policy: transforms, summaries,
+// targets, the one commit, the targets' Commit, the hooks. env.Recipients
+// have their targets set.
+func (p *Pipeline) finish(ctx context.Context, env *Envelope, msg Staged, chain []Transform, targets map[directory.Route]Target) error {
+	return p.finishWith(ctx, env, msg, chain, targets, nil)
+}
+
+// finishWith is finish, calling committed (if not nil) with what the
+// commit stored, before the hooks start.
+func (p *Pipeline) finishWith(ctx context.Context, env *Envelope, msg Staged, chain []Transform, targets map[directory.Route]Target, committed func(*Committed)) error {
+	vs, err := runTransforms(ctx, chain, env, []Version{{Msg: msg, Recipients: env.Recipients}})
+	if err != nil {
+		return asRefusal(err)
+	}
+	if p.opts.Summarize != nil {
+		for i := range vs {
+			sum, err := p.opts.Summarize(vs[i].Msg.Open())
+			if err != nil {
+				return asRefusal(err)
+			}
+			vs[i].Summary = sum
+		}
+	}
+
+	// Route: each target gets the versions of its own recipients.
+	var b Batch
+	order := make([]Target, 0, len(targets))
+	for _, tg := range targets {
+		order = append(order, tg)
+	}
+	slices.SortFunc(order, func(a, b Target) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, tg := range order {
+		var mine []Version
+		for _, v := range vs {
+			var rs []*Recipient
+			for _, r := range v.Recipients {
+				if r.target == tg {
+					rs = append(rs, r)
+				}
+			}
+			if len(rs) > 0 {
+				mine = append(mine, Version{Msg: v.Msg, Recipients: rs, Summary: v.Summary})
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		if err := tg.Body(ctx, env, mine, &b); err != nil {
+			return asRefusal(err)
+		}
+	}
+
+	// Commit: every target's writes in one transaction.
+	res, err := commitBatch(ctx, p.store, &b)
+	if err != nil {
+		if errors.Is(err, storage.ErrNoMailbox) {
+			p.forgetInboxes() // the client retries after the 451
+		}
 		return temporary(fmt.Errorf("delivery: store: %w", err))
 	}
-	// Extension point: the audit trail (SPEC §9) records the delivery here,
-	// after the commit, with t.ID().
+	for _, tg := range order {
+		tg.Commit(ctx, res)
+	}
+	if committed != nil {
+		committed(res)
+	}
+
+	// After-commit hooks: outside the client's wait.
+	if p.opts.Hooks != nil {
+		d := &Delivered{ID: env.ID, Source: env.Source, From: env.From, Size: msg.Size(), At: env.Received}
+		i := 0
+		for di, db := range b.deliveries {
+			for ti := range db.Targets {
+				d.Copies = append(d.Copies, DeliveredCopy{Address: b.rcpts[di][ti].Address, Appended: res.appended[i]})
+				i++
+			}
+		}
+		d.Append = env.Source.Append
+		p.opts.Hooks.run(d)
+	}
 	return nil
+}
+
+// asRefusal keeps a refusal (an *Error) and makes anything else a
+// temporary failure.
+func asRefusal(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if _, ok := refusal.As(err); ok {
+		return err
+	}
+	return temporary(err)
 }
 
 // readFailure classifies an error met while reading the message.
 func (t *Transaction) readFailure(src *countingReader, err error) error {
+	return readFailure(src, err, t.p.opts.MaxMessageSize)
+}
+
+func readFailure(src *countingReader, err error, limit int64) error {
 	if src.tooLarge {
 		return newError(ErrMessageTooLarge, "", err,
-			"The message is larger than the %d bytes this server accepts.", t.p.opts.MaxMessageSize)
+			"The message is larger than the %d bytes this server accepts.", limit)
 	}
 	if he, ok := asHeaderError(err); ok {
 		return newError(ErrMalformedMessage, "", err, "The message header cannot be read: %s.", he.why)

@@ -40,6 +40,8 @@ var (
 	// ErrBodyRead: reading the message from the client failed (connection
 	// lost, timeout, or a limit of the protocol library); Reason says which.
 	ErrBodyRead = errors.New("reading the message failed")
+	// ErrForbidden: the principal may not act on this mailbox.
+	ErrForbidden = errors.New("not permitted")
 	// ErrTemporary: an internal failure (storage, directory); the client
 	// should try again later. Reason holds the cause, for the log only.
 	ErrTemporary = errors.New("temporary failure")

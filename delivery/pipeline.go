@@ -1,32 +1,9 @@
-// Package delivery is the one path every message takes, whoever hands it
-// in: SMTP submission and MX today, the patient portal and the outbound
-// queue later (STYLE "One path for a message"):
-//
-//	policy (directory, trust space)  →  transform  →  route  →  audit
-//	Sender, AddRecipient, header      DKIM, S/MIME    store or queue
-//
-// A message goes through a Transaction in two phases, as maddy's
-// DeliveryTarget: Begin → Sender → AddRecipient (each refused on its own) →
-// Deliver, which streams the body into the store and returns nil only once
-// every copy is durable, so that the adapter may then say "250".
-//
-// Refusals are *Error values whose Kind the adapters map to their codes in
-// one function (smtp/errors.go); internal failures are *Error of kind
-// ErrTemporary with the cause in Reason.
-//
-// Implementation notes:
-//   - The body is never held in memory: only the header is read (bounded by
-//     maxHeaderBytes), checked, and sent on to the store followed by the rest
-//     of the stream. The size is counted on the stream itself.
-//   - Headers of the space (X-MSS-CODECDA, X-MSS-INS, X-MSS-NIL, X-MSS-MES,
-//     DOMAIN.md §1) and every other field are stored byte for byte; the
-//     pipeline only prepends Received: and, on submission, appends a
-//     missing Message-ID: or Date:.
 package delivery
 
 import (
 	"context"
 	"crypto/rand"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -47,6 +24,22 @@ type Options struct {
 	// Logger receives the pipeline's own events (account creation); nil
 	// means slog.Default().
 	Logger *slog.Logger
+	// Spool receives each message once (spool.go). Its zero value keeps
+	// messages up to DefaultSpoolMemory in memory and larger ones in
+	// sealed files of the system's temporary directory; a server sets Dir
+	// inside its data directory.
+	Spool *Spooler
+	// Summarize computes the summary the store keeps beside each version
+	// of a message (IMAP's ENVELOPE and BODYSTRUCTURE: imap.SummarizeReader),
+	// reading it as a stream. A *refusal.Error (a MIME structure past the
+	// limits) refuses the message; another error is a temporary failure.
+	// Nil stores no summary (the store's own Summarizer then runs on small
+	// bodies).
+	Summarize func(r io.Reader) ([]byte, error)
+	// Transforms run after the trace fields, in order (transform.go).
+	Transforms []Transform
+	// Hooks run after each commit (hooks.go); nil runs none.
+	Hooks *HookRunner
 }
 
 // DefaultMaxMessageSize is the size limit when Options leaves it zero:
@@ -72,6 +65,9 @@ func New(dir *directory.Directory, store storage.Store, opts Options) *Pipeline 
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if opts.Spool == nil {
+		opts.Spool = &Spooler{}
+	}
 	if heloForTrace(opts.Hostname) != opts.Hostname || strings.ContainsAny(opts.Hostname, "[]:") {
 		// The hostname goes into headers; a configuration check upstream
 		// refuses bad names, this only keeps headers well formed.
@@ -83,6 +79,9 @@ func New(dir *directory.Directory, store storage.Store, opts Options) *Pipeline 
 	}
 	return &Pipeline{dir: dir, store: store, opts: opts, log: lg, now: time.Now}
 }
+
+// Close waits for the after-commit hooks under way.
+func (p *Pipeline) Close() { p.opts.Hooks.Close() }
 
 // MaxMessageSize is the size limit in force (for the SIZE extension).
 func (p *Pipeline) MaxMessageSize() int64 { return p.opts.MaxMessageSize }
@@ -101,6 +100,9 @@ type Source struct {
 	// Submission is true for a user's own client (ports 587/465, portal):
 	// the sender must be one of the user's addresses. False for MX.
 	Submission bool
+	// Append is true for a message a user stores in one of its mailboxes
+	// (IMAP APPEND): no envelope, no recipient checks (append.go).
+	Append bool
 }
 
 // Transaction is one message on its way. Its methods are called from one
@@ -112,22 +114,40 @@ type Transaction struct {
 
 	senderSet bool
 	from      string // envelope sender; "" for the null reverse-path
-	rcpts     []recipient
+	rcpts     []*Recipient
 	seen      map[string]bool // canonical addresses already accepted
 	size      int64           // bytes read by Deliver
-}
-
-// recipient is an accepted local recipient with the INBOX that receives
-// its copy, resolved at RCPT time so that a missing storage account is
-// created before the body is read.
-type recipient struct {
-	address string
-	inbox   int64
+	// targets are those of the routes in use (target.go); store is the
+	// local store's.
+	targets map[directory.Route]Target
 }
 
 // Begin starts a transaction for a message from src.
 func (p *Pipeline) Begin(ctx context.Context, src Source) *Transaction {
-	return &Transaction{p: p, src: src, id: strings.ToLower(rand.Text()), seen: map[string]bool{}}
+	return &Transaction{p: p, src: src, id: newID(), seen: map[string]bool{}}
+}
+
+func newID() string { return strings.ToLower(rand.Text()) }
+
+// target returns the target of a route, made on first use. Local
+// recipients go to the store; the outbound queue (federation) will be the
+// target of RouteRemote.
+func (t *Transaction) target(r directory.Route) Target {
+	if tg, ok := t.targets[r]; ok {
+		return tg
+	}
+	if t.targets == nil {
+		t.targets = map[directory.Route]Target{}
+	}
+	var tg Target
+	switch r {
+	case directory.RouteLocal:
+		tg = &storeTarget{p: t.p}
+	default:
+		return nil
+	}
+	t.targets[r] = tg
+	return tg
 }
 
 // ID identifies the transaction in logs and in the Received: field.
@@ -137,7 +157,7 @@ func (t *Transaction) ID() string { return t.id }
 func (t *Transaction) Recipients() []string {
 	out := make([]string, len(t.rcpts))
 	for i, r := range t.rcpts {
-		out[i] = r.address
+		out[i] = r.Address
 	}
 	return out
 }
@@ -145,11 +165,18 @@ func (t *Transaction) Recipients() []string {
 // Size returns the number of message bytes Deliver read.
 func (t *Transaction) Size() int64 { return t.size }
 
-// Abort drops the transaction (RSET, QUIT, connection lost). Nothing is
-// stored before Deliver, so there is nothing to undo today; the durable
-// queue will release what it reserved here.
+// Abort drops the transaction (RSET, QUIT, connection lost): each target
+// releases what it prepared. Nothing is stored before Deliver commits.
 func (t *Transaction) Abort() {
+	t.abortTargets(context.Background())
 	t.rcpts = nil
+}
+
+func (t *Transaction) abortTargets(ctx context.Context) {
+	for _, tg := range t.targets {
+		tg.Abort(ctx)
+	}
+	t.targets = nil
 }
 
 // Sender checks the envelope sender (MAIL FROM, RFC 5321 §3.3).
@@ -188,6 +215,7 @@ func (t *Transaction) Sender(ctx context.Context, envelopeFrom string) error {
 	// match the entry of the sender's domain in the white list
 	// (TrustedDomain.OperatorCertDN); the smtp adapter will put the
 	// verified certificate into Source.
+	t.abortTargets(ctx)
 	t.from, t.senderSet = envelopeFrom, true
 	t.rcpts, t.seen = nil, map[string]bool{}
 	return nil
@@ -274,12 +302,17 @@ func (t *Transaction) AddRecipient(ctx context.Context, rcpt string) error {
 	if t.seen[r.Address] {
 		return nil // the same mailbox twice gets one copy
 	}
-	inbox, err := t.p.inbox(ctx, r.Address)
-	if err != nil {
-		return temporary(err)
+	to := &Recipient{Address: r.Address, Route: r.Route}
+	tg := t.target(r.Route)
+	if tg == nil {
+		return temporary(errUnknownRoute)
 	}
+	if err := tg.AddRcpt(ctx, to); err != nil {
+		return err
+	}
+	to.target = tg
 	t.seen[r.Address] = true
-	t.rcpts = append(t.rcpts, recipient{address: r.Address, inbox: inbox})
+	t.rcpts = append(t.rcpts, to)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"carepost/delivery"
 	"carepost/storage"
 )
 
@@ -23,6 +24,17 @@ func (s *session) mapError(op string, err error) error {
 	}
 	no := func(code imap.ResponseCode, text string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+	}
+	var de *delivery.Error
+	if errors.As(err, &de) && !de.Temporary() {
+		code := imap.ResponseCodeCannot
+		switch {
+		case errors.Is(de.Kind, delivery.ErrMessageTooLarge):
+			code = imap.ResponseCodeTooBig
+		case errors.Is(de.Kind, delivery.ErrForbidden), errors.Is(de.Kind, delivery.ErrAuthRequired):
+			code = imap.ResponseCodeNoPerm
+		}
+		return no(code, de.Text)
 	}
 	switch {
 	case errors.Is(err, storage.ErrNoMailbox), errors.Is(err, storage.ErrNoAccount):

@@ -36,6 +36,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"carepost/delivery"
 	"carepost/storage"
 )
 
@@ -51,11 +52,20 @@ type Accounts interface {
 
 // Options configure the service.
 type Options struct {
-	Store          storage.Store
-	Accounts       Accounts
+	Store    storage.Store
+	Accounts Accounts
+	// Appender stores APPENDed messages through the message path (the
+	// one way into the store: delivery.Pipeline.Append). Nil refuses
+	// APPEND.
+	Appender       Appender
 	TLSConfig      *tls.Config
 	Logger         *slog.Logger
 	MaxMessageSize int64 // APPEND limit
+}
+
+// Appender is the message path's entry for APPEND (delivery.Pipeline).
+type Appender interface {
+	Append(ctx context.Context, req delivery.AppendRequest) (storage.Appended, error)
 }
 
 // Server serves IMAP on any number of listeners.

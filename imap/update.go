@@ -9,6 +9,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"carepost/delivery"
+	"carepost/directory"
 	"carepost/storage"
 )
 
@@ -198,6 +200,17 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 	return s.mapError("expunge", err)
 }
 
+// principalFor is who appends to account's mailboxes, for the message
+// path's policy: s.mailbox resolved the name already, and shows another
+// account's mailboxes only to its members.
+func (s *session) principalFor(account string) *directory.Principal {
+	p := &directory.Principal{Address: s.account}
+	if account != s.account {
+		p.Delegations = []string{account}
+	}
+	return p
+}
+
 // Append stores a message (RFC 9051 §6.3.12) and returns APPENDUID.
 func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
 	defer s.guard("append", &err)
@@ -215,14 +228,22 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 			flags = append(flags, string(f))
 		}
 	}
+	if s.srv.opts.Appender == nil {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+			Text: "This server does not store appended messages"}
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	// Binary parts are stored base64-encoded (binaryConverter).
+	// Binary parts are stored base64-encoded (binaryConverter). The
+	// message enters the one message path, with APPEND's policy.
 	body := newBinaryConverter(r)
-	res, err := s.srv.opts.Store.Deliver(ctx, body, []storage.Target{{MailboxID: dst.ID, Flags: flags, InternalDate: options.Time}})
+	res, err := s.srv.opts.Appender.Append(ctx, delivery.AppendRequest{
+		Source:  delivery.Source{Principal: s.principalFor(dst.Account), RemoteAddr: s.remote(), TLS: true},
+		Account: dst.Account, Mailbox: dst.ID, Flags: flags, Date: options.Time, Body: body,
+	})
 	body.release()
 	if err != nil {
 		return nil, s.mapError("append", err)
 	}
-	return &imap.AppendData{UID: imap.UID(res[0].UID), UIDValidity: res[0].UIDValidity}, nil
+	return &imap.AppendData{UID: imap.UID(res.UID), UIDValidity: res.UIDValidity}, nil
 }

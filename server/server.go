@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -94,10 +95,17 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		TLS:    tlsConfig,
 		addrs:  map[string]net.Addr{},
 	}
+	spoolDir := filepath.Join(cfg.Data, "spool")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
 	s.Pipeline = delivery.New(dir, store, delivery.Options{
 		Hostname:       cfg.Hostname,
 		MaxMessageSize: cfg.MaxMessageSize,
 		Logger:         logger.With("component", "delivery"),
+		Spool:          &delivery.Spooler{Dir: spoolDir},
+		Summarize:      summarizeSmall,
+		Hooks:          delivery.NewHookRunner(logger.With("component", "hooks"), 0),
 	})
 	return s, nil
 }
@@ -113,6 +121,7 @@ func (s *Server) Start() error {
 	imapServer := imap.New(imap.Options{
 		Store:          s.Store,
 		Accounts:       imapAccounts{s.Dir, s.Store},
+		Appender:       s.Pipeline,
 		TLSConfig:      s.TLS,
 		Logger:         s.Logger.With("component", "imap"),
 		MaxMessageSize: cfg.MaxMessageSize,
@@ -216,6 +225,9 @@ func (s *Server) Close() error {
 	s.listeners = nil
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.Pipeline != nil {
+		s.Pipeline.Close() // the after-commit hooks under way, before the store
+	}
 	if s.Store != nil {
 		errs = append(errs, s.Store.Close())
 		s.Store = nil
@@ -250,4 +262,18 @@ func (a imapAccounts) Authenticate(ctx context.Context, username, password strin
 
 func (a imapAccounts) SharedMailboxes(ctx context.Context, account string) ([]string, error) {
 	return a.dir.MemberOf(ctx, account)
+}
+
+// summarizeSmall is the message path's summarizer until the bounded
+// streaming one replaces it: bodies up to 256 KiB are summarized as
+// before, larger ones keep none.
+func summarizeSmall(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 256<<10+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 256<<10 {
+		return nil, nil
+	}
+	return imap.Summarize(b), nil
 }

@@ -138,6 +138,18 @@ type Target struct {
 	InternalDate time.Time // zero means now
 }
 
+// Delivery is one version of a message and the mailboxes that receive it
+// (Store.DeliverAll).
+type Delivery struct {
+	Body io.Reader
+	// Summary is the protocol summary of Body (see Summarizer), computed
+	// by the message path for every message whatever its size, and kept
+	// sealed beside the body. Nil leaves it to the store's own Summarizer,
+	// which runs only on bodies the store holds in memory anyway.
+	Summary []byte
+	Targets []Target
+}
+
 // Appended says where a delivered or appended message landed.
 type Appended struct {
 	MailboxID   int64
@@ -255,8 +267,17 @@ type Store interface {
 
 	// Deliver stores one body once and a copy of it in every target mailbox,
 	// atomically: on nil error every copy is durable, on error none is.
-	// Concurrent calls may be committed together (group commit).
+	// Concurrent calls may be committed together (group commit). It is
+	// DeliverAll with one Delivery and no summary.
 	Deliver(ctx context.Context, body io.Reader, targets []Target) ([]Appended, error)
+	// DeliverAll stores several versions of one message (the message path
+	// gives each recipient the version its transforms made: a decrypted
+	// copy for one, the original for another), each body once with its
+	// summary, and a copy of each in its targets, all in one transaction:
+	// on nil error every copy of every version is durable, on error none
+	// is. The Appended are in the order of the deliveries, then of their
+	// targets. The bodies are read in order, each to its end.
+	DeliverAll(ctx context.Context, deliveries []Delivery) ([]Appended, error)
 
 	// Messages returns the metadata of the given UIDs that exist, ascending.
 	// A nil uids slice means every message of the mailbox.

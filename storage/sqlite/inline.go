@@ -49,13 +49,23 @@ type sealedBody struct {
 }
 
 // sealBody reads body and seals it inline when it fits, else into a file
-// (writeBlob), which is then durable before this returns.
-func (db *DB) sealBody(body io.Reader) (sealedBody, error) {
+// (writeBlob), which is then durable before this returns. summary, when
+// not nil, is the message path's summary of body, kept whatever the size
+// of the body; nil runs the store's own summarizer on small bodies.
+func (db *DB) sealBody(body io.Reader, summary []byte) (sealedBody, error) {
 	var hc headerCapture
 	body = io.TeeReader(body, &hc)
-	sb, err := db.sealContent(body)
+	sb, err := db.sealContent(body, summary == nil)
 	if err != nil {
 		return sb, err
+	}
+	if summary != nil {
+		if sb.summary, err = db.sealBytes(summary); err != nil {
+			if sb.data == nil {
+				removeFile(db.blobPath(sb.name))
+			}
+			return sealedBody{}, err
+		}
 	}
 	if sec := hc.section(); sec != nil {
 		if sb.header, err = db.sealBytes(sec); err != nil {
@@ -68,7 +78,7 @@ func (db *DB) sealBody(body io.Reader) (sealedBody, error) {
 	return sb, nil
 }
 
-func (db *DB) sealContent(body io.Reader) (sealedBody, error) {
+func (db *DB) sealContent(body io.Reader, summarize bool) (sealedBody, error) {
 	// A body is read into memory up to the larger of the inline limit
 	// and summaryLimit: if it all fits, it is summarized from there.
 	// The buffer comes from a pool: growing a new one by doubling was
@@ -80,13 +90,16 @@ func (db *DB) sealContent(body io.Reader) (sealedBody, error) {
 			plainPool.Put(plain)
 		}
 	}()
-	limit := max(db.inline, summaryLimit)
+	limit := db.inline
+	if summarize {
+		limit = max(limit, summaryLimit)
+	}
 	n, err := plain.ReadFrom(io.LimitReader(body, limit+1))
 	if err != nil {
 		return sealedBody{}, err
 	}
 	var sb sealedBody
-	if n <= limit {
+	if summarize && n <= limit {
 		if sum := db.summary(plain.Bytes()); sum != nil {
 			if sb.summary, err = db.sealBytes(sum); err != nil {
 				return sealedBody{}, err

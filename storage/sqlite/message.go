@@ -107,68 +107,98 @@ func encodeDate(d time.Time) (int64, int) {
 	return d.UnixNano(), off
 }
 
-// Deliver implements storage.Store: the body is sealed and fsynced once,
-// then one op inserts its blob row and one message per target.
+// Deliver implements storage.Store.
 func (db *DB) Deliver(ctx context.Context, body io.Reader, targets []storage.Target) ([]storage.Appended, error) {
-	if len(targets) == 0 || body == nil {
+	return db.DeliverAll(ctx, []storage.Delivery{{Body: body, Targets: targets}})
+}
+
+// DeliverAll implements storage.Store: each body is sealed (and, when in
+// a file of its own, fsynced) once, then one op inserts every blob row and
+// one message per target, so that all the versions commit together.
+func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]storage.Appended, error) {
+	if len(deliveries) == 0 {
 		return nil, errors.New("sqlite: deliver without a body or a mailbox")
 	}
-	flags := make([]flagSet, len(targets))
-	for i, tg := range targets {
-		fs, err := parseFlags(tg.Flags)
+	n := 0
+	for _, d := range deliveries {
+		if len(d.Targets) == 0 || d.Body == nil {
+			return nil, errors.New("sqlite: deliver without a body or a mailbox")
+		}
+		n += len(d.Targets)
+	}
+	flags := make([]flagSet, 0, n)
+	for _, d := range deliveries {
+		for _, tg := range d.Targets {
+			fs, err := parseFlags(tg.Flags)
+			if err != nil {
+				return nil, err
+			}
+			flags = append(flags, fs)
+		}
+	}
+	sealed := make([]sealedBody, 0, len(deliveries))
+	// Not referenced by any committed row on failure: remove the files now
+	// rather than at the next sweep.
+	drop := func() {
+		for _, sb := range sealed {
+			if sb.data == nil {
+				removeFile(db.blobPath(sb.name))
+			}
+		}
+	}
+	for _, d := range deliveries {
+		sb, err := db.sealBody(d.Body, d.Summary)
 		if err != nil {
+			drop()
 			return nil, err
 		}
-		flags[i] = fs
+		sealed = append(sealed, sb)
 	}
-	sb, err := db.sealBody(body)
-	if err != nil {
-		return nil, err
-	}
-	name, size := sb.name, sb.size
 	now := time.Now()
-	var out []storage.Appended
-	err = db.write(ctx, func(t *wtx) error {
+	out := make([]storage.Appended, 0, n)
+	err := db.write(ctx, func(t *wtx) error {
 		out = out[:0]
-		var blobID int64
-		if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size, data) VALUES (?, ?, ?) RETURNING id", name, size, sb.data).Scan(&blobID); err != nil {
-			return err
-		}
-		if sb.header != nil || sb.summary != nil {
-			if _, err := t.ExecContext(t.ctx, "INSERT INTO digests (blob_id, header, summary) VALUES (?, ?, ?)", blobID, sb.header, sb.summary); err != nil {
+		fi := 0
+		for di, d := range deliveries {
+			sb := sealed[di]
+			var blobID int64
+			if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size, data) VALUES (?, ?, ?) RETURNING id", sb.name, sb.size, sb.data).Scan(&blobID); err != nil {
 				return err
 			}
-		}
-		for i, tg := range targets {
-			uid, modseq, uidValidity, kw, err := reserve(t, tg.MailboxID, 1)
-			if err != nil {
-				return err
+			if sb.header != nil || sb.summary != nil {
+				if _, err := t.ExecContext(t.ctx, "INSERT INTO digests (blob_id, header, summary) VALUES (?, ?, ?)", blobID, sb.header, sb.summary); err != nil {
+					return err
+				}
 			}
-			if err := addMailboxKeywords(t, tg.MailboxID, kw, flags[i].keywords); err != nil {
-				return err
+			for _, tg := range d.Targets {
+				fs := flags[fi]
+				fi++
+				uid, modseq, uidValidity, kw, err := reserve(t, tg.MailboxID, 1)
+				if err != nil {
+					return err
+				}
+				if err := addMailboxKeywords(t, tg.MailboxID, kw, fs.keywords); err != nil {
+					return err
+				}
+				date := tg.InternalDate
+				if date.IsZero() {
+					date = now
+				}
+				nanos, off := encodeDate(date)
+				if _, err := t.ExecContext(t.ctx, insertMessage, tg.MailboxID, uid, blobID, fs.bits,
+					joinKeywords(fs.keywords), nanos, off, sb.size, modseq); err != nil {
+					return err
+				}
+				out = append(out, storage.Appended{MailboxID: tg.MailboxID, UIDValidity: uidValidity, UID: uid, ModSeq: modseq})
+				t.publish(storage.Change{Kind: storage.MessageAdded, MailboxID: tg.MailboxID, UID: uid,
+					Flags: formatFlags(fs.bits, joinKeywords(fs.keywords)), ModSeq: modseq,
+					InternalDate: date, Size: sb.size})
 			}
-			date := tg.InternalDate
-			if date.IsZero() {
-				date = now
-			}
-			nanos, off := encodeDate(date)
-			if _, err := t.ExecContext(t.ctx, insertMessage, tg.MailboxID, uid, blobID, flags[i].bits,
-				joinKeywords(flags[i].keywords), nanos, off, size, modseq); err != nil {
-				return err
-			}
-			out = append(out, storage.Appended{MailboxID: tg.MailboxID, UIDValidity: uidValidity, UID: uid, ModSeq: modseq})
-			t.publish(storage.Change{Kind: storage.MessageAdded, MailboxID: tg.MailboxID, UID: uid,
-				Flags: formatFlags(flags[i].bits, joinKeywords(flags[i].keywords)), ModSeq: modseq,
-				InternalDate: date, Size: size})
 		}
 		return nil
 	})
 	if err != nil {
-		// Not referenced by any committed row: remove it now rather than
-		// at the next sweep.
-		if sb.data == nil {
-			removeFile(db.blobPath(name))
-		}
+		drop()
 		return nil, err
 	}
 	return out, nil
