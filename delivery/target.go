@@ -1,8 +1,8 @@
 package delivery
 
 import (
-	"context"
 	"carepost/storage"
+	"context"
 )
 
 // Target receives the recipients routed to it, in two phases (maddy's
