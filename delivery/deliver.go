@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"carepost/refusal"
 	"carepost/storage"
 
 	"github.com/emersion/go-message/textproto"
@@ -29,10 +30,10 @@ import (
 // to our domains.
 func (t *Transaction) Deliver(ctx context.Context, body io.Reader) error {
 	if !t.senderSet {
-		return newError(ErrBadSequence, "", nil, "The sender must be given before the message.")
+		return newError(refusal.BadSequence, "", nil, "The sender must be given before the message.")
 	}
 	if len(t.rcpts) == 0 {
-		return newError(ErrNoRecipients, "", nil, "No valid recipients: the message was not accepted for anyone.")
+		return newError(refusal.NoRecipients, "", nil, "No valid recipients: the message was not accepted for anyone.")
 	}
 	limit := t.p.opts.MaxMessageSize
 	src := &countingReader{r: body, limit: limit}
@@ -95,13 +96,13 @@ func (t *Transaction) Deliver(ctx context.Context, body io.Reader) error {
 // readFailure classifies an error met while reading the message.
 func (t *Transaction) readFailure(src *countingReader, err error) error {
 	if src.tooLarge {
-		return newError(ErrMessageTooLarge, "", err,
+		return newError(refusal.MessageTooLarge, "", err,
 			"The message is larger than the %d bytes this server accepts.", t.p.opts.MaxMessageSize)
 	}
 	if he, ok := asHeaderError(err); ok {
-		return newError(ErrMalformedMessage, "", err, "The message header cannot be read: %s.", he.why)
+		return newError(refusal.MalformedMessage, "", err, "The message header cannot be read: %s.", he.why)
 	}
-	return newError(ErrBodyRead, "", err, "The message could not be received completely; please send it again.")
+	return newError(refusal.BodyRead, "", err, "The message could not be received completely; please send it again.")
 }
 
 // checkFrom applies the sender rules to the From: and Sender: fields.
@@ -109,13 +110,13 @@ func (t *Transaction) checkFrom(ctx context.Context, h textproto.Header) error {
 	from, sender, err := fromAddresses(h)
 	if err != nil {
 		he, _ := asHeaderError(err)
-		return newError(ErrMalformedMessage, "", err, "The message header is not acceptable: %s.", he.why)
+		return newError(refusal.MalformedMessage, "", err, "The message header is not acceptable: %s.", he.why)
 	}
 	if sender != "" {
 		from = append(from, sender)
 	}
 	for _, addr := range from {
-		var e *Error
+		var e *refusal.Error
 		if t.src.Submission {
 			e = t.maySendAs(ctx, addr, "From")
 		} else {
