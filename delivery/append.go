@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"carepost/directory"
+	"carepost/refusal"
 	"carepost/storage"
 )
 
@@ -76,7 +77,7 @@ func (p *Pipeline) Append(ctx context.Context, req AppendRequest) (storage.Appen
 // shared mailbox.
 func mayInsert(p *directory.Principal, account string) error {
 	if p == nil {
-		return newError(ErrAuthRequired, "", nil, "Authentication required: log in before storing a message.")
+		return newError(refusal.AuthRequired, "", nil, "Authentication required: log in before storing a message.")
 	}
 	if p.Address == account {
 		return nil
@@ -86,5 +87,5 @@ func mayInsert(p *directory.Principal, account string) error {
 			return nil
 		}
 	}
-	return newError(ErrForbidden, account, nil, "You may not store messages in the mailboxes of %s.", account)
+	return newError(refusal.Forbidden, account, nil, "You may not store messages in the mailboxes of %s.", account)
 }

@@ -32,10 +32,10 @@ import (
 // to our domains.
 func (t *Transaction) Deliver(ctx context.Context, body io.Reader) error {
 	if !t.senderSet {
-		return newError(ErrBadSequence, "", nil, "The sender must be given before the message.")
+		return newError(refusal.BadSequence, "", nil, "The sender must be given before the message.")
 	}
 	if len(t.rcpts) == 0 {
-		return newError(ErrNoRecipients, "", nil, "No valid recipients: the message was not accepted for anyone.")
+		return newError(refusal.NoRecipients, "", nil, "No valid recipients: the message was not accepted for anyone.")
 	}
 	defer t.abortTargets(ctx) // after a commit the targets have nothing left to drop
 
@@ -82,7 +82,7 @@ func (t *Transaction) envelope(sp Staged) (*Envelope, error) {
 		}
 	}
 	if he, ok := asHeaderError(err); ok {
-		return nil, newError(ErrMalformedMessage, "", err, "The message header cannot be read: %s.", he.why)
+		return nil, newError(refusal.MalformedMessage, "", err, "The message header cannot be read: %s.", he.why)
 	}
 	return nil, temporary(fmt.Errorf("delivery: read the spool: %w", err))
 }
@@ -170,15 +170,10 @@ func (p *Pipeline) finishWith(ctx context.Context, env *Envelope, msg Staged, ch
 	return nil
 }
 
-// asRefusal keeps a refusal (an *Error) and makes anything else a
-// temporary failure.
+// asRefusal keeps a refusal and makes anything else a temporary failure.
 func asRefusal(err error) error {
-	var e *Error
-	if errors.As(err, &e) {
+	if e, ok := refusal.As(err); ok {
 		return e
-	}
-	if _, ok := refusal.As(err); ok {
-		return err
 	}
 	return temporary(err)
 }
@@ -190,13 +185,13 @@ func (t *Transaction) readFailure(src *countingReader, err error) error {
 
 func readFailure(src *countingReader, err error, limit int64) error {
 	if src.tooLarge {
-		return newError(ErrMessageTooLarge, "", err,
+		return newError(refusal.MessageTooLarge, "", err,
 			"The message is larger than the %d bytes this server accepts.", limit)
 	}
 	if he, ok := asHeaderError(err); ok {
-		return newError(ErrMalformedMessage, "", err, "The message header cannot be read: %s.", he.why)
+		return newError(refusal.MalformedMessage, "", err, "The message header cannot be read: %s.", he.why)
 	}
-	return newError(ErrBodyRead, "", err, "The message could not be received completely; please send it again.")
+	return newError(refusal.BodyRead, "", err, "The message could not be received completely; please send it again.")
 }
 
 // checkFrom applies the sender rules to the From: and Sender: fields.
@@ -204,13 +199,13 @@ func (t *Transaction) checkFrom(ctx context.Context, h textproto.Header) error {
 	from, sender, err := fromAddresses(h)
 	if err != nil {
 		he, _ := asHeaderError(err)
-		return newError(ErrMalformedMessage, "", err, "The message header is not acceptable: %s.", he.why)
+		return newError(refusal.MalformedMessage, "", err, "The message header is not acceptable: %s.", he.why)
 	}
 	if sender != "" {
 		from = append(from, sender)
 	}
 	for _, addr := range from {
-		var e *Error
+		var e *refusal.Error
 		if t.src.Submission {
 			e = t.maySendAs(ctx, addr, "From")
 		} else {

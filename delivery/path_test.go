@@ -15,6 +15,7 @@ import (
 
 	"carepost/delivery"
 	"carepost/directory"
+	"carepost/refusal"
 	"carepost/storage"
 )
 
@@ -76,8 +77,7 @@ func TestTransformThatLosesARecipientStoresNothing(t *testing.T) {
 	}}
 	p := delivery.New(w.dir, w.db, delivery.Options{Transforms: []delivery.Transform{lose}})
 	err := deliver(t, p, mx(), doc, []string{alice, bob}, strings.NewReader("From: "+doc+"\r\n\r\nx\r\n"))
-	var de *delivery.Error
-	if !errors.As(err, &de) || !de.Temporary() {
+	if !refusal.Is(err, refusal.Temporary) {
 		t.Fatalf("err %v", err)
 	}
 	if n := len(w.stored(alice)) + len(w.stored(bob)); n != 0 {
@@ -312,8 +312,7 @@ func TestAppendThroughThePath(t *testing.T) {
 	bobP := &directory.Principal{Address: bob, Kind: directory.KindPersonal}
 	_, err = p.Append(ctx, delivery.AppendRequest{Source: delivery.Source{Principal: bobP},
 		Account: alice, Mailbox: sent.ID, Body: strings.NewReader(msg)})
-	var de *delivery.Error
-	if !errors.As(err, &de) || !errors.Is(de.Kind, delivery.ErrForbidden) || !strings.Contains(de.Text, alice) {
+	if de, ok := refusal.As(err); !ok || de.Kind != refusal.Forbidden || !strings.Contains(de.Text, alice) {
 		t.Fatalf("bob appending to alice: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"carepost/directory"
+	"carepost/refusal"
 	"carepost/storage"
 )
 
@@ -193,15 +194,15 @@ func (t *Transaction) abortTargets(ctx context.Context) {
 func (t *Transaction) Sender(ctx context.Context, envelopeFrom string) error {
 	src := t.src
 	if src.Submission && src.Principal == nil {
-		return newError(ErrAuthRequired, "", nil,
+		return newError(refusal.AuthRequired, "", nil,
 			"Authentication required: log in with your mailbox address and application password before sending.")
 	}
 	if !src.TLS {
-		return newError(ErrTLSRequired, "", nil,
+		return newError(refusal.TLSRequired, "", nil,
 			"Must issue a STARTTLS command first: health messages are only exchanged over TLS.")
 	}
 	if envelopeFrom != "" {
-		var err *Error
+		var err *refusal.Error
 		if src.Submission {
 			err = t.maySendAs(ctx, envelopeFrom, "sender")
 		} else {
@@ -222,12 +223,14 @@ func (t *Transaction) Sender(ctx context.Context, envelopeFrom string) error {
 }
 
 // maySendAs checks that the authenticated user may use addr as a sender.
-func (t *Transaction) maySendAs(ctx context.Context, addr, role string) *Error {
+func (t *Transaction) maySendAs(ctx context.Context, addr, role string) *refusal.Error {
 	if err := t.p.dir.MaySendAs(ctx, *t.src.Principal, addr); err != nil {
 		e := fromDirectory(err)
-		if e.Kind == directory.ErrInvalidAddress && role != "sender" {
-			// A From: that the directory cannot read is a header defect.
-			e.Kind = ErrMalformedMessage
+		if e.Kind == refusal.InvalidAddress && role != "sender" {
+			// A From: that the directory cannot read is a header defect
+			// (554 5.6.0, not 553 5.1.3): the refusal takes this one kind,
+			// with the directory's sentence saying what is wrong.
+			return refusal.Reclassify(e, refusal.MalformedMessage, "")
 		}
 		return e
 	}
@@ -236,17 +239,17 @@ func (t *Transaction) maySendAs(ctx context.Context, addr, role string) *Error {
 
 // peerAddress checks an address presented by another operator (envelope
 // sender or From:): its domain must be in the trust space and not ours.
-func (t *Transaction) peerAddress(ctx context.Context, addr, role string) *Error {
+func (t *Transaction) peerAddress(ctx context.Context, addr, role string) *refusal.Error {
 	domain := domainOf(addr)
 	if _, err := directory.ParseDomain(domain); err != nil || strings.IndexByte(addr, '@') <= 0 {
-		kind := directory.ErrInvalidAddress
+		kind := refusal.InvalidAddress
 		if role != "sender" {
-			kind = ErrMalformedMessage
+			kind = refusal.MalformedMessage
 		}
 		return newError(kind, addr, err, "The %s address %q is not a valid address.", role, addr)
 	}
 	if t.p.dir.IsLocalDomain(domain) {
-		return newError(directory.ErrNotYourAddress, addr, nil,
+		return newError(refusal.NotYourAddress, addr, nil,
 			"The %s address %s belongs to a domain of this server; mail of our own users is not accepted from another server.", role, addr)
 	}
 	ok, err := t.p.dir.InTrustSpace(ctx, domain)
@@ -254,7 +257,7 @@ func (t *Transaction) peerAddress(ctx context.Context, addr, role string) *Error
 		return temporary(err)
 	}
 	if !ok {
-		return newError(directory.ErrOutsideTrustSpace, addr, nil,
+		return newError(refusal.OutsideTrustSpace, addr, nil,
 			"The domain %s of the %s address is not part of the secure health messaging space (MSSanté): only operators of the trust space may deliver here.", domain, role)
 	}
 	return nil
@@ -265,11 +268,11 @@ func (t *Transaction) peerAddress(ctx context.Context, addr, role string) *Error
 //
 // The recipient must be in our directory and active; on MX it must be ours
 // (no relaying); on submission a recipient of another operator of the trust
-// space is refused with ErrFederationDisabled until the outbound queue
-// exists, and any other domain with directory.ErrOutsideTrustSpace.
+// space is refused with refusal.FederationDisabled until the outbound queue
+// exists, and any other domain with refusal.OutsideTrustSpace.
 func (t *Transaction) AddRecipient(ctx context.Context, rcpt string) error {
 	if !t.senderSet {
-		return newError(ErrBadSequence, rcpt, nil, "The sender must be given before the recipients.")
+		return newError(refusal.BadSequence, rcpt, nil, "The sender must be given before the recipients.")
 	}
 	r, err := t.p.dir.ResolveRecipient(ctx, rcpt)
 	if err != nil {
@@ -279,13 +282,13 @@ func (t *Transaction) AddRecipient(ctx context.Context, rcpt string) error {
 	case directory.RouteLocal:
 	case directory.RouteRemote:
 		if !t.src.Submission {
-			return newError(ErrRelayDenied, r.Address, nil,
+			return newError(refusal.RelayDenied, r.Address, nil,
 				"This server does not relay: %s is not one of its mailboxes.", r.Address)
 		}
 		// Extension point: the durable outbound queue (SPEC §4 "Queue")
 		// accepts these recipients here, as a second route next to the
 		// local store, with the same two-phase contract.
-		return newError(ErrFederationDisabled, r.Address, nil,
+		return newError(refusal.FederationDisabled, r.Address, nil,
 			"%s belongs to another operator of the secure health messaging space, and delivery to other operators is not enabled on this server yet.", r.Address)
 	default:
 		return temporary(errUnknownRoute)
@@ -293,7 +296,7 @@ func (t *Transaction) AddRecipient(ctx context.Context, rcpt string) error {
 	if r.Entry.Status != "" && r.Entry.Status != directory.StatusActive {
 		// ResolveRecipient refuses these already; kept so that a store
 		// returning a stale entry cannot make us deliver to a closed box.
-		return newError(directory.ErrRecipientInactive, r.Address, nil,
+		return newError(refusal.RecipientInactive, r.Address, nil,
 			"The mailbox %s is not active: it cannot receive messages.", r.Address)
 	}
 	// Extension point for the patient rules (SPEC §4): a patient writes

@@ -11,6 +11,7 @@ import (
 
 	"carepost/delivery"
 	"carepost/directory"
+	"carepost/refusal"
 	"carepost/storage"
 	"carepost/storage/sqlite"
 )
@@ -160,13 +161,13 @@ func TestSizeBoundary(t *testing.T) {
 		t.Fatalf("a message of exactly the limit: %v", err)
 	}
 	err := deliver(t, w.pipeline(size-1), submission(), alice, []string{bob}, strings.NewReader(msg))
-	if !errors.Is(err, delivery.ErrMessageTooLarge) {
+	if !refusal.Is(err, refusal.MessageTooLarge) {
 		t.Fatalf("one byte over: %v", err)
 	}
 	// Over the limit inside the header too.
 	big := "From: " + alice + "\r\nX-A: " + strings.Repeat("y", 1500) + "\r\n\r\n"
 	err = deliver(t, w.pipeline(100), submission(), alice, []string{bob}, strings.NewReader(big))
-	if !errors.Is(err, delivery.ErrMessageTooLarge) {
+	if !refusal.Is(err, refusal.MessageTooLarge) {
 		t.Fatalf("header over the limit: %v", err)
 	}
 	if n := len(w.stored(bob)); n != 1 {
@@ -179,8 +180,8 @@ func TestReadErrorStoresNothing(t *testing.T) {
 	msg := "From: " + alice + "\r\n\r\n" + strings.Repeat("z", 100000)
 	broken := io.MultiReader(strings.NewReader(msg), iotest.ErrReader(io.ErrUnexpectedEOF))
 	err := deliver(t, w.pipeline(0), submission(), alice, []string{bob}, broken)
-	var de *delivery.Error
-	if !errors.As(err, &de) || de.Kind != delivery.ErrBodyRead || !errors.Is(err, io.ErrUnexpectedEOF) || !de.Temporary() {
+	de, ok := refusal.As(err)
+	if !ok || de.Kind != refusal.BodyRead || !errors.Is(err, io.ErrUnexpectedEOF) || !de.Temporary() {
 		t.Fatalf("got %#v", err)
 	}
 	if n := len(w.stored(bob)); n != 0 {
@@ -188,52 +189,85 @@ func TestReadErrorStoresNothing(t *testing.T) {
 	}
 }
 
+// A From: address the directory cannot read is a malformed message, and
+// only that (issue 19): the directory's InvalidAddress stays in the chain
+// as the cause, but the refusal answers to one kind, the pipeline's.
+func TestUnreadableFromIsMalformed(t *testing.T) {
+	w := newWorld(t)
+	p := w.pipeline(0)
+	ctx := context.Background()
+	for _, from := range []string{`"a b"@ch-test.fr`, "x@[192.0.2.1]"} {
+		tx := p.Begin(ctx, submission())
+		if err := tx.Sender(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.AddRecipient(ctx, bob); err != nil {
+			t.Fatal(err)
+		}
+		err := tx.Deliver(ctx, strings.NewReader("From: "+from+"\r\nSubject: x\r\n\r\nbody\r\n"))
+		e, ok := refusal.As(err)
+		if !ok || e.Kind != refusal.MalformedMessage || refusal.Is(err, refusal.InvalidAddress) {
+			t.Errorf("From: %s: %#v, want one MalformedMessage refusal", from, err)
+			continue
+		}
+		if !strings.Contains(e.Text, "not valid") {
+			t.Errorf("From: %s: sentence %q does not say what is wrong", from, e.Text)
+		}
+		if refusal.KindOf(e.Reason) != refusal.InvalidAddress {
+			t.Errorf("From: %s: the directory's refusal is not the cause: %#v", from, e.Reason)
+		}
+	}
+	if n := len(w.stored(bob)); n != 0 {
+		t.Fatalf("%d messages stored", n)
+	}
+}
+
 func TestPolicyErrors(t *testing.T) {
 	w := newWorld(t)
 	p := w.pipeline(0)
 	ctx := context.Background()
-	kind := func(err error) error {
-		var de *delivery.Error
-		if !errors.As(err, &de) {
-			t.Fatalf("not a *delivery.Error: %#v", err)
+	kind := func(err error) refusal.Kind {
+		de, ok := refusal.As(err)
+		if !ok {
+			t.Fatalf("not a *refusal.Error: %#v", err)
 		}
 		return de.Kind
 	}
 
 	noAuth := submission()
 	noAuth.Principal = nil
-	if k := kind(p.Begin(ctx, noAuth).Sender(ctx, alice)); k != delivery.ErrAuthRequired {
+	if k := kind(p.Begin(ctx, noAuth).Sender(ctx, alice)); k != refusal.AuthRequired {
 		t.Errorf("no principal: %v", k)
 	}
 	clear := mx()
 	clear.TLS = false
-	if k := kind(p.Begin(ctx, clear).Sender(ctx, doc)); k != delivery.ErrTLSRequired {
+	if k := kind(p.Begin(ctx, clear).Sender(ctx, doc)); k != refusal.TLSRequired {
 		t.Errorf("no TLS: %v", k)
 	}
-	if k := kind(p.Begin(ctx, submission()).Sender(ctx, bob)); k != directory.ErrNotYourAddress {
+	if k := kind(p.Begin(ctx, submission()).Sender(ctx, bob)); k != refusal.NotYourAddress {
 		t.Errorf("other's address: %v", k)
 	}
 	if err := p.Begin(ctx, submission()).Sender(ctx, cardio); err != nil {
 		t.Errorf("delegated address: %v", err)
 	}
-	if k := kind(p.Begin(ctx, mx()).Sender(ctx, "a@example.com")); k != directory.ErrOutsideTrustSpace {
+	if k := kind(p.Begin(ctx, mx()).Sender(ctx, "a@example.com")); k != refusal.OutsideTrustSpace {
 		t.Errorf("MX outside: %v", k)
 	}
-	if k := kind(p.Begin(ctx, mx()).Sender(ctx, bob)); k != directory.ErrNotYourAddress {
+	if k := kind(p.Begin(ctx, mx()).Sender(ctx, bob)); k != refusal.NotYourAddress {
 		t.Errorf("MX from our domain: %v", k)
 	}
 
 	tx := p.Begin(ctx, submission())
-	if k := kind(tx.AddRecipient(ctx, bob)); k != delivery.ErrBadSequence {
+	if k := kind(tx.AddRecipient(ctx, bob)); k != refusal.BadSequence {
 		t.Errorf("RCPT before MAIL: %v", k)
 	}
 	if err := tx.Sender(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
-	if k := kind(tx.AddRecipient(ctx, doc)); k != delivery.ErrFederationDisabled {
+	if k := kind(tx.AddRecipient(ctx, doc)); k != refusal.FederationDisabled {
 		t.Errorf("remote recipient: %v", k)
 	}
-	if k := kind(tx.Deliver(ctx, strings.NewReader("From: "+alice+"\r\n\r\n"))); k != delivery.ErrNoRecipients {
+	if k := kind(tx.Deliver(ctx, strings.NewReader("From: "+alice+"\r\n\r\n"))); k != refusal.NoRecipients {
 		t.Errorf("no recipients: %v", k)
 	}
 
@@ -241,10 +275,10 @@ func TestPolicyErrors(t *testing.T) {
 	if err := tx.Sender(ctx, ""); err != nil {
 		t.Fatalf("null sender on MX: %v", err)
 	}
-	if k := kind(tx.AddRecipient(ctx, doc)); k != delivery.ErrRelayDenied {
+	if k := kind(tx.AddRecipient(ctx, doc)); k != refusal.RelayDenied {
 		t.Errorf("MX relay: %v", k)
 	}
-	if k := kind(tx.AddRecipient(ctx, "x@gmail.com")); k != directory.ErrOutsideTrustSpace {
+	if k := kind(tx.AddRecipient(ctx, "x@gmail.com")); k != refusal.OutsideTrustSpace {
 		t.Errorf("MX outside recipient: %v", k)
 	}
 	if err := tx.AddRecipient(ctx, bob); err != nil {
@@ -256,7 +290,7 @@ func TestPolicyErrors(t *testing.T) {
 		"not a header\r\n\r\n",
 		"From: doc@op-other.fr\r\nX-Bad: a\x00b\r\n\r\n",
 	} {
-		if k := kind(tx.Deliver(ctx, strings.NewReader(hdr))); k != delivery.ErrMalformedMessage {
+		if k := kind(tx.Deliver(ctx, strings.NewReader(hdr))); k != refusal.MalformedMessage {
 			t.Errorf("%q: %v", hdr, k)
 		}
 	}

@@ -3,6 +3,8 @@ package directory
 import (
 	"fmt"
 	"strings"
+
+	"carepost/refusal"
 )
 
 // Address syntax. MSSanté mandates no local-part syntax (DOMAIN.md §2); we
@@ -23,11 +25,11 @@ const (
 )
 
 // ParseAddress checks the syntax of local@domain and returns the address in
-// canonical form (lower case). The error is a *RefusalError of kind
-// ErrInvalidAddress whose text says what is wrong.
+// canonical form (lower case). The error is a *refusal.Error of kind
+// refusal.InvalidAddress whose text says what is wrong.
 func ParseAddress(s string) (string, error) {
 	bad := func(reason string) error {
-		return refuse(ErrInvalidAddress, s, "The address %q is not valid: %s.", truncate(s, 80), reason)
+		return refuse(refusal.InvalidAddress, s, "The address %q is not valid: %s.", truncate(s, 80), reason)
 	}
 	if s == "" {
 		return "", bad("it is empty")
@@ -138,7 +140,7 @@ func describeBadChar(c byte) string {
 // ParseDomain checks a domain name and returns it in lower case.
 func ParseDomain(s string) (string, error) {
 	if why := checkDomain(s); why != "" {
-		return "", refuse(ErrInvalidAddress, s, "The domain %q is not valid: %s.", truncate(s, 80), why)
+		return "", refuse(refusal.InvalidAddress, s, "The domain %q is not valid: %s.", truncate(s, 80), why)
 	}
 	return strings.ToLower(s), nil
 }

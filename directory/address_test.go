@@ -1,9 +1,10 @@
 package directory
 
 import (
-	"errors"
 	"strings"
 	"testing"
+
+	"carepost/refusal"
 )
 
 func TestParseAddress(t *testing.T) {
@@ -49,9 +50,8 @@ func TestParseAddress(t *testing.T) {
 		"a@" + long + "." + long + "." + long + "." + long: "longer than 254",
 	} {
 		_, err := ParseAddress(in)
-		var re *RefusalError
-		if err == nil || !errors.Is(err, ErrInvalidAddress) || !errors.As(err, &re) || !strings.Contains(err.Error(), want) {
-			t.Errorf("ParseAddress(%q) = %v; want an ErrInvalidAddress refusal saying %q", in, err, want)
+		if err == nil || !refusal.Is(err, refusal.InvalidAddress) || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseAddress(%q) = %v; want an InvalidAddress refusal saying %q", in, err, want)
 		}
 	}
 }
@@ -91,8 +91,8 @@ func FuzzParseAddress(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := ParseAddress(s)
 		if err != nil {
-			if !errors.Is(err, ErrInvalidAddress) {
-				t.Fatalf("error %v is not ErrInvalidAddress", err)
+			if !refusal.Is(err, refusal.InvalidAddress) {
+				t.Fatalf("error %v is not an InvalidAddress refusal", err)
 			}
 			return
 		}

@@ -3,16 +3,17 @@ package directory
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"carepost/crypto"
+	"carepost/refusal"
 )
 
-// ErrInvalidEntry is wrapped by admin refusals about the data given (empty
-// name, wrong kind, unknown member, address outside our domains…).
+// ErrInvalidEntry is the Reason of the admin refusals about the data given
+// (empty name, wrong kind, unknown member, address outside our domains…),
+// which are *refusal.Error of kind refusal.InvalidInput.
 var ErrInvalidEntry = errors.New("invalid directory entry")
 
 // Limits of the admin operations.
@@ -49,7 +50,7 @@ type PatientInput struct {
 }
 
 func invalid(address, format string, args ...any) error {
-	return &RefusalError{Kind: ErrInvalidEntry, Address: address, Text: fmt.Sprintf(format, args...)}
+	return refusal.New(refusal.InvalidInput, address, ErrInvalidEntry, format, args...)
 }
 
 // AddProfessional creates a PER mailbox. A professional may hold several
@@ -306,7 +307,7 @@ func (d *Directory) add(ctx context.Context, e Entry) error {
 	defer d.forgetEntries()
 	err := d.store.AddEntry(ctx, e)
 	if errors.Is(err, ErrExists) {
-		return &RefusalError{Kind: ErrExists, Address: e.Address, Text: fmt.Sprintf("The address %s already exists in the directory.", e.Address)}
+		return refusal.New(refusal.InvalidInput, e.Address, err, "The address %s already exists in the directory.", e.Address)
 	}
 	return err
 }

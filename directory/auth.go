@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"carepost/crypto"
+	"carepost/refusal"
 )
 
 // authFailedText is the one sentence of every failed login, whatever the
 // cause (unknown address, wrong password, suspended account): telling them
 // apart would let anyone probe which addresses exist (user enumeration).
-const authFailedText = "Authentication failed: the address or the password is wrong, or the account is not active."
+const authFailedText = refusal.AuthFailedText
 
 // dummyHash is checked when there is no real hash to check (unknown user,
 // no password set), so that such a failure takes as long as a wrong
@@ -37,7 +38,8 @@ func spendDummyCheck(password string) {
 // password is the account's password or one of its application passwords
 // (typed with any case, spaces or dashes). Only active accounts may log in.
 //
-// Every refusal is a *RefusalError of kind ErrAuthFailed with the same text;
+// Every refusal is a *refusal.Error of kind refusal.AuthFailed with the
+// same text;
 // other errors (the store failing) are returned as they are and should be
 // reported as temporary failures.
 //
@@ -48,9 +50,9 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 	addr, err := ParseAddress(username)
 	if err != nil {
 		spendDummyCheck(password)
-		return Principal{}, refuse(ErrAuthFailed, truncate(username, 254), authFailedText)
+		return Principal{}, refuse(refusal.AuthFailed, truncate(username, 254), authFailedText)
 	}
-	fail := refuse(ErrAuthFailed, addr, authFailedText)
+	fail := refuse(refusal.AuthFailed, addr, authFailedText)
 
 	e, err := d.store.GetEntry(ctx, addr)
 	if errors.Is(err, ErrNotFound) {

@@ -12,8 +12,8 @@ const (
 )
 
 // Lookup returns the entry of address (any case). An unknown address is
-// ErrNotFound (wrapped); a malformed one is a *RefusalError of kind
-// ErrInvalidAddress.
+// ErrNotFound (wrapped); a malformed one is a *refusal.Error of kind
+// refusal.InvalidAddress.
 func (d *Directory) Lookup(ctx context.Context, address string) (Entry, error) {
 	addr, err := ParseAddress(address)
 	if err != nil {

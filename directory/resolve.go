@@ -6,18 +6,20 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"carepost/refusal"
 )
 
 // ResolveRecipient decides where mail for address goes, or why it cannot:
 //
-//   - malformed → ErrInvalidAddress;
+//   - malformed → refusal.InvalidAddress;
 //   - one of our domains → the directory entry, which must exist
-//     (ErrUnknownRecipient) and be active (ErrRecipientInactive);
+//     (refusal.UnknownRecipient) and be active (RecipientInactive);
 //   - a domain of the trust space → RouteRemote;
-//   - anything else → ErrOutsideTrustSpace: MSSanté is a closed space, mail
+//   - anything else → refusal.OutsideTrustSpace: MSSanté is a closed space, mail
 //     never leaves it for ordinary internet mail (SPEC §4).
 //
-// Refusals are *RefusalError values; other errors come from the store.
+// Refusals are *refusal.Error values; other errors come from the store.
 func (d *Directory) ResolveRecipient(ctx context.Context, address string) (Recipient, error) {
 	addr, err := ParseAddress(address)
 	if err != nil {
@@ -27,7 +29,7 @@ func (d *Directory) ResolveRecipient(ctx context.Context, address string) (Recip
 	if d.IsLocalDomain(domain) {
 		e, err := d.entry(ctx, addr)
 		if errors.Is(err, ErrNotFound) {
-			return Recipient{}, refuse(ErrUnknownRecipient, addr,
+			return Recipient{}, refuse(refusal.UnknownRecipient, addr,
 				"The address %s does not exist in the directory of %s.", addr, domain)
 		}
 		if err != nil {
@@ -37,10 +39,10 @@ func (d *Directory) ResolveRecipient(ctx context.Context, address string) (Recip
 		case StatusActive:
 			return Recipient{Address: addr, Route: RouteLocal, Entry: e}, nil
 		case StatusSuspended:
-			return Recipient{}, refuse(ErrRecipientInactive, addr,
+			return Recipient{}, refuse(refusal.RecipientInactive, addr,
 				"The mailbox %s is suspended: it cannot receive messages for now.", addr)
 		default:
-			return Recipient{}, refuse(ErrRecipientInactive, addr,
+			return Recipient{}, refuse(refusal.RecipientInactive, addr,
 				"The mailbox %s is closed: it no longer receives messages.", addr)
 		}
 	}
@@ -49,7 +51,7 @@ func (d *Directory) ResolveRecipient(ctx context.Context, address string) (Recip
 		return Recipient{}, fmt.Errorf("directory: resolve %s: %w", addr, err)
 	}
 	if !ok {
-		return Recipient{}, refuse(ErrOutsideTrustSpace, addr,
+		return Recipient{}, refuse(refusal.OutsideTrustSpace, addr,
 			"The domain %s is not part of the secure health messaging space (MSSanté): mail can only be sent to addresses of the trust space.", domain)
 	}
 	return Recipient{Address: addr, Route: RouteRemote}, nil
@@ -67,7 +69,7 @@ func (d *Directory) MaySendAs(ctx context.Context, p Principal, address string) 
 	if p.Address != "" && addr == strings.ToLower(p.Address) {
 		return nil
 	}
-	notYours := refuse(ErrNotYourAddress, addr,
+	notYours := refuse(refusal.NotYourAddress, addr,
 		"You may not send as %s: it is neither your address (%s) nor a mailbox delegated to you.", addr, p.Address)
 	e, err := d.entry(ctx, addr)
 	if errors.Is(err, ErrNotFound) {
@@ -85,7 +87,7 @@ func (d *Directory) MaySendAs(ctx context.Context, p Principal, address string) 
 		return notYours
 	}
 	if e.Status != StatusActive {
-		return refuse(ErrNotYourAddress, addr,
+		return refuse(refusal.NotYourAddress, addr,
 			"You may not send as %s: this shared mailbox is %s.", addr, e.Status)
 	}
 	return nil

@@ -1,11 +1,11 @@
 package directory
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
+
+	"carepost/refusal"
 )
 
 // Config is the part of the server configuration the directory needs.
@@ -89,31 +89,13 @@ type Recipient struct {
 	Entry   Entry // for RouteLocal
 }
 
-// Refusals. Each is wrapped in a *RefusalError naming the address; the
-// protocol adapters map them to codes with errors.Is and show Error().
-var (
-	ErrUnknownRecipient  = errors.New("unknown recipient")
-	ErrRecipientInactive = errors.New("recipient mailbox is suspended or closed")
-	ErrOutsideTrustSpace = errors.New("domain outside the trust space")
-	ErrNotYourAddress    = errors.New("sender address not owned by or delegated to the user")
-	ErrAuthFailed        = errors.New("authentication failed")
-	ErrInvalidAddress    = errors.New("invalid address")
-)
-
-// RefusalError is a refusal about one address, with a sentence a person
-// understands (Error) and the kind of refusal (Unwrap, for errors.Is).
-type RefusalError struct {
-	Kind    error  // one of the Err* refusals above
-	Address string // the address concerned
-	Text    string // the sentence shown to the user
-}
-
-func (e *RefusalError) Error() string { return e.Text }
-func (e *RefusalError) Unwrap() error { return e.Kind }
-
-// refuse builds a RefusalError.
-func refuse(kind error, address, format string, args ...any) error {
-	return &RefusalError{Kind: kind, Address: address, Text: fmt.Sprintf(format, args...)}
+// refuse builds the directory's refusals: a *refusal.Error of kind
+// refusal.UnknownRecipient, RecipientInactive, OutsideTrustSpace,
+// NotYourAddress, AuthFailed or InvalidAddress, naming the address, with a
+// sentence a person understands. The protocol adapters map the kind to
+// their codes (smtp/errors.go, imap/errors.go) and show the sentence.
+func refuse(kind refusal.Kind, address, format string, args ...any) error {
+	return refusal.New(kind, address, nil, format, args...)
 }
 
 // The methods below are implemented in the files of this package:

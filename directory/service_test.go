@@ -12,6 +12,7 @@ import (
 
 	"carepost/crypto"
 	"carepost/directory"
+	"carepost/refusal"
 	"carepost/storage/sqlite"
 )
 
@@ -74,12 +75,13 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// refusal asserts err is a *RefusalError of kind and its text contains want.
-func refusal(t *testing.T, err error, kind error, want string) {
+// refused asserts err is a *refusal.Error of kind and its text contains
+// want.
+func refused(t *testing.T, err error, kind refusal.Kind, want string) {
 	t.Helper()
-	var re *directory.RefusalError
-	if !errors.As(err, &re) || !errors.Is(err, kind) {
-		t.Fatalf("got %v (%T), want a *RefusalError of kind %v", err, err, kind)
+	re, ok := refusal.As(err)
+	if !ok || re.Kind != kind {
+		t.Fatalf("got %v (%T), want a *refusal.Error of kind %v", err, err, kind)
 	}
 	if !strings.Contains(re.Error(), want) {
 		t.Fatalf("refusal %q does not say %q", re.Error(), want)
@@ -134,9 +136,9 @@ func TestAuthenticate(t *testing.T) {
 	var texts []string
 	for name, c := range fails {
 		_, err := f.d.Authenticate(ctx, c[0], c[1])
-		var re *directory.RefusalError
-		if !errors.As(err, &re) || !errors.Is(err, directory.ErrAuthFailed) {
-			t.Errorf("%s: %v, want ErrAuthFailed", name, err)
+		re, ok := refusal.As(err)
+		if !ok || re.Kind != refusal.AuthFailed {
+			t.Errorf("%s: %v, want an AuthFailed refusal", name, err)
 			continue
 		}
 		texts = append(texts, re.Error())
@@ -153,9 +155,9 @@ func TestAuthenticate(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = f.d.Authenticate(ctx, dupont, pw)
-	refusal(t, err, directory.ErrAuthFailed, texts[0])
+	refused(t, err, refusal.AuthFailed, texts[0])
 	_, err = f.d.Authenticate(ctx, dupont, app)
-	refusal(t, err, directory.ErrAuthFailed, texts[0])
+	refused(t, err, refusal.AuthFailed, texts[0])
 	if err := f.d.SetStatus(ctx, dupont, directory.StatusActive); err != nil {
 		t.Fatal(err)
 	}
@@ -182,18 +184,18 @@ func TestResolveRecipient(t *testing.T) {
 	}
 
 	_, err = f.d.ResolveRecipient(ctx, "nobody@ch-x.mssante.fr")
-	refusal(t, err, directory.ErrUnknownRecipient, "The address nobody@ch-x.mssante.fr does not exist in the directory of ch-x.mssante.fr.")
+	refused(t, err, refusal.UnknownRecipient, "The address nobody@ch-x.mssante.fr does not exist in the directory of ch-x.mssante.fr.")
 	_, err = f.d.ResolveRecipient(ctx, closedOr)
-	refusal(t, err, directory.ErrRecipientInactive, "The mailbox "+closedOr+" is closed")
+	refused(t, err, refusal.RecipientInactive, "The mailbox "+closedOr+" is closed")
 	if err := f.d.SetStatus(ctx, martin, directory.StatusSuspended); err != nil {
 		t.Fatal(err)
 	}
 	_, err = f.d.ResolveRecipient(ctx, martin)
-	refusal(t, err, directory.ErrRecipientInactive, "The mailbox "+martin+" is suspended")
+	refused(t, err, refusal.RecipientInactive, "The mailbox "+martin+" is suspended")
 	_, err = f.d.ResolveRecipient(ctx, "Dr.House@GMAIL.com")
-	refusal(t, err, directory.ErrOutsideTrustSpace, "The domain gmail.com is not part of the secure health messaging space (MSSanté)")
+	refused(t, err, refusal.OutsideTrustSpace, "The domain gmail.com is not part of the secure health messaging space (MSSanté)")
 	_, err = f.d.ResolveRecipient(ctx, "dupont@@ch-x.mssante.fr")
-	refusal(t, err, directory.ErrInvalidAddress, "more than one @")
+	refused(t, err, refusal.InvalidAddress, "more than one @")
 
 	// A domain added through the Directory is trusted at once.
 	if err := f.d.AddTrustedDomain(ctx, "ap-hm.mssante.fr", ""); err != nil {
@@ -234,22 +236,22 @@ func TestMaySendAs(t *testing.T) {
 		}
 	}
 	for _, a := range []string{martin, "279035121518989@patient.mssante.fr", "nobody@ch-x.mssante.fr", "x@ch-b.mssante.fr"} {
-		refusal(t, f.d.MaySendAs(ctx, p, a), directory.ErrNotYourAddress, "You may not send as "+strings.ToLower(a))
+		refused(t, f.d.MaySendAs(ctx, p, a), refusal.NotYourAddress, "You may not send as "+strings.ToLower(a))
 	}
-	refusal(t, f.d.MaySendAs(ctx, p, closedOr), directory.ErrNotYourAddress, "this shared mailbox is closed")
-	refusal(t, f.d.MaySendAs(ctx, p, "not an address"), directory.ErrInvalidAddress, "no @")
+	refused(t, f.d.MaySendAs(ctx, p, closedOr), refusal.NotYourAddress, "this shared mailbox is closed")
+	refused(t, f.d.MaySendAs(ctx, p, "not an address"), refusal.InvalidAddress, "no @")
 
 	// Martin is not a member of cardiologie until delegated; a removed
 	// delegation takes effect for a principal that logged in before.
 	q := directory.Principal{Address: martin, Kind: directory.KindPersonal}
-	refusal(t, f.d.MaySendAs(ctx, q, cardio), directory.ErrNotYourAddress, "neither your address")
+	refused(t, f.d.MaySendAs(ctx, q, cardio), refusal.NotYourAddress, "neither your address")
 	if err := f.d.SetMembers(ctx, cardio, []string{martin}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.d.MaySendAs(ctx, q, cardio); err != nil {
 		t.Errorf("after delegation: %v", err)
 	}
-	refusal(t, f.d.MaySendAs(ctx, p, cardio), directory.ErrNotYourAddress, "neither your address")
+	refused(t, f.d.MaySendAs(ctx, p, cardio), refusal.NotYourAddress, "neither your address")
 }
 
 func TestAdmin(t *testing.T) {
@@ -263,15 +265,21 @@ func TestAdmin(t *testing.T) {
 		t.Fatalf("AddProfessional = %+v, %v", e, err)
 	}
 	_, err = f.d.AddProfessional(ctx, good)
-	refusal(t, err, directory.ErrExists, "already exists")
+	refused(t, err, refusal.InvalidInput, "already exists")
+	if !errors.Is(err, directory.ErrExists) {
+		t.Errorf("a taken address: %v does not wrap ErrExists", err)
+	}
 
-	bad := func(mod func(*directory.ProfessionalInput), kind error, want string) {
+	// kind is a refusal.Kind, or a sentinel the error wraps.
+	bad := func(mod func(*directory.ProfessionalInput), kind any, want string) {
 		t.Helper()
 		in := good
 		in.Address = "other@ch-x.mssante.fr"
 		mod(&in)
 		_, err := f.d.AddProfessional(ctx, in)
-		if err == nil || !errors.Is(err, kind) || !strings.Contains(err.Error(), want) {
+		k, isKind := kind.(refusal.Kind)
+		sentinel, _ := kind.(error)
+		if err == nil || (isKind && !refusal.Is(err, k)) || (!isKind && !errors.Is(err, sentinel)) || !strings.Contains(err.Error(), want) {
 			t.Errorf("AddProfessional(%+v) = %v; want %v saying %q", in, err, kind, want)
 		}
 	}
@@ -282,7 +290,7 @@ func TestAdmin(t *testing.T) {
 	bad(func(in *directory.ProfessionalInput) { in.FirstName = "A\x00" }, directory.ErrInvalidEntry, "control character")
 	bad(func(in *directory.ProfessionalInput) { in.Address = "x@gmail.com" }, directory.ErrInvalidEntry, "not in a domain of this server")
 	bad(func(in *directory.ProfessionalInput) { in.Address = "x@patient.mssante.fr" }, directory.ErrInvalidEntry, "reserved for patient")
-	bad(func(in *directory.ProfessionalInput) { in.Address = "x y@ch-x.mssante.fr" }, directory.ErrInvalidAddress, "a space")
+	bad(func(in *directory.ProfessionalInput) { in.Address = "x y@ch-x.mssante.fr" }, refusal.InvalidAddress, "a space")
 
 	// Patients.
 	p, err := f.d.Lookup(ctx, "279035121518989@patient.mssante.fr")
@@ -299,19 +307,19 @@ func TestAdmin(t *testing.T) {
 
 	// Shared mailboxes.
 	_, err = f.d.AddMailbox(ctx, directory.KindPersonal, "x@ch-x.mssante.fr", nil, "")
-	refusal(t, err, directory.ErrInvalidEntry, "ORG, APP or CAB")
+	refused(t, err, refusal.InvalidInput, "ORG, APP or CAB")
 	_, err = f.d.AddMailbox(ctx, directory.KindApplicative, "lab@ch-x.mssante.fr", []string{"ghost@ch-x.mssante.fr"}, "")
-	refusal(t, err, directory.ErrInvalidEntry, "ghost@ch-x.mssante.fr does not exist")
+	refused(t, err, refusal.InvalidInput, "ghost@ch-x.mssante.fr does not exist")
 	_, err = f.d.AddMailbox(ctx, directory.KindApplicative, "lab@ch-x.mssante.fr", []string{"279035121518989@patient.mssante.fr"}, "")
-	refusal(t, err, directory.ErrInvalidEntry, "patient mailbox")
+	refused(t, err, refusal.InvalidInput, "patient mailbox")
 	m, err := f.d.AddMailbox(ctx, directory.KindPractice, "cabinet@ch-x.mssante.fr", []string{martin, "HELENE.MARTIN@ch-x.mssante.fr", dupont}, "Cabinet")
 	if err != nil || len(m.Members) != 2 {
 		t.Errorf("AddMailbox(CAB) = %+v, %v", m, err)
 	}
-	refusal(t, f.d.SetMembers(ctx, dupont, []string{martin}), directory.ErrInvalidEntry, "only ORG, APP and CAB")
+	refused(t, f.d.SetMembers(ctx, dupont, []string{martin}), refusal.InvalidInput, "only ORG, APP and CAB")
 
 	// Passwords.
-	refusal(t, f.d.SetPassword(ctx, martin, "short"), directory.ErrInvalidEntry, "at least 12 characters, it has 5")
+	refused(t, f.d.SetPassword(ctx, martin, "short"), refusal.InvalidInput, "at least 12 characters, it has 5")
 	if err := f.d.SetPassword(ctx, "nobody@ch-x.mssante.fr", pw); !errors.Is(err, directory.ErrNotFound) {
 		t.Errorf("SetPassword(unknown) = %v", err)
 	}
@@ -324,14 +332,14 @@ func TestAdmin(t *testing.T) {
 		}
 	}
 	_, err = f.d.NewAppPassword(ctx, martin, "")
-	refusal(t, err, directory.ErrInvalidEntry, "maximum")
+	refused(t, err, refusal.InvalidInput, "maximum")
 
 	// Status and trust space input.
-	refusal(t, f.d.SetStatus(ctx, martin, "deleted"), directory.ErrInvalidEntry, "Unknown status")
+	refused(t, f.d.SetStatus(ctx, martin, "deleted"), refusal.InvalidInput, "Unknown status")
 	if err := f.d.SetStatus(ctx, "nobody@ch-x.mssante.fr", directory.StatusClosed); !errors.Is(err, directory.ErrNotFound) {
 		t.Errorf("SetStatus(unknown) = %v", err)
 	}
-	refusal(t, f.d.AddTrustedDomain(ctx, "not a domain", ""), directory.ErrInvalidAddress, "a space")
+	refused(t, f.d.AddTrustedDomain(ctx, "not a domain", ""), refusal.InvalidAddress, "a space")
 }
 
 func TestSearch(t *testing.T) {
@@ -387,14 +395,14 @@ func TestEntryCache(t *testing.T) {
 	if err := f.d.SetStatus(ctx, martin, directory.StatusSuspended); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.d.ResolveRecipient(ctx, martin); !errors.Is(err, directory.ErrRecipientInactive) {
+	if _, err := f.d.ResolveRecipient(ctx, martin); !refusal.Is(err, refusal.RecipientInactive) {
 		t.Fatalf("suspension through the same Directory not seen at once: %v", err)
 	}
 	other := directory.New(f.store, directory.Config{Domains: []string{"ch-x.mssante.fr"}})
 	if err := other.SetStatus(ctx, martin, directory.StatusActive); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.d.ResolveRecipient(ctx, martin); !errors.Is(err, directory.ErrRecipientInactive) {
+	if _, err := f.d.ResolveRecipient(ctx, martin); !refusal.Is(err, refusal.RecipientInactive) {
 		t.Fatalf("expected the cached (suspended) entry within the TTL, got %v", err)
 	}
 	f.advance(3 * time.Second)
@@ -402,7 +410,7 @@ func TestEntryCache(t *testing.T) {
 		t.Fatalf("another process's change not seen after the TTL: %v", err)
 	}
 	// Unknown addresses are cached too, and appear once added here.
-	if _, err := f.d.ResolveRecipient(ctx, "new.one@ch-x.mssante.fr"); !errors.Is(err, directory.ErrUnknownRecipient) {
+	if _, err := f.d.ResolveRecipient(ctx, "new.one@ch-x.mssante.fr"); !refusal.Is(err, refusal.UnknownRecipient) {
 		t.Fatal(err)
 	}
 	if _, err := f.d.AddProfessional(ctx, directory.ProfessionalInput{NationalID: "810001045367", FirstName: "N", LastName: "O",
@@ -436,7 +444,7 @@ func TestLoginFlight(t *testing.T) {
 	}
 	before := crypto.Derivations()
 	for i, err := range try(pw + "x") {
-		if !errors.Is(err, directory.ErrAuthFailed) {
+		if !refusal.Is(err, refusal.AuthFailed) {
 			t.Fatalf("wrong password, login %d: %v", i, err)
 		}
 	}
@@ -467,14 +475,14 @@ func TestLoginCache(t *testing.T) {
 			t.Fatalf("login %d: %v", i, err)
 		}
 	}
-	if _, err := f.d.Authenticate(ctx, dupont, pw+"x"); !errors.Is(err, directory.ErrAuthFailed) {
+	if _, err := f.d.Authenticate(ctx, dupont, pw+"x"); !refusal.Is(err, refusal.AuthFailed) {
 		t.Fatalf("wrong password after a cached success: %v", err)
 	}
 	other := directory.New(f.store, directory.Config{Domains: []string{"ch-x.mssante.fr"}})
 	if err := other.SetPassword(ctx, dupont, "a brand new passphrase"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.d.Authenticate(ctx, dupont, pw); !errors.Is(err, directory.ErrAuthFailed) {
+	if _, err := f.d.Authenticate(ctx, dupont, pw); !refusal.Is(err, refusal.AuthFailed) {
 		t.Fatalf("the old password still works from the cache after a change elsewhere: %v", err)
 	}
 	if _, err := f.d.Authenticate(ctx, dupont, "a brand new passphrase"); err != nil {
@@ -492,7 +500,7 @@ func TestLoginCache(t *testing.T) {
 	if err := f.d.SetStatus(ctx, dupont, directory.StatusSuspended); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.d.Authenticate(ctx, dupont, app); !errors.Is(err, directory.ErrAuthFailed) {
+	if _, err := f.d.Authenticate(ctx, dupont, app); !refusal.Is(err, refusal.AuthFailed) {
 		t.Fatalf("a suspended account logged in from the cache: %v", err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"carepost/crypto"
-	"carepost/directory"
+	"carepost/refusal"
 )
 
 // oneAccount lets one account in with one password.
@@ -22,7 +22,7 @@ func (o oneAccount) Authenticate(_ context.Context, username, password string) (
 	if username == o.account && password == o.password {
 		return o.account, nil
 	}
-	return "", &directory.RefusalError{Kind: directory.ErrAuthFailed}
+	return "", refusal.New(refusal.AuthFailed, username, nil, refusal.AuthFailedText)
 }
 
 func (oneAccount) SharedMailboxes(context.Context, string) ([]string, error) { return nil, nil }

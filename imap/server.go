@@ -42,8 +42,8 @@ import (
 
 // Accounts is what the IMAP service asks the directory.
 type Accounts interface {
-	// Authenticate checks a login; err is a *directory.RefusalError (Kind
-	// directory.ErrAuthFailed) on failure.
+	// Authenticate checks a login; err is a *refusal.Error of kind
+	// refusal.AuthFailed on failure.
 	Authenticate(ctx context.Context, username, password string) (account string, err error)
 	// SharedMailboxes lists the ORG/APP/CAB mailbox addresses the account
 	// is a delegated member of.

@@ -2,7 +2,6 @@ package imap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -15,7 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
-	"carepost/directory"
+	"carepost/refusal"
 	"carepost/storage"
 )
 
@@ -97,7 +96,7 @@ func (s *session) Login(username, password string) (err error) {
 	defer cancel()
 	account, err := s.srv.opts.Accounts.Authenticate(ctx, username, password)
 	if err != nil {
-		if errors.Is(err, directory.ErrAuthFailed) {
+		if refusal.Is(err, refusal.AuthFailed) {
 			s.srv.log.Info("login failed", "remote", s.remote(), "user", username)
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed,
 				Text: "Invalid user name or password, or account not active"}

@@ -14,6 +14,7 @@ package refusal
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Kind is the category of a refusal. The zero value is not a refusal.
@@ -66,6 +67,11 @@ const (
 	// Temporary: an internal failure; trying again later may work. Reason
 	// holds the cause, for the log only.
 	Temporary
+	// InvalidInput: the data given to an administration operation is not
+	// acceptable (an empty name, an unknown member, an address already
+	// taken, a password too short). Reason may hold a sentinel of the
+	// package that refused (directory.ErrInvalidEntry, ErrExists).
+	InvalidInput
 	// kindEnd is one past the last kind, for tables that cover them all.
 	kindEnd
 )
@@ -98,6 +104,7 @@ var kindNames = [...]string{
 	Forbidden:          "forbidden",
 	NotFound:           "not-found",
 	Temporary:          "temporary",
+	InvalidInput:       "invalid-input",
 }
 
 // String names the kind for logs.
@@ -137,6 +144,12 @@ func New(kind Kind, address string, reason error, format string, args ...any) *E
 // logged, never shown.
 const TemporaryText = "A temporary problem on this server prevented this operation; please try again later."
 
+// AuthFailedText is the one sentence of every failed login, whatever the
+// cause (unknown account, wrong password, suspended account, an
+// authorization identity that is not the user's), so that nobody can probe
+// which accounts exist.
+const AuthFailedText = "Authentication failed: the address or the password is wrong, or the account is not active."
+
 // Internal wraps an internal failure as a Temporary refusal.
 func Internal(reason error) *Error {
 	return &Error{Kind: Temporary, Text: TemporaryText, Reason: reason}
@@ -174,4 +187,79 @@ func Reclassify(err error, kind Kind, text string) *Error {
 		n.Text = text
 	}
 	return n
+}
+
+// ASCII makes a sentence safe for one line of a protocol that carries
+// ASCII only (SMTP replies, RFC 5321 §4.2, UTF-8 only after SMTPUTF8; IMAP
+// response text, RFC 9051 §4.3 resp-text without UTF8=ACCEPT). The accents
+// of French sentences and names are dropped ("MSSanté" → "MSSante"),
+// other non-ASCII becomes "?", and control characters become spaces:
+// addresses quoted in refusals come from the peer, and a newline would end
+// the line early. Past max bytes the sentence is cut and ends with "...".
+func ASCII(s string, max int) string {
+	var b strings.Builder
+	for _, c := range s {
+		if b.Len() >= max {
+			b.WriteString("...")
+			break
+		}
+		switch {
+		case c < ' ' || c == 0x7f:
+			b.WriteByte(' ')
+		case c < 0x7f:
+			b.WriteRune(c)
+		default:
+			b.WriteString(asciiFold(c))
+		}
+	}
+	return b.String()
+}
+
+// asciiFold spells a non-ASCII character in ASCII.
+func asciiFold(c rune) string {
+	switch c {
+	case 'à', 'â', 'ä', 'á':
+		return "a"
+	case 'À', 'Â', 'Ä', 'Á':
+		return "A"
+	case 'é', 'è', 'ê', 'ë':
+		return "e"
+	case 'É', 'È', 'Ê', 'Ë':
+		return "E"
+	case 'î', 'ï', 'í':
+		return "i"
+	case 'Î', 'Ï':
+		return "I"
+	case 'ô', 'ö', 'ó':
+		return "o"
+	case 'Ô', 'Ö':
+		return "O"
+	case 'ù', 'û', 'ü', 'ú':
+		return "u"
+	case 'Ù', 'Û', 'Ü':
+		return "U"
+	case 'ç':
+		return "c"
+	case 'Ç':
+		return "C"
+	case 'œ':
+		return "oe"
+	case 'Œ':
+		return "OE"
+	case '§':
+		return "section "
+	case '«', '»', '“', '”':
+		return "\""
+	case '’', '‘':
+		return "'"
+	case '…':
+		return "..."
+	case '→':
+		return "->"
+	case '–', '—':
+		return "-"
+	case '\u00a0', '\u202f':
+		return " "
+	}
+	return "?"
 }

@@ -3,18 +3,16 @@ package smtp
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strings"
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/delivery"
-	"carepost/directory"
+	"carepost/refusal"
 )
 
-// step is the SMTP command a refusal answers; a few kinds map to different
+// step is the SMTP command a refusal answers; most kinds map to different
 // codes depending on it (a bad address is 5.1.7 as sender, 5.1.3 as
-// recipient; an internal failure during AUTH is 454 4.7.0).
+// recipient, a header defect after DATA; an internal failure during AUTH is
+// 454 4.7.0).
 type step int
 
 const (
@@ -38,101 +36,135 @@ func (s step) String() string {
 	return "step"
 }
 
-// authFailedText is the one sentence of every failed login.
-const authFailedText = "Authentication failed: the address or the password is wrong, or the account is not active."
+// code is one SMTP reply: code (RFC 5321 §4.2) and enhanced code (RFC
+// 3463, RFC 5248's registry).
+type code struct {
+	code int
+	enh  gosmtp.EnhancedCode
+}
+
+func c(n int, class, subject, detail int) code {
+	return code{n, gosmtp.EnhancedCode{class, subject, detail}}
+}
+
+// kindReply is what a refusal kind answers at each step, with the sentence
+// used when the refusal has none.
+type kindReply struct {
+	auth, mail, rcpt, data code
+	text                   string
+}
+
+func (r kindReply) at(st step) code {
+	switch st {
+	case stepAuth:
+		return r.auth
+	case stepMail:
+		return r.mail
+	case stepRcpt:
+		return r.rcpt
+	}
+	return r.data
+}
+
+// replies gives every refusal kind a deliberate reply at every step
+// (TestEveryKindAtEveryStep fails for a kind missing here). The choices:
+//
+//   - At AUTH, every refusal about the account (unknown, inactive, not an
+//     address, not ours, not allowed) is 535 5.7.8 (RFC 4954 §6): an AUTH
+//     client learns that the login failed and nothing more. Internal and
+//     read failures are 454 4.7.0, data too long or unreadable 500 5.5.6
+//     and 501 5.5.2 (RFC 4954 §4).
+//   - TLSRequired at AUTH is 523 5.7.10 (RFC 5248 "Encryption Needed"),
+//     the reply go-smtp itself gives to AUTH in clear, so that the client
+//     sees one reply whichever check fires; elsewhere 530 5.7.0 (RFC 3207
+//     §4).
+//   - Unknown and inactive recipients: 550 5.1.1 for an address that does
+//     not exist, 550 5.2.1 for a suspended or closed mailbox. RFC 3463
+//     defines X.2.1 as "mailbox disabled, not accepting messages", which is
+//     exactly this case, and it tells the sender's client that retyping the
+//     address will not help; existence is not a secret in a space whose
+//     directory is published to every professional. As sender, an unknown
+//     address is 550 5.1.0: X.1.1 names a destination.
+//   - After DATA, RFC 5321 §4.3.2 allows 550, 552, 554 and 451: an
+//     invalid address is then one of the header (a From: the directory
+//     cannot read), a malformed message, 554 5.6.0.
+//   - FederationDisabled is permanent: the sender's client shows it at once
+//     instead of retrying for days; when the outbound queue exists these
+//     recipients are accepted and this reply disappears.
+var replies = map[refusal.Kind]kindReply{
+	refusal.AuthRequired: {c(530, 5, 7, 0), c(530, 5, 7, 0), c(530, 5, 7, 0), c(530, 5, 7, 0),
+		"Authentication required."},
+	refusal.AuthFailed: {c(535, 5, 7, 8), c(530, 5, 7, 0), c(530, 5, 7, 0), c(530, 5, 7, 0),
+		refusal.AuthFailedText},
+	refusal.TLSRequired: {c(523, 5, 7, 10), c(530, 5, 7, 0), c(530, 5, 7, 0), c(530, 5, 7, 0),
+		"Must issue a STARTTLS command first."},
+	refusal.UnknownRecipient: {c(535, 5, 7, 8), c(550, 5, 1, 0), c(550, 5, 1, 1), c(550, 5, 1, 1),
+		"Unknown recipient."},
+	refusal.RecipientInactive: {c(535, 5, 7, 8), c(550, 5, 2, 1), c(550, 5, 2, 1), c(550, 5, 2, 1),
+		"The mailbox is not active."},
+	refusal.OutsideTrustSpace: {c(535, 5, 7, 8), c(550, 5, 7, 1), c(550, 5, 7, 1), c(550, 5, 7, 1),
+		"This address is not part of the secure health messaging space."},
+	refusal.NotYourAddress: {c(535, 5, 7, 8), c(550, 5, 7, 1), c(550, 5, 7, 1), c(550, 5, 7, 1),
+		"You may not send as this address."},
+	refusal.InvalidAddress: {c(535, 5, 7, 8), c(553, 5, 1, 7), c(553, 5, 1, 3), c(554, 5, 6, 0),
+		"The address is not valid."},
+	refusal.RelayDenied: {c(550, 5, 7, 1), c(550, 5, 7, 1), c(550, 5, 7, 1), c(550, 5, 7, 1),
+		"Relaying denied."},
+	refusal.FederationDisabled: {c(550, 5, 7, 1), c(550, 5, 7, 1), c(550, 5, 7, 1), c(550, 5, 7, 1),
+		"Delivery to other operators is not enabled."},
+	refusal.MessageTooLarge: {c(500, 5, 5, 6), c(552, 5, 3, 4), c(552, 5, 3, 4), c(552, 5, 3, 4),
+		"The message is too large."},
+	refusal.MalformedMessage: {c(501, 5, 5, 2), c(501, 5, 5, 4), c(501, 5, 5, 4), c(554, 5, 6, 0),
+		"The message cannot be read."},
+	refusal.BadSequence: {c(503, 5, 5, 1), c(503, 5, 5, 1), c(503, 5, 5, 1), c(503, 5, 5, 1),
+		"Bad sequence of commands."},
+	refusal.NoRecipients: {c(503, 5, 5, 1), c(503, 5, 5, 1), c(503, 5, 5, 1), c(554, 5, 5, 1),
+		"No valid recipients."},
+	refusal.BodyRead: {c(454, 4, 7, 0), c(451, 4, 4, 2), c(451, 4, 4, 2), c(451, 4, 4, 2),
+		"The message could not be received completely; please send it again."},
+	refusal.Forbidden: {c(535, 5, 7, 8), c(550, 5, 7, 1), c(550, 5, 7, 1), c(550, 5, 7, 1),
+		"This operation is not allowed."},
+	refusal.NotFound: {c(535, 5, 7, 8), c(550, 5, 1, 0), c(550, 5, 1, 1), c(550, 5, 1, 1),
+		"No such mailbox."},
+	refusal.Temporary: {c(454, 4, 7, 0), c(451, 4, 3, 0), c(451, 4, 3, 0), c(451, 4, 3, 0),
+		refusal.TemporaryText},
+	refusal.InvalidInput: {c(501, 5, 5, 2), c(501, 5, 5, 4), c(501, 5, 5, 4), c(554, 5, 5, 4),
+		"The data given is not valid."},
+}
 
 // reply is the one place where errors become SMTP replies (STYLE "One error
-// type per refusal"). Codes follow RFC 5321 §4.2 and enhanced codes RFC
-// 3463; the sentence is the pipeline's or the directory's, written for the
-// person who sent the message, or one written here for the library's own
-// limits. Whatever is not recognised is an internal failure: 451 4.3.0
-// (454 4.7.0 during AUTH, RFC 4954 §6), the cause being logged by the
-// caller and never sent.
-//
-// Unknown and inactive recipients: 550 5.1.1 for an address that does not
-// exist, 550 5.2.1 for a suspended or closed mailbox. RFC 3463 defines
-// X.2.1 as "mailbox disabled, not accepting messages", which is exactly
-// this case, and it tells the sender's client that retyping the address
-// will not help; existence is not a secret in a space whose directory is
-// published to every professional.
+// type per refusal"). A refusal answers by its one kind (refusal.KindOf:
+// the outermost refusal of the chain, never a kind of a wrapped cause) and
+// the step, with its own sentence, written for the person who sent the
+// message. go-smtp's own limits, met while reading the message, come first
+// with sentences written here; go-smtp's own replies (unsupported
+// mechanism...) pass as they are. Whatever else is an internal failure:
+// 451 4.3.0 (454 4.7.0 during AUTH, RFC 4954 §6), the cause being logged by
+// the caller and never sent.
 func reply(st step, err error, maxSize int64) *gosmtp.SMTPError {
-	text := ""
-	var de *delivery.Error
-	var ref *directory.RefusalError
-	switch {
-	case errors.As(err, &de):
-		text = de.Text
-	case errors.As(err, &ref):
-		text = ref.Text
-	}
-	r := func(code int, enh gosmtp.EnhancedCode, defaultText string) *gosmtp.SMTPError {
-		if text == "" {
-			text = defaultText
-		}
-		return &gosmtp.SMTPError{Code: code, EnhancedCode: enh, Message: replyText(text)}
-	}
-	var ne net.Error
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-
-	// Limits met while reading the message: go-smtp's first (they arrive
-	// wrapped in delivery.ErrBodyRead), then the pipeline's.
-	case errors.Is(err, gosmtp.ErrDataTooLarge), errors.Is(err, delivery.ErrMessageTooLarge):
-		text = fmt.Sprintf("The message is larger than the %d bytes this server accepts.", maxSize)
-		return r(552, gosmtp.EnhancedCode{5, 3, 4}, "")
-	case errors.Is(err, gosmtp.ErrTooLongLine):
-		text = "A line of the message is too long (RFC 5322 §2.1.1 allows 998 characters); the message was not accepted."
-		return r(554, gosmtp.EnhancedCode{5, 6, 0}, "")
-	case errors.Is(err, delivery.ErrBodyRead) && errors.As(err, &ne) && ne.Timeout():
-		return r(451, gosmtp.EnhancedCode{4, 4, 2}, "")
-	case errors.Is(err, delivery.ErrBodyRead):
-		return r(451, gosmtp.EnhancedCode{4, 4, 2}, "")
-
-	// Authentication (RFC 4954 §6).
-	case errors.Is(err, delivery.ErrAuthRequired):
-		return r(530, gosmtp.EnhancedCode{5, 7, 0}, "Authentication required.")
-	case errors.Is(err, delivery.ErrTLSRequired):
-		// RFC 3207 §4.
-		return r(530, gosmtp.EnhancedCode{5, 7, 0}, "Must issue a STARTTLS command first.")
-	case errors.Is(err, directory.ErrAuthFailed):
-		// One generic sentence whatever the cause: no user enumeration.
-		text = authFailedText
-		return r(535, gosmtp.EnhancedCode{5, 7, 8}, "")
-
-	// Addresses.
-	case errors.Is(err, directory.ErrUnknownRecipient):
-		return r(550, gosmtp.EnhancedCode{5, 1, 1}, "Unknown recipient.")
-	case errors.Is(err, directory.ErrRecipientInactive):
-		return r(550, gosmtp.EnhancedCode{5, 2, 1}, "The recipient's mailbox is not active.")
-	case errors.Is(err, directory.ErrOutsideTrustSpace):
-		return r(550, gosmtp.EnhancedCode{5, 7, 1}, "This address is not part of the secure health messaging space.")
-	case errors.Is(err, directory.ErrNotYourAddress):
-		return r(550, gosmtp.EnhancedCode{5, 7, 1}, "You may not send as this address.")
-	case errors.Is(err, delivery.ErrRelayDenied):
-		return r(550, gosmtp.EnhancedCode{5, 7, 1}, "Relaying denied.")
-	case errors.Is(err, delivery.ErrFederationDisabled):
-		// Permanent: the sender's client shows it at once instead of
-		// retrying for days; when the outbound queue exists these
-		// recipients are accepted and this reply disappears.
-		return r(550, gosmtp.EnhancedCode{5, 7, 1}, "Delivery to other operators is not enabled.")
-	case errors.Is(err, directory.ErrInvalidAddress) && st == stepMail:
-		return r(553, gosmtp.EnhancedCode{5, 1, 7}, "The sender address is not valid.")
-	case errors.Is(err, directory.ErrInvalidAddress):
-		return r(553, gosmtp.EnhancedCode{5, 1, 3}, "The recipient address is not valid.")
-
-	// The message.
-	case errors.Is(err, delivery.ErrMalformedMessage):
-		return r(554, gosmtp.EnhancedCode{5, 6, 0}, "The message header cannot be read.")
-	case errors.Is(err, delivery.ErrNoRecipients):
-		return r(554, gosmtp.EnhancedCode{5, 5, 1}, "No valid recipients.")
-	case errors.Is(err, delivery.ErrBadSequence):
-		return r(503, gosmtp.EnhancedCode{5, 5, 1}, "Bad sequence of commands.")
 	}
-
-	// go-smtp's own replies (unsupported mechanism...) pass as they are.
-	var se *gosmtp.SMTPError
-	if errors.As(err, &se) && de == nil {
+	// go-smtp's limits arrive as the Reason of a BodyRead refusal. A
+	// network timeout while reading is BodyRead's own 451 4.4.2.
+	switch {
+	case errors.Is(err, gosmtp.ErrDataTooLarge):
+		return &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4},
+			Message: replyText(fmt.Sprintf("The message is larger than the %d bytes this server accepts.", maxSize))}
+	case errors.Is(err, gosmtp.ErrTooLongLine):
+		return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 6, 0},
+			Message: "A line of the message is too long (RFC 5322 section 2.1.1 allows 998 characters); the message was not accepted."}
+	}
+	if ref, ok := refusal.As(err); ok {
+		if r, ok := replies[ref.Kind]; ok {
+			text := ref.Text
+			if text == "" {
+				text = r.text
+			}
+			c := r.at(st)
+			return &gosmtp.SMTPError{Code: c.code, EnhancedCode: c.enh, Message: replyText(text)}
+		}
+	} else if se := (*gosmtp.SMTPError)(nil); errors.As(err, &se) {
 		return se
 	}
 	if st == stepAuth {
@@ -147,86 +179,17 @@ func reply(st step, err error, maxSize int64) *gosmtp.SMTPError {
 // with the codes).
 const maxReplyText = 400
 
-// replyText makes a sentence safe for one reply line. Replies are ASCII
-// (RFC 5321 §4.2; UTF-8 only after SMTPUTF8, which we do not offer), so
-// the accents of French sentences and names are dropped ("MSSanté" →
-// "MSSante") and other non-ASCII becomes "?". Control characters become
-// spaces: go-smtp would turn a newline into a multi-line reply, and
-// addresses quoted in refusals come from the peer.
-func replyText(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if b.Len() >= maxReplyText {
-			b.WriteString("...")
-			break
-		}
-		switch {
-		case c < ' ' || c == 0x7f:
-			b.WriteByte(' ')
-		case c < 0x7f:
-			b.WriteRune(c)
-		default:
-			b.WriteString(asciiFold(c))
-		}
-	}
-	return b.String()
-}
-
-// asciiFold spells a non-ASCII character in ASCII.
-func asciiFold(c rune) string {
-	switch c {
-	case 'à', 'â', 'ä', 'á':
-		return "a"
-	case 'À', 'Â', 'Ä', 'Á':
-		return "A"
-	case 'é', 'è', 'ê', 'ë':
-		return "e"
-	case 'É', 'È', 'Ê', 'Ë':
-		return "E"
-	case 'î', 'ï', 'í':
-		return "i"
-	case 'Î', 'Ï':
-		return "I"
-	case 'ô', 'ö', 'ó':
-		return "o"
-	case 'Ô', 'Ö':
-		return "O"
-	case 'ù', 'û', 'ü', 'ú':
-		return "u"
-	case 'Ù', 'Û', 'Ü':
-		return "U"
-	case 'ç':
-		return "c"
-	case 'Ç':
-		return "C"
-	case 'œ':
-		return "oe"
-	case 'Œ':
-		return "OE"
-	case '§':
-		return "section "
-	case '«', '»', '“', '”':
-		return "\""
-	case '’', '‘':
-		return "'"
-	case '…':
-		return "..."
-	case '→':
-		return "->"
-	case '–', '—':
-		return "-"
-	case '\u00a0', '\u202f':
-		return " "
-	}
-	return "?"
-}
+// replyText makes a sentence safe for one reply line: ASCII (RFC 5321
+// §4.2; UTF-8 only after SMTPUTF8, which we do not offer), no control
+// characters (go-smtp would turn a newline into a multi-line reply, and
+// addresses quoted in refusals come from the peer), within maxReplyText.
+func replyText(s string) string { return refusal.ASCII(s, maxReplyText) }
 
 // errText is what the log says about a refusal: the cause when there is
 // one (never shown to the peer), else the sentence.
 func errText(err error) string {
-	var de *delivery.Error
-	if errors.As(err, &de) && de.Reason != nil {
-		return truncateForLog(de.Reason.Error())
+	if ref, ok := refusal.As(err); ok && ref.Reason != nil {
+		return truncateForLog(ref.Reason.Error())
 	}
 	if err == nil {
 		return ""

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -222,9 +223,7 @@ func wantCode(t *testing.T, err error, code int, enh string, contains ...string)
 	}
 }
 
-func itoa(i int) string {
-	return string([]byte{byte('0' + i)})
-}
+func itoa(i int) string { return strconv.Itoa(i) }
 
 // inbox returns the bodies in account's INBOX, in UID order.
 func (e *env) inbox(account string) [][]byte {

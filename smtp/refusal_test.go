@@ -202,3 +202,28 @@ func TestSizeLimit(t *testing.T) {
 		t.Fatalf("bob has %d messages", n)
 	}
 }
+
+// Issue 19: a From: address the directory cannot read (a quoted local part,
+// an address literal) is a malformed message, 554 5.6.0 with a sentence
+// saying what is wrong, and not 553 5.1.3, a bad destination address: the
+// refusal answers to the one kind the pipeline gave it, not also to the
+// directory's kind wrapped inside it.
+func TestUnreadableFromIsMalformedMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeSubmission, false)
+	c := e.submit(addr, alice, e.alicePass)
+	for _, from := range []string{`"a b"@ch-test.fr`, "x@[192.0.2.1]"} {
+		t.Run(from, func(t *testing.T) {
+			err := send(c, alice, []string{bob}, message(from, bob, "unreadable from", "x\r\n"))
+			wantCode(t, err, 554, "5.6.0", "is not valid")
+			must(t, c.Reset())
+		})
+	}
+	if n := e.inboxCount(bob); n != 0 {
+		t.Fatalf("bob has %d messages, want none", n)
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "code=554") {
+		t.Fatalf("refusal not logged:\n%s", logs)
+	}
+}

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"carepost/delivery"
 	"carepost/directory"
+	"carepost/refusal"
 )
 
 // session is one SMTP connection between two EHLOs of go-smtp (a new one
@@ -67,7 +69,8 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		return nil, gosmtp.ErrAuthUnknownMechanism
 	}
 	if !ss.tls { // go-smtp checks it already; never rely on one check only
-		return nil, reply(stepAuth, delivery.ErrTLSRequired, ss.s.opts.MaxMessageSize)
+		return nil, reply(stepAuth, refusal.New(refusal.TLSRequired, "", nil,
+			"Must issue a STARTTLS command first: passwords are only sent over TLS."), 0)
 	}
 	return saslServer{sasl.NewPlainServer(ss.authPlain)}, nil
 }
@@ -81,7 +84,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 func (ss *session) authPlain(identity, username, password string) error {
 	var err error
 	if identity != "" && identity != username {
-		err = &directory.RefusalError{Kind: directory.ErrAuthFailed, Address: username, Text: "authorization identity differs"}
+		err = refusal.New(refusal.AuthFailed, username, errAuthzIdentity, refusal.AuthFailedText)
 	} else {
 		var p directory.Principal
 		p, err = ss.s.dir.Authenticate(ss.ctx, username, password)
@@ -100,6 +103,10 @@ func (ss *session) authPlain(identity, username, password string) error {
 	lvl("auth refused", "remote", ss.remote, "user", truncateForLog(username), "code", r.Code, "cause", errText(err))
 	return r
 }
+
+// errAuthzIdentity is the logged cause of a PLAIN login that names
+// another authorization identity.
+var errAuthzIdentity = errors.New("authorization identity differs from the user name")
 
 // saslServer makes sure that SASL's own errors (a malformed PLAIN
 // message) reach the client as SMTP replies, not as err.Error().
@@ -140,7 +147,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 // this recipient only.
 func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	if ss.tx == nil { // go-smtp checks the order; defensive
-		return reply(stepRcpt, delivery.ErrBadSequence, 0)
+		return reply(stepRcpt, refusal.New(refusal.BadSequence, to, nil, "The sender must be given before the recipients."), 0)
 	}
 	if err := ss.tx.AddRecipient(ss.ctx, to); err != nil {
 		return ss.refused(stepRcpt, err, ss.tx, ss.from, to)
@@ -152,7 +159,7 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 func (ss *session) Data(r io.Reader) error {
 	tx := ss.tx
 	if tx == nil {
-		return reply(stepData, delivery.ErrBadSequence, 0)
+		return reply(stepData, refusal.New(refusal.BadSequence, "", nil, "The sender and the recipients must be given before the message."), 0)
 	}
 	body := &deadlineReader{r: r, conn: ss.conn.Conn(), timeout: ss.s.opts.ReadTimeout}
 	err := tx.Deliver(ss.ctx, body)
