@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# A/B comparison of two carepost binaries on this machine, alternating
+# runs so that the machine's drift touches both alike:
+#   - durable submission: `carepost bench smtp`, 10 KB messages, 16
+#     clients, implicit TLS (port 465 style), on a fresh data directory;
+#   - imaptest's stress profile (../shared/tools/imaptest/stress, 100
+#     users, 10 clients, 30 s, TLS), --logout0 and/or default.
+# Prints each run and the medians. Used for the "no slower" checks of the
+# issues that reshape the core (BENCHMARKS.md).
+#
+#   bench/ab.sh OLD_BINARY NEW_BINARY [rounds=3] [profiles="smtp logout0"]
+#
+# Build the binaries first, e.g.:
+#   git worktree add /tmp/old <commit> && (cd /tmp/old && go build -o /tmp/carepost-old ./cmd/carepost)
+#   go build -o /tmp/carepost-new ./cmd/carepost
+set -euo pipefail
+old=${1:?usage: $0 OLD_BINARY NEW_BINARY [rounds] [profiles]}
+new=${2:?usage: $0 OLD_BINARY NEW_BINARY [rounds] [profiles]}
+rounds=${3:-3}
+profiles=${4:-smtp logout0}
+here=$(cd "$(dirname "$0")/.." && pwd)
+stress="$here/../shared/tools/imaptest/stress"
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+cat > "$work/carepost.toml" <<TOML
+hostname = "localhost"
+[listen]
+smtp = ""
+submission = ""
+submissions = "127.0.0.1:34465"
+imap = ""
+imaps = "127.0.0.1:39993"
+https = ""
+TOML
+
+# setup BIN DIR: a data directory with a sender, a recipient and 100
+# stress users, made by BIN itself (its schema).
+setup() {
+	local bin=$1 dir=$2 c=(--config "$work/carepost.toml" --data "$2")
+	"$bin" dir add-professional "${c[@]}" --id 810001045367 --first S --last Ender --profession 10 --address sender@carepost.test >/dev/null
+	"$bin" dir add-professional "${c[@]}" --id 0012600631 --first R --last Cpt --profession 10 --address rcpt@carepost.test >/dev/null
+	echo 'sender password 1' | "$bin" user set-password sender@carepost.test "${c[@]}" >/dev/null
+	"$bin" bench users "${c[@]}" --count 100 --password 'stress password' >/dev/null
+	"$bin" pki export ca "${c[@]}" > "$dir/ca.pem"
+}
+
+# serve BIN DIR: starts the server, waits for its ports.
+serve() {
+	"$1" serve --config "$work/carepost.toml" --data "$2" >"$2.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do
+		(exec 3<>/dev/tcp/127.0.0.1/39993) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/34465) 2>/dev/null && return
+		sleep 0.1
+	done
+	echo "server did not start: $(tail -5 "$2.log")" >&2
+	exit 1
+}
+
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+
+declare -A results
+for label in old new; do
+	bin=$old
+	[ "$label" = new ] && bin=$new
+	setup "$bin" "$work/template-$label"
+	# Prefill the stress users' INBOXes once (100 messages each), so that
+	# every run starts from the same copy.
+	if [[ " $profiles " == *" logout0 "* || " $profiles " == *" default "* ]]; then
+		serve "$bin" "$work/template-$label"
+		"$stress" --port 39993 --tls --ca "$work/template-$label/ca.pem" --pass 'stress password' \
+			--user-format 'user%d@carepost.test' --logout0 >/dev/null 2>&1 || true
+		stop
+	fi
+done
+
+run() { # run LABEL BIN PROFILE
+	local label=$1 bin=$2 profile=$3 dir="$work/run-$1"
+	rm -rf "$dir" "$dir.log"
+	cp -a "$work/template-$label" "$dir"
+	serve "$bin" "$dir"
+	local r
+	case $profile in
+	smtp)
+		r=$("$new" bench smtp --addr 127.0.0.1:34465 --tls --ca "$dir/ca.pem" --tls-name localhost \
+			--user sender@carepost.test --pass 'sender password 1' --from sender@carepost.test \
+			--to rcpt@carepost.test --clients 16 --messages 6000 --size 10240 --quiet |
+			sed -n 's/.* \([0-9.]*\) msg\/s.*/\1/p' | head -1) ;;
+	logout0 | default)
+		local flag=()
+		[ "$profile" = logout0 ] && flag=(--logout0)
+		r=$("$stress" --port 39993 --tls --ca "$dir/ca.pem" --pass 'stress password' \
+			--user-format 'user%d@carepost.test' --no-prefill "${flag[@]}" 2>/dev/null |
+			sed -n 's/^cmds\/s: *//p' | tail -1) ;;
+	esac
+	stop
+	echo "$profile $label $r"
+	results[$profile-$label]+="$r "
+}
+
+for profile in $profiles; do
+	for i in $(seq "$rounds"); do
+		if [ $((i % 2)) = 1 ]; then
+			run old "$old" "$profile"; run new "$new" "$profile"
+		else
+			run new "$new" "$profile"; run old "$old" "$profile"
+		fi
+	done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo
+for profile in $profiles; do
+	o=$(echo "${results[$profile-old]}" | median)
+	n=$(echo "${results[$profile-new]}" | median)
+	echo "$profile: old ${results[$profile-old]}(median $o)  new ${results[$profile-new]}(median $n)  new/old $(awk -v a="$n" -v b="$o" 'BEGIN {printf "%.3f", a/b}')"
+done
