@@ -98,7 +98,7 @@ func TestAuthenticate(t *testing.T) {
 		t.Errorf("principal = %+v", p)
 	}
 	// The closed shared mailbox is not offered.
-	if len(p.Delegations) != 1 || p.Delegations[0] != cardio {
+	if len(p.Delegations) != 1 || p.Delegations[0] != (directory.Delegation{Mailbox: cardio, Role: directory.RoleMember}) {
 		t.Errorf("delegations = %v, want [%s]", p.Delegations, cardio)
 	}
 	if e, _ := f.d.Lookup(ctx, dupont); !e.LastLogin.Equal(f.now()) {
@@ -229,19 +229,19 @@ func TestMaySendAs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range []string{dupont, "Jean.Dupont@CH-X.mssante.fr", cardio} {
-		if err := f.d.MaySendAs(ctx, p, a); err != nil {
+		if err := f.d.MaySendAs(ctx, p.Address, a); err != nil {
 			t.Errorf("MaySendAs(%s): %v", a, err)
 		}
 	}
 	for _, a := range []string{martin, "279035121518989@patient.mssante.fr", "nobody@ch-x.mssante.fr", "x@ch-b.mssante.fr"} {
-		refusal(t, f.d.MaySendAs(ctx, p, a), directory.ErrNotYourAddress, "You may not send as "+strings.ToLower(a))
+		refusal(t, f.d.MaySendAs(ctx, p.Address, a), directory.ErrNotYourAddress, "You may not send as "+strings.ToLower(a))
 	}
-	refusal(t, f.d.MaySendAs(ctx, p, closedOr), directory.ErrNotYourAddress, "this shared mailbox is closed")
-	refusal(t, f.d.MaySendAs(ctx, p, "not an address"), directory.ErrInvalidAddress, "no @")
+	refusal(t, f.d.MaySendAs(ctx, p.Address, closedOr), directory.ErrNotYourAddress, "this shared mailbox is closed")
+	refusal(t, f.d.MaySendAs(ctx, p.Address, "not an address"), directory.ErrInvalidAddress, "no @")
 
 	// Martin is not a member of cardiologie until delegated; a removed
 	// delegation takes effect for a principal that logged in before.
-	q := directory.Principal{Address: martin, Kind: directory.KindPersonal}
+	q := martin
 	refusal(t, f.d.MaySendAs(ctx, q, cardio), directory.ErrNotYourAddress, "neither your address")
 	if err := f.d.SetMembers(ctx, cardio, []string{martin}); err != nil {
 		t.Fatal(err)
@@ -249,7 +249,58 @@ func TestMaySendAs(t *testing.T) {
 	if err := f.d.MaySendAs(ctx, q, cardio); err != nil {
 		t.Errorf("after delegation: %v", err)
 	}
-	refusal(t, f.d.MaySendAs(ctx, p, cardio), directory.ErrNotYourAddress, "neither your address")
+	refusal(t, f.d.MaySendAs(ctx, p.Address, cardio), directory.ErrNotYourAddress, "neither your address")
+}
+
+// TestMembers: roles in a shared mailbox through the Directory, with the
+// sentences an operator reads.
+func TestMembers(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.d.AddMember(ctx, "Cardiologie@ch-x.mssante.fr", "Helene.Martin@ch-x.mssante.fr", directory.RoleManager); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := f.d.Members(ctx, cardio)
+	want := []directory.Member{{Address: martin, Role: directory.RoleManager}, {Address: dupont, Role: directory.RoleMember}}
+	// Sorted by address: helene.martin before jean.dupont.
+	if err != nil || len(ms) != 2 || ms[0] != want[0] || ms[1] != want[1] {
+		t.Errorf("Members = %v, %v; want %v", ms, err, want)
+	}
+	p, err := f.d.Delegations(ctx, martin)
+	if err != nil || len(p) != 1 || p[0] != (directory.Delegation{Mailbox: cardio, Role: directory.RoleManager}) {
+		t.Errorf("Delegations(manager) = %v, %v", p, err)
+	}
+	// SetMembers (add-mailbox --members, set-members) keeps the roles of
+	// those who stay.
+	if err := f.d.SetMembers(ctx, cardio, []string{martin}); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := f.d.Members(ctx, cardio); len(ms) != 1 || ms[0] != want[0] {
+		t.Errorf("Members after SetMembers = %v", ms)
+	}
+	refusal(t, f.d.AddMember(ctx, cardio, martin, "boss"), directory.ErrInvalidEntry, "use member or manager")
+	refusal(t, f.d.AddMember(ctx, dupont, martin, directory.RoleMember), directory.ErrInvalidEntry, "only ORG, APP and CAB mailboxes have members")
+	refusal(t, f.d.AddMember(ctx, cardio, "279035121518989@patient.mssante.fr", directory.RoleMember), directory.ErrInvalidEntry, "cannot be a member")
+	refusal(t, f.d.AddMember(ctx, cardio, "ghost@ch-x.mssante.fr", directory.RoleMember), directory.ErrInvalidEntry, "does not exist")
+	refusal(t, f.d.RemoveMember(ctx, cardio, dupont), directory.ErrInvalidEntry, dupont+" is not a member of "+cardio)
+	if err := f.d.RemoveMember(ctx, cardio, martin); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := f.d.Members(ctx, cardio); err != nil || len(ms) != 0 {
+		t.Errorf("Members after RemoveMember = %v, %v", ms, err)
+	}
+	if _, err := f.d.Members(ctx, "nobody@ch-x.mssante.fr"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("Members(unknown) = %v", err)
+	}
+	for _, c := range []struct {
+		in   string
+		want directory.Role
+	}{{"", directory.RoleMember}, {"Manager", directory.RoleManager}, {" member ", directory.RoleMember}} {
+		if r, err := directory.ParseRole(c.in); err != nil || r != c.want {
+			t.Errorf("ParseRole(%q) = %q, %v", c.in, r, err)
+		}
+	}
+	refusal(t, func() error { _, err := directory.ParseRole("admin"); return err }(), directory.ErrInvalidEntry, "use member or manager")
 }
 
 func TestAdmin(t *testing.T) {

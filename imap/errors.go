@@ -6,6 +6,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"carepost/refusal"
 	"carepost/storage"
 )
 
@@ -23,6 +24,9 @@ func (s *session) mapError(op string, err error) error {
 	}
 	no := func(code imap.ResponseCode, text string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+	}
+	if refusal.Is(err, refusal.Forbidden) {
+		return no(imap.ResponseCodeNoPerm, err.Error()) // auth.Check's sentence
 	}
 	switch {
 	case errors.Is(err, storage.ErrNoMailbox), errors.Is(err, storage.ErrNoAccount):

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"carepost/auth"
 	"carepost/crypto"
 	"carepost/directory"
 )
@@ -18,14 +19,16 @@ import (
 // oneAccount lets one account in with one password.
 type oneAccount struct{ account, password string }
 
-func (o oneAccount) Authenticate(_ context.Context, username, password string) (string, error) {
+func (o oneAccount) Authenticate(_ context.Context, username, password, source string) (*auth.Principal, error) {
 	if username == o.account && password == o.password {
-		return o.account, nil
+		return &auth.Principal{Address: o.account, Kind: directory.KindPersonal, Mechanism: auth.MechPlain, Source: source}, nil
 	}
-	return "", &directory.RefusalError{Kind: directory.ErrAuthFailed}
+	return nil, &directory.RefusalError{Kind: directory.ErrAuthFailed}
 }
 
-func (oneAccount) SharedMailboxes(context.Context, string) ([]string, error) { return nil, nil }
+func (oneAccount) Refresh(_ context.Context, p *auth.Principal) (*auth.Principal, error) {
+	return p, nil
+}
 
 // Close returns once every session has ended: the sessions, one of them
 // in IDLE on a selected mailbox, are closed and have released their

@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"carepost/auth"
 	"carepost/storage"
 )
 
@@ -59,6 +60,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		}
 		list = append(list, string(f))
 	}
+	if err := s.allow("store", s.selAcct, auth.FlagRights(list, op == storage.FlagsSet), "change these flags"); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	ups, err := s.srv.opts.Store.StoreFlags(storageOrigin(ctx, v), v.id, uidsOf(refs), op, list)
@@ -97,11 +101,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 }
 
 // destination finds the target mailbox of COPY, MOVE and APPEND: missing
-// means NO [TRYCREATE] (RFC 9051 §6.4.7).
+// means NO [TRYCREATE] (RFC 9051 §6.4.7); one the user may not insert into
+// NO [NOPERM].
 func (s *session) destination(name string) (storage.Mailbox, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	mb, _, err := s.mailbox(ctx, name)
+	mb, t, err := s.mailbox(ctx, name)
 	if errors.Is(err, storage.ErrNoMailbox) || errors.Is(err, storage.ErrNoAccount) {
 		return mb, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate,
 			Text: "The destination mailbox does not exist"}
@@ -109,7 +114,7 @@ func (s *session) destination(name string) (storage.Mailbox, error) {
 	if err != nil {
 		return mb, s.mapError("copy", err)
 	}
-	return mb, nil
+	return mb, s.allow("copy", t.account, auth.Insert, fmt.Sprintf("add messages to %q", name))
 }
 
 // Copy copies messages (RFC 9051 §6.4.7) and returns COPYUID (RFC 4315).
@@ -140,6 +145,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	v := s.sel
 	if v.readOnly {
 		return errReadOnly
+	}
+	// RFC 6851 §3.3: moving out needs the rights to delete and expunge.
+	if err := s.allow("move", s.selAcct, auth.DeleteMessage|auth.Expunge, "move messages out of this folder"); err != nil {
+		return err
 	}
 	dst, err := s.destination(dest)
 	if err != nil {
@@ -184,6 +193,14 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 			return nil
 		}
 		return errReadOnly
+	}
+	if !s.principal.Can(s.selAcct, auth.Expunge) && isClose(w) {
+		// RFC 4314 §4: without the expunge right, CLOSE closes and
+		// removes nothing, without an error.
+		return nil
+	}
+	if err := s.allow("expunge", s.selAcct, auth.Expunge, "remove the messages marked deleted"); err != nil {
+		return err
 	}
 	var list []uint32
 	if uids != nil {
