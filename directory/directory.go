@@ -56,7 +56,8 @@ type Entry struct {
 	Organisation string
 	Description  string
 	// Members are the addresses delegated to an ORG, APP or CAB mailbox:
-	// they see it as a shared mailbox and may send as it.
+	// they see it as a shared mailbox and may send as it. Their roles are
+	// read with Store.Members.
 	Members []string
 	// ListeRouge hides the entry from searches and exports.
 	ListeRouge bool

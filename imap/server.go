@@ -22,7 +22,10 @@
 //     \Recent per session, nor FLAGS before the FETCH that uses a new
 //     keyword, nor a STORE's own FETCH while an EXPUNGE waits.
 //   - Shared mailboxes: a member of an organisational mailbox sees it under
-//     "Shared/<address>/" (RFC 2342 other users' namespace).
+//     "Shared/<address>/" (RFC 2342 other users' namespace). What the
+//     session may do there (and anywhere) is asked of auth.Rights through
+//     session.allow, for every command; a refusal is NO [NOPERM] with
+//     auth's sentence. No rule of its own is kept here.
 package imap
 
 import (
