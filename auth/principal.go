@@ -26,19 +26,19 @@ const (
 )
 
 // Role is a member's role in an organisational (ORG, APP, CAB) mailbox,
-// stored in the directory.
-type Role string
+// stored in the directory (which cannot import this package, hence the
+// alias). What each role may do is decided by Rights, here only.
+type Role = directory.Role
 
 const (
-	RoleMember  Role = "member"  // read, flag, insert
-	RoleManager Role = "manager" // and expunge, create, rename and delete folders
+	RoleMember  = directory.RoleMember  // read, flag, insert
+	RoleManager = directory.RoleManager // and expunge, create, rename and delete folders
 )
 
-// Delegation is a shared mailbox the principal is a member of.
-type Delegation struct {
-	Mailbox string // canonical address of the ORG/APP/CAB mailbox
-	Role    Role
-}
+// Delegation is a shared mailbox the principal is a member of: Mailbox is
+// the canonical address of the ORG/APP/CAB mailbox, Role the principal's
+// role in it.
+type Delegation = directory.Delegation
 
 // Principal is who acts: an authenticated user, a peer operator or the
 // system. The zero value is nobody.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
+	"carepost/auth"
 	"carepost/directory"
 	"carepost/refusal"
 	"carepost/storage"
@@ -73,19 +74,11 @@ func (p *Pipeline) Append(ctx context.Context, req AppendRequest) (storage.Appen
 	return out, nil
 }
 
-// mayInsert is the APPEND policy: the account itself, or a member of a
-// shared mailbox.
-func mayInsert(p *directory.Principal, account string) error {
+// mayInsert is the APPEND policy: the right to insert into the account's
+// mailboxes (auth.Rights: the owner, or a member of a shared mailbox).
+func mayInsert(p *auth.Principal, account string) error {
 	if p == nil {
 		return newError(refusal.AuthRequired, "", nil, "Authentication required: log in before storing a message.")
 	}
-	if p.Address == account {
-		return nil
-	}
-	for _, d := range p.Delegations {
-		if d == account {
-			return nil
-		}
-	}
-	return newError(refusal.Forbidden, account, nil, "You may not store messages in the mailboxes of %s.", account)
+	return auth.Check(p, account, auth.Insert, "store messages")
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"carepost/auth"
 	"carepost/delivery"
 	"carepost/directory"
 	"carepost/refusal"
@@ -309,7 +310,7 @@ func TestAppendThroughThePath(t *testing.T) {
 	}
 
 	// Bob may not store into alice's mailboxes.
-	bobP := &directory.Principal{Address: bob, Kind: directory.KindPersonal}
+	bobP := &auth.Principal{Address: bob, Kind: directory.KindPersonal, Mechanism: auth.MechPlain}
 	_, err = p.Append(ctx, delivery.AppendRequest{Source: delivery.Source{Principal: bobP},
 		Account: alice, Mailbox: sent.ID, Body: strings.NewReader(msg)})
 	if de, ok := refusal.As(err); !ok || de.Kind != refusal.Forbidden || !strings.Contains(de.Text, alice) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"carepost/auth"
 	"carepost/directory"
 	"carepost/refusal"
 	"carepost/storage"
@@ -91,7 +92,7 @@ func (p *Pipeline) MaxMessageSize() int64 { return p.opts.MaxMessageSize }
 type Source struct {
 	// Principal is the authenticated user (submission, portal); nil for
 	// mail from another operator (MX).
-	Principal *directory.Principal
+	Principal *auth.Principal
 	// RemoteAddr is the peer's address ("ip:port" or "ip").
 	RemoteAddr string
 	// Helo is the name the SMTP client gave in HELO/EHLO.
@@ -224,7 +225,7 @@ func (t *Transaction) Sender(ctx context.Context, envelopeFrom string) error {
 
 // maySendAs checks that the authenticated user may use addr as a sender.
 func (t *Transaction) maySendAs(ctx context.Context, addr, role string) *refusal.Error {
-	if err := t.p.dir.MaySendAs(ctx, *t.src.Principal, addr); err != nil {
+	if err := t.p.dir.MaySendAs(ctx, t.src.Principal.Address, addr); err != nil {
 		e := fromDirectory(err)
 		if e.Kind == refusal.InvalidAddress && role != "sender" {
 			// A From: that the directory cannot read is a header defect

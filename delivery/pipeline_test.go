@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"carepost/auth"
 	"carepost/delivery"
 	"carepost/directory"
 	"carepost/refusal"
@@ -58,7 +59,7 @@ func (w *world) pipeline(max int64) *delivery.Pipeline {
 	return delivery.New(w.dir, w.db, delivery.Options{Hostname: "mx.ch-test.fr", MaxMessageSize: max})
 }
 
-var alicePrincipal = &directory.Principal{Address: alice, Kind: directory.KindPersonal}
+var alicePrincipal = &auth.Principal{Address: alice, Kind: directory.KindPersonal, Mechanism: auth.MechPlain}
 
 func submission() delivery.Source {
 	return delivery.Source{Principal: alicePrincipal, RemoteAddr: "192.0.2.1:4000", Helo: "pc", TLS: true, Submission: true}

@@ -146,15 +146,11 @@ func (d *Directory) AddMailbox(ctx context.Context, kind Kind, address string, m
 }
 
 // SetMembers replaces the delegated members of an ORG, APP or CAB mailbox.
+// Those who stay keep their role; new ones are RoleMember.
 func (d *Directory) SetMembers(ctx context.Context, address string, members []string) error {
-	e, err := d.Lookup(ctx, address)
+	e, err := d.sharedEntry(ctx, address)
 	if err != nil {
 		return err
-	}
-	switch e.Kind {
-	case KindOrganisational, KindApplicative, KindPractice:
-	default:
-		return invalid(e.Address, "The mailbox %s is of kind %s: only ORG, APP and CAB mailboxes have members.", e.Address, e.Kind)
 	}
 	ms, err := d.checkMembers(ctx, e.Address, members)
 	if err != nil {
@@ -162,6 +158,58 @@ func (d *Directory) SetMembers(ctx context.Context, address string, members []st
 	}
 	defer d.forgetEntries()
 	return d.store.SetMembers(ctx, e.Address, ms)
+}
+
+// AddMember makes member a member of the ORG, APP or CAB mailbox with
+// role, or gives it that role if it is a member already. It takes effect
+// at the member's next login for reading (IMAP sessions read their
+// delegations again when they open a shared folder), at once for sending.
+func (d *Directory) AddMember(ctx context.Context, mailbox, member string, role Role) error {
+	e, err := d.sharedEntry(ctx, mailbox)
+	if err != nil {
+		return err
+	}
+	if role != RoleMember && role != RoleManager {
+		return invalid(e.Address, "Unknown role %q: use member or manager.", role)
+	}
+	ms, err := d.checkMembers(ctx, e.Address, []string{member})
+	if err != nil {
+		return err
+	}
+	defer d.forgetEntries()
+	return d.store.AddMember(ctx, e.Address, ms[0], role)
+}
+
+// RemoveMember takes member out of the ORG, APP or CAB mailbox.
+func (d *Directory) RemoveMember(ctx context.Context, mailbox, member string) error {
+	e, err := d.sharedEntry(ctx, mailbox)
+	if err != nil {
+		return err
+	}
+	addr, err := ParseAddress(strings.TrimSpace(member))
+	if err != nil {
+		return err
+	}
+	defer d.forgetEntries()
+	err = d.store.RemoveMember(ctx, e.Address, addr)
+	if errors.Is(err, ErrNotFound) {
+		return invalid(e.Address, "%s is not a member of %s.", addr, e.Address)
+	}
+	return err
+}
+
+// sharedEntry returns the entry of an ORG, APP or CAB mailbox, refusing
+// the other kinds with a sentence.
+func (d *Directory) sharedEntry(ctx context.Context, address string) (Entry, error) {
+	e, err := d.Lookup(ctx, address)
+	if err != nil {
+		return Entry{}, err
+	}
+	switch e.Kind {
+	case KindOrganisational, KindApplicative, KindPractice:
+		return e, nil
+	}
+	return Entry{}, invalid(e.Address, "The mailbox %s is of kind %s: only ORG, APP and CAB mailboxes have members.", e.Address, e.Kind)
 }
 
 // SetPassword sets the account's password (at least MinPasswordLen

@@ -77,7 +77,7 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 		return Principal{}, fail
 	}
 
-	delegations, err := d.activeDelegations(ctx, addr)
+	delegations, err := d.Delegations(ctx, addr)
 	if err != nil {
 		return Principal{}, fmt.Errorf("directory: authenticate %s: %w", addr, err)
 	}
@@ -89,30 +89,7 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 			return Principal{}, fmt.Errorf("directory: record login of %s: %w", addr, err)
 		}
 	}
-	return Principal{Address: addr, Kind: e.Kind, Delegations: delegations}, nil
-}
-
-// activeDelegations lists the active ORG/APP/CAB mailboxes addr is a member
-// of: a suspended shared mailbox is not offered to its members.
-func (d *Directory) activeDelegations(ctx context.Context, addr string) ([]string, error) {
-	of, err := d.store.MemberOf(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, a := range of {
-		e, err := d.store.GetEntry(ctx, a)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if e.Status == StatusActive {
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return Principal{Address: addr, Kind: e.Kind, NationalID: e.NationalID, Delegations: delegations}, nil
 }
 
 // verifyCredentials checks password against the account's password, then

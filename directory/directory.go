@@ -12,6 +12,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -54,7 +55,8 @@ type Entry struct {
 	Organisation string
 	Description  string
 	// Members are the addresses delegated to an ORG, APP or CAB mailbox:
-	// they see it as a shared mailbox and may send as it.
+	// they see it as a shared mailbox and may send as it. Their roles are
+	// read with Store.Members.
 	Members []string
 	// ListeRouge hides the entry from searches and exports.
 	ListeRouge bool
@@ -62,6 +64,41 @@ type Entry struct {
 	NotifyAddress string
 	CreatedAt     time.Time
 	LastLogin     time.Time
+}
+
+// Role is a member's role in an ORG, APP or CAB mailbox. What each role
+// may do is decided in one place, auth.Rights; the directory only stores
+// it.
+type Role string
+
+const (
+	RoleMember  Role = "member"  // read, flag, insert
+	RoleManager Role = "manager" // and expunge, create, rename and delete folders
+)
+
+// ParseRole reads a role as typed by an operator (any case); "" is
+// RoleMember.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(strings.ToLower(strings.TrimSpace(s))); r {
+	case "":
+		return RoleMember, nil
+	case RoleMember, RoleManager:
+		return r, nil
+	}
+	return "", invalid(s, "Unknown role %q: use member or manager.", s)
+}
+
+// Member is a member of a shared mailbox, with its role.
+type Member struct {
+	Address string
+	Role    Role
+}
+
+// Delegation is a shared mailbox an account is a member of, with the
+// account's role in it.
+type Delegation struct {
+	Mailbox string
+	Role    Role
 }
 
 // AppPassword is a per-device password (SASL PLAIN for mail clients).
@@ -102,11 +139,21 @@ type Store interface {
 	// SetStatus changes the status of an entry.
 	SetStatus(ctx context.Context, address string, s Status) error
 	// SetMembers replaces the members of an ORG/APP/CAB entry; ErrNotFound
-	// if the entry or a member does not exist (then nothing changes).
+	// if the entry or a member does not exist (then nothing changes). A
+	// member already there keeps its role; a new one is RoleMember.
 	SetMembers(ctx context.Context, address string, members []string) error
-	// MemberOf lists the addresses of the mailboxes address is a member of,
-	// sorted.
-	MemberOf(ctx context.Context, address string) ([]string, error)
+	// AddMember makes member a member of mailbox with role, or changes its
+	// role if it is one already; ErrNotFound if either does not exist.
+	AddMember(ctx context.Context, mailbox, member string, role Role) error
+	// RemoveMember removes member from mailbox; ErrNotFound if it was not
+	// a member (or either does not exist).
+	RemoveMember(ctx context.Context, mailbox, member string) error
+	// Members lists the members of mailbox with their roles, sorted by
+	// address; ErrNotFound for an unknown mailbox.
+	Members(ctx context.Context, mailbox string) ([]Member, error)
+	// MemberOf lists the mailboxes address is a member of with its role in
+	// each, sorted by mailbox.
+	MemberOf(ctx context.Context, address string) ([]Delegation, error)
 	// Search finds entries whose address, names, national id, profession,
 	// specialty or organisation contain every word of query, compared after
 	// FoldSearch (case and accents ignored; % and _ are plain characters);

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"errors"
 	"strings"
 )
 
@@ -40,11 +41,47 @@ func (d *Directory) Search(ctx context.Context, query string, limit int) ([]Entr
 }
 
 // MemberOf lists the ORG/APP/CAB mailboxes address is a member of
-// (whatever their status).
-func (d *Directory) MemberOf(ctx context.Context, address string) ([]string, error) {
+// (whatever their status), with its role in each.
+func (d *Directory) MemberOf(ctx context.Context, address string) ([]Delegation, error) {
 	addr, err := ParseAddress(address)
 	if err != nil {
 		return nil, err
 	}
 	return d.store.MemberOf(ctx, addr)
+}
+
+// Delegations lists the active ORG/APP/CAB mailboxes address is a member
+// of, with its role in each: a suspended or closed shared mailbox is not
+// offered to its members. The statuses come from the entry cache
+// (cache.go), so that a client that lists its folders at every command
+// costs one read of the memberships only.
+func (d *Directory) Delegations(ctx context.Context, address string) ([]Delegation, error) {
+	of, err := d.MemberOf(ctx, address)
+	if err != nil {
+		return nil, err
+	}
+	out := of[:0]
+	for _, del := range of {
+		e, err := d.entry(ctx, del.Mailbox)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.Status == StatusActive {
+			out = append(out, del)
+		}
+	}
+	return out, nil
+}
+
+// Members lists the members of an ORG, APP or CAB mailbox with their
+// roles, sorted by address.
+func (d *Directory) Members(ctx context.Context, mailbox string) ([]Member, error) {
+	e, err := d.sharedEntry(ctx, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	return d.store.Members(ctx, e.Address)
 }

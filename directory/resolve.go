@@ -57,33 +57,35 @@ func (d *Directory) ResolveRecipient(ctx context.Context, address string) (Recip
 	return Recipient{Address: addr, Route: RouteRemote}, nil
 }
 
-// MaySendAs checks that p may use address as sender (MAIL FROM, From):
-// its own address, or an ORG/APP/CAB mailbox it is a member of. The
-// delegation is read from the store, not from p.Delegations, so that a
-// removal takes effect even for a session that logged in before it.
-func (d *Directory) MaySendAs(ctx context.Context, p Principal, address string) error {
+// MaySendAs checks that user (the canonical address of the authenticated
+// account, auth.Principal.Address) may use address as sender (MAIL FROM,
+// From): its own address, or an ORG/APP/CAB mailbox it is a member of,
+// whatever its role. The delegation is read from the store, not from the
+// principal's delegations, so that a removal takes effect even for a
+// session that logged in before it.
+func (d *Directory) MaySendAs(ctx context.Context, user, address string) error {
 	addr, err := ParseAddress(address)
 	if err != nil {
 		return err
 	}
-	if p.Address != "" && addr == strings.ToLower(p.Address) {
+	if user != "" && addr == strings.ToLower(user) {
 		return nil
 	}
 	notYours := refuse(refusal.NotYourAddress, addr,
-		"You may not send as %s: it is neither your address (%s) nor a mailbox delegated to you.", addr, p.Address)
+		"You may not send as %s: it is neither your address (%s) nor a mailbox delegated to you.", addr, user)
 	e, err := d.entry(ctx, addr)
 	if errors.Is(err, ErrNotFound) {
 		return notYours
 	}
 	if err != nil {
-		return fmt.Errorf("directory: may %s send as %s: %w", p.Address, addr, err)
+		return fmt.Errorf("directory: may %s send as %s: %w", user, addr, err)
 	}
 	switch e.Kind {
 	case KindOrganisational, KindApplicative, KindPractice:
 	default:
 		return notYours
 	}
-	if !slices.Contains(e.Members, strings.ToLower(p.Address)) {
+	if !slices.Contains(e.Members, strings.ToLower(user)) {
 		return notYours
 	}
 	if e.Status != StatusActive {

@@ -65,13 +65,17 @@ func New(store Store, cfg Config) *Directory {
 	return d
 }
 
-// Principal is an authenticated user.
+// Principal is an authenticated user, as the directory knows it.
+// It is plain data: package auth builds its Principal from it (auth
+// imports directory, never the reverse).
 type Principal struct {
-	Address string // canonical address of the account that logged in
-	Kind    Kind
-	// Delegations are the ORG/APP/CAB mailboxes this user is a member of:
-	// it may read them (shared mailboxes) and send as them.
-	Delegations []string
+	Address    string // canonical address of the account that logged in
+	Kind       Kind
+	NationalID string // Entry.NationalID
+	// Delegations are the active ORG/APP/CAB mailboxes this user is a
+	// member of, with its role in each: auth.Rights decides from them what
+	// it may do there.
+	Delegations []Delegation
 }
 
 // Route says where a recipient lives.
@@ -102,11 +106,12 @@ func refuse(kind refusal.Kind, address, format string, args ...any) error {
 //
 //	Authenticate(ctx, username, password) (Principal, error)       auth.go
 //	ResolveRecipient(ctx, address) (Recipient, error)              resolve.go
-//	MaySendAs(ctx, p Principal, address) error                     resolve.go
+//	MaySendAs(ctx, user, address) error                            resolve.go
 //	IsLocalDomain(domain) bool                                     resolve.go
 //	InTrustSpace(ctx, domain) (bool, error)                        resolve.go
-//	Lookup / Search / MemberOf                                     lookup.go
+//	Lookup / Search / MemberOf / Members / Delegations             lookup.go
 //	AddProfessional / AddPatient / AddMailbox / SetMembers /
+//	AddMember / RemoveMember /
 //	SetPassword / NewAppPassword / SetStatus / AddTrustedDomain    admin.go
 //
 // Identifier and address syntax: ids.go, address.go.

@@ -100,7 +100,7 @@ func TestAuthenticate(t *testing.T) {
 		t.Errorf("principal = %+v", p)
 	}
 	// The closed shared mailbox is not offered.
-	if len(p.Delegations) != 1 || p.Delegations[0] != cardio {
+	if len(p.Delegations) != 1 || p.Delegations[0] != (directory.Delegation{Mailbox: cardio, Role: directory.RoleMember}) {
 		t.Errorf("delegations = %v, want [%s]", p.Delegations, cardio)
 	}
 	if e, _ := f.d.Lookup(ctx, dupont); !e.LastLogin.Equal(f.now()) {
@@ -231,19 +231,19 @@ func TestMaySendAs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range []string{dupont, "Jean.Dupont@CH-X.mssante.fr", cardio} {
-		if err := f.d.MaySendAs(ctx, p, a); err != nil {
+		if err := f.d.MaySendAs(ctx, p.Address, a); err != nil {
 			t.Errorf("MaySendAs(%s): %v", a, err)
 		}
 	}
 	for _, a := range []string{martin, "279035121518989@patient.mssante.fr", "nobody@ch-x.mssante.fr", "x@ch-b.mssante.fr"} {
-		refused(t, f.d.MaySendAs(ctx, p, a), refusal.NotYourAddress, "You may not send as "+strings.ToLower(a))
+		refused(t, f.d.MaySendAs(ctx, p.Address, a), refusal.NotYourAddress, "You may not send as "+strings.ToLower(a))
 	}
-	refused(t, f.d.MaySendAs(ctx, p, closedOr), refusal.NotYourAddress, "this shared mailbox is closed")
-	refused(t, f.d.MaySendAs(ctx, p, "not an address"), refusal.InvalidAddress, "no @")
+	refused(t, f.d.MaySendAs(ctx, p.Address, closedOr), refusal.NotYourAddress, "this shared mailbox is closed")
+	refused(t, f.d.MaySendAs(ctx, p.Address, "not an address"), refusal.InvalidAddress, "no @")
 
 	// Martin is not a member of cardiologie until delegated; a removed
 	// delegation takes effect for a principal that logged in before.
-	q := directory.Principal{Address: martin, Kind: directory.KindPersonal}
+	q := martin
 	refused(t, f.d.MaySendAs(ctx, q, cardio), refusal.NotYourAddress, "neither your address")
 	if err := f.d.SetMembers(ctx, cardio, []string{martin}); err != nil {
 		t.Fatal(err)
@@ -251,7 +251,58 @@ func TestMaySendAs(t *testing.T) {
 	if err := f.d.MaySendAs(ctx, q, cardio); err != nil {
 		t.Errorf("after delegation: %v", err)
 	}
-	refused(t, f.d.MaySendAs(ctx, p, cardio), refusal.NotYourAddress, "neither your address")
+	refused(t, f.d.MaySendAs(ctx, p.Address, cardio), refusal.NotYourAddress, "neither your address")
+}
+
+// TestMembers: roles in a shared mailbox through the Directory, with the
+// sentences an operator reads.
+func TestMembers(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.d.AddMember(ctx, "Cardiologie@ch-x.mssante.fr", "Helene.Martin@ch-x.mssante.fr", directory.RoleManager); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := f.d.Members(ctx, cardio)
+	want := []directory.Member{{Address: martin, Role: directory.RoleManager}, {Address: dupont, Role: directory.RoleMember}}
+	// Sorted by address: helene.martin before jean.dupont.
+	if err != nil || len(ms) != 2 || ms[0] != want[0] || ms[1] != want[1] {
+		t.Errorf("Members = %v, %v; want %v", ms, err, want)
+	}
+	p, err := f.d.Delegations(ctx, martin)
+	if err != nil || len(p) != 1 || p[0] != (directory.Delegation{Mailbox: cardio, Role: directory.RoleManager}) {
+		t.Errorf("Delegations(manager) = %v, %v", p, err)
+	}
+	// SetMembers (add-mailbox --members, set-members) keeps the roles of
+	// those who stay.
+	if err := f.d.SetMembers(ctx, cardio, []string{martin}); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := f.d.Members(ctx, cardio); len(ms) != 1 || ms[0] != want[0] {
+		t.Errorf("Members after SetMembers = %v", ms)
+	}
+	refused(t, f.d.AddMember(ctx, cardio, martin, "boss"), refusal.InvalidInput, "use member or manager")
+	refused(t, f.d.AddMember(ctx, dupont, martin, directory.RoleMember), refusal.InvalidInput, "only ORG, APP and CAB mailboxes have members")
+	refused(t, f.d.AddMember(ctx, cardio, "279035121518989@patient.mssante.fr", directory.RoleMember), refusal.InvalidInput, "cannot be a member")
+	refused(t, f.d.AddMember(ctx, cardio, "ghost@ch-x.mssante.fr", directory.RoleMember), refusal.InvalidInput, "does not exist")
+	refused(t, f.d.RemoveMember(ctx, cardio, dupont), refusal.InvalidInput, dupont+" is not a member of "+cardio)
+	if err := f.d.RemoveMember(ctx, cardio, martin); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := f.d.Members(ctx, cardio); err != nil || len(ms) != 0 {
+		t.Errorf("Members after RemoveMember = %v, %v", ms, err)
+	}
+	if _, err := f.d.Members(ctx, "nobody@ch-x.mssante.fr"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("Members(unknown) = %v", err)
+	}
+	for _, c := range []struct {
+		in   string
+		want directory.Role
+	}{{"", directory.RoleMember}, {"Manager", directory.RoleManager}, {" member ", directory.RoleMember}} {
+		if r, err := directory.ParseRole(c.in); err != nil || r != c.want {
+			t.Errorf("ParseRole(%q) = %q, %v", c.in, r, err)
+		}
+	}
+	refused(t, func() error { _, err := directory.ParseRole("admin"); return err }(), refusal.InvalidInput, "use member or manager")
 }
 
 func TestAdmin(t *testing.T) {

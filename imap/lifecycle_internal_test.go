@@ -11,21 +11,25 @@ import (
 	"testing"
 	"time"
 
+	"carepost/auth"
 	"carepost/crypto"
+	"carepost/directory"
 	"carepost/refusal"
 )
 
 // oneAccount lets one account in with one password.
 type oneAccount struct{ account, password string }
 
-func (o oneAccount) Authenticate(_ context.Context, username, password string) (string, error) {
+func (o oneAccount) Authenticate(_ context.Context, username, password, source string) (*auth.Principal, error) {
 	if username == o.account && password == o.password {
-		return o.account, nil
+		return &auth.Principal{Address: o.account, Kind: directory.KindPersonal, Mechanism: auth.MechPlain, Source: source}, nil
 	}
-	return "", refusal.New(refusal.AuthFailed, username, nil, refusal.AuthFailedText)
+	return nil, refusal.New(refusal.AuthFailed, username, nil, refusal.AuthFailedText)
 }
 
-func (oneAccount) SharedMailboxes(context.Context, string) ([]string, error) { return nil, nil }
+func (oneAccount) Refresh(_ context.Context, p *auth.Principal) (*auth.Principal, error) {
+	return p, nil
+}
 
 // Close returns once every session has ended: the sessions, one of them
 // in IDLE on a selected mailbox, are closed and have released their

@@ -3,6 +3,7 @@ package imap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sort"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"carepost/auth"
 	"carepost/storage"
 )
 
@@ -51,11 +53,14 @@ func (s *session) hierarchy(ctx context.Context) (map[string]*listEntry, error) 
 	if err != nil && !errors.Is(err, storage.ErrNoAccount) {
 		return nil, err
 	}
-	shared, err := s.srv.opts.Accounts.SharedMailboxes(ctx, s.account)
-	if err != nil {
+	if err := s.refresh(ctx); err != nil {
 		return nil, err
 	}
-	for _, addr := range shared {
+	for _, d := range s.principal.Delegations {
+		addr := d.Mailbox
+		if !s.principal.Can(addr, auth.Lookup) {
+			continue
+		}
 		t := target{account: addr, shared: sharedPrefix + string(delim) + addr}
 		mbs, err := s.srv.opts.Store.ListMailboxes(ctx, addr)
 		if err != nil && !errors.Is(err, storage.ErrNoAccount) {
@@ -248,6 +253,9 @@ func (s *session) Create(name string, options *imap.CreateOptions) (err error) {
 	if strings.EqualFold(t.name, "INBOX") {
 		return s.mapError("create", storage.ErrMailboxExists)
 	}
+	if err := s.allow("create", t.account, auth.CreateMailbox, fmt.Sprintf("create the folder %q", t.name)); err != nil {
+		return err
+	}
 	special := ""
 	if options != nil && len(options.SpecialUse) == 1 {
 		special = string(options.SpecialUse[0])
@@ -272,6 +280,9 @@ func (s *session) Delete(name string) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := s.allow("delete", t.account, auth.DeleteMailbox, fmt.Sprintf("delete the folder %q", t.name)); err != nil {
+		return err
+	}
 	return s.mapError("delete", s.srv.opts.Store.DeleteMailbox(ctx, t.account, t.name))
 }
 
@@ -291,6 +302,11 @@ func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) (
 	if from.account != to.account {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 			Text: "A mailbox cannot be moved to another account"}
+	}
+	// RFC 4314 §4: RENAME needs x on the old name and k on the new one.
+	if err := s.allow("rename", from.account, auth.DeleteMailbox|auth.CreateMailbox,
+		fmt.Sprintf("rename the folder %q", from.name)); err != nil {
+		return err
 	}
 	parts := strings.Split(to.name, string(delim))
 	for i := 1; i < len(parts); i++ {
@@ -338,9 +354,12 @@ func (s *session) Status(name string, options *imap.StatusOptions) (_ *imap.Stat
 	defer s.guard("status", &err)
 	ctx, cancel := s.ctx()
 	defer cancel()
-	mb, _, err := s.mailbox(ctx, name)
+	mb, t, err := s.mailbox(ctx, name)
 	if err != nil {
 		return nil, s.mapError("status", err)
+	}
+	if err := s.allow("status", t.account, auth.Read, fmt.Sprintf("read the state of %q", name)); err != nil {
+		return nil, err
 	}
 	st, err := s.srv.opts.Store.Status(ctx, mb.ID)
 	if err != nil {

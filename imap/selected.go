@@ -3,12 +3,14 @@ package imap
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"carepost/auth"
 	"carepost/storage"
 )
 
@@ -21,9 +23,12 @@ func (s *session) Select(name string, options *imap.SelectOptions) (data *imap.S
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	mb, _, err := s.mailbox(ctx, name)
+	mb, t, err := s.mailbox(ctx, name)
 	if err != nil {
 		return nil, s.mapError("select", err)
+	}
+	if err := s.allow("select", t.account, auth.Read, fmt.Sprintf("open %q", name)); err != nil {
+		return nil, err
 	}
 	readOnly := options != nil && options.ReadOnly
 	sm, err := s.srv.acquire(ctx, mb.ID)
@@ -96,7 +101,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (data *imap.S
 	recent := v.recentKnown
 	uidNext := max(status.UIDNext, sm.lastUIDLocked()+1)
 	sm.mu.Unlock()
-	s.sel = v
+	s.sel, s.selAcct = v, t.account
 
 	// PERMANENTFLAGS: any keyword may be created (\*), none when read-only
 	// (RFC 9051 §7.1).

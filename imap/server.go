@@ -22,7 +22,10 @@
 //     \Recent per session, nor FLAGS before the FETCH that uses a new
 //     keyword, nor a STORE's own FETCH while an EXPUNGE waits.
 //   - Shared mailboxes: a member of an organisational mailbox sees it under
-//     "Shared/<address>/" (RFC 2342 other users' namespace).
+//     "Shared/<address>/" (RFC 2342 other users' namespace). What the
+//     session may do there (and anywhere) is asked of auth.Rights through
+//     session.allow, for every command; a refusal is NO [NOPERM] with
+//     auth's sentence. No rule of its own is kept here.
 package imap
 
 import (
@@ -36,18 +39,22 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"carepost/auth"
 	"carepost/delivery"
 	"carepost/storage"
 )
 
-// Accounts is what the IMAP service asks the directory.
+// Accounts is what the IMAP service asks the directory, through package
+// auth (auth.Authenticator). What a principal may do is asked of
+// auth.Rights, never decided here.
 type Accounts interface {
-	// Authenticate checks a login; err is a *refusal.Error of kind
+	// Authenticate checks a login (LOGIN or AUTHENTICATE PLAIN) by a
+	// client at source ("ip:port"); err is a *refusal.Error of kind
 	// refusal.AuthFailed on failure.
-	Authenticate(ctx context.Context, username, password string) (account string, err error)
-	// SharedMailboxes lists the ORG/APP/CAB mailbox addresses the account
-	// is a delegated member of.
-	SharedMailboxes(ctx context.Context, account string) ([]string, error)
+	Authenticate(ctx context.Context, username, password, source string) (*auth.Principal, error)
+	// Refresh returns p with its delegations (the shared mailboxes it is
+	// a member of, and its role in each) read again; p is not changed.
+	Refresh(ctx context.Context, p *auth.Principal) (*auth.Principal, error)
 }
 
 // Options configure the service.

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
+	"carepost/auth"
 	"carepost/refusal"
 	"carepost/storage"
 )
@@ -31,9 +32,13 @@ type session struct {
 	srv  *Server
 	conn *imapserver.Conn
 
-	account string // after login
-	sel     *view  // selected mailbox, nil if none
-	closed  bool
+	// principal is who logged in (auth.Rights decides from it what the
+	// session may do); account is its address. Both are set by Login.
+	principal *auth.Principal
+	account   string
+	sel       *view  // selected mailbox, nil if none
+	selAcct   string // the account sel belongs to (the user's or a shared one)
+	closed    bool
 }
 
 var (
@@ -46,11 +51,17 @@ func newSession(s *Server, c *imapserver.Conn) *session {
 	return &session{srv: s, conn: c}
 }
 
+// ctx is the context of one command's storage work: it carries the
+// principal, so that the changes the store publishes name their actor.
 func (s *session) ctx() (context.Context, context.CancelFunc) {
 	if h := panicHook.Load(); h != nil {
 		(*h)(s.account)
 	}
-	return context.WithTimeout(s.srv.base, commandTimeout)
+	base := s.srv.base
+	if s.principal != nil {
+		base = auth.WithPrincipal(base, s.principal)
+	}
+	return context.WithTimeout(base, commandTimeout)
 }
 
 // panicHook, when set (by tests only), is called at the start of every
@@ -94,7 +105,7 @@ func (s *session) Login(username, password string) (err error) {
 	defer s.guard("login", &err)
 	ctx, cancel := s.ctx()
 	defer cancel()
-	account, err := s.srv.opts.Accounts.Authenticate(ctx, username, password)
+	p, err := s.srv.opts.Accounts.Authenticate(ctx, username, password, s.remote())
 	if err != nil {
 		if refusal.Is(err, refusal.AuthFailed) {
 			s.srv.log.Info("login failed", "remote", s.remote(), "user", username)
@@ -105,9 +116,32 @@ func (s *session) Login(username, password string) (err error) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: "Authentication is temporarily unavailable, try again later"}
 	}
-	s.account = account
-	s.srv.log.Info("login", "remote", s.remote(), "account", account)
+	s.principal, s.account = p, p.Address
+	s.srv.log.Info("login", "remote", s.remote(), "account", p.Address, "mechanism", p.Mechanism)
 	return nil
+}
+
+// refresh reads the principal's delegations again (auth.Authenticator.
+// Refresh), so that a member added, removed or given another role is seen
+// by this session at its next LIST or opening of a shared folder.
+func (s *session) refresh(ctx context.Context) error {
+	p, err := s.srv.opts.Accounts.Refresh(ctx, s.principal)
+	if err != nil {
+		return err
+	}
+	s.principal = p
+	return nil
+}
+
+// allow asks auth whether the session's principal holds right on account;
+// a refusal is NO [NOPERM] with auth's sentence (what names the operation
+// in the user's words).
+func (s *session) allow(op, account string, right auth.Right, what string) error {
+	err := auth.Check(s.principal, account, right, what)
+	if err != nil {
+		s.srv.log.Info("imap: refused", "op", op, "account", s.account, "remote", s.remote(), "reason", errorReason(err))
+	}
+	return s.mapError(op, err)
 }
 
 func (s *session) remote() string {
@@ -194,8 +228,9 @@ func (t target) display(name string) string {
 }
 
 // resolve maps a client mailbox name to an account. Names under Shared/
-// must name an organisational mailbox the user is a member of; the bare
-// "Shared" and "Shared/<address>" are containers that cannot be selected.
+// must name a mailbox on which the user has the lookup right (auth.Rights:
+// an organisational mailbox it is a member of); the bare "Shared" and
+// "Shared/<address>" are containers that cannot be selected.
 func (s *session) resolve(ctx context.Context, name string) (target, error) {
 	if strings.EqualFold(name, "INBOX") {
 		return target{account: s.account, name: "INBOX"}, nil
@@ -209,26 +244,33 @@ func (s *session) resolve(ctx context.Context, name string) (target, error) {
 	}
 	addr, folder, _ := strings.Cut(rest, string(storage.Delimiter))
 	addr = strings.ToLower(addr)
-	shared, err := s.srv.opts.Accounts.SharedMailboxes(ctx, s.account)
-	if err != nil {
+	if err := s.refresh(ctx); err != nil {
 		return target{}, err
 	}
-	for _, a := range shared {
-		if strings.EqualFold(a, addr) {
-			if folder == "" {
-				return target{}, errNoSelect(name)
-			}
-			if strings.EqualFold(folder, "INBOX") {
-				folder = "INBOX"
-			}
-			return target{account: a, name: folder, shared: sharedPrefix + string(storage.Delimiter) + a}, nil
-		}
+	// Without the lookup right the mailbox does not exist for this user
+	// (RFC 4314 §4: no telling which mailboxes exist).
+	if addr == s.account || !s.principal.Can(addr, auth.Lookup) {
+		return target{}, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent,
+			Text: "No such shared mailbox, or you are not a member of it"}
 	}
-	return target{}, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent,
-		Text: "No such shared mailbox, or you are not a member of it"}
+	if folder == "" {
+		return target{}, errNoSelect(name)
+	}
+	if strings.EqualFold(folder, "INBOX") {
+		folder = "INBOX"
+	}
+	return target{account: addr, name: folder, shared: sharedPrefix + string(storage.Delimiter) + addr}, nil
 }
 
 func errNoSelect(name string) error {
 	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 		Text: "\"" + name + "\" only holds other mailboxes and cannot be selected or changed"}
+}
+
+// errorReason is the cause kept in a refusal for the log.
+func errorReason(err error) error {
+	if r, ok := refusal.As(err); ok && r.Reason != nil {
+		return r.Reason
+	}
+	return err
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"carepost/auth"
 	"carepost/storage"
 	"carepost/storage/sqlite"
 )
@@ -85,7 +86,7 @@ func internalSession(t *testing.T, cs *countingStore, msgs ...string) *session {
 	}
 	cs.Store = db
 	srv := New(Options{Store: cs, Logger: slog.New(slog.DiscardHandler)})
-	s := &session{srv: srv, account: account}
+	s := &session{srv: srv, account: account, principal: &auth.Principal{Address: account, Mechanism: auth.MechPlain}}
 	srv.sessions.Add(1) // s.Close marks it done
 	t.Cleanup(func() {
 		s.Close()

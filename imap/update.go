@@ -9,8 +9,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"carepost/auth"
 	"carepost/delivery"
-	"carepost/directory"
 	"carepost/storage"
 )
 
@@ -61,6 +61,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		}
 		list = append(list, string(f))
 	}
+	if err := s.allow("store", s.selAcct, auth.FlagRights(list, op == storage.FlagsSet), "change these flags"); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	ups, err := s.srv.opts.Store.StoreFlags(storageOrigin(ctx, v), v.id, uidsOf(refs), op, list)
@@ -99,11 +102,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 }
 
 // destination finds the target mailbox of COPY, MOVE and APPEND: missing
-// means NO [TRYCREATE] (RFC 9051 §6.4.7).
+// means NO [TRYCREATE] (RFC 9051 §6.4.7); one the user may not insert into
+// NO [NOPERM].
 func (s *session) destination(name string) (storage.Mailbox, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	mb, _, err := s.mailbox(ctx, name)
+	mb, t, err := s.mailbox(ctx, name)
 	if errors.Is(err, storage.ErrNoMailbox) || errors.Is(err, storage.ErrNoAccount) {
 		return mb, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate,
 			Text: "The destination mailbox does not exist"}
@@ -111,7 +115,7 @@ func (s *session) destination(name string) (storage.Mailbox, error) {
 	if err != nil {
 		return mb, s.mapError("copy", err)
 	}
-	return mb, nil
+	return mb, s.allow("copy", t.account, auth.Insert, fmt.Sprintf("add messages to %q", name))
 }
 
 // Copy copies messages (RFC 9051 §6.4.7) and returns COPYUID (RFC 4315).
@@ -142,6 +146,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	v := s.sel
 	if v.readOnly {
 		return errReadOnly
+	}
+	// RFC 6851 §3.3: moving out needs the rights to delete and expunge.
+	if err := s.allow("move", s.selAcct, auth.DeleteMessage|auth.Expunge, "move messages out of this folder"); err != nil {
+		return err
 	}
 	dst, err := s.destination(dest)
 	if err != nil {
@@ -187,6 +195,14 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 		}
 		return errReadOnly
 	}
+	if !s.principal.Can(s.selAcct, auth.Expunge) && isClose(w) {
+		// RFC 4314 §4: without the expunge right, CLOSE closes and
+		// removes nothing, without an error.
+		return nil
+	}
+	if err := s.allow("expunge", s.selAcct, auth.Expunge, "remove the messages marked deleted"); err != nil {
+		return err
+	}
 	var list []uint32
 	if uids != nil {
 		list = uidsOf(v.resolve(*uids))
@@ -198,17 +214,6 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 	defer cancel()
 	_, err = s.srv.opts.Store.Expunge(ctx, v.id, list)
 	return s.mapError("expunge", err)
-}
-
-// principalFor is who appends to account's mailboxes, for the message
-// path's policy: s.mailbox resolved the name already, and shows another
-// account's mailboxes only to its members.
-func (s *session) principalFor(account string) *directory.Principal {
-	p := &directory.Principal{Address: s.account}
-	if account != s.account {
-		p.Delegations = []string{account}
-	}
-	return p
 }
 
 // Append stores a message (RFC 9051 §6.3.12) and returns APPENDUID.
@@ -238,7 +243,7 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	// message enters the one message path, with APPEND's policy.
 	body := newBinaryConverter(r)
 	res, err := s.srv.opts.Appender.Append(ctx, delivery.AppendRequest{
-		Source:  delivery.Source{Principal: s.principalFor(dst.Account), RemoteAddr: s.remote(), TLS: true},
+		Source:  delivery.Source{Principal: s.principal, RemoteAddr: s.remote(), TLS: true},
 		Account: dst.Account, Mailbox: dst.ID, Flags: flags, Date: options.Time, Body: body,
 	})
 	body.release()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"carepost/auth"
 	"carepost/crypto"
 	"carepost/delivery"
 	"carepost/directory"
@@ -120,7 +121,7 @@ func (s *Server) Start() error {
 	s.serveLock = lock
 	imapServer := imap.New(imap.Options{
 		Store:          s.Store,
-		Accounts:       imapAccounts{s.Dir, s.Store},
+		Accounts:       imapAccounts{auth.NewAuthenticator(s.Dir), s.Store},
 		Appender:       s.Pipeline,
 		TLSConfig:      s.TLS,
 		Logger:         s.Logger.With("component", "imap"),
@@ -239,29 +240,25 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// imapAccounts adapts the directory to what the IMAP adapter asks.
+// imapAccounts adapts the authenticator to what the IMAP adapter asks.
 type imapAccounts struct {
-	dir   *directory.Directory
+	*auth.Authenticator
 	store storage.Store
 }
 
-func (a imapAccounts) Authenticate(ctx context.Context, username, password string) (string, error) {
-	p, err := a.dir.Authenticate(ctx, username, password)
+func (a imapAccounts) Authenticate(ctx context.Context, username, password, source string) (*auth.Principal, error) {
+	p, err := a.Plain(ctx, username, password, source)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	// The mail folders are made with the directory entry; make them here
 	// too if that step failed, so that a valid user always has an INBOX.
 	if _, err := a.store.GetMailbox(ctx, p.Address, "INBOX"); errors.Is(err, storage.ErrNoAccount) || errors.Is(err, storage.ErrNoMailbox) {
 		if err := a.store.CreateAccount(ctx, p.Address); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	return p.Address, nil
-}
-
-func (a imapAccounts) SharedMailboxes(ctx context.Context, account string) ([]string, error) {
-	return a.dir.MemberOf(ctx, account)
+	return p, nil
 }
 
 // summarizeSmall is the message path's summarizer until the bounded

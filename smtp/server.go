@@ -38,6 +38,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"carepost/auth"
 	"carepost/delivery"
 	"carepost/directory"
 )
@@ -98,7 +99,7 @@ const (
 type Server struct {
 	gs   *gosmtp.Server
 	p    *delivery.Pipeline
-	dir  *directory.Directory
+	auth *auth.Authenticator
 	opts Options
 	log  *slog.Logger
 
@@ -130,7 +131,7 @@ func New(p *delivery.Pipeline, dir *directory.Directory, opts Options) *Server {
 		lg = slog.Default()
 	}
 	lg = lg.With("service", "smtp-"+opts.Mode.String())
-	s := &Server{p: p, dir: dir, opts: opts, log: lg}
+	s := &Server{p: p, auth: auth.NewAuthenticator(dir), opts: opts, log: lg}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	gs := gosmtp.NewServer(backend{s})

@@ -11,8 +11,8 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"carepost/auth"
 	"carepost/delivery"
-	"carepost/directory"
 	"carepost/refusal"
 )
 
@@ -30,7 +30,7 @@ type session struct {
 	helo   string
 	tls    bool
 
-	principal *directory.Principal // after AUTH (submission)
+	principal *auth.Principal // after AUTH (submission); also in ctx
 	tx        *delivery.Transaction
 	from      string
 }
@@ -86,11 +86,13 @@ func (ss *session) authPlain(identity, username, password string) error {
 	if identity != "" && identity != username {
 		err = refusal.New(refusal.AuthFailed, username, errAuthzIdentity, refusal.AuthFailedText)
 	} else {
-		var p directory.Principal
-		p, err = ss.s.dir.Authenticate(ss.ctx, username, password)
+		var p *auth.Principal
+		p, err = ss.s.auth.Plain(ss.ctx, username, password, ss.remote)
 		if err == nil {
-			ss.principal = &p
-			ss.s.log.Info("auth ok", "remote", ss.remote, "user", p.Address)
+			// In the context too: what the message path and the store
+			// do for this session is done by p (Change.Actor).
+			ss.principal, ss.ctx = p, auth.WithPrincipal(ss.ctx, p)
+			ss.s.log.Info("auth ok", "remote", ss.remote, "user", p.Address, "mechanism", p.Mechanism)
 			return nil
 		}
 	}

@@ -23,6 +23,8 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"carepost/auth"
 )
 
 // Errors every backend returns (wrapped or not; compare with errors.Is).
@@ -360,6 +362,11 @@ type Change struct {
 	// recognise its own changes, which it reports itself (RFC 9051 §6.4.6:
 	// no untagged FETCH after STORE .SILENT).
 	Origin any
+	// Actor is the principal in the context of the call that made the
+	// change (auth.WithPrincipal): who acted, by which mechanism, from
+	// where, for the audit trail. nil for the server's own work and for
+	// mail from another operator (MX). It is shared: never modify it.
+	Actor *auth.Principal
 }
 
 type originKey struct{}

@@ -21,13 +21,13 @@ import (
 
 func cmdDir(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageError("dir: missing subcommand (add-professional, add-patient, add-mailbox, show, search, suspend, activate)")
+		return usageError("dir: missing subcommand (add-professional, add-patient, add-mailbox, add-member, remove-member, members, show, search, suspend, activate)")
 	}
 	var c commonFlags
 	fs := newFlagSet("dir "+args[0], &c)
 	var (
 		id, first, last, profession, specialty, address, organisation string
-		ins, notify, kind, description                                string
+		ins, notify, kind, description, role                          string
 		members                                                       stringList
 		asJSON                                                        bool
 	)
@@ -50,9 +50,11 @@ func cmdDir(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.StringVar(&address, "address", "", "mailbox address")
 		fs.Var(&members, "member", "delegated member address (repeatable)")
 		fs.StringVar(&description, "description", "", "description")
-	case "show", "search":
+	case "add-member":
+		fs.StringVar(&role, "role", "member", "member (read, flag, insert) or manager (also expunge, create, rename and delete folders)")
+	case "show", "search", "members":
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
-	case "suspend", "activate":
+	case "suspend", "activate", "remove-member":
 	default:
 		return usageError("dir: unknown subcommand %q", args[0])
 	}
@@ -83,6 +85,35 @@ func cmdDir(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "added %s mailbox <%s> with %d member(s)\n", e.Kind, e.Address, len(e.Members))
+	case "add-member":
+		if len(pos) != 2 {
+			return usageError("dir add-member: give the shared mailbox ORG and the member's ADDRESS")
+		}
+		r, err := directory.ParseRole(role)
+		if err != nil {
+			return err
+		}
+		if err := srv.Dir.AddMember(ctx, pos[0], pos[1], r); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s is now %s of %s\n", strings.ToLower(pos[1]), roleWithArticle(r), strings.ToLower(pos[0]))
+	case "remove-member":
+		if len(pos) != 2 {
+			return usageError("dir remove-member: give the shared mailbox ORG and the member's ADDRESS")
+		}
+		if err := srv.Dir.RemoveMember(ctx, pos[0], pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s is no longer a member of %s\n", strings.ToLower(pos[1]), strings.ToLower(pos[0]))
+	case "members":
+		if len(pos) != 1 {
+			return usageError("dir members: give one shared mailbox ORG")
+		}
+		ms, err := srv.Dir.Members(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		return printMembers(stdout, strings.ToLower(pos[0]), ms, asJSON)
 	case "show":
 		if len(pos) != 1 {
 			return usageError("dir show: give one ADDRESS")
@@ -115,6 +146,41 @@ func cmdDir(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s is now %s\n", strings.ToLower(pos[0]), st)
 	}
 	return nil
+}
+
+func roleWithArticle(r directory.Role) string {
+	if r == directory.RoleManager {
+		return "a manager"
+	}
+	return "a member"
+}
+
+// printMembers lists the members of a shared mailbox, one a line with its
+// role, or as JSON.
+func printMembers(w io.Writer, mailbox string, ms []directory.Member, asJSON bool) error {
+	if asJSON {
+		type member struct {
+			Address string `json:"address"`
+			Role    string `json:"role"`
+		}
+		out := make([]member, 0, len(ms))
+		for _, m := range ms {
+			out = append(out, member{m.Address, string(m.Role)})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	if len(ms) == 0 {
+		fmt.Fprintf(w, "%s has no members\n", mailbox)
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tROLE")
+	for _, m := range ms {
+		fmt.Fprintf(tw, "%s\t%s\n", m.Address, m.Role)
+	}
+	return tw.Flush()
 }
 
 func printEntries(w io.Writer, es []directory.Entry, asJSON, long bool) error {

@@ -23,6 +23,7 @@ Usage:
           --profession CODE [--specialty CODE] --address LOCAL@DOMAIN [--organisation ID]
   carepost dir add-patient --ins INS [--first NAME --last NAME] [--notify EMAIL]
   carepost dir add-mailbox --kind org|app|cab --address A [--member ADDRESS ...] [--description TEXT]
+  carepost dir add-member ORG ADDRESS [--role member|manager] | dir remove-member ORG ADDRESS | dir members ORG
   carepost dir show ADDRESS | dir search QUERY | dir suspend ADDRESS | dir activate ADDRESS
   carepost user set-password ADDRESS                    (password read from standard input)
   carepost user app-password ADDRESS [--label NAME]     (prints a new one)

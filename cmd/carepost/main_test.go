@@ -33,6 +33,24 @@ func TestCommandLineWalkthrough(t *testing.T) {
 	mustRun("", "dir", "add-professional", "--id", "0012600631", "--first", "Jean", "--last", "Martin",
 		"--profession", "10", "--address", "jean.martin@carepost.test")
 	mustRun("", "dir", "add-mailbox", "--kind", "org", "--address", "cardiologie@carepost.test", "--member", "jean.martin@carepost.test")
+	// Roles in the shared mailbox: add-mailbox's members are members;
+	// add-member adds a manager, or changes a role; remove-member removes.
+	if out = mustRun("", "dir", "add-member", "Cardiologie@carepost.test", "Marie.Curie@carepost.test", "--role", "manager"); out != "marie.curie@carepost.test is now a manager of cardiologie@carepost.test\n" {
+		t.Fatalf("add-member said %q", out)
+	}
+	out = mustRun("", "dir", "members", "cardiologie@carepost.test")
+	if want := "MEMBER                     ROLE\njean.martin@carepost.test  member\nmarie.curie@carepost.test  manager\n"; out != want {
+		t.Fatalf("dir members:\n%s\nwant:\n%s", out, want)
+	}
+	mustRun("", "dir", "add-member", "cardiologie@carepost.test", "jean.martin@carepost.test", "--role", "manager")
+	mustRun("", "dir", "add-member", "cardiologie@carepost.test", "jean.martin@carepost.test")
+	if out = mustRun("", "dir", "remove-member", "cardiologie@carepost.test", "marie.curie@carepost.test"); !strings.Contains(out, "no longer a member") {
+		t.Fatalf("remove-member said %q", out)
+	}
+	if out = mustRun("", "dir", "members", "cardiologie@carepost.test", "--json"); !strings.Contains(out, `"address": "jean.martin@carepost.test",
+    "role": "member"`) || strings.Contains(out, "marie") {
+		t.Fatalf("dir members --json:\n%s", out)
+	}
 	mustRun("marie: a long passphrase\n", "user", "set-password", "marie.curie@carepost.test")
 	if pw := strings.TrimSpace(mustRun("", "user", "app-password", "marie.curie@carepost.test", "--label", "thunderbird")); len(pw) < 16 {
 		t.Fatalf("application password %q is too short", pw)
@@ -81,6 +99,10 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"user", "set-password", "nobody@carepost.test"}, "a long enough password\n", 1, "nobody@carepost.test"},
 		{[]string{"dir", "show"}, "", 2, "ADDRESS"},
 		{[]string{"pki", "export", "nobody@carepost.test"}, "", 1, "pki issue"},
+		{[]string{"dir", "add-member", "org@carepost.test"}, "", 2, "ORG and the member's ADDRESS"},
+		{[]string{"dir", "add-member", "org@carepost.test", "a@carepost.test", "--role", "boss"}, "", 1, "use member or manager"},
+		{[]string{"dir", "members", "nobody@carepost.test"}, "", 1, "nobody@carepost.test"},
+		{[]string{"dir", "remove-member", "nobody@carepost.test", "a@carepost.test"}, "", 1, "nobody@carepost.test"},
 	}
 	for _, tc := range cases {
 		out, errs, code := carepost(t, data, tc.stdin, tc.args...)

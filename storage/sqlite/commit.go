@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"carepost/auth"
 	"carepost/storage"
 )
 
@@ -98,6 +99,7 @@ type wtx struct {
 // publish records a change, published once the transaction commits.
 func (t *wtx) publish(c storage.Change) {
 	c.Origin = storage.OriginOf(t.o.ctx)
+	c.Actor = auth.FromContext(t.o.ctx)
 	t.o.changes = append(t.o.changes, c)
 }
 

@@ -177,7 +177,8 @@ func dirMustAffect(res sql.Result, address string) error {
 	return nil
 }
 
-// SetMembers implements directory.Store.
+// SetMembers implements directory.Store: members not in the list go,
+// those who stay keep their role, new ones are members.
 func (db *DB) SetMembers(ctx context.Context, address string, members []string) error {
 	address = strings.ToLower(address)
 	tx, err := db.w.BeginTx(ctx, nil)
@@ -188,13 +189,100 @@ func (db *DB) SetMembers(ctx context.Context, address string, members []string) 
 	if err := dirEntryExists(ctx, tx, address); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM dir_members WHERE mailbox = ?`, address); err != nil {
+	keep := map[string]bool{}
+	for _, m := range members {
+		keep[strings.ToLower(m)] = true
+	}
+	current, err := dirStrings(ctx, tx, `SELECT member FROM dir_members WHERE mailbox = ?`, address)
+	if err != nil {
 		return err
+	}
+	for _, m := range current {
+		if keep[m] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM dir_members WHERE mailbox = ? AND member = ?`, address, m); err != nil {
+			return err
+		}
 	}
 	if err := dirInsertMembers(ctx, tx, address, members); err != nil {
 		return err
 	}
 	return db.commitDurable(tx)
+}
+
+// AddMember implements directory.Store.
+func (db *DB) AddMember(ctx context.Context, mailbox, member string, role directory.Role) error {
+	mailbox, member = strings.ToLower(mailbox), strings.ToLower(member)
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := dirEntryExists(ctx, tx, mailbox); err != nil {
+		return err
+	}
+	if err := dirEntryExists(ctx, tx, member); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO dir_members (mailbox, member, role) VALUES (?, ?, ?)
+		ON CONFLICT (mailbox, member) DO UPDATE SET role = excluded.role`, mailbox, member, string(role)); err != nil {
+		return fmt.Errorf("sqlite: add member %s to %s: %w", member, mailbox, err)
+	}
+	return db.commitDurable(tx)
+}
+
+// RemoveMember implements directory.Store.
+func (db *DB) RemoveMember(ctx context.Context, mailbox, member string) error {
+	mailbox, member = strings.ToLower(mailbox), strings.ToLower(member)
+	res, err := db.w.ExecContext(ctx, `DELETE FROM dir_members WHERE mailbox = ? AND member = ?`, mailbox, member)
+	if err != nil {
+		return fmt.Errorf("sqlite: remove member %s from %s: %w", member, mailbox, err)
+	}
+	if err := dirMustAffect(res, member); err != nil {
+		return err
+	}
+	return db.durable()
+}
+
+// Members implements directory.Store.
+func (db *DB) Members(ctx context.Context, mailbox string) ([]directory.Member, error) {
+	mailbox = strings.ToLower(mailbox)
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if err := dirEntryExists(ctx, tx, mailbox); err != nil {
+		return nil, err
+	}
+	pairs, err := dirPairs(ctx, tx, `SELECT member, role FROM dir_members WHERE mailbox = ? ORDER BY member`, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]directory.Member, len(pairs))
+	for i, p := range pairs {
+		out[i] = directory.Member{Address: p[0], Role: directory.Role(p[1])}
+	}
+	return out, nil
+}
+
+// dirPairs reads two string columns.
+func dirPairs(ctx context.Context, q querier, query string, args ...any) ([][2]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][2]string
+	for rows.Next() {
+		var p [2]string
+		if err := rows.Scan(&p[0], &p[1]); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
 
 func dirEntryExists(ctx context.Context, tx *sql.Tx, address string) error {
@@ -207,8 +295,16 @@ func dirEntryExists(ctx context.Context, tx *sql.Tx, address string) error {
 }
 
 // MemberOf implements directory.Store (index dir_members_member).
-func (db *DB) MemberOf(ctx context.Context, address string) ([]string, error) {
-	return dirStrings(ctx, poolQ{db.rstmts}, `SELECT mailbox FROM dir_members WHERE member = ? ORDER BY mailbox`, strings.ToLower(address))
+func (db *DB) MemberOf(ctx context.Context, address string) ([]directory.Delegation, error) {
+	pairs, err := dirPairs(ctx, poolQ{db.rstmts}, `SELECT mailbox, role FROM dir_members WHERE member = ? ORDER BY mailbox`, strings.ToLower(address))
+	if err != nil {
+		return nil, err
+	}
+	var out []directory.Delegation
+	for _, p := range pairs {
+		out = append(out, directory.Delegation{Mailbox: p[0], Role: directory.Role(p[1])})
+	}
+	return out, nil
 }
 
 // Search implements directory.Store: every word of query must occur in the

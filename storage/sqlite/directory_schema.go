@@ -66,3 +66,11 @@ CREATE TABLE dir_trusted_domains (
 	updated_at       INTEGER NOT NULL
 ) WITHOUT ROWID;
 `
+
+// directorySchemaV2: each member of a shared mailbox has a role (member or
+// manager, directory.Role); the members of existing mailboxes keep the
+// rights they had to read, flag and insert, and none gets more.
+const directorySchemaV2 = `
+ALTER TABLE dir_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
+	CHECK (role IN ('member', 'manager'));
+`

@@ -4,12 +4,13 @@ package sqlite
 // Append new steps; never edit a step that has shipped.
 //
 // mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs),
-// directorySchemaV1 in directory_schema.go (entries, credentials, trust
-// space).
+// directorySchemaV1 and V2 in directory_schema.go (entries, credentials,
+// trust space; members' roles).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
 	mailSchemaV2,
 	mailSchemaV3,
 	mailSchemaV4,
+	directorySchemaV2,
 }

@@ -30,6 +30,7 @@ func RunDirectory(t *testing.T, open func(t *testing.T) directory.Store) {
 		{"Duplicate", testDirDuplicate},
 		{"Status", testDirStatus},
 		{"Members", testDirMembers},
+		{"Roles", testDirRoles},
 		{"Search", testDirSearch},
 		{"Credentials", testDirCredentials},
 		{"AppPasswords", testDirAppPasswords},
@@ -174,12 +175,13 @@ func testDirMembers(t *testing.T, open func(t *testing.T) directory.Store) {
 
 	memberOf := func(addr string, want ...string) {
 		t.Helper()
-		got, err := s.MemberOf(ctx, addr)
+		of, err := s.MemberOf(ctx, addr)
 		if err != nil {
 			t.Fatalf("MemberOf(%s): %v", addr, err)
 		}
-		if len(got) == 0 {
-			got = nil
+		var got []string
+		for _, d := range of {
+			got = append(got, d.Mailbox)
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("MemberOf(%s) = %v, want %v", addr, got, want)
@@ -215,6 +217,75 @@ func testDirMembers(t *testing.T, open func(t *testing.T) directory.Store) {
 	if got := dirMustGet(t, s, urg.Address).Members; !slices.Equal(got, []string{dirDupont.Address}) {
 		t.Errorf("members after a refused SetMembers = %v, want unchanged", got)
 	}
+}
+
+// testDirRoles: members have a role; SetMembers keeps the role of those
+// who stay; AddMember adds or changes a role; RemoveMember removes one.
+func testDirRoles(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	dirMustAdd(t, s, dirDupont, dirNurse, dirHidden)
+	cardio := dirOrgBox("cardiologie@ch-x.mssante.fr", dirNurse.Address)
+	dirMustAdd(t, s, cardio)
+	members := func(want ...directory.Member) {
+		t.Helper()
+		got, err := s.Members(ctx, cardio.Address)
+		if err != nil {
+			t.Fatalf("Members: %v", err)
+		}
+		if len(got) == 0 {
+			got = nil
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Members = %v, want %v", got, want)
+		}
+	}
+	member := func(a string) directory.Member { return directory.Member{Address: a, Role: directory.RoleMember} }
+	manager := func(a string) directory.Member { return directory.Member{Address: a, Role: directory.RoleManager} }
+	members(member(dirNurse.Address))
+
+	if err := s.AddMember(ctx, cardio.Address, dirDupont.Address, directory.RoleManager); err != nil {
+		t.Fatal(err)
+	}
+	members(member(dirNurse.Address), manager(dirDupont.Address))
+	of, err := s.MemberOf(ctx, dirDupont.Address)
+	if err != nil || !slices.Equal(of, []directory.Delegation{{Mailbox: cardio.Address, Role: directory.RoleManager}}) {
+		t.Errorf("MemberOf(manager) = %v, %v", of, err)
+	}
+	// Changing a role is AddMember again.
+	if err := s.AddMember(ctx, cardio.Address, dirNurse.Address, directory.RoleManager); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMember(ctx, cardio.Address, dirNurse.Address, directory.RoleMember); err != nil {
+		t.Fatal(err)
+	}
+	members(member(dirNurse.Address), manager(dirDupont.Address))
+	// SetMembers keeps the manager a manager and adds a member.
+	if err := s.SetMembers(ctx, cardio.Address, []string{dirDupont.Address, dirHidden.Address}); err != nil {
+		t.Fatal(err)
+	}
+	members(manager(dirDupont.Address), member(dirHidden.Address))
+	if got := dirMustGet(t, s, cardio.Address).Members; !slices.Equal(got, []string{dirDupont.Address, dirHidden.Address}) {
+		t.Errorf("Entry.Members = %v", got)
+	}
+
+	if err := s.RemoveMember(ctx, cardio.Address, dirDupont.Address); err != nil {
+		t.Fatal(err)
+	}
+	members(member(dirHidden.Address))
+	if err := s.RemoveMember(ctx, cardio.Address, dirDupont.Address); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("RemoveMember(not a member) = %v, want ErrNotFound", err)
+	}
+	if err := s.AddMember(ctx, cardio.Address, "ghost@ch-x.mssante.fr", directory.RoleMember); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("AddMember(unknown member) = %v, want ErrNotFound", err)
+	}
+	if err := s.AddMember(ctx, "nobody@ch-x.mssante.fr", dirNurse.Address, directory.RoleMember); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("AddMember(unknown mailbox) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Members(ctx, "nobody@ch-x.mssante.fr"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("Members(unknown mailbox) = %v, want ErrNotFound", err)
+	}
+	members(member(dirHidden.Address))
 }
 
 func testDirSearch(t *testing.T, open func(t *testing.T) directory.Store) {
@@ -477,7 +548,8 @@ func testDirPersistence(t *testing.T, open func(t *testing.T) directory.Store) {
 	if l, err := s.TrustedDomains(ctx); err != nil || len(l) != 1 || l[0].Domain != "ch-b.mssante.fr" {
 		t.Errorf("trusted domains after reopen = %+v, %v", l, err)
 	}
-	if of, err := s.MemberOf(ctx, dirDupont.Address); err != nil || !slices.Equal(of, []string{cardio.Address}) {
+	if of, err := s.MemberOf(ctx, dirDupont.Address); err != nil ||
+		!slices.Equal(of, []directory.Delegation{{Mailbox: cardio.Address, Role: directory.RoleMember}}) {
 		t.Errorf("MemberOf after reopen = %v, %v", of, err)
 	}
 }
