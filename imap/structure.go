@@ -11,6 +11,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+
+	"carepost/refusal"
 )
 
 // The BODYSTRUCTURE of a message (RFC 9051 §7.5.2), computed with bounds.
@@ -88,19 +90,27 @@ func (e *StructureLimitError) Sentence() string {
 	return fmt.Sprintf("The message has more than the %d parts this server accepts.", e.Value)
 }
 
+// Refusal is the refusal the message path answers with (SMTP 554 5.6.0,
+// APPEND NO).
+func (e *StructureLimitError) Refusal() *refusal.Error {
+	return &refusal.Error{Kind: refusal.MalformedMessage, Text: e.Sentence(), Reason: e}
+}
+
 // SummarizeReader computes the summary of the message read from r (the
-// bytes Summarize gives), reading it once and holding only a few buffers
-// per level of its structure. A message past lim gets a
-// *StructureLimitError and no summary; another error is r's.
+// bytes Summarize gives), reading it once to its end (so that it can read
+// from a tee of the body being stored) and holding only a few buffers per
+// level of its structure. A message past lim gets a *StructureLimitError
+// and no summary, as soon as the limit is passed; another error is r's.
 func SummarizeReader(r io.Reader, lim Limits) ([]byte, error) {
 	cr := &stickyReader{r: r}
 	br := bufio.NewReader(cr)
 	h, herr := textproto.ReadHeader(br)
 	x := newExtractor(lim, false)
-	bs := x.entity(h, br, 1)
+	bs := x.root(h, br)
 	if x.err != nil {
 		return nil, x.err
 	}
+	io.Copy(io.Discard, br) // an epilogue; the error is cr's
 	if cr.err != nil && cr.err != io.EOF {
 		return nil, cr.err
 	}
@@ -136,7 +146,7 @@ func extractStructure(r io.Reader, lim Limits) (imap.BodyStructure, error) {
 	br := bufio.NewReader(r)
 	h, _ := textproto.ReadHeader(br)
 	x := newExtractor(lim, false)
-	bs := x.entity(h, br, 1)
+	bs := x.root(h, br)
 	if x.err != nil {
 		return nil, x.err
 	}
@@ -151,7 +161,7 @@ func extractStructure(r io.Reader, lim Limits) (imap.BodyStructure, error) {
 func structureOf(r io.Reader) imap.BodyStructure {
 	br := bufio.NewReader(r)
 	h, _ := textproto.ReadHeader(br)
-	return repairStructure(newExtractor(Limits{}, true).entity(h, br, 1))
+	return repairStructure(newExtractor(Limits{}, true).root(h, br))
 }
 
 // extractor walks one message.
@@ -160,7 +170,18 @@ type extractor struct {
 	degrade bool // cut the structure at the limits instead of failing
 	parts   int  // nodes made so far
 	err     error
-	buf     []byte // for counting: one leaf is read at a time
+	buf     *[]byte // for counting, from copyBufs: one leaf is read at a time
+}
+
+// root is the structure of the message whose header is h and whose body
+// follows in r.
+func (x *extractor) root(h textproto.Header, r io.Reader) imap.BodyStructure {
+	bs := x.entity(h, r, 1)
+	if x.buf != nil {
+		copyBufs.Put(x.buf)
+		x.buf = nil
+	}
+	return bs
 }
 
 func newExtractor(lim Limits, degrade bool) *extractor {
@@ -290,10 +311,10 @@ func (x *extractor) opaque(header gomessage.Header, cr *lineCounter) imap.BodySt
 // stops at the first error too).
 func (x *extractor) drain(cr *lineCounter) {
 	if x.buf == nil {
-		x.buf = make([]byte, 32<<10)
+		x.buf = copyBufs.Get().(*[]byte)
 	}
 	for {
-		if _, err := cr.Read(x.buf); err != nil {
+		if _, err := cr.Read(*x.buf); err != nil {
 			return
 		}
 	}

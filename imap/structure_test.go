@@ -5,14 +5,18 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
+
+	"carepost/refusal"
 )
 
 // NestedRFC822 is a message of n message/rfc822 parts, each the body of
@@ -100,7 +104,7 @@ func FuzzStructure(f *testing.F) {
 			x := newExtractor(lim, true)
 			br := bufioReader(b)
 			h := readHeader(br)
-			cut := x.entity(h, br, 1)
+			cut := x.root(h, br)
 			if d, p := shape(cut); d > l.Depth || p > l.Parts {
 				t.Fatalf("%+v: the cut structure has %d levels and %d parts", l, d, p)
 			}
@@ -253,7 +257,7 @@ func TestStructureCut(t *testing.T) {
 	}
 	x := newExtractor(lim, true)
 	br := bufioReader([]byte(msg))
-	cut := x.entity(readHeader(br), br, 1)
+	cut := x.root(readHeader(br), br)
 	mp1, ok := cut.(*imap.BodyStructureMultiPart)
 	if !ok || mp1.Subtype != "mixed" || len(mp1.Children) != 1 {
 		t.Fatalf("level 1: %s", dump(cut))
@@ -277,14 +281,14 @@ func TestStructureCut(t *testing.T) {
 	// Out of parts: the parts past the limit are left out.
 	x = newExtractor(Limits{Parts: 4}, true)
 	br = bufioReader([]byte(wideMultipart(10)))
-	cut = x.entity(readHeader(br), br, 1)
+	cut = x.root(readHeader(br), br)
 	if mp, ok := cut.(*imap.BodyStructureMultiPart); !ok || len(mp.Children) != 3 {
 		t.Errorf("wide multipart cut at 4 parts: %s", dump(cut))
 	}
 	// An attached message past the parts limit is an opaque part.
 	x = newExtractor(Limits{Parts: 1}, true)
 	br = bufioReader([]byte(NestedRFC822(2)))
-	cut = x.entity(readHeader(br), br, 1)
+	cut = x.root(readHeader(br), br)
 	if sp, ok := cut.(*imap.BodyStructureSinglePart); !ok || sp.Type != "application" || sp.MessageRFC822 != nil ||
 		sp.Size != uint32(len(NestedRFC822(1))) {
 		t.Errorf("attached message cut at 1 part: %s", dump(cut))
@@ -363,5 +367,42 @@ func BenchmarkStructure(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// SummarizeReader reads the message to its end (a tee of the body being
+// stored sees all of it), tells a failing read from the end, and its limit
+// error is a refusal of a malformed message with the sentence.
+func TestSummarizeReader(t *testing.T) {
+	msg := summaryMessages[4] + "an epilogue after the closing boundary\r\n"
+	var seen bytes.Buffer
+	sum, err := SummarizeReader(io.TeeReader(strings.NewReader(msg), &seen), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen.String() != msg {
+		t.Errorf("read %d bytes of %d", seen.Len(), len(msg))
+	}
+	if !bytes.Equal(sum, Summarize([]byte(msg))) {
+		// Params are maps: compare decoded.
+		e1, b1, ok1 := decodeSummary(sum)
+		e2, b2, ok2 := decodeSummary(Summarize([]byte(msg)))
+		if !ok1 || !ok2 || !sameEnvelope(e1, e2) || !sameStructure(b1, b2) {
+			t.Error("SummarizeReader and Summarize differ")
+		}
+	}
+	broken := io.MultiReader(strings.NewReader(msg[:100]), iotest.ErrReader(errors.New("disk on fire")))
+	if _, err := SummarizeReader(broken, Limits{}); err == nil || err.Error() != "disk on fire" {
+		t.Errorf("failing read: %v", err)
+	}
+	_, err = SummarizeReader(strings.NewReader(NestedRFC822(10)), Limits{Depth: 5})
+	var le *StructureLimitError
+	if !errors.As(err, &le) {
+		t.Fatalf("10 levels with a limit of 5: %v", err)
+	}
+	r := le.Refusal()
+	if k, ok := refusal.As(r); !ok || k.Kind != refusal.MalformedMessage ||
+		r.Text != "The message nests its parts deeper than the 5 levels this server accepts." {
+		t.Errorf("refusal %+v", r)
 	}
 }
