@@ -251,7 +251,10 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 			env = extractEnvelope(h)
 		}
 		if o.BodyStructure != nil && structure == nil {
-			structure = repairStructure(imapserver.ExtractBodyStructure(whole()))
+			// Bounded (structure.go): a message stored before the
+			// limits gets its structure cut, never the library's
+			// unbounded recursion.
+			structure = structureOf(whole())
 		}
 		for i, bs := range o.BodySection {
 			if isWholeBody(bs) {
@@ -267,13 +270,19 @@ func (s *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, fv *f
 					continue
 				}
 			}
-			sections[i] = imapserver.ExtractBodySection(whole(), bs)
+			if !tooDeep(bs.Part) {
+				sections[i] = imapserver.ExtractBodySection(whole(), bs)
+			}
 		}
 		for i, bs := range o.BinarySection {
-			binaries[i] = imapserver.ExtractBinarySection(whole(), bs)
+			if !tooDeep(bs.Part) {
+				binaries[i] = imapserver.ExtractBinarySection(whole(), bs)
+			}
 		}
 		for i, bss := range o.BinarySectionSize {
-			binSizes[i] = imapserver.ExtractBinarySectionSize(whole(), bss)
+			if !tooDeep(bss.Part) {
+				binSizes[i] = imapserver.ExtractBinarySectionSize(whole(), bss)
+			}
 		}
 	}
 
@@ -364,6 +373,13 @@ func repairStructure(bs imap.BodyStructure) imap.BodyStructure {
 	}
 	return bs
 }
+
+// tooDeep says whether a section's part number names a part deeper than
+// the default Limits (structure.go): there is none in a message within
+// them, and the library would open a reader per level of the path, of
+// one the client chose, through a message stored before the limits. Such
+// a section is empty, as a part that does not exist is.
+func tooDeep(part []int) bool { return len(part) > defaultDepth }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 

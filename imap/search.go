@@ -569,10 +569,26 @@ func matchBody(raw []byte, text string, withHeader bool) bool {
 		return bytes.Contains(bytes.ToLower(raw), []byte(needle))
 	}
 	_ = err // an unknown charset still gives a readable entity
-	return matchEntity(e, needle, withHeader)
+	m := bodyMatcher{needle: needle, withHeader: withHeader, lim: Limits{}.withDefaults()}
+	return m.entity(e, 1)
 }
 
-func matchEntity(e *gomessage.Entity, needle string, withHeader bool) bool {
+// bodyMatcher walks the parts of one message within the default Limits
+// (structure.go): the parts of a message past them are searched down to
+// the limit only, so that SEARCH BODY of a message stored before the
+// limits costs time bounded by its size (10,000 nested multiparts cost
+// 40 s each time before: every byte is read through one part reader per
+// level).
+type bodyMatcher struct {
+	needle     string
+	withHeader bool
+	lim        Limits
+	parts      int
+}
+
+func (m *bodyMatcher) entity(e *gomessage.Entity, depth int) bool {
+	m.parts++
+	needle, withHeader := m.needle, m.withHeader
 	if withHeader {
 		fields := e.Header.Fields()
 		for fields.Next() {
@@ -586,15 +602,19 @@ func matchEntity(e *gomessage.Entity, needle string, withHeader bool) bool {
 		}
 	}
 	if mr := e.MultipartReader(); mr != nil {
-		for {
+		if depth >= m.lim.Depth {
+			return false
+		}
+		for m.parts < m.lim.Parts {
 			part, err := mr.NextPart()
 			if err != nil {
 				return false
 			}
-			if matchEntity(part, needle, withHeader) {
+			if m.entity(part, depth+1) {
 				return true
 			}
 		}
+		return false
 	}
 	t, _, _ := e.Header.ContentType()
 	if t != "" && !strings.HasPrefix(t, "text/") && t != "message/rfc822" {

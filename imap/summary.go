@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -29,7 +28,9 @@ import (
 // format, and old summaries are simply recomputed when fetched.
 const summaryVersion = 1
 
-// Summarize is the storage.Summarizer of the IMAP service.
+// Summarize is the storage.Summarizer of the IMAP service. A message past
+// the default Limits gets the cut structure FETCH would answer
+// (structure.go); SummarizeReader refuses it instead.
 func Summarize(body []byte) []byte {
 	env, bs := summarizeBody(body)
 	var e summaryEncoder
@@ -46,7 +47,7 @@ func summarizeBody(body []byte) (*imap.Envelope, imap.BodyStructure) {
 	if err != nil {
 		h = textproto.Header{}
 	}
-	return extractEnvelope(h), repairStructure(imapserver.ExtractBodyStructure(bytes.NewReader(body)))
+	return extractEnvelope(h), structureOf(bytes.NewReader(body))
 }
 
 // decodeSummary reads a summary; ok is false if it is not one of this
@@ -332,8 +333,9 @@ func (d *summaryDecoder) disposition() *imap.BodyStructureDisposition {
 	return &imap.BodyStructureDisposition{Value: d.string(), Params: d.params()}
 }
 
-// maxSummaryDepth bounds the nesting of parts a summary may hold (the
-// encoder never writes deeper: go-message stops nesting earlier).
+// maxSummaryDepth bounds the nesting of parts a summary may hold: the
+// encoder never writes deeper, since a structure is cut or refused at
+// Limits.Depth levels, which is at most this (structure.go).
 const maxSummaryDepth = 100
 
 func (d *summaryDecoder) part(depth int) imap.BodyStructure {
