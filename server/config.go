@@ -29,6 +29,12 @@ type Config struct {
 	PatientDomain string `toml:"patient_domain"`
 	// MaxMessageSize is the largest message accepted, in bytes.
 	MaxMessageSize int64 `toml:"max_message_size"`
+	// MaxMIMEDepth and MaxMIMEParts bound the MIME structure of a message
+	// (levels of multipart and message/rfc822 nesting, and parts in all):
+	// a message past them is refused (SMTP 554 5.6.0, APPEND NO), so that
+	// no message can make parsing it cost more than its size.
+	MaxMIMEDepth int `toml:"max_mime_depth"`
+	MaxMIMEParts int `toml:"max_mime_parts"`
 
 	Listen ListenConfig `toml:"listen"`
 	TLS    TLSConfig    `toml:"tls"`
@@ -93,6 +99,8 @@ func Defaults() Config {
 		Domains:        []string{"carepost.test", "patient.carepost.test"},
 		PatientDomain:  "patient.carepost.test",
 		MaxMessageSize: 25 << 20,
+		MaxMIMEDepth:   64,
+		MaxMIMEParts:   10000,
 		Listen: ListenConfig{
 			SMTP:        "127.0.0.1:2525",
 			Submission:  "127.0.0.1:5587",
@@ -162,6 +170,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMessageSize < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_size: %d bytes is too small", c.MaxMessageSize))
+	}
+	if c.MaxMIMEDepth < 2 || c.MaxMIMEDepth > 100 {
+		errs = append(errs, fmt.Errorf("max_mime_depth: %d is not between 2 and 100 levels", c.MaxMIMEDepth))
+	}
+	if c.MaxMIMEParts < 2 || c.MaxMIMEParts > 100000 {
+		errs = append(errs, fmt.Errorf("max_mime_parts: %d is not between 2 and 100000 parts", c.MaxMIMEParts))
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("tls: set both cert and key, or neither (then the development PKI is used)"))

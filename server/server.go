@@ -105,7 +105,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		MaxMessageSize: cfg.MaxMessageSize,
 		Logger:         logger.With("component", "delivery"),
 		Spool:          &delivery.Spooler{Dir: spoolDir},
-		Summarize:      summarizeSmall,
+		Summarize:      summarizer(imap.Limits{Depth: cfg.MaxMIMEDepth, Parts: cfg.MaxMIMEParts}),
 		Hooks:          delivery.NewHookRunner(logger.With("component", "hooks"), 0),
 	})
 	return s, nil
@@ -261,16 +261,16 @@ func (a imapAccounts) Authenticate(ctx context.Context, username, password, sour
 	return p, nil
 }
 
-// summarizeSmall is the message path's summarizer until the bounded
-// streaming one replaces it: bodies up to 256 KiB are summarized as
-// before, larger ones keep none.
-func summarizeSmall(r io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, 256<<10+1))
-	if err != nil {
-		return nil, err
+// summarizer is the message path's summarizer: IMAP's ENVELOPE and
+// BODYSTRUCTURE of every message, read as a stream, and a refusal for a
+// structure past the limits.
+func summarizer(lim imap.Limits) func(io.Reader) ([]byte, error) {
+	return func(r io.Reader) ([]byte, error) {
+		sum, err := imap.SummarizeReader(r, lim)
+		var le *imap.StructureLimitError
+		if errors.As(err, &le) {
+			return nil, le.Refusal()
+		}
+		return sum, err
 	}
-	if len(b) > 256<<10 {
-		return nil, nil
-	}
-	return imap.Summarize(b), nil
 }
