@@ -12,4 +12,5 @@ var migrations = []string{
 	mailSchemaV2,
 	mailSchemaV3,
 	mailSchemaV4,
+	mailSchemaV5,
 }
