@@ -283,7 +283,7 @@ func (db *DB) RenameMailbox(ctx context.Context, account, oldName, newName strin
 			return db.renameInbox(t, aid, src, newName)
 		}
 		lo, hi := childRange(oldName)
-		rows, err := t.QueryContext(t.ctx, "SELECT id, name FROM mailboxes WHERE account_id = ? AND (name = ? OR (name >= ? AND name < ?))", aid, oldName, lo, hi)
+		rows, err := t.QueryContext(t.ctx, "SELECT id, name FROM mailboxes WHERE account_id = ? AND (name = ? OR (name >= ? AND name < ?)) ORDER BY name", aid, oldName, lo, hi)
 		if err != nil {
 			return err
 		}
