@@ -22,14 +22,17 @@
 //   - Identifiers are never reused. A mailbox ID names one mailbox for the
 //     life of the store: a mailbox deleted and created again, under any
 //     name, gets a new ID (and a new UIDVALIDITY). A message is named by
-//     its mailbox ID and UID, and UIDs only grow (UIDNEXT). A body is
-//     named by an identifier of its own that no other body ever gets.
-//     A cache keyed by them never mistakes a new object for a gone one.
+//     its mailbox ID and UID, and UIDs only grow (UIDNEXT). Where a
+//     backend names bodies (files, blobs), no two bodies ever share a
+//     name, so a reader of a removed body never gets another. A cache
+//     keyed by them never mistakes a new object for a gone one.
 //   - Every write tells the caller the MODSEQ it made: FlagUpdate.ModSeq,
 //     Appended.ModSeq, CopyResult.ModSeq and SourceModSeq,
 //     ExpungeResult.ModSeq. A session confirms its own writes from them,
-//     not from Watch, and Changes from that MODSEQ on shows only what
-//     others did after.
+//     not from Watch. Others may have written in between: it goes on
+//     pulling Changes from the MODSEQ it last read, where its own
+//     changes come back with the MODSEQ it already knows and can be
+//     skipped.
 //   - Changes(since) is exact within a retention window (see Changes):
 //     an expunge leaves a tombstone (mailbox, UID, MODSEQ) that is kept
 //     at least that long, and is dropped with its mailbox. Past the
@@ -292,7 +295,8 @@ type Store interface {
 	// caller claimed them all first. It is one small write, and cheap
 	// when there is nothing to claim. Unlike the other writes it need not
 	// be durable when it returns: a crash may show some messages as
-	// \Recent once more, which RFC 3501 allows (\Recent is a hint).
+	// \Recent once more, which RFC 3501 allows (\Recent is a hint, best
+	// effort and per server: see the package comment).
 	ClaimRecent(ctx context.Context, mailboxID int64, upToUID uint32) (firstClaimed uint32, err error)
 
 	// Deliver stores one body once and a copy of it in every target mailbox,
