@@ -44,7 +44,7 @@ func testMoveRace(t *testing.T, h *harness) {
 			// Half of them, so that both directions keep work to do.
 			uids := uidsOf(msgs)
 			if _, err := s.Move(h.ctx, src, uids[:len(uids)/2+len(uids)%2], dst); err != nil {
-				errs <- fmt.Errorf("Move %d→%d: %w", src, dst, err)
+				errs <- fmt.Errorf("move %d→%d: %w", src, dst, err)
 				return
 			}
 		}
@@ -54,7 +54,7 @@ func testMoveRace(t *testing.T, h *harness) {
 		for r := range rounds / 5 {
 			body := fmt.Sprintf("Subject: both %d.%d\r\n\r\n.\r\n", i, r)
 			if _, err := s.Deliver(h.ctx, strings.NewReader(body), []storage.Target{{MailboxID: b.ID}, {MailboxID: a.ID}}); err != nil {
-				errs <- fmt.Errorf("Deliver to B and A: %w", err)
+				errs <- fmt.Errorf("deliver to B and A: %w", err)
 				return
 			}
 		}
