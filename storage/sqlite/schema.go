@@ -13,4 +13,5 @@ var migrations = []string{
 	mailSchemaV3,
 	mailSchemaV4,
 	directorySchemaV2,
+	mailSchemaV5,
 }
