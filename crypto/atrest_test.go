@@ -14,10 +14,12 @@ import (
 
 func testKey() []byte { return bytes.Repeat([]byte{7}, AtRestKeySize) }
 
+const testContext = "body:0123456789abcdef0123456789abcdef"
+
 func seal(t testing.TB, key, plain []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := NewSealWriter(&buf, key)
+	w, err := NewSealWriter(&buf, key, testContext)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +49,7 @@ func TestSealRoundTrip(t *testing.T) {
 		if bytes.Contains(sealed, plain[:min(size, 64)]) && size >= 16 {
 			t.Fatalf("size %d: plaintext visible in the sealed blob", size)
 		}
-		sr, err := OpenSealed(bytes.NewReader(sealed), int64(len(sealed)), key)
+		sr, err := OpenSealed(bytes.NewReader(sealed), int64(len(sealed)), key, testContext)
 		if err != nil {
 			t.Fatalf("size %d: %v", size, err)
 		}
@@ -58,7 +60,7 @@ func TestSealRoundTrip(t *testing.T) {
 		if err != nil || !bytes.Equal(got, plain) {
 			t.Fatalf("size %d: whole read differs (err %v)", size, err)
 		}
-		if whole, err := OpenBytes(sealed, key); err != nil || !bytes.Equal(whole, plain) {
+		if whole, err := OpenBytes(sealed, key, testContext); err != nil || !bytes.Equal(whole, plain) {
 			t.Fatalf("size %d: OpenBytes differs (err %v)", size, err)
 		}
 		for range 50 {
@@ -88,7 +90,7 @@ func TestSealDetectsTampering(t *testing.T) {
 	plain := bytes.Repeat([]byte("0123456789abcdef"), 3*sealChunkSize/16+100)
 	sealed := seal(t, key, plain)
 	readAll := func(b []byte, key []byte) error {
-		sr, err := OpenSealed(bytes.NewReader(b), int64(len(b)), key)
+		sr, err := OpenSealed(bytes.NewReader(b), int64(len(b)), key, testContext)
 		if err != nil {
 			return err
 		}
@@ -107,7 +109,7 @@ func TestSealDetectsTampering(t *testing.T) {
 	flipped := append([]byte(nil), sealed...)
 	flipped[sealHeaderLen+sealCTChunk+5] ^= 1
 	badVersion := append([]byte(nil), sealed...)
-	badVersion[4] = 2
+	badVersion[4] = 3
 	cases := map[string]struct {
 		b   []byte
 		key []byte
@@ -127,7 +129,7 @@ func TestSealDetectsTampering(t *testing.T) {
 		if !errors.Is(err, ErrSealed) {
 			t.Errorf("%s: err = %v, want ErrSealed", name, err)
 		}
-		if _, err := OpenBytes(c.b, c.key); !errors.Is(err, ErrSealed) {
+		if _, err := OpenBytes(c.b, c.key, testContext); !errors.Is(err, ErrSealed) {
 			t.Errorf("%s: OpenBytes err = %v, want ErrSealed", name, err)
 		}
 	}
@@ -180,8 +182,8 @@ func FuzzOpenSealed(f *testing.F) {
 	}
 	f.Add([]byte("CPSB\x01"), int64(3), 4)
 	f.Fuzz(func(t *testing.T, b []byte, off int64, n int) {
-		whole, werr := OpenBytes(b, key)
-		sr, err := OpenSealed(bytes.NewReader(b), int64(len(b)), key)
+		whole, werr := OpenBytes(b, key, testContext)
+		sr, err := OpenSealed(bytes.NewReader(b), int64(len(b)), key, testContext)
 		if err != nil {
 			return
 		}
@@ -216,11 +218,11 @@ func TestSealBytes(t *testing.T) {
 		for i := range plain {
 			plain[i] = byte(i * 7)
 		}
-		sealed, err := SealBytes(plain, key)
+		sealed, err := SealBytes(plain, key, testContext)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sr, err := OpenSealed(bytes.NewReader(sealed), int64(len(sealed)), key)
+		sr, err := OpenSealed(bytes.NewReader(sealed), int64(len(sealed)), key, testContext)
 		if err != nil {
 			t.Fatalf("%d bytes: %v", n, err)
 		}
@@ -230,7 +232,7 @@ func TestSealBytes(t *testing.T) {
 		}
 		// Same length as the streaming writer's output.
 		var streamed bytes.Buffer
-		w, _ := NewSealWriter(&streamed, key)
+		w, _ := NewSealWriter(&streamed, key, testContext)
 		w.Write(plain)
 		w.Close()
 		if streamed.Len() != len(sealed) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"carepost/crypto"
@@ -128,7 +129,11 @@ func (s *Spooler) toFile(r io.Reader) (*spool, error) {
 		return nil, fmt.Errorf("delivery: spool: %w", err)
 	}
 	bw := bufio.NewWriterSize(f, 64<<10)
-	sw, err := crypto.NewSealWriter(bw, key)
+	// Bound to its file's name (crypto/atrest.go): a spool file is read
+	// back only through the descriptor that wrote it, but the binding
+	// costs nothing and keeps one spool file from standing for another.
+	sealCtx := "spool:" + filepath.Base(f.Name())
+	sw, err := crypto.NewSealWriter(bw, key, sealCtx)
 	if err != nil {
 		return fail(err)
 	}
@@ -152,7 +157,7 @@ func (s *Spooler) toFile(r io.Reader) (*spool, error) {
 	if err != nil {
 		return fail(err)
 	}
-	rd, err := crypto.OpenSealed(f, st.Size(), key)
+	rd, err := crypto.OpenSealed(f, st.Size(), key, sealCtx)
 	if err != nil {
 		return fail(err)
 	}

@@ -98,3 +98,20 @@ func BenchmarkDeliverParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/float64(max(db.commits.Load(), 1)), "msgs/commit")
 }
+
+// BenchmarkDeliverFileParallel delivers bodies over the inline limit: each
+// goes through the body store (a sealed file, fsynced with its directory).
+func BenchmarkDeliverFileParallel(b *testing.B) {
+	db, inbox := fill(b, 0)
+	body := strings.Repeat("x", DefaultInlineLimit+1)
+	b.SetParallelism(8)
+	b.SetBytes(int64(len(body)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := db.Deliver(b.Context(), strings.NewReader(body), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

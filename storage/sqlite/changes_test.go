@@ -18,6 +18,7 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
+		"DROP TABLE store_tasks", // step 8, after it
 		"DROP TABLE tombstones",
 		"DROP TABLE account_changes",
 		"DROP INDEX messages_modseq",

@@ -192,7 +192,7 @@ func (db *DB) queue(o *op) error {
 		for _, name := range o.garbage {
 			// A file left behind (crash, error) is an orphan that the
 			// sweep of the next Open removes.
-			os.Remove(db.blobPath(name))
+			db.deleteBlob(name)
 		}
 	}
 	return o.err
@@ -301,7 +301,7 @@ func (db *DB) syncLoop() {
 			for _, name := range garbage {
 				// A file left behind (crash, error) is an orphan that the
 				// sweep of the next Open removes.
-				os.Remove(db.blobPath(name))
+				db.deleteBlob(name)
 			}
 		}
 		if closing {

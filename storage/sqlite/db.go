@@ -1,7 +1,8 @@
 // Package sqlite is the embedded storage backend: one SQLite database
 // (modernc.org/sqlite, pure Go, WAL) for metadata and the directory, and
-// files for message bodies, encrypted at rest. It implements storage.Store
-// and directory.Store.
+// a storage.BlobStore for large message bodies (files by default),
+// everything encrypted at rest. It implements storage.Store and
+// directory.Store.
 //
 // Implementation notes (mail store):
 //   - every write of the mail store is an op run by one committer goroutine
@@ -16,9 +17,11 @@
 //     method reads more than one statement, so that what it returns is
 //     one snapshot (WAL readers never wait for the writer);
 //   - bodies are sealed into their row up to the inline limit (inline.go),
-//     or into files under dir/blobs/xx/ (blobs.go), written and fsynced
-//     before the metadata that references them is committed, and removed
-//     once the commit that drops their last reference is on disk.
+//     or put in the blob store (blobs.go; files under dir/blobs/xx/ by
+//     default), durable before the metadata that references them is
+//     committed, and deleted once the commit that drops their last
+//     reference is on disk; every sealed value is bound to its body
+//     (seal.go).
 package sqlite
 
 import (
@@ -43,6 +46,11 @@ var _ storage.Store = (*DB)(nil)
 type Options struct {
 	// Key is the 32-byte AES-256 key that encrypts bodies at rest.
 	Key []byte
+	// Blobs keeps the bodies over InlineLimit. It must seal them
+	// (blobs.Sealed) and be this store's alone: the sweep at Open
+	// deletes the names of this backend's form that no row references.
+	// Nil means files in dir/blobs sealed with Key, purpose "body".
+	Blobs storage.BlobStore
 	// InlineLimit is the largest body (plaintext bytes) kept inside the
 	// database rather than in a file of its own; 0 means DefaultInlineLimit,
 	// a negative value keeps every body in a file.
@@ -74,7 +82,8 @@ const FlagSyncDelay = time.Second
 type DB struct {
 	dir       string
 	key       []byte
-	inline    int64 // see Options.InlineLimit
+	blobs     storage.BlobStore // see Options.Blobs
+	inline    int64             // see Options.InlineLimit
 	summarize storage.Summarizer
 	// wstmts and rstmts are the prepared statements of each pool
 	// (stmts.go).
@@ -120,14 +129,25 @@ func Open(dir string, opts Options) (*DB, error) {
 	if len(opts.Key) != 32 {
 		return nil, fmt.Errorf("sqlite: the at-rest key must be 32 bytes, got %d", len(opts.Key))
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
+	}
+	bs := opts.Blobs
+	if bs == nil {
+		var err error
+		if bs, err = openBlobs(filepath.Join(dir, "blobs"), opts.Key); err != nil {
+			return nil, fmt.Errorf("sqlite: body store: %w", err)
+		}
 	}
 	lock, exclusive, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, "carepost.db")
+	if err := createPrivate(dir, path); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
 	pragmas := fmt.Sprintf("_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)&_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
 	// The writer: synchronous=NORMAL, a commit is written to the WAL and
 	// made durable by the syncer's fsync of that file (commit.go), or by
@@ -169,7 +189,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(0)
 	db := &DB{
-		dir: dir, key: opts.Key, w: w, r: r, ckpt: ckpt, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync,
+		dir: dir, key: opts.Key, blobs: bs, w: w, r: r, ckpt: ckpt, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync,
 		wstmts: newStmtCache(w), rstmts: newStmtCache(r),
 		window:    changeWindow(opts.ChangeWindow),
 		ops:       make(chan *op, maxBatch),
@@ -181,9 +201,15 @@ func Open(dir string, opts Options) (*DB, error) {
 		db.closeFiles()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
-	if err := db.initBlobs(context.Background(), exclusive); err != nil {
+	if err := db.reseal(context.Background()); err != nil {
 		db.closeFiles()
-		return nil, fmt.Errorf("sqlite: body store %s: %w", filepath.Join(dir, "blobs"), err)
+		return nil, fmt.Errorf("sqlite: seal again the data of %s: %w", dir, err)
+	}
+	if exclusive {
+		if err := db.sweepBlobs(context.Background()); err != nil {
+			db.closeFiles()
+			return nil, fmt.Errorf("sqlite: body store of %s: %w", dir, err)
+		}
 	}
 	if exclusive {
 		if err := shareLock(lock); err != nil {
@@ -191,7 +217,8 @@ func Open(dir string, opts Options) (*DB, error) {
 			return nil, err
 		}
 	}
-	// The migrations and the sweep committed without an fsync.
+	// The migrations, the new seals and the sweep committed without an
+	// fsync.
 	if err := db.syncWAL(); err != nil {
 		db.closeFiles()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	"carepost/crypto"
 	"carepost/storage"
 )
 
@@ -77,20 +76,14 @@ func headerEnd(b []byte) int {
 	return -1
 }
 
-// sealBytes seals a small plaintext in memory.
-func (db *DB) sealBytes(plain []byte) ([]byte, error) {
-	return crypto.SealBytes(plain, db.key)
-}
-
-func (db *DB) unsealBytes(sealed []byte) ([]byte, error) {
-	return crypto.OpenBytes(sealed, db.key)
-}
-
 const (
-	qDigestsAll = `SELECT m.uid, CASE WHEN ? THEN d.header END, CASE WHEN ? THEN d.summary END, d.header IS NULL
-	FROM messages m LEFT JOIN digests d ON d.blob_id = m.blob_id WHERE m.mailbox_id = ? ORDER BY m.uid`
-	qDigestsSome = `SELECT m.uid, CASE WHEN ? THEN d.header END, CASE WHEN ? THEN d.summary END, d.header IS NULL
-	FROM messages m LEFT JOIN digests d ON d.blob_id = m.blob_id WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?)) ORDER BY m.uid`
+	// The blob's name is read for the contexts the values are sealed
+	// for (seal.go); it comes before the inline body in the blobs row,
+	// so reading it does not walk the body's overflow pages.
+	qDigestsAll = `SELECT m.uid, b.name, CASE WHEN ? THEN d.header END, CASE WHEN ? THEN d.summary END, d.header IS NULL
+	FROM messages m JOIN blobs b ON b.id = m.blob_id LEFT JOIN digests d ON d.blob_id = m.blob_id WHERE m.mailbox_id = ? ORDER BY m.uid`
+	qDigestsSome = `SELECT m.uid, b.name, CASE WHEN ? THEN d.header END, CASE WHEN ? THEN d.summary END, d.header IS NULL
+	FROM messages m JOIN blobs b ON b.id = m.blob_id LEFT JOIN digests d ON d.blob_id = m.blob_id WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?)) ORDER BY m.uid`
 )
 
 // Digests implements storage.Store: one statement reads the sealed values,
@@ -102,6 +95,7 @@ func (db *DB) Digests(ctx context.Context, mailboxID int64, uids []uint32, heade
 	}
 	out := make([]storage.Digest, 0, len(uids))
 	var fromBody []int // indexes in out whose header is in the body only
+	var names []string // of the blobs of out, for their contexts
 	// One statement, no transaction (poolQ). An empty result is told
 	// apart from an unknown mailbox afterwards.
 	q := poolQ{db.rstmts}
@@ -121,9 +115,11 @@ func (db *DB) Digests(ctx context.Context, mailboxID int64, uids []uint32, heade
 			var d storage.Digest
 			var uid int64
 			var noHeader bool
-			if err := rows.Scan(&uid, &d.Header, &d.Summary, &noHeader); err != nil {
+			var name string
+			if err := rows.Scan(&uid, &name, &d.Header, &d.Summary, &noHeader); err != nil {
 				return err
 			}
+			names = append(names, name)
 			d.UID = uint32(uid)
 			if header && noHeader {
 				fromBody = append(fromBody, len(out))
@@ -144,12 +140,12 @@ func (db *DB) Digests(ctx context.Context, mailboxID int64, uids []uint32, heade
 	for i := range out {
 		d := &out[i]
 		if d.Header != nil {
-			if d.Header, err = db.unsealBytes(d.Header); err != nil {
+			if d.Header, err = db.unsealBytes(d.Header, headerContext(names[i])); err != nil {
 				return nil, fmt.Errorf("sqlite: open header of uid %d: %w", d.UID, err)
 			}
 		}
 		if d.Summary != nil {
-			if d.Summary, err = db.unsealBytes(d.Summary); err != nil {
+			if d.Summary, err = db.unsealBytes(d.Summary, summaryContext(names[i])); err != nil {
 				return nil, fmt.Errorf("sqlite: open summary of uid %d: %w", d.UID, err)
 			}
 		}

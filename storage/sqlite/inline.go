@@ -2,10 +2,13 @@ package sqlite
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"sync"
 
 	"carepost/crypto"
+	"carepost/storage"
 )
 
 // Small bodies live inside the database (issue #8, group commit).
@@ -18,10 +21,11 @@ import (
 // to a few hundred kilobytes), so a body up to InlineLimit is sealed in
 // memory and written into its blobs row: it becomes durable with the one
 // WAL fsync that commits the whole batch. Larger bodies stream to a file
-// as before, so that memory stays bounded: a body is held in memory at
-// most twice (plaintext and sealed) and only when it is small.
+// in the blob store (blobs.go), so that memory stays bounded: a body is
+// held in memory at most twice (plaintext and sealed) and only when it is
+// small.
 //
-// Sealing is the same format either way (crypto.NewSealWriter), so the
+// Sealing is the same format and context either way (seal.go), so the
 // encryption at rest and its tests do not depend on where a body lives.
 
 // DefaultInlineLimit is the InlineLimit when Options leaves it zero.
@@ -37,8 +41,8 @@ func inlineLimit(n int64) int64 {
 	return n
 }
 
-// sealedBody is a body ready to be referenced by a blobs row: either in a
-// file (data == nil) or inline (data holds the sealed bytes), with its
+// sealedBody is a body ready to be referenced by a blobs row: either in the
+// blob store (data == nil) or inline (data holds the sealed bytes), with its
 // header section sealed apart (header.go; nil if too long).
 type sealedBody struct {
 	name    string
@@ -48,8 +52,8 @@ type sealedBody struct {
 	summary []byte // sealed summary (storage.Summarizer), nil if none
 }
 
-// sealBody reads body and seals it inline when it fits, else into a file
-// (writeBlob), which is then durable before this returns. summary, when
+// sealBody reads body and seals it inline when it fits, else puts it in the
+// blob store, where it is durable before this returns. summary, when
 // not nil, is the message path's summary of body, kept whatever the size
 // of the body; nil runs the store's own summarizer on small bodies.
 func (db *DB) sealBody(body io.Reader, summary []byte) (sealedBody, error) {
@@ -60,17 +64,17 @@ func (db *DB) sealBody(body io.Reader, summary []byte) (sealedBody, error) {
 		return sb, err
 	}
 	if summary != nil {
-		if sb.summary, err = db.sealBytes(summary); err != nil {
+		if sb.summary, err = db.sealBytes(summary, summaryContext(sb.name)); err != nil {
 			if sb.data == nil {
-				removeFile(db.blobPath(sb.name))
+				db.deleteBlob(sb.name)
 			}
 			return sealedBody{}, err
 		}
 	}
 	if sec := hc.section(); sec != nil {
-		if sb.header, err = db.sealBytes(sec); err != nil {
+		if sb.header, err = db.sealBytes(sec, headerContext(sb.name)); err != nil {
 			if sb.data == nil {
-				removeFile(db.blobPath(sb.name))
+				db.deleteBlob(sb.name)
 			}
 			return sealedBody{}, err
 		}
@@ -98,22 +102,27 @@ func (db *DB) sealContent(body io.Reader, summarize bool) (sealedBody, error) {
 	if err != nil {
 		return sealedBody{}, err
 	}
+	// The name comes first: every sealed value of the body is bound to
+	// it (seal.go).
 	var sb sealedBody
+	if sb.name, err = newBlobName(); err != nil {
+		return sealedBody{}, err
+	}
 	if summarize && n <= limit {
 		if sum := db.summary(plain.Bytes()); sum != nil {
-			if sb.summary, err = db.sealBytes(sum); err != nil {
+			if sb.summary, err = db.sealBytes(sum, summaryContext(sb.name)); err != nil {
 				return sealedBody{}, err
 			}
 		}
 	}
 	if n > db.inline {
-		sb.name, sb.size, err = db.writeBlob(io.MultiReader(plain, body))
-		return sb, err
+		sb.size, err = db.blobs.Put(context.Background(), sb.name, io.MultiReader(plain, body))
+		if err != nil {
+			return sealedBody{}, fmt.Errorf("sqlite: store body: %w", err)
+		}
+		return sb, nil
 	}
-	if sb.data, err = db.sealBytes(plain.Bytes()); err != nil {
-		return sealedBody{}, err
-	}
-	if sb.name, err = newBlobName(); err != nil {
+	if sb.data, err = db.sealBytes(plain.Bytes(), bodyContext(sb.name)); err != nil {
 		return sealedBody{}, err
 	}
 	sb.size = n
@@ -148,10 +157,13 @@ func (db *DB) summary(plain []byte) (sum []byte) {
 
 // openInline opens a body kept in its blobs row: it is small, so it is
 // decrypted whole at once.
-func (db *DB) openInline(name string, size int64, data []byte) (*body, error) {
-	plain, err := crypto.OpenBytes(data, db.key)
+func (db *DB) openInline(name string, size int64, data []byte) (storage.Body, error) {
+	plain, err := db.unsealBytes(data, bodyContext(name))
 	if err != nil {
 		return nil, err
 	}
-	return checkSize(name, size, bytes.NewReader(plain))
+	if int64(len(plain)) != size {
+		return nil, fmt.Errorf("%w: %d bytes, %d recorded", crypto.ErrSealed, len(plain), size)
+	}
+	return inlineBody{bytes.NewReader(plain)}, nil
 }

@@ -173,3 +173,14 @@ CREATE TABLE account_changes (
 ) WITHOUT ROWID;
 CREATE INDEX account_changes_at ON account_changes(at);
 `
+
+// mailSchemaV6: every sealed value bound to its body (seal.go), sealed
+// format version 2. Sealing again what version 1 sealed is Go code
+// (reseal.go), run at Open while this row is there; the row goes once all
+// is sealed again, so a crash half-way resumes at the next Open.
+const mailSchemaV6 = `
+CREATE TABLE store_tasks (
+	task TEXT PRIMARY KEY
+) WITHOUT ROWID;
+INSERT INTO store_tasks (task) VALUES ('reseal-v2');
+`

@@ -180,7 +180,7 @@ func TestCorruptBody(t *testing.T) {
 	for _, uid := range []uint32{1, 2} {
 		var name string
 		db.r.QueryRow("SELECT b.name FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid = ?", inbox.ID, uid).Scan(&name)
-		files[uid] = db.blobPath(name)
+		files[uid] = filepath.Join(dir, "blobs", name[:2], name)
 	}
 	orig := map[uint32][]byte{}
 	for uid, p := range files {
@@ -237,6 +237,7 @@ func TestSweepOrphans(t *testing.T) {
 	db.Close()
 	orphan := filepath.Join(dir, "blobs", "ab", "ab"+strings.Repeat("0", 30))
 	other := filepath.Join(dir, "blobs", "ab", "README")
+	os.MkdirAll(filepath.Dir(orphan), 0o700) // made by the first body under it
 	os.WriteFile(orphan, []byte("left by a crash"), 0o600)
 	os.WriteFile(other, []byte("not ours"), 0o600)
 	db = openTest(t, dir)
@@ -265,6 +266,7 @@ func TestSecondOpenSharesAndDoesNotSweep(t *testing.T) {
 	// An orphan as a crashed delivery would leave, and a body being
 	// written by the first process (not committed yet) look the same.
 	orphan := filepath.Join(dir, "blobs", "00", "00112233445566778899aabbccddeeff")
+	os.MkdirAll(filepath.Dir(orphan), 0o700)
 	if err := os.WriteFile(orphan, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}

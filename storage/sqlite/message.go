@@ -142,7 +142,7 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 	drop := func() {
 		for _, sb := range sealed {
 			if sb.data == nil {
-				removeFile(db.blobPath(sb.name))
+				db.deleteBlob(sb.name)
 			}
 		}
 	}
@@ -418,5 +418,5 @@ func (db *DB) OpenBody(ctx context.Context, mailboxID int64, uid uint32) (storag
 		}
 		return b, nil
 	}
-	return db.openBlob(name, size)
+	return db.openBlob(ctx, name, size)
 }

@@ -14,4 +14,5 @@ var migrations = []string{
 	mailSchemaV4,
 	directorySchemaV2,
 	mailSchemaV5,
+	mailSchemaV6,
 }
