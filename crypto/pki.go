@@ -222,7 +222,10 @@ func writePair(certPath, keyPath string, der []byte, key any) error {
 	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	// 0600 although a certificate is public: nothing in the data
+	// directory is readable by others (issue 21), and the operator hands
+	// out the CA with `carepost pki`, not from this file.
+	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 }
 
 // writeFileAtomic writes to a temporary file, syncs it and renames it, so

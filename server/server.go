@@ -37,6 +37,7 @@ type Server struct {
 	listeners []net.Listener
 	closers   []func() error
 	serveLock *os.File // released last, once the store is closed
+	keyFile   string   // the at-rest key's file
 	wg        sync.WaitGroup
 }
 
@@ -96,6 +97,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		TLS:    tlsConfig,
 		addrs:  map[string]net.Addr{},
 	}
+	s.keyFile = keyFile
 	spoolDir := filepath.Join(cfg.Data, "spool")
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -119,6 +121,9 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.serveLock = lock
+	if w := atRestKeyWarning(cfg, s.keyFile); w != "" {
+		s.Logger.Warn(w, "at_rest_key_file", s.keyFile, "data", cfg.Data)
+	}
 	imapServer := imap.New(imap.Options{
 		Store:          s.Store,
 		Accounts:       imapAccounts{auth.NewAuthenticator(s.Dir), s.Store},
