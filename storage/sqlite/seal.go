@@ -30,8 +30,8 @@ import (
 // metadata in clear (messages.blob_id). A writer to the database can still
 // point a message of one account at another account's body; sealing
 // cannot prevent it, only authenticated metadata (a MAC over each message
-// row) would. docs/security.md states it among the limits of encryption
-// at rest.
+// row) would. README.md ("What is stored where") states it, with the
+// mailbox names, among what encryption at rest leaves in clear.
 
 func headerContext(name string) string  { return "header:" + name }
 func summaryContext(name string) string { return "summary:" + name }
