@@ -136,6 +136,19 @@ func TestSealReader(t *testing.T) {
 				t.Fatalf("%d bytes, %s: open: %v", n, name, err)
 			}
 		}
+		// WriteTo (io.Copy's choice): one Write per chunk, the header
+		// with the first.
+		r, _ := NewSealReader(bytes.NewReader(plain), key, testContext)
+		var w countingWriter
+		if _, err := io.Copy(&w, r); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := OpenBytes(w.buf.Bytes(), key, testContext); err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("%d bytes, WriteTo: open: %v", n, err)
+		}
+		if chunks := max(1, (n+sealChunkSize-1)/sealChunkSize); w.writes != chunks {
+			t.Fatalf("%d bytes, WriteTo: %d writes, want %d", n, w.writes, chunks)
+		}
 	}
 	// An error of the source comes back as it is.
 	boom := errors.New("boom")
@@ -143,4 +156,16 @@ func TestSealReader(t *testing.T) {
 	if _, err := io.ReadAll(r); err != boom {
 		t.Fatalf("source error: %v", err)
 	}
+}
+
+// countingWriter counts Writes; it has no ReadFrom, so that io.Copy uses
+// the reader's WriteTo.
+type countingWriter struct {
+	buf    bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.buf.Write(p)
 }

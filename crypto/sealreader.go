@@ -41,7 +41,7 @@ func NewSealReader(src io.Reader, key []byte, context string) (interface {
 	sr := &sealReader{
 		src: src, aead: aead, prefix: prefix, aad: aad,
 		plain: make([]byte, 0, sealChunkSize+1),
-		out:   make([]byte, 0, sealCTChunk),
+		out:   make([]byte, 0, sealHeaderLen+sealCTChunk),
 	}
 	sr.out = append(sr.out, aad[:sealHeaderLen]...)
 	return sr, nil
@@ -87,7 +87,10 @@ func (s *sealReader) next() {
 	}
 	chunk := s.plain[:min(len(s.plain), sealChunkSize)]
 	s.nonce = chunkNonce(s.nonce, s.prefix, s.n, final)
-	s.out, s.pos = s.aead.Seal(s.out[:0], s.nonce, chunk, s.aad), 0
+	// Bytes not yet read (the header, when WriteTo seals the first
+	// chunk) stay in front of the new chunk.
+	kept := copy(s.out, s.out[s.pos:])
+	s.out, s.pos = s.aead.Seal(s.out[:kept], s.nonce, chunk, s.aad), 0
 	s.n++
 	if final {
 		s.done = true
@@ -96,4 +99,31 @@ func (s *sealReader) next() {
 	// The byte read ahead starts the next chunk.
 	s.plain[0] = s.plain[sealChunkSize]
 	s.plain = s.plain[:1]
+}
+
+// WriteTo writes the sealed blob to w one chunk per Write, the header with
+// the first: io.Copy uses it, so that a file store needs no write buffer
+// of its own.
+func (s *sealReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if s.err != nil {
+			return total, s.err
+		}
+		if !s.done {
+			s.next()
+			if s.err != nil {
+				return total, s.err
+			}
+		}
+		n, err := w.Write(s.out[s.pos:])
+		s.pos += n
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+		if s.done && s.pos == len(s.out) {
+			return total, nil
+		}
+	}
 }

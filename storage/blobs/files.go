@@ -57,7 +57,7 @@ func checkName(name string) error {
 }
 
 // Put implements storage.BlobStore. Memory use is one 128 KiB write
-// buffer whatever the size of the blob.
+// buffer whatever the size of the blob, none when r is an io.WriterTo.
 func (fs *Files) Put(ctx context.Context, name string, r io.Reader) (n int64, err error) {
 	if err := checkName(name); err != nil {
 		return 0, err
@@ -76,11 +76,17 @@ func (fs *Files) Put(ctx context.Context, name string, r io.Reader) (n int64, er
 			os.Remove(path)
 		}
 	}()
-	bw := bufio.NewWriterSize(f, 128<<10)
-	if n, err = io.Copy(bw, r); err != nil {
-		return 0, fmt.Errorf("blobs: put %s: %w", name, err)
+	if wt, ok := r.(io.WriterTo); ok {
+		// A reader that writes in large pieces of its own (Sealed's
+		// 64 KiB chunks) needs no buffer: one Write per chunk.
+		n, err = wt.WriteTo(f)
+	} else {
+		bw := bufio.NewWriterSize(f, 128<<10)
+		if n, err = bw.ReadFrom(r); err == nil {
+			err = bw.Flush()
+		}
 	}
-	if err = bw.Flush(); err != nil {
+	if err != nil {
 		return 0, fmt.Errorf("blobs: put %s: %w", name, err)
 	}
 	if err = f.Sync(); err != nil {
