@@ -49,6 +49,34 @@ func (fs *Files) Path(name string) string {
 	return filepath.Join(fs.root, name[:2], name)
 }
 
+// MakeDirs creates ahead the directories of these name prefixes (their
+// first two characters), so that the first Put under each does not pay a
+// mkdir and an fsync of the root: storage/sqlite makes the 256 of its hex
+// names at Open, as a store fills them all within its first few hundred
+// bodies.
+func (fs *Files) MakeDirs(prefixes ...string) error {
+	created := false
+	for _, p := range prefixes {
+		if len(p) < 2 || !storage.ValidBlobName(p[:2]) {
+			return fmt.Errorf("%w: prefix %q", storage.ErrBlobName, p)
+		}
+		d := filepath.Join(fs.root, p[:2])
+		if _, err := os.Stat(d); err == nil {
+			continue
+		}
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("blobs: %w", err)
+		}
+		created = true
+	}
+	if created {
+		if err := syncDir(fs.root); err != nil {
+			return fmt.Errorf("blobs: %w", err)
+		}
+	}
+	return nil
+}
+
 func checkName(name string) error {
 	if !storage.ValidBlobName(name) {
 		return fmt.Errorf("%w: %q", storage.ErrBlobName, name)

@@ -23,7 +23,11 @@ func TestFilesModes(t *testing.T) {
 	if _, err := fs.Put(t.Context(), "ab12", strings.NewReader("x")); err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string]os.FileMode{root: 0o700, filepath.Join(root, "ab"): 0o700, fs.Path("ab12"): 0o600} {
+	if err := fs.MakeDirs("cd", "ef01"); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{root: 0o700, filepath.Join(root, "ab"): 0o700, fs.Path("ab12"): 0o600,
+		filepath.Join(root, "cd"): 0o700, filepath.Join(root, "ef"): 0o700} {
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)

@@ -32,6 +32,13 @@ func openBlobs(dir string, key []byte) (storage.BlobStore, error) {
 	if err != nil {
 		return nil, err
 	}
+	prefixes := make([]string, 256)
+	for i := range prefixes {
+		prefixes[i] = fmt.Sprintf("%02x", i)
+	}
+	if err := fs.MakeDirs(prefixes...); err != nil {
+		return nil, err
+	}
 	return blobs.Seal(fs, key, bodyPurpose), nil
 }
 

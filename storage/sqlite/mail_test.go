@@ -237,7 +237,6 @@ func TestSweepOrphans(t *testing.T) {
 	db.Close()
 	orphan := filepath.Join(dir, "blobs", "ab", "ab"+strings.Repeat("0", 30))
 	other := filepath.Join(dir, "blobs", "ab", "README")
-	os.MkdirAll(filepath.Dir(orphan), 0o700) // made by the first body under it
 	os.WriteFile(orphan, []byte("left by a crash"), 0o600)
 	os.WriteFile(other, []byte("not ours"), 0o600)
 	db = openTest(t, dir)
@@ -266,7 +265,6 @@ func TestSecondOpenSharesAndDoesNotSweep(t *testing.T) {
 	// An orphan as a crashed delivery would leave, and a body being
 	// written by the first process (not committed yet) look the same.
 	orphan := filepath.Join(dir, "blobs", "00", "00112233445566778899aabbccddeeff")
-	os.MkdirAll(filepath.Dir(orphan), 0o700)
 	if err := os.WriteFile(orphan, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
