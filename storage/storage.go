@@ -14,6 +14,10 @@
 //     concurrent delivery), flags, an internal date, a size and a MODSEQ, all
 //     stored, never recomputed; its body is immutable and encrypted at rest.
 //
+// Bodies are byte strings behind BlobStore (blob.go), with at-rest sealing
+// as a wrapper around any implementation (storage/blobs); a backend may keep
+// small ones in its own rows.
+//
 // Every write method is durable when it returns nil: the change is on stable
 // storage (fsync) before the caller acknowledges anything to a client.
 //
