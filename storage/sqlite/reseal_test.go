@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"database/sql"
 	"errors"
 	"io"
 	"os"
@@ -262,4 +263,45 @@ func TestSealedValuesBound(t *testing.T) {
 	if _, err := db.OpenBody(ctx, b.ID, 1); !errors.Is(err, crypto.ErrSealedV1) {
 		t.Fatalf("a version 1 body after the migration: %v, want ErrSealedV1", err)
 	}
+}
+
+// Two processes opening an old store at once both seal it again: the one
+// that comes second finds rows that are no longer what it read, changes
+// nothing, and removes the copy it made. Played here by running the
+// migration of a row read before another migration ran.
+func TestResealStaleRow(t *testing.T) {
+	dir := copyV1Store(t)
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "carepost.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stale resealRow
+	err = raw.QueryRow(`SELECT b.id, b.name, b.data, d.header, d.summary, d.blob_id IS NOT NULL
+		FROM blobs b LEFT JOIN digests d ON d.blob_id = b.id WHERE b.name = ?`, v1File).
+		Scan(&stale.id, &stale.name, &stale.data, &stale.header, &stale.summary, &stale.hasDigests)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldFile, err := os.ReadFile(filepath.Join(dir, "blobs", v1File[:2], v1File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(dir, Options{Key: testKey, InlineLimit: 1024, Summarize: storagetest.Summarize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// The other process's view: the version 1 file is still there.
+	if err := os.WriteFile(filepath.Join(dir, "blobs", v1File[:2], v1File), oldFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := blobFiles(t, dir)
+	if old, err := db.resealOne(t.Context(), stale); err != nil || old != "" {
+		t.Fatalf("resealOne of a stale row = %q, %v", old, err)
+	}
+	if after := blobFiles(t, dir); len(after) != len(before) {
+		t.Fatalf("body files %v, then %v: the stale migration left its copy", before, after)
+	}
+	checkV1Content(t, db)
 }
