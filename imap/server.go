@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -68,6 +69,10 @@ type Options struct {
 	TLSConfig      *tls.Config
 	Logger         *slog.Logger
 	MaxMessageSize int64 // APPEND limit
+	// ResyncInterval is how often every selected mailbox pulls its
+	// changes from the store whatever the store's hints said (pull.go);
+	// 0 means DefaultResyncInterval.
+	ResyncInterval time.Duration
 }
 
 // Appender is the message path's entry for APPEND (delivery.Pipeline).
@@ -126,6 +131,10 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}, digests: newDigestCache(digestCacheBytes)}
 	s.base, s.cancel = context.WithCancel(context.Background())
+	if opts.ResyncInterval <= 0 {
+		opts.ResyncInterval = DefaultResyncInterval
+	}
+	go s.resyncLoop(opts.ResyncInterval)
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			s.mu.Lock()
