@@ -68,6 +68,9 @@ type Options struct {
 	TLSConfig      *tls.Config
 	Logger         *slog.Logger
 	MaxMessageSize int64 // APPEND limit
+	// Sessions, when set, ends a session with BYE when its account is
+	// suspended or its credentials change (revoke.go).
+	Sessions *auth.Sessions
 }
 
 // Appender is the message path's entry for APPEND (delivery.Pipeline).
