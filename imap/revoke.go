@@ -1,5 +1,10 @@
 package imap
 
+import (
+	"errors"
+	"net"
+)
+
 // Ending a session from outside. When the account of a session is
 // suspended or its credentials change (a new password, a revoked
 // application password), auth.Sessions calls the session's end from its
@@ -13,6 +18,18 @@ package imap
 // DONE, which stops Idle. A command under way runs to its end against a
 // closed connection, as after any disconnection, and the library then
 // closes the session (Close, which unregisters it).
+
+// closedConn tells whether one of the library's log arguments is the
+// error of a read on a connection closed here: ending a session in IDLE
+// makes the library's wait for DONE fail so.
+func closedConn(args []any) bool {
+	for _, a := range args {
+		if err, ok := a.(error); ok && errors.Is(err, net.ErrClosed) {
+			return true
+		}
+	}
+	return false
+}
 
 // registerEnd registers the session of the principal that just logged in.
 func (s *session) registerEnd() {

@@ -170,5 +170,11 @@ func (s *Server) Close() error {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
+	if closedConn(args) {
+		// A connection the server closed (a session ended by
+		// revoke.go, or Close) while the library was reading: expected.
+		l.log.Debug(fmt.Sprintf(format, args...))
+		return
+	}
 	l.log.Warn(fmt.Sprintf(format, args...))
 }
