@@ -438,6 +438,8 @@ func TestMigrateHeadersToDigests(t *testing.T) {
 		"DROP TABLE digests",
 		// And before the steps that followed it.
 		"ALTER TABLE dir_members DROP COLUMN role",
+		"ALTER TABLE dir_entries DROP COLUMN cred_epoch",
+		"ALTER TABLE dir_entries DROP COLUMN cred_change",
 		fmt.Sprintf("PRAGMA user_version = %d", slices.Index(migrations, mailSchemaV4)),
 	} {
 		if _, err := raw.Exec(q); err != nil {
