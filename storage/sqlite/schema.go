@@ -13,5 +13,6 @@ var migrations = []string{
 	mailSchemaV3,
 	mailSchemaV4,
 	directorySchemaV2,
+	mailSchemaV5,
 	directorySchemaV3,
 }
