@@ -76,6 +76,10 @@ type Principal struct {
 	// member of, with its role in each: auth.Rights decides from them what
 	// it may do there.
 	Delegations []Delegation
+	// Epoch is the account's credential epoch read with the credentials
+	// that were checked (AccountState.Epoch): the session ends when it
+	// moves.
+	Epoch int64
 }
 
 // Route says where a recipient lives.

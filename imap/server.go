@@ -73,6 +73,9 @@ type Options struct {
 	// changes from the store whatever the store's hints said (pull.go);
 	// 0 means DefaultResyncInterval.
 	ResyncInterval time.Duration
+	// Sessions, when set, ends a session with BYE when its account is
+	// suspended or its credentials change (revoke.go).
+	Sessions *auth.Sessions
 }
 
 // Appender is the message path's entry for APPEND (delivery.Pipeline).
@@ -176,5 +179,11 @@ func (s *Server) Close() error {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
+	if closedConn(args) {
+		// A connection the server closed (a session ended by
+		// revoke.go, or Close) while the library was reading: expected.
+		l.log.Debug(fmt.Sprintf(format, args...))
+		return
+	}
 	l.log.Warn(fmt.Sprintf(format, args...))
 }

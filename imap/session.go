@@ -39,6 +39,8 @@ type session struct {
 	sel       *view  // selected mailbox, nil if none
 	selAcct   string // the account sel belongs to (the user's or a shared one)
 	closed    bool
+	// unregister takes the session out of Options.Sessions (revoke.go).
+	unregister func()
 }
 
 var (
@@ -91,6 +93,7 @@ func (s *session) Close() (err error) {
 	}
 	s.closed = true
 	defer s.srv.sessions.Done()
+	s.unregisterEnd()
 	if s.sel != nil {
 		s.sel.close()
 		s.sel = nil
@@ -118,6 +121,7 @@ func (s *session) Login(username, password string) (err error) {
 	}
 	s.principal, s.account = p, p.Address
 	s.srv.log.Info("login", "remote", s.remote(), "account", p.Address, "mechanism", p.Mechanism)
+	s.registerEnd()
 	return nil
 }
 

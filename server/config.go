@@ -10,8 +10,11 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"carepost/auth"
 )
 
 // Config is the whole configuration. The TOML keys mirror the command-line
@@ -35,6 +38,11 @@ type Config struct {
 	// no message can make parsing it cost more than its size.
 	MaxMIMEDepth int `toml:"max_mime_depth"`
 	MaxMIMEParts int `toml:"max_mime_parts"`
+	// SessionCheckInterval is how often the server reads the status and
+	// credential epoch of the accounts with open IMAP and SMTP sessions,
+	// to end those of an account suspended, or whose password was changed
+	// or application password revoked, by any process (auth.Sessions).
+	SessionCheckInterval Duration `toml:"session_check_interval"`
 
 	Listen ListenConfig `toml:"listen"`
 	TLS    TLSConfig    `toml:"tls"`
@@ -94,13 +102,14 @@ type DebugConfig struct {
 // Defaults returns the embedded default configuration (SPEC §11).
 func Defaults() Config {
 	return Config{
-		Data:           "./carepost-data",
-		Hostname:       "mail.carepost.test",
-		Domains:        []string{"carepost.test", "patient.carepost.test"},
-		PatientDomain:  "patient.carepost.test",
-		MaxMessageSize: 25 << 20,
-		MaxMIMEDepth:   64,
-		MaxMIMEParts:   10000,
+		Data:                 "./carepost-data",
+		Hostname:             "mail.carepost.test",
+		Domains:              []string{"carepost.test", "patient.carepost.test"},
+		PatientDomain:        "patient.carepost.test",
+		MaxMessageSize:       25 << 20,
+		MaxMIMEDepth:         64,
+		MaxMIMEParts:         10000,
+		SessionCheckInterval: Duration(auth.DefaultCheckInterval),
 		Listen: ListenConfig{
 			SMTP:        "127.0.0.1:2525",
 			Submission:  "127.0.0.1:5587",
@@ -177,6 +186,9 @@ func (c *Config) Validate() error {
 	if c.MaxMIMEParts < 2 || c.MaxMIMEParts > 100000 {
 		errs = append(errs, fmt.Errorf("max_mime_parts: %d is not between 2 and 100000 parts", c.MaxMIMEParts))
 	}
+	if d := time.Duration(c.SessionCheckInterval); d < 100*time.Millisecond || d > time.Minute {
+		errs = append(errs, fmt.Errorf("session_check_interval: %v is not between 100ms and 1m", d))
+	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("tls: set both cert and key, or neither (then the development PKI is used)"))
 	}
@@ -213,3 +225,20 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Duration is a time.Duration written in the configuration as "1s",
+// "500ms", "2m".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler (TOML strings).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as \"1s\" or \"500ms\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }

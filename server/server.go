@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"carepost/auth"
 	"carepost/crypto"
@@ -119,6 +120,10 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.serveLock = lock
+	// One watcher for every listener: the sessions of an account whose
+	// credentials or status change end, whichever process changed them.
+	sessions := auth.NewSessions(s.Dir, time.Duration(cfg.SessionCheckInterval), s.Logger.With("component", "sessions"))
+	s.closers = append(s.closers, sessions.Close)
 	imapServer := imap.New(imap.Options{
 		Store:          s.Store,
 		Accounts:       imapAccounts{auth.NewAuthenticator(s.Dir), s.Store},
@@ -126,6 +131,7 @@ func (s *Server) Start() error {
 		TLSConfig:      s.TLS,
 		Logger:         s.Logger.With("component", "imap"),
 		MaxMessageSize: cfg.MaxMessageSize,
+		Sessions:       sessions,
 	})
 	s.closers = append(s.closers, imapServer.Close)
 	newSMTP := func(mode smtp.Mode, implicit bool) *smtp.Server {
@@ -136,6 +142,7 @@ func (s *Server) Start() error {
 			ImplicitTLS:    implicit,
 			MaxMessageSize: cfg.MaxMessageSize,
 			Logger:         s.Logger.With("component", "smtp"),
+			Sessions:       sessions,
 		})
 		s.closers = append(s.closers, srv.Close)
 		return srv

@@ -85,6 +85,9 @@ type Options struct {
 	// MaxRecipients bounds RCPT per message (RFC 5321 §4.5.3.1.8 asks for
 	// at least 100).
 	MaxRecipients int
+	// Sessions, when set, ends an authenticated session with 421 when its
+	// account is suspended or its credentials change (revoke.go).
+	Sessions *auth.Sessions
 }
 
 // Defaults, after RFC 5321 §4.5.3.2 (the server waits 5 minutes for a

@@ -18,6 +18,9 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
+		// The steps after it first (directorySchemaV3).
+		"ALTER TABLE dir_entries DROP COLUMN cred_epoch",
+		"ALTER TABLE dir_entries DROP COLUMN cred_change",
 		"DROP TABLE tombstones",
 		"DROP TABLE account_changes",
 		"DROP INDEX messages_modseq",
