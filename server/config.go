@@ -30,6 +30,11 @@ type Config struct {
 	Domains []string `toml:"domains"`
 	// PatientDomain hosts patient mailboxes (<INS>@patient_domain).
 	PatientDomain string `toml:"patient_domain"`
+	// Postmaster is the mailbox (of a hosted domain, in the directory)
+	// that receives the mail of postmaster@ and abuse@ of every hosted
+	// domain (RFC 5321 §4.5.1, RFC 2142). Empty: such mail is refused
+	// with a sentence, and serve warns at start.
+	Postmaster string `toml:"postmaster"`
 	// MaxMessageSize is the largest message accepted, in bytes.
 	MaxMessageSize int64 `toml:"max_message_size"`
 	// MaxMIMEDepth and MaxMIMEParts bound the MIME structure of a message
@@ -175,6 +180,17 @@ func (c *Config) Validate() error {
 		}
 		if !found {
 			errs = append(errs, fmt.Errorf("patient_domain: %q must also be listed in domains", c.PatientDomain))
+		}
+	}
+	if c.Postmaster != "" {
+		c.Postmaster = strings.ToLower(strings.TrimSpace(c.Postmaster))
+		at := strings.LastIndexByte(c.Postmaster, '@')
+		hosted := false
+		for _, d := range c.Domains {
+			hosted = hosted || (at > 0 && c.Postmaster[at+1:] == d)
+		}
+		if !hosted {
+			errs = append(errs, fmt.Errorf("postmaster: %q must be an address of one of the hosted domains", c.Postmaster))
 		}
 	}
 	if c.MaxMessageSize < 1024 {

@@ -87,7 +87,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain})
+	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain, Postmaster: cfg.Postmaster})
 	s := &Server{
 		Config: cfg,
 		Logger: logger,
@@ -120,6 +120,11 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.serveLock = lock
+	if cfg.Postmaster == "" {
+		s.Logger.Warn("no postmaster mailbox: mail for postmaster@ and abuse@ of the hosted domains is refused; set postmaster in the configuration to a mailbox of the directory (RFC 5321 §4.5.1 requires one)")
+	} else if e, err := s.Dir.Lookup(context.Background(), cfg.Postmaster); err != nil || e.Status != directory.StatusActive {
+		s.Logger.Warn("the postmaster mailbox is not an active mailbox of the directory: mail for postmaster@ and abuse@ will fail until it is", "postmaster", cfg.Postmaster)
+	}
 	// One watcher for every listener: the sessions of an account whose
 	// credentials or status change end, whichever process changed them.
 	sessions := auth.NewSessions(s.Dir, time.Duration(cfg.SessionCheckInterval), s.Logger.With("component", "sessions"))
