@@ -244,6 +244,13 @@ func (s *session) resolve(ctx context.Context, name string) (target, error) {
 		if name == sharedPrefix {
 			return target{}, errNoSelect(name)
 		}
+		if first, _, _ := strings.Cut(name, string(storage.Delimiter)); strings.EqualFold(first, sharedPrefix) {
+			// "shared/cardio@…/INBOX" would be a folder of the user's own
+			// that a client showing names without case would mistake for
+			// the team's: the namespace's name is reserved in any case.
+			return target{}, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+				Text: "The name " + sharedPrefix + ", in any case, is reserved for the shared mailboxes"}
+		}
 		return target{account: s.account, name: name}, nil
 	}
 	addr, folder, _ := strings.Cut(rest, string(storage.Delimiter))
