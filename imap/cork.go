@@ -41,6 +41,10 @@ type corkConn struct {
 	err error   // the first write error while corked
 }
 
+// NetConn returns the connection below, where the listener's limits
+// (limit.PacerOf) are found.
+func (c *corkConn) NetConn() net.Conn { return c.Conn }
+
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

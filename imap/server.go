@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -68,6 +69,8 @@ type Options struct {
 	TLSConfig      *tls.Config
 	Logger         *slog.Logger
 	MaxMessageSize int64 // APPEND limit
+	// LiteralTimeout bounds a whole APPEND literal (imap/limits.go).
+	LiteralTimeout time.Duration
 }
 
 // Appender is the message path's entry for APPEND (delivery.Pipeline).
@@ -123,6 +126,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = 25 << 20
+	}
+	if opts.LiteralTimeout <= 0 {
+		opts.LiteralTimeout = DefaultLiteralTimeout
 	}
 	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}, digests: newDigestCache(digestCacheBytes)}
 	s.base, s.cancel = context.WithCancel(context.Background())

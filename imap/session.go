@@ -57,6 +57,7 @@ func (s *session) ctx() (context.Context, context.CancelFunc) {
 	if h := panicHook.Load(); h != nil {
 		(*h)(s.account)
 	}
+	s.pace() // imap/limits.go
 	base := s.srv.base
 	if s.principal != nil {
 		base = auth.WithPrincipal(base, s.principal)
