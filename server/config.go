@@ -270,8 +270,8 @@ func (l LimitsConfig) validate() []error {
 	if l.HandshakeTimeout < time.Second || l.HandshakeTimeout > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("limits.handshake_timeout: %v is not between 1s and 5m", l.HandshakeTimeout))
 	}
-	if l.TransferTimeout < time.Minute || l.TransferTimeout > 24*time.Hour {
-		errs = append(errs, fmt.Errorf("limits.transfer_timeout: %v is not between 1m and 24h", l.TransferTimeout))
+	if l.TransferTimeout < time.Second || l.TransferTimeout > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("limits.transfer_timeout: %v is not between 1s and 24h", l.TransferTimeout))
 	}
 	if l.CommandsPerSecond < 0 || l.CommandsPerSecond > 100_000 {
 		errs = append(errs, fmt.Errorf("limits.commands_per_second: %d is not between 0 (no limit) and 100000", l.CommandsPerSecond))
