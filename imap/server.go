@@ -140,7 +140,9 @@ func New(opts Options) *Server {
 				return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "The server is shutting down"}
 			}
 			s.sessions.Add(1)
-			return newSession(s, c), nil, nil
+			sess := newSession(s, c)
+			sess.guardInput() // imap/syntax.go
+			return sess, nil, nil
 		},
 		Caps:         capabilities,
 		Logger:       slogPrintf{s.log},

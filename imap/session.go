@@ -39,6 +39,7 @@ type session struct {
 	sel       *view  // selected mailbox, nil if none
 	selAcct   string // the account sel belongs to (the user's or a shared one)
 	closed    bool
+	bad       pendingBad // imap/syntax.go
 }
 
 var (
@@ -207,6 +208,9 @@ func calledFrom(fn string) bool {
 // "Shared/" (RFC 2342).
 func (s *session) Namespace() (_ *imap.NamespaceData, err error) {
 	defer s.guard("namespace", &err)
+	if err := s.takePendingBad(); err != nil { // imap/syntax.go
+		return nil, err
+	}
 	return &imap.NamespaceData{
 		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: storage.Delimiter}},
 		Other:    []imap.NamespaceDescriptor{{Prefix: sharedPrefix + string(storage.Delimiter), Delim: storage.Delimiter}},
