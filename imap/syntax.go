@@ -298,7 +298,7 @@ func (g *inputGuard) replace(reason string, ended bool) {
 // a tag not ended within the first 64 bytes is none.
 func commandName(line []byte) (tag, name string) {
 	head := line[:min(len(line), 64)]
-	if bytes.IndexAny(head, " \r\n") < 0 {
+	if !bytes.ContainsAny(head, " \r\n") {
 		return "", ""
 	}
 	f := strings.Fields(string(head))
