@@ -72,6 +72,7 @@ func (a *Authenticator) Plain(ctx context.Context, username, password, source st
 		Mechanism:   MechPlain,
 		Source:      source,
 		Delegations: slices.Clone(dp.Delegations),
+		Epoch:       dp.Epoch,
 	}, nil
 }
 

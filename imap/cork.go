@@ -91,6 +91,13 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Close sends what is corked first: a BYE written from another goroutine
+// in the middle of a FETCH (revoke.go) is not lost with the connection.
+func (c *corkConn) Close() error {
+	c.uncork()
+	return c.Conn.Close()
+}
+
 func (c *corkConn) flushLocked() error {
 	if len(*c.buf) > 0 && c.err == nil {
 		_, c.err = c.Conn.Write(*c.buf)

@@ -14,7 +14,7 @@ import (
 // the server ends the session with BYE and a sentence, stores nothing,
 // and other sessions go on.
 func TestLiteralOverallDeadline(t *testing.T) {
-	srv, users := startWith(t, func(c *server.Config) { c.Limits.TransferTimeout = 2 * time.Second }, "alice")
+	srv, users := startWith(t, func(c *server.Config) { c.Limits.TransferTimeout = server.Duration(2 * time.Second) }, "alice")
 	alice := users[0]
 	other := login(t, srv, alice)
 	r := login(t, srv, alice)

@@ -71,6 +71,13 @@ type Options struct {
 	MaxMessageSize int64 // APPEND limit
 	// LiteralTimeout bounds a whole APPEND literal (imap/limits.go).
 	LiteralTimeout time.Duration
+	// ResyncInterval is how often every selected mailbox pulls its
+	// changes from the store whatever the store's hints said (pull.go);
+	// 0 means DefaultResyncInterval.
+	ResyncInterval time.Duration
+	// Sessions, when set, ends a session with BYE when its account is
+	// suspended or its credentials change (revoke.go).
+	Sessions *auth.Sessions
 }
 
 // Appender is the message path's entry for APPEND (delivery.Pipeline).
@@ -132,6 +139,10 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}, digests: newDigestCache(digestCacheBytes)}
 	s.base, s.cancel = context.WithCancel(context.Background())
+	if opts.ResyncInterval <= 0 {
+		opts.ResyncInterval = DefaultResyncInterval
+	}
+	go s.resyncLoop(opts.ResyncInterval)
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			s.mu.Lock()
@@ -175,5 +186,11 @@ func (s *Server) Close() error {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
+	if closedConn(args) {
+		// A connection the server closed (a session ended by
+		// revoke.go, or Close) while the library was reading: expected.
+		l.log.Debug(fmt.Sprintf(format, args...))
+		return
+	}
 	l.log.Warn(fmt.Sprintf(format, args...))
 }

@@ -40,6 +40,8 @@ type session struct {
 	selAcct   string // the account sel belongs to (the user's or a shared one)
 	closed    bool
 	bad       pendingBad // imap/syntax.go
+	// unregister takes the session out of Options.Sessions (revoke.go).
+	unregister func()
 }
 
 var (
@@ -93,6 +95,7 @@ func (s *session) Close() (err error) {
 	}
 	s.closed = true
 	defer s.srv.sessions.Done()
+	s.unregisterEnd()
 	if s.sel != nil {
 		s.sel.close()
 		s.sel = nil
@@ -120,6 +123,7 @@ func (s *session) Login(username, password string) (err error) {
 	}
 	s.principal, s.account = p, p.Address
 	s.srv.log.Info("login", "remote", s.remote(), "account", p.Address, "mechanism", p.Mechanism)
+	s.registerEnd()
 	return nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"carepost/auth"
 )
 
 // Config is the whole configuration. The TOML keys mirror the command-line
@@ -28,6 +30,11 @@ type Config struct {
 	Domains []string `toml:"domains"`
 	// PatientDomain hosts patient mailboxes (<INS>@patient_domain).
 	PatientDomain string `toml:"patient_domain"`
+	// Postmaster is the mailbox (of a hosted domain, in the directory)
+	// that receives the mail of postmaster@ and abuse@ of every hosted
+	// domain (RFC 5321 §4.5.1, RFC 2142). Empty: such mail is refused
+	// with a sentence, and serve warns at start.
+	Postmaster string `toml:"postmaster"`
 	// MaxMessageSize is the largest message accepted, in bytes.
 	MaxMessageSize int64 `toml:"max_message_size"`
 	// MaxMIMEDepth and MaxMIMEParts bound the MIME structure of a message
@@ -36,6 +43,11 @@ type Config struct {
 	// no message can make parsing it cost more than its size.
 	MaxMIMEDepth int `toml:"max_mime_depth"`
 	MaxMIMEParts int `toml:"max_mime_parts"`
+	// SessionCheckInterval is how often the server reads the status and
+	// credential epoch of the accounts with open IMAP and SMTP sessions,
+	// to end those of an account suspended, or whose password was changed
+	// or application password revoked, by any process (auth.Sessions).
+	SessionCheckInterval Duration `toml:"session_check_interval"`
 
 	Listen ListenConfig `toml:"listen"`
 	Limits LimitsConfig `toml:"limits"`
@@ -81,17 +93,17 @@ type LimitsConfig struct {
 	// listeners (a client that never sends its ClientHello is closed)
 	// and whatever precedes the greeting; the protocol libraries bound
 	// the greeting's write and each command afterwards.
-	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	// TransferTimeout bounds a whole SMTP DATA or BDAT transfer and a
 	// whole IMAP APPEND literal, beside the timeout on each read.
-	TransferTimeout time.Duration `toml:"transfer_timeout"`
+	TransferTimeout Duration `toml:"transfer_timeout"`
 	// CommandsPerSecond: past this rate (with a burst of two seconds'
 	// worth), a session's commands wait their turn; 0 disables it.
 	CommandsPerSecond int `toml:"commands_per_second"`
 	// LoginDelayMax bounds the delay a failed login adds to the next
 	// attempts on the same account or from the same address (the delay
 	// doubles from one second at each failure after five).
-	LoginDelayMax time.Duration `toml:"login_delay_max"`
+	LoginDelayMax Duration `toml:"login_delay_max"`
 }
 
 // TLSConfig points to an operator's certificate. When both are empty the
@@ -130,13 +142,14 @@ type DebugConfig struct {
 // Defaults returns the embedded default configuration (SPEC §11).
 func Defaults() Config {
 	return Config{
-		Data:           "./carepost-data",
-		Hostname:       "mail.carepost.test",
-		Domains:        []string{"carepost.test", "patient.carepost.test"},
-		PatientDomain:  "patient.carepost.test",
-		MaxMessageSize: 25 << 20,
-		MaxMIMEDepth:   64,
-		MaxMIMEParts:   10000,
+		Data:                 "./carepost-data",
+		Hostname:             "mail.carepost.test",
+		Domains:              []string{"carepost.test", "patient.carepost.test"},
+		PatientDomain:        "patient.carepost.test",
+		MaxMessageSize:       25 << 20,
+		MaxMIMEDepth:         64,
+		MaxMIMEParts:         10000,
+		SessionCheckInterval: Duration(auth.DefaultCheckInterval),
 		Listen: ListenConfig{
 			SMTP:        "127.0.0.1:2525",
 			Submission:  "127.0.0.1:5587",
@@ -148,10 +161,10 @@ func Defaults() Config {
 		Limits: LimitsConfig{
 			ConnectionsPerAddress: 100,
 			Connections:           3000,
-			HandshakeTimeout:      20 * time.Second,
-			TransferTimeout:       30 * time.Minute,
+			HandshakeTimeout:      Duration(20 * time.Second),
+			TransferTimeout:       Duration(30 * time.Minute),
 			CommandsPerSecond:     50,
-			LoginDelayMax:         15 * time.Second,
+			LoginDelayMax:         Duration(15 * time.Second),
 		},
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Store: StoreConfig{FlagSync: "deferred"},
@@ -212,6 +225,17 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("patient_domain: %q must also be listed in domains", c.PatientDomain))
 		}
 	}
+	if c.Postmaster != "" {
+		c.Postmaster = strings.ToLower(strings.TrimSpace(c.Postmaster))
+		at := strings.LastIndexByte(c.Postmaster, '@')
+		hosted := false
+		for _, d := range c.Domains {
+			hosted = hosted || (at > 0 && c.Postmaster[at+1:] == d)
+		}
+		if !hosted {
+			errs = append(errs, fmt.Errorf("postmaster: %q must be an address of one of the hosted domains", c.Postmaster))
+		}
+	}
 	if c.MaxMessageSize < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_size: %d bytes is too small", c.MaxMessageSize))
 	}
@@ -220,6 +244,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMIMEParts < 2 || c.MaxMIMEParts > 100000 {
 		errs = append(errs, fmt.Errorf("max_mime_parts: %d is not between 2 and 100000 parts", c.MaxMIMEParts))
+	}
+	if d := time.Duration(c.SessionCheckInterval); d < 100*time.Millisecond || d > time.Minute {
+		errs = append(errs, fmt.Errorf("session_check_interval: %v is not between 100ms and 1m", d))
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("tls: set both cert and key, or neither (then the development PKI is used)"))
@@ -267,17 +294,34 @@ func (l LimitsConfig) validate() []error {
 	if l.ConnectionsPerAddress < 1 || l.ConnectionsPerAddress > l.Connections {
 		errs = append(errs, fmt.Errorf("limits.connections_per_address: %d is not between 1 and limits.connections (%d)", l.ConnectionsPerAddress, l.Connections))
 	}
-	if l.HandshakeTimeout < time.Second || l.HandshakeTimeout > 5*time.Minute {
-		errs = append(errs, fmt.Errorf("limits.handshake_timeout: %v is not between 1s and 5m", l.HandshakeTimeout))
+	if d := time.Duration(l.HandshakeTimeout); d < time.Second || d > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("limits.handshake_timeout: %v is not between 1s and 5m", d))
 	}
-	if l.TransferTimeout < time.Second || l.TransferTimeout > 24*time.Hour {
-		errs = append(errs, fmt.Errorf("limits.transfer_timeout: %v is not between 1s and 24h", l.TransferTimeout))
+	if d := time.Duration(l.TransferTimeout); d < time.Second || d > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("limits.transfer_timeout: %v is not between 1s and 24h", d))
 	}
 	if l.CommandsPerSecond < 0 || l.CommandsPerSecond > 100_000 {
 		errs = append(errs, fmt.Errorf("limits.commands_per_second: %d is not between 0 (no limit) and 100000", l.CommandsPerSecond))
 	}
-	if l.LoginDelayMax < time.Second || l.LoginDelayMax > 10*time.Minute {
-		errs = append(errs, fmt.Errorf("limits.login_delay_max: %v is not between 1s and 10m", l.LoginDelayMax))
+	if d := time.Duration(l.LoginDelayMax); d < time.Second || d > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("limits.login_delay_max: %v is not between 1s and 10m", d))
 	}
 	return errs
 }
+
+// Duration is a time.Duration written in the configuration as "1s",
+// "500ms", "2m".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler (TOML strings).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as \"1s\" or \"500ms\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }

@@ -9,8 +9,8 @@ import (
 // Every [limits] key is validated with a sentence naming it.
 func TestLimitsConfigNamesTheKey(t *testing.T) {
 	cfg := Defaults()
-	cfg.Limits = LimitsConfig{ConnectionsPerAddress: 0, Connections: -1, HandshakeTimeout: time.Hour,
-		TransferTimeout: 0, CommandsPerSecond: -1, LoginDelayMax: time.Millisecond}
+	cfg.Limits = LimitsConfig{ConnectionsPerAddress: 0, Connections: -1, HandshakeTimeout: Duration(time.Hour),
+		TransferTimeout: 0, CommandsPerSecond: -1, LoginDelayMax: Duration(time.Millisecond)}
 	err := cfg.Validate()
 	for _, key := range []string{"limits.connections_per_address", "limits.connections:", "limits.handshake_timeout",
 		"limits.transfer_timeout", "limits.commands_per_second", "limits.login_delay_max"} {

@@ -98,7 +98,7 @@ func TestConnectionFlood(t *testing.T) {
 	}
 	lt := &captureTB{TB: t}
 	srv := servertest.Start(lt, func(c *server.Config) {
-		c.Limits.HandshakeTimeout = 3 * time.Second
+		c.Limits.HandshakeTimeout = server.Duration(3 * time.Second)
 	})
 	alice := srv.AddProfessional("alice", password)
 	if err := submit(t, srv, alice, alice, []string{alice}, message(alice, alice, "through the flood", "still here")); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"carepost/auth"
 	"carepost/crypto"
@@ -86,7 +87,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain})
+	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain, Postmaster: cfg.Postmaster})
 	s := &Server{
 		Config: cfg,
 		Logger: logger,
@@ -119,10 +120,19 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.serveLock = lock
+	if cfg.Postmaster == "" {
+		s.Logger.Warn("no postmaster mailbox: mail for postmaster@ and abuse@ of the hosted domains is refused; set postmaster in the configuration to a mailbox of the directory (RFC 5321 §4.5.1 requires one)")
+	} else if e, err := s.Dir.Lookup(context.Background(), cfg.Postmaster); err != nil || e.Status != directory.StatusActive {
+		s.Logger.Warn("the postmaster mailbox is not an active mailbox of the directory: mail for postmaster@ and abuse@ will fail until it is", "postmaster", cfg.Postmaster)
+	}
+	// One watcher for every listener: the sessions of an account whose
+	// credentials or status change end, whichever process changed them.
+	sessions := auth.NewSessions(s.Dir, time.Duration(cfg.SessionCheckInterval), s.Logger.With("component", "sessions"))
+	s.closers = append(s.closers, sessions.Close)
 	// One limiter of password guesses for every listener, so that IMAP
 	// and SMTP AUTH count the same failures (auth.MemoryLimiter: this
 	// process only).
-	authn := auth.NewLimitedAuthenticator(s.Dir, auth.NewMemoryLimiter(cfg.Limits.LoginDelayMax))
+	authn := auth.NewLimitedAuthenticator(s.Dir, auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
 	imapServer := imap.New(imap.Options{
 		Store:          s.Store,
 		Accounts:       imapAccounts{authn, s.Store},
@@ -130,7 +140,8 @@ func (s *Server) Start() error {
 		TLSConfig:      s.TLS,
 		Logger:         s.Logger.With("component", "imap"),
 		MaxMessageSize: cfg.MaxMessageSize,
-		LiteralTimeout: cfg.Limits.TransferTimeout,
+		LiteralTimeout: time.Duration(cfg.Limits.TransferTimeout),
+		Sessions:       sessions,
 	})
 	s.closers = append(s.closers, imapServer.Close)
 	newSMTP := func(mode smtp.Mode, implicit bool) *smtp.Server {
@@ -141,8 +152,9 @@ func (s *Server) Start() error {
 			ImplicitTLS:    implicit,
 			MaxMessageSize: cfg.MaxMessageSize,
 			Logger:         s.Logger.With("component", "smtp"),
-			DataTimeout:    cfg.Limits.TransferTimeout,
+			DataTimeout:    time.Duration(cfg.Limits.TransferTimeout),
 			Authenticator:  authn,
+			Sessions:       sessions,
 		})
 		s.closers = append(s.closers, srv.Close)
 		return srv
@@ -186,7 +198,7 @@ func (s *Server) Start() error {
 			ln = imap.Listener(ln) // below TLS: see imap/cork.go
 		}
 		if l.tls {
-			ln = newHandshakeListener(ln, s.TLS, cfg.Limits.HandshakeTimeout, s.Logger, l.name)
+			ln = newHandshakeListener(ln, s.TLS, time.Duration(cfg.Limits.HandshakeTimeout), s.Logger, l.name)
 		}
 		s.wg.Add(1)
 		go func(l listener, ln net.Listener) {
@@ -214,7 +226,7 @@ func (s *Server) limitListener(ln net.Listener, name string, implicitTLS bool) n
 	}
 	lim := s.Config.Limits
 	return newLimitListener(ln, listenerLimits{name: "listen." + name, perSource: lim.ConnectionsPerAddress,
-		total: lim.Connections, handshake: lim.HandshakeTimeout, rate: lim.CommandsPerSecond, refuse: refuse}, s.Logger)
+		total: lim.Connections, handshake: time.Duration(lim.HandshakeTimeout), rate: lim.CommandsPerSecond, refuse: refuse}, s.Logger)
 }
 
 func tlsMode(implicit bool) string {

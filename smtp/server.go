@@ -92,6 +92,9 @@ type Options struct {
 	// with a limiter of its own. The server passes the one it gives IMAP,
 	// so that both count the same failed logins (auth.Limiter).
 	Authenticator *auth.Authenticator
+	// Sessions, when set, ends an authenticated session with 421 when its
+	// account is suspended or its credentials change (revoke.go).
+	Sessions *auth.Sessions
 }
 
 // Defaults, after RFC 5321 §4.5.3.2 (the server waits 5 minutes for a

@@ -31,6 +31,8 @@ type session struct {
 	principal *auth.Principal // after AUTH (submission); also in ctx
 	tx        *delivery.Transaction
 	from      string
+
+	end endState // revoke.go
 }
 
 var (
@@ -92,6 +94,7 @@ func (ss *session) authPlain(identity, username, password string) error {
 			// In the context too: what the message path and the store
 			// do for this session is done by p (Change.Actor).
 			ss.principal, ss.ctx = p, auth.WithPrincipal(ss.ctx, p)
+			ss.registerEnd(p)
 			ss.s.log.Info("auth ok", "remote", ss.remote, "user", p.Address, "mechanism", p.Mechanism)
 			return nil
 		}
@@ -168,6 +171,10 @@ func (ss *session) Data(r io.Reader) error {
 	if tx == nil {
 		return reply(stepData, refusal.New(refusal.BadSequence, "", nil, "The sender and the recipients must be given before the message."), 0)
 	}
+	if err := ss.enterData(); err != nil {
+		return err
+	}
+	defer ss.leaveData()
 	ss.pace()
 	body := ss.bodyReader(r)
 	err := tx.Deliver(ss.ctx, body)
@@ -228,10 +235,12 @@ func (ss *session) Reset() {
 		ss.tx.Abort()
 	}
 	ss.tx, ss.from = nil, ""
+	ss.closeIfEnded()
 }
 
 // Logout ends the session; it may run concurrently with Data (Server.Close).
 func (ss *session) Logout() error {
 	ss.cancel()
+	ss.unregisterEnd()
 	return nil
 }

@@ -16,6 +16,45 @@
 //
 // Every write method is durable when it returns nil: the change is on stable
 // storage (fsync) before the caller acknowledges anything to a client.
+//
+// Contracts every backend keeps (storagetest checks each), so that callers,
+// caches and a cluster of nodes can rely on them:
+//   - Identifiers are never reused. A mailbox ID names one mailbox for the
+//     life of the store: a mailbox deleted and created again, under any
+//     name, gets a new ID (and a new UIDVALIDITY). A message is named by
+//     its mailbox ID and UID, and UIDs only grow (UIDNEXT). Where a
+//     backend names bodies (files, blobs), no two bodies ever share a
+//     name, so a reader of a removed body never gets another. A cache
+//     keyed by them never mistakes a new object for a gone one.
+//   - Every write tells the caller the MODSEQ it made: FlagUpdate.ModSeq,
+//     Appended.ModSeq, CopyResult.ModSeq and SourceModSeq,
+//     ExpungeResult.ModSeq. A session confirms its own writes from them,
+//     not from Watch. Others may have written in between: it goes on
+//     pulling Changes from the MODSEQ it last read, where its own
+//     changes come back with the MODSEQ it already knows and can be
+//     skipped.
+//   - Changes(since) is exact within a retention window (see Changes):
+//     an expunge leaves a tombstone (mailbox, UID, MODSEQ) that is kept
+//     at least that long, and is dropped with its mailbox. Past the
+//     window the answer says Truncated, never a silently short list.
+//     Account changes (mailboxes created, deleted, renamed,
+//     subscriptions) are kept the same way (AccountChanges).
+//   - Writes that touch several mailboxes (Copy, Move, a Deliver to
+//     several targets) lock the mailboxes they change in ascending
+//     mailbox ID order, whatever the order of the arguments, so that a
+//     MOVE A→B racing a MOVE B→A cannot deadlock on a database that locks
+//     rows (PostgreSQL's SELECT … FOR UPDATE or UPDATE of the mailbox
+//     rows). A backend with a single write lock (SQLite) keeps the order
+//     trivially.
+//   - \Recent (RFC 3501 §2.3.2; gone from IMAP4rev2) is best effort and
+//     per server: a message is recent for one session of the server (or
+//     of the node) that claims it, a crash may show it as recent again,
+//     and sessions on different nodes of a cluster may each see it as
+//     recent. Nothing but the \Recent flag depends on it.
+//   - The store is shared: several Store values (processes on one data
+//     directory, nodes of a cluster) may work on one store at once; each
+//     sees what the others committed through its reads and Changes, and
+//     through Watch only where the backend can notify across them.
 package storage
 
 import (
@@ -213,6 +252,12 @@ type CopyResult struct {
 	UIDValidity uint32 // of the destination
 	SourceUIDs  []uint32
 	DestUIDs    []uint32
+	// ModSeq is the destination's HIGHESTMODSEQ after the call (the
+	// MODSEQ of the copies when there are any).
+	ModSeq uint64
+	// SourceModSeq is, for Move, the source's HIGHESTMODSEQ after the
+	// call (the MODSEQ of its expunges when there are any); 0 for Copy.
+	SourceModSeq uint64
 }
 
 // Store is the mail store. Methods taking a mailbox ID return ErrNoMailbox
@@ -264,13 +309,17 @@ type Store interface {
 	// caller claimed them all first. It is one small write, and cheap
 	// when there is nothing to claim. Unlike the other writes it need not
 	// be durable when it returns: a crash may show some messages as
-	// \Recent once more, which RFC 3501 allows (\Recent is a hint).
+	// \Recent once more, which RFC 3501 allows (\Recent is a hint, best
+	// effort and per server: see the package comment).
 	ClaimRecent(ctx context.Context, mailboxID int64, upToUID uint32) (firstClaimed uint32, err error)
 
 	// Deliver stores one body once and a copy of it in every target mailbox,
 	// atomically: on nil error every copy is durable, on error none is.
-	// Concurrent calls may be committed together (group commit). It is
-	// DeliverAll with one Delivery and no summary.
+	// Concurrent calls may be committed together (group commit). Each
+	// Appended.ModSeq is the MODSEQ of that copy, its mailbox's
+	// HIGHESTMODSEQ right after it (the last Appended of a mailbox named
+	// twice carries the mailbox's HIGHESTMODSEQ after the call).
+	// It is DeliverAll with one Delivery and no summary.
 	Deliver(ctx context.Context, body io.Reader, targets []Target) ([]Appended, error)
 	// DeliverAll stores several versions of one message (the message path
 	// gives each recipient the version its transforms made: a decrypted
@@ -306,20 +355,62 @@ type Store interface {
 	StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op FlagOp, flags []string) ([]FlagUpdate, error)
 	// Copy copies messages (without copying bodies) into another mailbox,
 	// keeping flags and internal dates, with new UIDs in source UID order.
+	// The result carries the destination's new HIGHESTMODSEQ.
 	Copy(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (CopyResult, error)
 	// Move is Copy followed by the expunge of the sources, atomically
-	// (RFC 6851 §3.3: either all of it happens or none).
+	// (RFC 6851 §3.3: either all of it happens or none). The sources
+	// leave tombstones, as with Expunge.
 	Move(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (CopyResult, error)
 	// Expunge removes messages flagged \Deleted: among uids when uids is not
-	// nil, or all of them. It returns the expunged UIDs, ascending.
-	Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error)
+	// nil, or all of them. It returns the expunged UIDs, ascending, and
+	// the mailbox's HIGHESTMODSEQ after the call. Each expunged UID leaves
+	// a tombstone for Changes.
+	Expunge(ctx context.Context, mailboxID int64, uids []uint32) (ExpungeResult, error)
 
-	// Watch calls fn with every change to the mailbox committed after Watch
-	// returned, in commit order, from any session or delivery (and, with a
-	// cluster backend, from any node). fn must not block: it queues and
-	// returns; it must not call Watch or a stop function either. The
-	// returned function stops the watch: once it returned, fn is not called
-	// again.
+	// Changes reads in one snapshot what changed in a mailbox after the
+	// MODSEQ since (RFC 7162 §3.1: every change has a MODSEQ above all
+	// before it): the messages added or whose flags changed, and the
+	// UIDs expunged, from the tombstones. since = 0 means the caller
+	// knows nothing: every message, no expunges, never Truncated. since
+	// = HighestModSeq gives nothing. The answer is exact while since is
+	// within the backend's retention window of tombstones (the sqlite
+	// backend's Options.ChangeWindow, 30 days by default); past it, or
+	// for a since above HighestModSeq, it says Truncated. A change made
+	// through any Store value on the same store, in this process or not,
+	// is seen once its write returned.
+	Changes(ctx context.Context, mailboxID int64, since uint64) (Changes, error)
+	// AccountChanges reads what changed in an account's mailboxes and
+	// subscriptions after the account's change counter since, with the
+	// same window as Changes. since = 0 gives every change kept (Truncated
+	// when some were forgotten); to start following an account, read
+	// AccountChanges first, then ListMailboxes and Subscriptions, and
+	// follow from the Seq read first: a change made in between is
+	// reported again, never lost.
+	AccountChanges(ctx context.Context, account string, since uint64) (AccountChanges, error)
+	// PruneChanges forgets the tombstones and account changes recorded
+	// before the given time; Changes and AccountChanges from a point
+	// before them say Truncated from then on. A backend calls it itself
+	// to keep its retention window; it is exposed for maintenance and
+	// for the conformance suite. Not every tombstone of a mailbox need go
+	// at once, but one that is kept stays exact.
+	PruneChanges(ctx context.Context, before time.Time) error
+
+	// Watch calls fn with hints of the changes to the mailbox committed
+	// after Watch returned. A hint is never the truth (the store is): it
+	// may come late or not at all, and a watcher that needs the state of
+	// the mailbox pulls Changes from the MODSEQ it last applied, when a
+	// hint says there is more, when the ModSeq of the changes it gets
+	// jumps (one was lost), and every few seconds anyway.
+	//
+	// Changes written through this Store value come in full (Kind
+	// MessageAdded, FlagsChanged, MessageExpunged, MailboxDeleted), in
+	// commit order, before the write returns to its caller. Changes
+	// written through another Store value on the same store (another
+	// process on the data directory, another node) come, where the backend
+	// can see them, as MailboxChanged hints carrying only the mailbox's
+	// new HIGHESTMODSEQ. fn must not block: it queues and returns; it must
+	// not call Watch or a stop function either. The returned function
+	// stops the watch: once it returned, fn is not called again.
 	Watch(mailboxID int64, fn func(Change)) (stop func())
 
 	// Close waits for the writes under way, then releases the store. Calls
@@ -341,6 +432,9 @@ const (
 	// MailboxDeleted: the mailbox is gone (or renamed: its ID stays valid
 	// after a rename, so rename is not a change here).
 	MailboxDeleted
+	// MailboxChanged: a hint that the mailbox changed up to ModSeq,
+	// written elsewhere (Watch): pull Changes to learn what.
+	MailboxChanged
 )
 
 // Change is one committed change. ModSeq is the mailbox's HIGHESTMODSEQ

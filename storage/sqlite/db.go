@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,14 @@ type Options struct {
 	// them, never a message (see writeState). Off: every one is fsynced
 	// before the call returns, like deliveries always are.
 	DeferFlagSync bool
+	// ChangeWindow is how long the tombstones of expunged messages and
+	// the log of account changes are kept for Changes and
+	// AccountChanges (changes.go); 0 means DefaultChangeWindow.
+	ChangeWindow time.Duration
+	// WatchInterval is how often the store looks for writes made through
+	// another handle on the same file, to hint its watchers (watch.go); 0
+	// means DefaultWatchInterval.
+	WatchInterval time.Duration
 }
 
 // busyTimeout is how long a connection waits for a lock held by another.
@@ -100,8 +109,21 @@ type DB struct {
 	// lazyOutside: a lazy commit outside the committer awaits its fsync.
 	lazyOutside atomic.Bool
 
-	watchers watchers     // watch.go
-	recent   recentClaims // recent.go
+	watchers watchers // watch.go
+	// The poller of writes from other handles (watch.go).
+	path       string
+	watchEvery time.Duration
+	pollStart  sync.Once
+	pollMu     sync.Mutex
+	pollConn   *sql.DB
+	pollStop   chan struct{}
+	pollDone   chan struct{}
+	// window is Options.ChangeWindow; pruneStop stops the pruner
+	// (changes.go), pruneDone is closed when it has.
+	window               time.Duration
+	pruneStop, pruneDone chan struct{}
+	stopPruner           sync.Once
+	recent               recentClaims // recent.go
 }
 
 // Open opens (creating it if needed) the database in dir/carepost.db and the
@@ -161,6 +183,8 @@ func Open(dir string, opts Options) (*DB, error) {
 	db := &DB{
 		dir: dir, key: opts.Key, w: w, r: r, ckpt: ckpt, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync,
 		wstmts: newStmtCache(w), rstmts: newStmtCache(r),
+		window: changeWindow(opts.ChangeWindow),
+		path:   path, watchEvery: watchInterval(opts.WatchInterval),
 		ops:       make(chan *op, maxBatch),
 		committed: make(chan struct{}),
 	}
@@ -189,32 +213,72 @@ func Open(dir string, opts Options) (*DB, error) {
 	go db.checkpointLoop()
 	go db.syncLoop()
 	go db.commitLoop()
+	db.pruneStop, db.pruneDone = make(chan struct{}), make(chan struct{})
+	go db.pruneLoop(db.pruneStop, db.pruneDone)
 	return db, nil
 }
 
+// foreignKeysOff starts a migration step that rebuilds a table other
+// tables reference: SQLite's twelve-step ALTER runs with foreign keys off
+// (PRAGMA foreign_keys is a no-op inside a transaction, so migrate sets
+// it around the step) and checks them all before the commit.
+const foreignKeysOff = "-- foreign keys off\n"
+
 func (db *DB) migrate(ctx context.Context) error {
+	// One connection for every step: the pragma is per connection.
+	conn, err := db.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	var version int
-	if err := db.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return err
 	}
 	for i := version; i < len(migrations); i++ {
-		tx, err := db.w.BeginTx(ctx, nil)
-		if err != nil {
+		fkOff := strings.HasPrefix(migrations[i], foreignKeysOff)
+		if fkOff {
+			if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+				return err
+			}
+		}
+		if err := migrateStep(ctx, conn, i, fkOff); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("step %d: %w", i+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
+		if fkOff {
+			if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = ON"); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// migrateStep runs migrations[i] in a transaction of its own.
+func migrateStep(ctx context.Context, conn *sql.Conn, i int, checkFK bool) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+		return fmt.Errorf("step %d: %w", i+1, err)
+	}
+	if checkFK {
+		rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
+		if err != nil {
+			return fmt.Errorf("step %d: %w", i+1, err)
+		}
+		bad := rows.Next()
+		rows.Close()
+		if bad {
+			return fmt.Errorf("step %d: a foreign key no longer holds", i+1)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // Close waits for the queued writes to commit and closes the database.
@@ -225,10 +289,23 @@ func (db *DB) Close() error {
 		db.closeMu.Unlock()
 		return nil
 	}
+	if db.pruneStop != nil {
+		// The pruner's op, if under way, needs the committer: let it
+		// finish before the queue closes.
+		db.closeMu.Unlock()
+		db.stopPruner.Do(func() { close(db.pruneStop) })
+		<-db.pruneDone
+		db.closeMu.Lock()
+		if db.closed {
+			db.closeMu.Unlock()
+			return nil
+		}
+	}
 	db.closed = true
 	close(db.ops)
 	db.closeMu.Unlock()
 	<-db.committed
+	db.stopPoller()
 	return db.closeFiles()
 }
 
@@ -252,4 +329,11 @@ func (db *DB) closeFiles() error {
 		db.lock.Close()
 	}
 	return err
+}
+
+func watchInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultWatchInterval
+	}
+	return d
 }

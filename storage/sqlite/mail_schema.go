@@ -106,3 +106,70 @@ CREATE TABLE digests (
 INSERT INTO digests (blob_id, header) SELECT id, header FROM blobs WHERE header IS NOT NULL;
 ALTER TABLE blobs DROP COLUMN header;
 `
+
+// mailSchemaV5: what changed since a MODSEQ (changes.go), and mailbox IDs
+// that are never reused (storage's contract: SQLite gives a new row the
+// highest ID + 1, so deleting the newest mailbox handed its ID to the
+// next one; AUTOINCREMENT never gives an ID twice).
+//   - mailboxes is rebuilt with AUTOINCREMENT (SQLite cannot add it to a
+//     table; the rebuild is SQLite's twelve-step ALTER, run with foreign
+//     keys off, see migrate). sqlite_sequence starts at the highest ID in
+//     use: an ID deleted before this step above it may come back once.
+//   - tombstones: one row per expunged UID (EXPUNGE, MOVE out, the
+//     messages a rename of INBOX carries away), keyed for "the expunges of
+//     this mailbox after MODSEQ n" (RFC 7162 §3.2.5.2, VANISHED
+//     (EARLIER)), and by age for pruning (Options.ChangeWindow).
+//     mailboxes.expunged_modseq is the highest MODSEQ of a pruned
+//     tombstone: a caller with an older MODSEQ may have missed expunges.
+//     For existing mailboxes it starts at their HIGHESTMODSEQ, since the
+//     expunges before this step left no tombstone.
+//   - messages_modseq: Changes reads the messages changed after a MODSEQ
+//     without scanning the mailbox (a session pulls Changes after every
+//     hint).
+//   - account_changes: the log of mailbox creations, deletions, renames
+//     and subscription changes, numbered by accounts.change_seq;
+//     accounts.change_floor is the highest pruned number.
+const mailSchemaV5 = foreignKeysOff + `
+CREATE TABLE mailboxes_new (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT,
+	account_id      INTEGER NOT NULL REFERENCES accounts(id),
+	name            TEXT NOT NULL,
+	special_use     TEXT NOT NULL DEFAULT '',
+	uidvalidity     INTEGER NOT NULL,
+	uidnext         INTEGER NOT NULL DEFAULT 1,
+	highest_modseq  INTEGER NOT NULL DEFAULT 1,
+	recent_uid      INTEGER NOT NULL DEFAULT 0,
+	keywords        TEXT NOT NULL DEFAULT '',
+	expunged_modseq INTEGER NOT NULL DEFAULT 0,
+	UNIQUE (account_id, name)
+);
+INSERT INTO mailboxes_new (id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid, keywords, expunged_modseq)
+	SELECT id, account_id, name, special_use, uidvalidity, uidnext, highest_modseq, recent_uid, keywords, highest_modseq FROM mailboxes;
+DROP TABLE mailboxes;
+ALTER TABLE mailboxes_new RENAME TO mailboxes;
+
+CREATE TABLE tombstones (
+	mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
+	modseq     INTEGER NOT NULL,
+	uid        INTEGER NOT NULL,
+	at         INTEGER NOT NULL, -- Unix nanoseconds
+	PRIMARY KEY (mailbox_id, modseq, uid)
+) WITHOUT ROWID;
+CREATE INDEX tombstones_at ON tombstones(at);
+
+CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+
+ALTER TABLE accounts ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN change_floor INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE account_changes (
+	account_id INTEGER NOT NULL REFERENCES accounts(id),
+	seq        INTEGER NOT NULL,
+	kind       INTEGER NOT NULL, -- storage.AccountChangeKind
+	mailbox_id INTEGER NOT NULL DEFAULT 0,
+	name       TEXT NOT NULL,
+	old_name   TEXT NOT NULL DEFAULT '',
+	at         INTEGER NOT NULL, -- Unix nanoseconds
+	PRIMARY KEY (account_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX account_changes_at ON account_changes(at);
+`

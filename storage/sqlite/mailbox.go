@@ -84,6 +84,9 @@ func (db *DB) CreateAccount(ctx context.Context, account string) error {
 			if _, err := t.ExecContext(t.ctx, "INSERT INTO subscriptions (account_id, name) VALUES (?, ?)", id, d.Name); err != nil {
 				return err
 			}
+			if err := logAccount(t, id, storage.AccountSubscribed, 0, d.Name, ""); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -93,7 +96,8 @@ func (db *DB) CreateAccount(ctx context.Context, account string) error {
 // the account's last one + 1 and the current time in seconds, so that it
 // exceeds every UIDVALIDITY the account ever used (RFC 9051 §2.3.1.1: a
 // re-created name must not reuse one), also across a restore of an older
-// database.
+// database. Its ID is new too (AUTOINCREMENT, mailSchemaV5). The creation
+// is logged for AccountChanges.
 func createMailbox(t *wtx, accountID int64, name, specialUse string) (storage.Mailbox, error) {
 	var exists bool
 	if err := t.QueryRowContext(t.ctx, "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?)", accountID, name).Scan(&exists); err != nil {
@@ -113,6 +117,9 @@ func createMailbox(t *wtx, accountID int64, name, specialUse string) (storage.Ma
 	var id int64
 	if err := t.QueryRowContext(t.ctx, "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?) RETURNING id",
 		accountID, name, specialUse, uidValidity).Scan(&id); err != nil {
+		return storage.Mailbox{}, err
+	}
+	if err := logAccount(t, accountID, storage.AccountMailboxCreated, id, name, ""); err != nil {
 		return storage.Mailbox{}, err
 	}
 	return mailboxByName(t.ctx, t, accountID, name)
@@ -224,6 +231,14 @@ func (db *DB) DeleteMailbox(ctx context.Context, account, name string) error {
 		if _, err := t.ExecContext(t.ctx, "DELETE FROM messages WHERE mailbox_id = ?", mb.ID); err != nil {
 			return err
 		}
+		// Its tombstones go with it: its ID is never used again, so
+		// nobody can ask for its changes.
+		if _, err := t.ExecContext(t.ctx, "DELETE FROM tombstones WHERE mailbox_id = ?", mb.ID); err != nil {
+			return err
+		}
+		if err := logAccount(t, aid, storage.AccountMailboxDeleted, mb.ID, mb.Name, ""); err != nil {
+			return err
+		}
 		if _, err := t.ExecContext(t.ctx, "DELETE FROM mailboxes WHERE id = ?", mb.ID); err != nil {
 			return err
 		}
@@ -268,7 +283,7 @@ func (db *DB) RenameMailbox(ctx context.Context, account, oldName, newName strin
 			return db.renameInbox(t, aid, src, newName)
 		}
 		lo, hi := childRange(oldName)
-		rows, err := t.QueryContext(t.ctx, "SELECT id, name FROM mailboxes WHERE account_id = ? AND (name = ? OR (name >= ? AND name < ?))", aid, oldName, lo, hi)
+		rows, err := t.QueryContext(t.ctx, "SELECT id, name FROM mailboxes WHERE account_id = ? AND (name = ? OR (name >= ? AND name < ?)) ORDER BY name", aid, oldName, lo, hi)
 		if err != nil {
 			return err
 		}
@@ -317,13 +332,25 @@ func (db *DB) RenameMailbox(ctx context.Context, account, oldName, newName strin
 			if _, err := t.ExecContext(t.ctx, "UPDATE mailboxes SET name = ? WHERE id = ?", r.new, r.id); err != nil {
 				return err
 			}
+			if err := logAccount(t, aid, storage.AccountMailboxRenamed, r.id, r.new, r.old); err != nil {
+				return err
+			}
 			res, err := t.ExecContext(t.ctx, "DELETE FROM subscriptions WHERE account_id = ? AND name = ?", aid, r.old)
 			if err != nil {
 				return err
 			}
 			if n, _ := res.RowsAffected(); n > 0 {
-				if _, err := t.ExecContext(t.ctx, "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", aid, r.new); err != nil {
+				if err := logAccount(t, aid, storage.AccountUnsubscribed, 0, r.old, ""); err != nil {
 					return err
+				}
+				res, err := t.ExecContext(t.ctx, "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", aid, r.new)
+				if err != nil {
+					return err
+				}
+				if n, _ := res.RowsAffected(); n > 0 {
+					if err := logAccount(t, aid, storage.AccountSubscribed, 0, r.new, ""); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -368,6 +395,9 @@ func (db *DB) renameInbox(t *wtx, aid int64, inbox storage.Mailbox, newName stri
 		return err
 	}
 	sortUIDs(uids)
+	if err := bury(t, inbox.ID, modseq, uids); err != nil {
+		return err
+	}
 	for _, uid := range uids {
 		t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: inbox.ID, UID: uid, ModSeq: modseq})
 	}
@@ -385,12 +415,21 @@ func (db *DB) SetSubscribed(ctx context.Context, account, name string, subscribe
 		if err != nil {
 			return err
 		}
+		var res sql.Result
+		kind := storage.AccountSubscribed
 		if subscribed {
-			_, err = t.ExecContext(t.ctx, "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", aid, name)
+			res, err = t.ExecContext(t.ctx, "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", aid, name)
 		} else {
-			_, err = t.ExecContext(t.ctx, "DELETE FROM subscriptions WHERE account_id = ? AND name = ?", aid, name)
+			kind = storage.AccountUnsubscribed
+			res, err = t.ExecContext(t.ctx, "DELETE FROM subscriptions WHERE account_id = ? AND name = ?", aid, name)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // no change, nothing to log
+		}
+		return logAccount(t, aid, kind, 0, name, "")
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 
 	"carepost/storage"
 )
@@ -136,18 +137,24 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 	var res storage.CopyResult
 	err := db.write(ctx, func(t *wtx) error {
 		res = storage.CopyResult{}
-		if err := mailboxExists(t.ctx, t, srcID); err != nil {
+		var srcModseq uint64
+		err := t.QueryRowContext(t.ctx, "SELECT highest_modseq FROM mailboxes WHERE id = ?", srcID).Scan(&srcModseq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, srcID)
+		}
+		if err != nil {
 			return err
 		}
-		var uidValidity uint32
-		err := t.QueryRowContext(t.ctx, "SELECT uidvalidity FROM mailboxes WHERE id = ?", dstID).Scan(&uidValidity)
+		err = t.QueryRowContext(t.ctx, "SELECT uidvalidity, highest_modseq FROM mailboxes WHERE id = ?", dstID).Scan(&res.UIDValidity, &res.ModSeq)
 		if errors.Is(err, sql.ErrNoRows) {
 			return storage.ErrNoMailbox
 		}
 		if err != nil {
 			return err
 		}
-		res.UIDValidity = uidValidity
+		if move {
+			res.SourceModSeq = srcModseq
+		}
 		if len(uids) == 0 {
 			return nil
 		}
@@ -183,10 +190,20 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 		if len(list) == 0 {
 			return nil
 		}
+		// The mailbox rows are written in ascending ID order (storage's
+		// lock order): the source's first when its ID is lower. With one
+		// write lock for the whole database SQLite cannot deadlock
+		// anyway; the order is the one a row-locking backend must keep.
+		if move && srcID < dstID {
+			if _, res.SourceModSeq, _, _, err = reserve(t, srcID, 0); err != nil {
+				return err
+			}
+		}
 		first, modseq, _, kw, err := reserve(t, dstID, len(list))
 		if err != nil {
 			return err
 		}
+		res.ModSeq = modseq
 		if err := addMailboxKeywords(t, dstID, kw, keywords); err != nil {
 			return err
 		}
@@ -212,12 +229,18 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 			srcID, uidsJSON(res.SourceUIDs)); err != nil {
 			return err
 		}
-		_, srcModseq, _, _, err := reserve(t, srcID, 0)
-		if err != nil {
+		if srcID >= dstID {
+			// The source after the destination; a move into the same
+			// mailbox thus gives its expunges a MODSEQ above the copies'.
+			if _, res.SourceModSeq, _, _, err = reserve(t, srcID, 0); err != nil {
+				return err
+			}
+		}
+		if err := bury(t, srcID, res.SourceModSeq, res.SourceUIDs); err != nil {
 			return err
 		}
 		for _, uid := range res.SourceUIDs {
-			t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: srcID, UID: uid, ModSeq: srcModseq})
+			t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: srcID, UID: uid, ModSeq: res.SourceModSeq})
 		}
 		return nil
 	})
@@ -227,16 +250,21 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 	return res, nil
 }
 
-// Expunge implements storage.Store.
-func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
+// Expunge implements storage.Store. The expunged UIDs are buried
+// (tombstones, changes.go) in the same transaction.
+func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) (storage.ExpungeResult, error) {
 	var out []uint32
+	var modseq uint64
 	err := db.writeState(ctx, func(t *wtx) error {
 		out = nil
-		if err := mailboxExists(t.ctx, t, mailboxID); err != nil {
+		err := t.QueryRowContext(t.ctx, "SELECT highest_modseq FROM mailboxes WHERE id = ?", mailboxID).Scan(&modseq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
+		}
+		if err != nil {
 			return err
 		}
 		var rows *sql.Rows
-		var err error
 		const del = "DELETE FROM messages WHERE mailbox_id = ? AND flags & ? != 0"
 		if uids == nil {
 			rows, err = t.QueryContext(t.ctx, del+" RETURNING uid", mailboxID, flagDeleted)
@@ -264,8 +292,10 @@ func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]ui
 			return nil
 		}
 		sortUIDs(out)
-		_, modseq, _, _, err := reserve(t, mailboxID, 0)
-		if err != nil {
+		if _, modseq, _, _, err = reserve(t, mailboxID, 0); err != nil {
+			return err
+		}
+		if err := bury(t, mailboxID, modseq, out); err != nil {
 			return err
 		}
 		for _, uid := range out {
@@ -274,7 +304,7 @@ func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]ui
 		return t.collectGarbage()
 	})
 	if err != nil {
-		return nil, err
+		return storage.ExpungeResult{}, err
 	}
-	return out, nil
+	return storage.ExpungeResult{UIDs: out, ModSeq: modseq}, nil
 }

@@ -21,6 +21,9 @@ import (
 // reopen); a fresh t.TempDir() gives an empty store. A backend whose data is
 // not in files (PostgreSQL) maps dir to a database or schema of its own.
 // The store must be opened with Summarize as its storage.Summarizer.
+// OpenFunc is also called for a dir whose store is open already: the
+// suite then works with two Store values on one store, as two processes
+// on one data directory or two nodes of a cluster would.
 type OpenFunc func(t *testing.T, dir string) storage.Store
 
 // RunMail runs the mail store conformance suite.
@@ -46,6 +49,13 @@ func RunMail(t *testing.T, open OpenFunc) {
 		{"Digests", testDigests},
 		{"Reopen", testReopen},
 		{"ConcurrentDelivery", testConcurrentDelivery},
+		{"Changes", testChanges},
+		{"ChangesTwoHandles", testChangesTwoHandles},
+		{"WatchTwoHandles", testWatchTwoHandles},
+		{"AccountChanges", testAccountChanges},
+		{"ChangesPruned", testChangesPruned},
+		{"IDsNeverReused", testIDsNeverReused},
+		{"MoveRace", testMoveRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

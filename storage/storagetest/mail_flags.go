@@ -184,14 +184,14 @@ func testExpunge(t *testing.T, h *harness) {
 	before := h.status(inbox.ID).HighestModSeq
 
 	got, err := h.s.Expunge(h.ctx, inbox.ID, []uint32{1, 3, 5})
-	if err != nil || !slices.Equal(got, []uint32{3, 5}) {
+	if err != nil || !slices.Equal(got.UIDs, []uint32{3, 5}) {
 		t.Fatalf("Expunge(1,3,5) = %v, %v", got, err)
 	}
-	if after := h.status(inbox.ID).HighestModSeq; after <= before {
-		t.Error("Expunge did not bump HIGHESTMODSEQ")
+	if after := h.status(inbox.ID).HighestModSeq; after <= before || got.ModSeq != after {
+		t.Errorf("Expunge: HIGHESTMODSEQ %d -> %d, returned %d", before, after, got.ModSeq)
 	}
 	got, err = h.s.Expunge(h.ctx, inbox.ID, nil)
-	if err != nil || !slices.Equal(got, []uint32{2, 6}) {
+	if err != nil || !slices.Equal(got.UIDs, []uint32{2, 6}) {
 		t.Fatalf("Expunge(all) = %v, %v", got, err)
 	}
 	if uids := uidsOf(h.messages(inbox.ID, nil)); !slices.Equal(uids, []uint32{1, 4}) {
@@ -199,7 +199,7 @@ func testExpunge(t *testing.T, h *harness) {
 	}
 	st := h.status(inbox.ID)
 	got, err = h.s.Expunge(h.ctx, inbox.ID, nil)
-	if err != nil || len(got) != 0 || h.status(inbox.ID).HighestModSeq != st.HighestModSeq {
+	if err != nil || len(got.UIDs) != 0 || got.ModSeq != st.HighestModSeq || h.status(inbox.ID).HighestModSeq != st.HighestModSeq {
 		t.Errorf("empty Expunge = %v, %v, modseq %d -> %d", got, err, st.HighestModSeq, h.status(inbox.ID).HighestModSeq)
 	}
 	if st.UIDNext != 7 {
