@@ -69,6 +69,8 @@ type Options struct {
 	TLSConfig      *tls.Config
 	Logger         *slog.Logger
 	MaxMessageSize int64 // APPEND limit
+	// LiteralTimeout bounds a whole APPEND literal (imap/limits.go).
+	LiteralTimeout time.Duration
 	// ResyncInterval is how often every selected mailbox pulls its
 	// changes from the store whatever the store's hints said (pull.go);
 	// 0 means DefaultResyncInterval.
@@ -132,6 +134,9 @@ func New(opts Options) *Server {
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = 25 << 20
 	}
+	if opts.LiteralTimeout <= 0 {
+		opts.LiteralTimeout = DefaultLiteralTimeout
+	}
 	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}, digests: newDigestCache(digestCacheBytes)}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	if opts.ResyncInterval <= 0 {
@@ -146,7 +151,9 @@ func New(opts Options) *Server {
 				return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "The server is shutting down"}
 			}
 			s.sessions.Add(1)
-			return newSession(s, c), nil, nil
+			sess := newSession(s, c)
+			sess.guardInput() // imap/syntax.go
+			return sess, nil, nil
 		},
 		Caps:         capabilities,
 		Logger:       slogPrintf{s.log},

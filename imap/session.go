@@ -39,6 +39,7 @@ type session struct {
 	sel       *view  // selected mailbox, nil if none
 	selAcct   string // the account sel belongs to (the user's or a shared one)
 	closed    bool
+	bad       pendingBad // imap/syntax.go
 	// unregister takes the session out of Options.Sessions (revoke.go).
 	unregister func()
 }
@@ -59,6 +60,7 @@ func (s *session) ctx() (context.Context, context.CancelFunc) {
 	if h := panicHook.Load(); h != nil {
 		(*h)(s.account)
 	}
+	s.pace() // imap/limits.go
 	base := s.srv.base
 	if s.principal != nil {
 		base = auth.WithPrincipal(base, s.principal)
@@ -210,6 +212,9 @@ func calledFrom(fn string) bool {
 // "Shared/" (RFC 2342).
 func (s *session) Namespace() (_ *imap.NamespaceData, err error) {
 	defer s.guard("namespace", &err)
+	if err := s.takePendingBad(); err != nil { // imap/syntax.go
+		return nil, err
+	}
 	return &imap.NamespaceData{
 		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: storage.Delimiter}},
 		Other:    []imap.NamespaceDescriptor{{Prefix: sharedPrefix + string(storage.Delimiter), Delim: storage.Delimiter}},

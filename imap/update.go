@@ -229,6 +229,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 // Append stores a message (RFC 9051 §6.3.12) and returns APPENDUID.
 func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
 	defer s.guard("append", &err)
+	r = s.timedLiteral(r) // imap/limits.go
 	dst, err := s.destination(mailbox)
 	if err != nil {
 		return nil, err

@@ -129,13 +129,18 @@ func (s *Server) Start() error {
 	// credentials or status change end, whichever process changed them.
 	sessions := auth.NewSessions(s.Dir, time.Duration(cfg.SessionCheckInterval), s.Logger.With("component", "sessions"))
 	s.closers = append(s.closers, sessions.Close)
+	// One limiter of password guesses for every listener, so that IMAP
+	// and SMTP AUTH count the same failures (auth.MemoryLimiter: this
+	// process only).
+	authn := auth.NewLimitedAuthenticator(s.Dir, auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
 	imapServer := imap.New(imap.Options{
 		Store:          s.Store,
-		Accounts:       imapAccounts{auth.NewAuthenticator(s.Dir), s.Store},
+		Accounts:       imapAccounts{authn, s.Store},
 		Appender:       s.Pipeline,
 		TLSConfig:      s.TLS,
 		Logger:         s.Logger.With("component", "imap"),
 		MaxMessageSize: cfg.MaxMessageSize,
+		LiteralTimeout: time.Duration(cfg.Limits.TransferTimeout),
 		Sessions:       sessions,
 	})
 	s.closers = append(s.closers, imapServer.Close)
@@ -147,6 +152,8 @@ func (s *Server) Start() error {
 			ImplicitTLS:    implicit,
 			MaxMessageSize: cfg.MaxMessageSize,
 			Logger:         s.Logger.With("component", "smtp"),
+			DataTimeout:    time.Duration(cfg.Limits.TransferTimeout),
+			Authenticator:  authn,
 			Sessions:       sessions,
 		})
 		s.closers = append(s.closers, srv.Close)
@@ -186,11 +193,12 @@ func (s *Server) Start() error {
 		s.addrs[l.name] = ln.Addr()
 		s.listeners = append(s.listeners, ln)
 		s.mu.Unlock()
+		ln = s.limitListener(ln, l.name, l.tls)
 		if l.name == "imap" || l.name == "imaps" {
 			ln = imap.Listener(ln) // below TLS: see imap/cork.go
 		}
 		if l.tls {
-			ln = tls.NewListener(ln, s.TLS)
+			ln = newHandshakeListener(ln, s.TLS, time.Duration(cfg.Limits.HandshakeTimeout), s.Logger, l.name)
 		}
 		s.wg.Add(1)
 		go func(l listener, ln net.Listener) {
@@ -202,6 +210,23 @@ func (s *Server) Start() error {
 		s.Logger.Info("listening", "listener", l.name, "addr", ln.Addr().String(), "tls", tlsMode(l.tls))
 	}
 	return nil
+}
+
+// limitListener wraps a listener's raw TCP listener with the connection
+// limits (server/limits.go); the profiler's listener is left alone.
+func (s *Server) limitListener(ln net.Listener, name string, implicitTLS bool) net.Listener {
+	var refuse func(net.Conn, string)
+	switch name {
+	case "smtp", "submission", "submissions":
+		refuse = smtpRefusal(s.Config.Hostname, s.TLS, implicitTLS)
+	case "imap", "imaps":
+		refuse = imapRefusal(s.TLS, implicitTLS)
+	default:
+		return ln
+	}
+	lim := s.Config.Limits
+	return newLimitListener(ln, listenerLimits{name: "listen." + name, perSource: lim.ConnectionsPerAddress,
+		total: lim.Connections, handshake: time.Duration(lim.HandshakeTimeout), rate: lim.CommandsPerSecond, refuse: refuse}, s.Logger)
 }
 
 func tlsMode(implicit bool) string {
