@@ -198,6 +198,10 @@ func (ss *session) Data(r io.Reader) error {
 		// library lets a backend choose the 250 text).
 		return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0},
 			Message: fmt.Sprintf("OK: delivered to %d mailbox(es), id %s", len(tx.Recipients()), tx.ID())}
+	case refusal.Is(err, refusal.BodyRead):
+		// The client's connection broke or timed out during the
+		// transfer: the client's trouble, not the server's.
+		ss.s.log.Info("message not received completely", append(attrs, "cause", errText(err))...)
 	case out.Code/100 == 4:
 		ss.s.log.Error("message not accepted", append(attrs, "cause", errText(err))...)
 	default:
