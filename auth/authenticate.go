@@ -2,9 +2,11 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"carepost/directory"
+	"carepost/refusal"
 )
 
 // Directory is what the authenticator asks the directory
@@ -22,20 +24,47 @@ type Directory interface {
 // *Principal. Safe for concurrent use.
 type Authenticator struct {
 	dir Directory
+	lim Limiter
 }
 
-// NewAuthenticator returns an Authenticator over dir.
-func NewAuthenticator(dir Directory) *Authenticator { return &Authenticator{dir: dir} }
+// NewAuthenticator returns an Authenticator over dir with a limiter of its
+// own (NewMemoryLimiter's defaults). Services of one process should share
+// one limiter: see NewLimitedAuthenticator.
+func NewAuthenticator(dir Directory) *Authenticator {
+	return NewLimitedAuthenticator(dir, NewMemoryLimiter(0))
+}
+
+// NewLimitedAuthenticator returns an Authenticator over dir whose password
+// checks are slowed by lim (never nil). The server gives one limiter to
+// every listener, so that IMAP and SMTP AUTH count the same failures.
+func NewLimitedAuthenticator(dir Directory, lim Limiter) *Authenticator {
+	return &Authenticator{dir: dir, lim: lim}
+}
 
 // Plain checks the credentials of SASL PLAIN (RFC 4616) or IMAP LOGIN,
 // given by a client at source ("ip:port"). The directory's refusal is
 // returned as it is (one sentence whatever the cause); any other error is
 // the directory failing.
+//
+// The limiter is asked before the directory computes the password's hash,
+// so that a flood of guesses waits instead of using the processor; an
+// attempt it turns away is refused with the same sentence as a wrong
+// password (refusal.AuthFailed, Reason ErrTooManyAttempts, for the log).
 func (a *Authenticator) Plain(ctx context.Context, username, password, source string) (*Principal, error) {
-	dp, err := a.dir.Authenticate(ctx, username, password)
-	if err != nil {
+	if err := a.lim.Wait(ctx, username, source); err != nil {
+		if errors.Is(err, ErrTooManyAttempts) {
+			return nil, refusal.New(refusal.AuthFailed, "", err, refusal.AuthFailedText)
+		}
 		return nil, err
 	}
+	dp, err := a.dir.Authenticate(ctx, username, password)
+	if err != nil {
+		if refusal.Is(err, refusal.AuthFailed) {
+			a.lim.Fail(username, source)
+		}
+		return nil, err
+	}
+	a.lim.Success(username, source)
 	return &Principal{
 		Address:     dp.Address,
 		Kind:        dp.Kind,
@@ -43,6 +72,7 @@ func (a *Authenticator) Plain(ctx context.Context, username, password, source st
 		Mechanism:   MechPlain,
 		Source:      source,
 		Delegations: slices.Clone(dp.Delegations),
+		Epoch:       dp.Epoch,
 	}, nil
 }
 

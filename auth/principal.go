@@ -51,6 +51,10 @@ type Principal struct {
 	// Delegations are the shared mailboxes the principal is a member of,
 	// active ones only, read at authentication.
 	Delegations []Delegation
+	// Epoch is the account's credential epoch when it logged in
+	// (directory.AccountState): its sessions end when it moves
+	// (Sessions).
+	Epoch int64
 }
 
 type principalKey struct{}

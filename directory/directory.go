@@ -114,6 +114,36 @@ type AppPassword struct {
 type Credentials struct {
 	PasswordHash string // argon2id PHC string, "" if none set
 	AppPasswords []AppPassword
+	// Epoch is the account's credential epoch (AccountState.Epoch), read
+	// with the hashes: a session opened with these credentials lasts
+	// while the epoch stays the same.
+	Epoch int64
+}
+
+// CredentialChange says what last moved an account's credential epoch.
+type CredentialChange string
+
+const (
+	ChangeNone        CredentialChange = ""             // never moved
+	ChangePassword    CredentialChange = "password"     // SetPassword
+	ChangeAppPassword CredentialChange = "app-password" // DeleteAppPassword
+	ChangeStatus      CredentialChange = "status"       // SetStatus to another status
+)
+
+// AccountState is what the open sessions of an account depend on. The
+// sessions of a server read it for all their accounts at once, every
+// second or so (auth.Sessions), and end those whose account is no longer
+// active or whose epoch moved since they logged in: so a suspension, a new
+// password or a revoked application password ends the sessions opened
+// before, whichever process made the change.
+type AccountState struct {
+	Status Status
+	// Epoch moves (it only grows) in the same transaction as every change
+	// that must end the sessions opened before it: SetPassword,
+	// DeleteAppPassword, and SetStatus when the status changes. Adding an
+	// application password leaves it alone.
+	Epoch  int64
+	Change CredentialChange // what moved Epoch last
 }
 
 // TrustedDomain is a domain of the trust space (an entry of the national
@@ -136,8 +166,16 @@ type Store interface {
 	// GetEntry returns ErrNotFound for an unknown address. Members are
 	// sorted.
 	GetEntry(ctx context.Context, address string) (Entry, error)
-	// SetStatus changes the status of an entry.
+	// SetStatus changes the status of an entry; when it differs from the
+	// one before, the credential epoch moves (ChangeStatus) in the same
+	// transaction.
 	SetStatus(ctx context.Context, address string, s Status) error
+	// AccountStates returns the status and credential epoch of each of
+	// addresses (canonical), in one read; an address that does not exist
+	// is absent from the map. It is called every second or so with the
+	// accounts that have open sessions, so it must cost one query, not
+	// one per address.
+	AccountStates(ctx context.Context, addresses []string) (map[string]AccountState, error)
 	// SetMembers replaces the members of an ORG/APP/CAB entry; ErrNotFound
 	// if the entry or a member does not exist (then nothing changes). A
 	// member already there keeps its role; a new one is RoleMember.
@@ -161,11 +199,18 @@ type Store interface {
 	// most limit entries, ordered by last name, first name, address.
 	Search(ctx context.Context, query string, includeListeRouge bool, limit int) ([]Entry, error)
 
-	// SetPassword stores the hash of the account's password (ErrNotFound
-	// for an unknown address).
+	// SetPassword stores the hash of the account's password and moves its
+	// credential epoch (ChangePassword) in the same transaction
+	// (ErrNotFound for an unknown address).
 	SetPassword(ctx context.Context, address, hash string) error
-	// AddAppPassword stores a new application password hash.
+	// AddAppPassword stores a new application password hash; the
+	// credential epoch does not move.
 	AddAppPassword(ctx context.Context, address, label, hash string) (AppPassword, error)
+	// DeleteAppPassword removes the application password id of address
+	// and moves the account's credential epoch (ChangeAppPassword) in the
+	// same transaction; ErrNotFound if address has no such application
+	// password.
+	DeleteAppPassword(ctx context.Context, address string, id int64) error
 	// Credentials returns the password hashes of an address, application
 	// passwords in creation order; ErrNotFound for an unknown address.
 	Credentials(ctx context.Context, address string) (Credentials, error)

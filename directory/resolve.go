@@ -21,13 +21,21 @@ import (
 //
 // Refusals are *refusal.Error values; other errors come from the store.
 func (d *Directory) ResolveRecipient(ctx context.Context, address string) (Recipient, error) {
+	if strings.EqualFold(address, "postmaster") && len(d.cfg.Domains) > 0 {
+		// RFC 5321 §4.1.1.3: "<Postmaster>" without a domain must be
+		// accepted; it is the postmaster of this server.
+		address = "postmaster@" + d.cfg.Domains[0]
+	}
 	addr, err := ParseAddress(address)
 	if err != nil {
 		return Recipient{}, err
 	}
-	_, domain := SplitAddress(addr)
+	local, domain := SplitAddress(addr)
 	if d.IsLocalDomain(domain) {
 		e, err := d.entry(ctx, addr)
+		if errors.Is(err, ErrNotFound) && (local == "postmaster" || local == "abuse") {
+			return d.postmaster(ctx, addr)
+		}
 		if errors.Is(err, ErrNotFound) {
 			return Recipient{}, refuse(refusal.UnknownRecipient, addr,
 				"The address %s does not exist in the directory of %s.", addr, domain)
@@ -55,6 +63,28 @@ func (d *Directory) ResolveRecipient(ctx context.Context, address string) (Recip
 			"The domain %s is not part of the secure health messaging space (MSSanté): mail can only be sent to addresses of the trust space.", domain)
 	}
 	return Recipient{Address: addr, Route: RouteRemote}, nil
+}
+
+// postmaster resolves postmaster@ and abuse@ of a hosted domain that has
+// no entry of that name (RFC 5321 §4.5.1 requires postmaster; RFC 2142
+// names abuse) to the mailbox Config.Postmaster names.
+func (d *Directory) postmaster(ctx context.Context, addr string) (Recipient, error) {
+	if d.cfg.Postmaster == "" {
+		return Recipient{}, refuse(refusal.UnknownRecipient, addr,
+			"Mail for %s cannot be delivered: this server has no postmaster mailbox configured.", addr)
+	}
+	e, err := d.entry(ctx, d.cfg.Postmaster)
+	if errors.Is(err, ErrNotFound) {
+		return Recipient{}, fmt.Errorf("directory: the postmaster mailbox %s (configuration key postmaster) is not in the directory", d.cfg.Postmaster)
+	}
+	if err != nil {
+		return Recipient{}, fmt.Errorf("directory: resolve %s: %w", addr, err)
+	}
+	if e.Status != StatusActive {
+		return Recipient{}, refuse(refusal.RecipientInactive, addr,
+			"The mailbox that receives the mail of %s is not active: it cannot receive messages for now.", addr)
+	}
+	return Recipient{Address: e.Address, Route: RouteLocal, Entry: e}, nil
 }
 
 // MaySendAs checks that user (the canonical address of the authenticated

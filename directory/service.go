@@ -15,6 +15,10 @@ type Config struct {
 	// PatientDomain hosts patient mailboxes (<INS>@PatientDomain); it is one
 	// of ours when it is also listed in Domains.
 	PatientDomain string
+	// Postmaster is the mailbox that receives the mail of postmaster@ and
+	// abuse@ of every hosted domain (those without an entry of their own);
+	// "" refuses it.
+	Postmaster string
 }
 
 // Directory applies the directory's rules over a Store. Safe for concurrent
@@ -62,6 +66,7 @@ func New(store Store, cfg Config) *Directory {
 		d.local[dom] = true
 	}
 	d.cfg.PatientDomain = strings.ToLower(strings.TrimSuffix(cfg.PatientDomain, "."))
+	d.cfg.Postmaster = strings.ToLower(strings.TrimSpace(cfg.Postmaster))
 	return d
 }
 
@@ -76,6 +81,10 @@ type Principal struct {
 	// member of, with its role in each: auth.Rights decides from them what
 	// it may do there.
 	Delegations []Delegation
+	// Epoch is the account's credential epoch read with the credentials
+	// that were checked (AccountState.Epoch): the session ends when it
+	// moves.
+	Epoch int64
 }
 
 // Route says where a recipient lives.

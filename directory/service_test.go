@@ -555,3 +555,28 @@ func TestLoginCache(t *testing.T) {
 		t.Fatalf("a suspended account logged in from the cache: %v", err)
 	}
 }
+
+// postmaster@ and abuse@ of every hosted domain, and "Postmaster" alone
+// (RFC 5321 §4.1.1.3), resolve to the configured mailbox.
+func TestPostmasterAlone(t *testing.T) {
+	db, err := sqlite.Open(t.TempDir(), sqlite.Options{Key: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	d := directory.New(db, directory.Config{Domains: []string{"ch-x.mssante.fr", "patient.mssante.fr"}, Postmaster: "IT@ch-x.mssante.fr"})
+	if _, err := d.AddMailbox(ctx, directory.KindOrganisational, "it@ch-x.mssante.fr", nil, "IT"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"Postmaster", "postmaster@ch-x.mssante.fr", "Abuse@patient.mssante.fr"} {
+		r, err := d.ResolveRecipient(ctx, a)
+		if err != nil || r.Address != "it@ch-x.mssante.fr" || r.Route != directory.RouteLocal {
+			t.Errorf("%s resolved to %+v, %v", a, r, err)
+		}
+	}
+	// Other local parts are not aliases.
+	if _, err := d.ResolveRecipient(ctx, "hostmaster@ch-x.mssante.fr"); !refusal.Is(err, refusal.UnknownRecipient) {
+		t.Errorf("hostmaster: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"time"
 )
 
 // Corking: go-imap flushes its writer after every response, so a FETCH of
@@ -39,7 +40,33 @@ type corkConn struct {
 	mu  sync.Mutex
 	buf *[]byte // non-nil while corked
 	err error   // the first write error while corked
+	// onDeadline, when set, is called at each SetReadDeadline until it
+	// returns true (imap/syntax.go, after STARTTLS).
+	onDeadline func() bool
 }
+
+func (c *corkConn) onReadDeadline(f func() bool) {
+	c.mu.Lock()
+	c.onDeadline = f
+	c.mu.Unlock()
+}
+
+func (c *corkConn) SetReadDeadline(t time.Time) error {
+	err := c.Conn.SetReadDeadline(t)
+	c.mu.Lock()
+	f := c.onDeadline
+	c.mu.Unlock()
+	if f != nil && f() {
+		c.mu.Lock()
+		c.onDeadline = nil
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// NetConn returns the connection below, where the listener's limits
+// (limit.PacerOf) are found.
+func (c *corkConn) NetConn() net.Conn { return c.Conn }
 
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -62,6 +89,13 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	}
 	*c.buf = append(*c.buf, p...)
 	return len(p), nil
+}
+
+// Close sends what is corked first: a BYE written from another goroutine
+// in the middle of a FETCH (revoke.go) is not lost with the connection.
+func (c *corkConn) Close() error {
+	c.uncork()
+	return c.Conn.Close()
 }
 
 func (c *corkConn) flushLocked() error {

@@ -52,6 +52,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			if err != nil {
 				return s.mapError("fetch", err)
 			}
+			s.confirm(ctx, v.id, maxModSeq(ups))
 			v.sm.mu.Lock()
 			for _, u := range ups {
 				if m := byUID[u.UID]; m != nil {

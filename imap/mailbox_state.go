@@ -14,17 +14,31 @@ import (
 
 // sharedMailbox is the server's view of a mailbox selected by at least one
 // session of this process: its UIDs in order, the keywords announced in
-// FLAGS, and the sessions (views) to which each change is queued. It is fed
-// by Store.Watch, so deliveries and changes from other sessions (or, with a
-// cluster store, other nodes) reach every session.
+// FLAGS, and the sessions (views) to which each change is queued.
+//
+// The store is the truth; this is a cache of it that stays right when
+// others write (another process on the data directory, another node):
+//   - Store.Watch feeds it. Changes made through this process's store come
+//     in full and in MODSEQ order, and are applied as they come while
+//     their MODSEQ follows the last one applied (applied, or applied+1:
+//     one write gives all its changes one MODSEQ). Anything else (a MODSEQ
+//     that jumps because a change was lost, a MailboxChanged hint from
+//     another writer) makes it pull Store.Changes from applied (pull.go),
+//     dropping the feed's changes until the pull is done and pulling again
+//     if they went past what it read.
+//   - Every few seconds it pulls anyway (Server.resyncLoop), so that a
+//     lost hint costs latency, never correctness.
+//   - A session that wrote confirms its write from the MODSEQ the store
+//     returned (ensure), not from the feed.
 type sharedMailbox struct {
 	id    int64
+	srv   *Server
 	ready chan struct{}
 	err   error // set before ready is closed
 	stop  func()
-	// deleted: the mailbox was deleted. Its ID may be given to a new
-	// mailbox (SQLite reuses row IDs), so a deleted state is never handed
-	// to a new SELECT, and it ignores every later change.
+	// deleted: the mailbox was deleted; a deleted state is never handed to
+	// a new SELECT, and it ignores every later change. (Store IDs are
+	// never reused, storage/storage.go.)
 	deleted atomic.Bool
 
 	mu      sync.Mutex
@@ -45,9 +59,17 @@ type sharedMailbox struct {
 	flagSets [][]string
 	setIndex map[string]int32
 	validity uint32 // UIDVALIDITY, never changed for a mailbox ID's life
-	// snapshot is the HIGHESTMODSEQ of the snapshot the state was loaded
-	// from: changes up to it are already in uids.
+	// snapshot is the HIGHESTMODSEQ of the last snapshot the state was
+	// loaded or pulled from: changes up to it are already in uids.
 	snapshot uint64
+	// applied is the MODSEQ the state reflects: every change up to it is
+	// in, none after it is known to be missing.
+	applied uint64
+	// pulling: a pull goroutine runs; want is the highest MODSEQ a hint
+	// or a dropped change announced (the pull goes on until applied
+	// reaches it).
+	pulling bool
+	want    uint64
 	// flagList is every flag announced in FLAGS so far, in order; it only
 	// grows (RFC 9051 §7.3.5 lets FLAGS grow; a keyword, once announced,
 	// stays valid). flags indexes it by lower-case name.
@@ -78,7 +100,7 @@ func (s *Server) acquire(ctx context.Context, id int64) (*sharedMailbox, error) 
 		}
 		return sm, nil
 	}
-	sm = &sharedMailbox{id: id, ready: make(chan struct{}), refs: 1, flags: map[string]bool{},
+	sm = &sharedMailbox{id: id, srv: s, ready: make(chan struct{}), refs: 1, flags: map[string]bool{},
 		views: map[*view]struct{}{}}
 	s.mailboxes[id] = sm
 	s.mu.Unlock()
@@ -102,6 +124,7 @@ func (s *Server) acquire(ctx context.Context, id int64) (*sharedMailbox, error) 
 	}
 	sm.uids, sm.meta = uids, meta
 	sm.snapshot = status.HighestModSeq
+	sm.applied = status.HighestModSeq
 	sm.validity = status.UIDValidity
 	sm.announceLocked(status.Flags)
 	sm.loaded = true
@@ -147,11 +170,25 @@ func (sm *sharedMailbox) applyLocked(c storage.Change) {
 	if sm.deleted.Load() {
 		return
 	}
-	// One call may publish several changes with the same ModSeq (a STORE
-	// on many messages), so compare with the snapshot only.
-	if c.ModSeq != 0 && c.ModSeq <= sm.snapshot && c.Kind != storage.MailboxDeleted {
-		return // already in the snapshot
+	switch {
+	case c.Kind == storage.MailboxDeleted:
+	case c.Kind == storage.MailboxChanged:
+		if c.ModSeq > sm.applied {
+			sm.needPullLocked(c.ModSeq)
+		}
+		return
+	case c.ModSeq != 0 && c.ModSeq <= sm.snapshot:
+		// Already in the snapshot. One call may publish several changes
+		// with the same ModSeq (a STORE on many messages), so this
+		// compares with the snapshot only.
+		return
+	case sm.pulling || (c.ModSeq != 0 && c.ModSeq > sm.applied+1):
+		// A change was lost before this one, or a pull is under way:
+		// the pull brings this one too, or pulls again for it.
+		sm.needPullLocked(c.ModSeq)
+		return
 	}
+	sm.applied = max(sm.applied, c.ModSeq)
 	switch c.Kind {
 	case storage.MessageAdded:
 		if n := len(sm.uids); n > 0 && sm.uids[n-1] >= c.UID {

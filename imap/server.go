@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -68,6 +69,15 @@ type Options struct {
 	TLSConfig      *tls.Config
 	Logger         *slog.Logger
 	MaxMessageSize int64 // APPEND limit
+	// LiteralTimeout bounds a whole APPEND literal (imap/limits.go).
+	LiteralTimeout time.Duration
+	// ResyncInterval is how often every selected mailbox pulls its
+	// changes from the store whatever the store's hints said (pull.go);
+	// 0 means DefaultResyncInterval.
+	ResyncInterval time.Duration
+	// Sessions, when set, ends a session with BYE when its account is
+	// suspended or its credentials change (revoke.go).
+	Sessions *auth.Sessions
 }
 
 // Appender is the message path's entry for APPEND (delivery.Pipeline).
@@ -124,8 +134,15 @@ func New(opts Options) *Server {
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = 25 << 20
 	}
+	if opts.LiteralTimeout <= 0 {
+		opts.LiteralTimeout = DefaultLiteralTimeout
+	}
 	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}, digests: newDigestCache(digestCacheBytes)}
 	s.base, s.cancel = context.WithCancel(context.Background())
+	if opts.ResyncInterval <= 0 {
+		opts.ResyncInterval = DefaultResyncInterval
+	}
+	go s.resyncLoop(opts.ResyncInterval)
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			s.mu.Lock()
@@ -134,7 +151,9 @@ func New(opts Options) *Server {
 				return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "The server is shutting down"}
 			}
 			s.sessions.Add(1)
-			return newSession(s, c), nil, nil
+			sess := newSession(s, c)
+			sess.guardInput() // imap/syntax.go
+			return sess, nil, nil
 		},
 		Caps:         capabilities,
 		Logger:       slogPrintf{s.log},
@@ -167,5 +186,11 @@ func (s *Server) Close() error {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
+	if closedConn(args) {
+		// A connection the server closed (a session ended by
+		// revoke.go, or Close) while the library was reading: expected.
+		l.log.Debug(fmt.Sprintf(format, args...))
+		return
+	}
 	l.log.Warn(fmt.Sprintf(format, args...))
 }

@@ -39,6 +39,9 @@ type session struct {
 	sel       *view  // selected mailbox, nil if none
 	selAcct   string // the account sel belongs to (the user's or a shared one)
 	closed    bool
+	bad       pendingBad // imap/syntax.go
+	// unregister takes the session out of Options.Sessions (revoke.go).
+	unregister func()
 }
 
 var (
@@ -57,6 +60,7 @@ func (s *session) ctx() (context.Context, context.CancelFunc) {
 	if h := panicHook.Load(); h != nil {
 		(*h)(s.account)
 	}
+	s.pace() // imap/limits.go
 	base := s.srv.base
 	if s.principal != nil {
 		base = auth.WithPrincipal(base, s.principal)
@@ -91,6 +95,7 @@ func (s *session) Close() (err error) {
 	}
 	s.closed = true
 	defer s.srv.sessions.Done()
+	s.unregisterEnd()
 	if s.sel != nil {
 		s.sel.close()
 		s.sel = nil
@@ -118,6 +123,7 @@ func (s *session) Login(username, password string) (err error) {
 	}
 	s.principal, s.account = p, p.Address
 	s.srv.log.Info("login", "remote", s.remote(), "account", p.Address, "mechanism", p.Mechanism)
+	s.registerEnd()
 	return nil
 }
 
@@ -206,6 +212,9 @@ func calledFrom(fn string) bool {
 // "Shared/" (RFC 2342).
 func (s *session) Namespace() (_ *imap.NamespaceData, err error) {
 	defer s.guard("namespace", &err)
+	if err := s.takePendingBad(); err != nil { // imap/syntax.go
+		return nil, err
+	}
 	return &imap.NamespaceData{
 		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: storage.Delimiter}},
 		Other:    []imap.NamespaceDescriptor{{Prefix: sharedPrefix + string(storage.Delimiter), Delim: storage.Delimiter}},
@@ -239,6 +248,13 @@ func (s *session) resolve(ctx context.Context, name string) (target, error) {
 	if !ok {
 		if name == sharedPrefix {
 			return target{}, errNoSelect(name)
+		}
+		if first, _, _ := strings.Cut(name, string(storage.Delimiter)); strings.EqualFold(first, sharedPrefix) {
+			// "shared/cardio@…/INBOX" would be a folder of the user's own
+			// that a client showing names without case would mistake for
+			// the team's: the namespace's name is reserved in any case.
+			return target{}, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+				Text: "The name " + sharedPrefix + ", in any case, is reserved for the shared mailboxes"}
 		}
 		return target{account: s.account, name: name}, nil
 	}

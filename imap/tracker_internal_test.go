@@ -17,7 +17,9 @@ import (
 func TestTrackerModel(t *testing.T) {
 	for seed := range uint64(200) {
 		rng := rand.New(rand.NewPCG(seed, 1))
-		sm := &sharedMailbox{loaded: true, flags: map[string]bool{}, views: map[*view]struct{}{}}
+		// applied follows modseq: every change below comes in MODSEQ
+		// order, as the store's feed gives them (pull.go covers gaps).
+		sm := &sharedMailbox{loaded: true, flags: map[string]bool{}, views: map[*view]struct{}{}, applied: 1}
 		var client []uint32
 		for uid := uint32(1); uid <= uint32(rng.IntN(5)); uid++ {
 			sm.uids = append(sm.uids, uid)
@@ -30,13 +32,14 @@ func TestTrackerModel(t *testing.T) {
 		next := uint32(len(client)) + 1
 		modseq := uint64(1)
 		for step := range 60 {
-			modseq++
 			switch op := rng.IntN(10); {
 			case op < 3:
+				modseq++
 				sm.applyLocked(storage.Change{Kind: storage.MessageAdded, UID: next, ModSeq: modseq})
 				next++
 			case op < 6 && len(sm.uids) > 0:
 				uid := sm.uids[rng.IntN(len(sm.uids))]
+				modseq++
 				sm.applyLocked(storage.Change{Kind: storage.MessageExpunged, UID: uid, ModSeq: modseq})
 			case op < 8 && len(sm.uids) > 0:
 				uid := sm.uids[rng.IntN(len(sm.uids))]
@@ -44,6 +47,7 @@ func TestTrackerModel(t *testing.T) {
 				if rng.IntN(3) == 0 {
 					origin = other
 				}
+				modseq++
 				sm.applyLocked(storage.Change{Kind: storage.FlagsChanged, UID: uid, Flags: []string{"$k"}, ModSeq: modseq, Origin: origin})
 			default:
 				checkTranslation(t, seed, step, v, client)

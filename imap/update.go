@@ -70,6 +70,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err != nil {
 		return s.mapError("store", err)
 	}
+	s.confirm(ctx, v.id, maxModSeq(ups))
 	if flags.Silent {
 		return nil
 	}
@@ -136,6 +137,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err e
 	if err != nil {
 		return nil, s.mapError("copy", err)
 	}
+	s.confirm(ctx, dst.ID, res.ModSeq)
 	return copyData(res), nil
 }
 
@@ -165,6 +167,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if err != nil {
 		return s.mapError("move", err)
 	}
+	// The EXPUNGEs (and, for a MOVE into the same mailbox, the new
+	// messages) are the store's answer, not the feed's.
+	s.confirm(ctx, v.id, res.SourceModSeq)
+	s.confirm(ctx, dst.ID, res.ModSeq)
 	if len(res.SourceUIDs) == 0 {
 		return nil
 	}
@@ -212,13 +218,18 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err = s.srv.opts.Store.Expunge(ctx, v.id, list)
-	return s.mapError("expunge", err)
+	res, err := s.srv.opts.Store.Expunge(ctx, v.id, list)
+	if err != nil {
+		return s.mapError("expunge", err)
+	}
+	s.confirm(ctx, v.id, res.ModSeq)
+	return nil
 }
 
 // Append stores a message (RFC 9051 §6.3.12) and returns APPENDUID.
 func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
 	defer s.guard("append", &err)
+	r = s.timedLiteral(r) // imap/limits.go
 	dst, err := s.destination(mailbox)
 	if err != nil {
 		return nil, err
@@ -250,5 +261,15 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	if err != nil {
 		return nil, s.mapError("append", err)
 	}
+	s.confirm(ctx, dst.ID, res.ModSeq)
 	return &imap.AppendData{UID: imap.UID(res.UID), UIDValidity: res.UIDValidity}, nil
+}
+
+// maxModSeq is the MODSEQ a STORE made (0 if nothing changed).
+func maxModSeq(ups []storage.FlagUpdate) uint64 {
+	var m uint64
+	for _, u := range ups {
+		m = max(m, u.ModSeq)
+	}
+	return m
 }

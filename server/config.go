@@ -10,8 +10,11 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"carepost/auth"
 )
 
 // Config is the whole configuration. The TOML keys mirror the command-line
@@ -27,6 +30,11 @@ type Config struct {
 	Domains []string `toml:"domains"`
 	// PatientDomain hosts patient mailboxes (<INS>@patient_domain).
 	PatientDomain string `toml:"patient_domain"`
+	// Postmaster is the mailbox (of a hosted domain, in the directory)
+	// that receives the mail of postmaster@ and abuse@ of every hosted
+	// domain (RFC 5321 §4.5.1, RFC 2142). Empty: such mail is refused
+	// with a sentence, and serve warns at start.
+	Postmaster string `toml:"postmaster"`
 	// MaxMessageSize is the largest message accepted, in bytes.
 	MaxMessageSize int64 `toml:"max_message_size"`
 	// MaxMIMEDepth and MaxMIMEParts bound the MIME structure of a message
@@ -35,8 +43,14 @@ type Config struct {
 	// no message can make parsing it cost more than its size.
 	MaxMIMEDepth int `toml:"max_mime_depth"`
 	MaxMIMEParts int `toml:"max_mime_parts"`
+	// SessionCheckInterval is how often the server reads the status and
+	// credential epoch of the accounts with open IMAP and SMTP sessions,
+	// to end those of an account suspended, or whose password was changed
+	// or application password revoked, by any process (auth.Sessions).
+	SessionCheckInterval Duration `toml:"session_check_interval"`
 
 	Listen ListenConfig `toml:"listen"`
+	Limits LimitsConfig `toml:"limits"`
 	TLS    TLSConfig    `toml:"tls"`
 	Log    LogConfig    `toml:"log"`
 	Store  StoreConfig  `toml:"storage"`
@@ -56,6 +70,40 @@ type ListenConfig struct {
 	IMAP        string `toml:"imap"`        // STARTTLS (143)
 	IMAPS       string `toml:"imaps"`       // implicit TLS (993)
 	HTTPS       string `toml:"https"`       // portal, APIs, metrics (later)
+}
+
+// LimitsConfig bounds what clients may hold and how fast they may go, so
+// that no client, and no flood from one address, takes the service away
+// from the others. The connection limits apply to each listener on its
+// own, below TLS (server/limits.go); past one, a new connection gets
+// "421 4.7.0" (SMTP) or "* BYE" (IMAP) with a sentence and is closed, and
+// the sessions already open go on. Refusals are logged once per address
+// and per minute, with how many were refused since the last line.
+type LimitsConfig struct {
+	// ConnectionsPerAddress: open connections from one address (IPv6: one
+	// /64) on one listener. Behind a NAT a whole establishment shares an
+	// address, and a mail client holds several IMAP connections: raise it
+	// there.
+	ConnectionsPerAddress int `toml:"connections_per_address"`
+	// Connections: open connections on one listener, all addresses
+	// together. Keep the sum over the listeners under the process's limit
+	// of open files (LimitNOFILE in deploy/carepost.service).
+	Connections int `toml:"connections"`
+	// HandshakeTimeout bounds the TLS handshake of the implicit-TLS
+	// listeners (a client that never sends its ClientHello is closed)
+	// and whatever precedes the greeting; the protocol libraries bound
+	// the greeting's write and each command afterwards.
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	// TransferTimeout bounds a whole SMTP DATA or BDAT transfer and a
+	// whole IMAP APPEND literal, beside the timeout on each read.
+	TransferTimeout Duration `toml:"transfer_timeout"`
+	// CommandsPerSecond: past this rate (with a burst of two seconds'
+	// worth), a session's commands wait their turn; 0 disables it.
+	CommandsPerSecond int `toml:"commands_per_second"`
+	// LoginDelayMax bounds the delay a failed login adds to the next
+	// attempts on the same account or from the same address (the delay
+	// doubles from one second at each failure after five).
+	LoginDelayMax Duration `toml:"login_delay_max"`
 }
 
 // TLSConfig points to an operator's certificate. When both are empty the
@@ -94,13 +142,14 @@ type DebugConfig struct {
 // Defaults returns the embedded default configuration (SPEC §11).
 func Defaults() Config {
 	return Config{
-		Data:           "./carepost-data",
-		Hostname:       "mail.carepost.test",
-		Domains:        []string{"carepost.test", "patient.carepost.test"},
-		PatientDomain:  "patient.carepost.test",
-		MaxMessageSize: 25 << 20,
-		MaxMIMEDepth:   64,
-		MaxMIMEParts:   10000,
+		Data:                 "./carepost-data",
+		Hostname:             "mail.carepost.test",
+		Domains:              []string{"carepost.test", "patient.carepost.test"},
+		PatientDomain:        "patient.carepost.test",
+		MaxMessageSize:       25 << 20,
+		MaxMIMEDepth:         64,
+		MaxMIMEParts:         10000,
+		SessionCheckInterval: Duration(auth.DefaultCheckInterval),
 		Listen: ListenConfig{
 			SMTP:        "127.0.0.1:2525",
 			Submission:  "127.0.0.1:5587",
@@ -108,6 +157,14 @@ func Defaults() Config {
 			IMAP:        "127.0.0.1:1143",
 			IMAPS:       "127.0.0.1:9993",
 			HTTPS:       "127.0.0.1:8443",
+		},
+		Limits: LimitsConfig{
+			ConnectionsPerAddress: 100,
+			Connections:           3000,
+			HandshakeTimeout:      Duration(20 * time.Second),
+			TransferTimeout:       Duration(30 * time.Minute),
+			CommandsPerSecond:     50,
+			LoginDelayMax:         Duration(15 * time.Second),
 		},
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Store: StoreConfig{FlagSync: "deferred"},
@@ -168,6 +225,17 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("patient_domain: %q must also be listed in domains", c.PatientDomain))
 		}
 	}
+	if c.Postmaster != "" {
+		c.Postmaster = strings.ToLower(strings.TrimSpace(c.Postmaster))
+		at := strings.LastIndexByte(c.Postmaster, '@')
+		hosted := false
+		for _, d := range c.Domains {
+			hosted = hosted || (at > 0 && c.Postmaster[at+1:] == d)
+		}
+		if !hosted {
+			errs = append(errs, fmt.Errorf("postmaster: %q must be an address of one of the hosted domains", c.Postmaster))
+		}
+	}
 	if c.MaxMessageSize < 1024 {
 		errs = append(errs, fmt.Errorf("max_message_size: %d bytes is too small", c.MaxMessageSize))
 	}
@@ -176,6 +244,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMIMEParts < 2 || c.MaxMIMEParts > 100000 {
 		errs = append(errs, fmt.Errorf("max_mime_parts: %d is not between 2 and 100000 parts", c.MaxMIMEParts))
+	}
+	if d := time.Duration(c.SessionCheckInterval); d < 100*time.Millisecond || d > time.Minute {
+		errs = append(errs, fmt.Errorf("session_check_interval: %v is not between 100ms and 1m", d))
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("tls: set both cert and key, or neither (then the development PKI is used)"))
@@ -189,6 +260,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q is not HOST:PORT", name, addr))
 		}
 	}
+	errs = append(errs, c.Limits.validate()...)
 	if c.Debug.Pprof != "" {
 		if host, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))
@@ -213,3 +285,43 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+func (l LimitsConfig) validate() []error {
+	var errs []error
+	if l.Connections < 1 || l.Connections > 1_000_000 {
+		errs = append(errs, fmt.Errorf("limits.connections: %d is not between 1 and 1000000 connections per listener", l.Connections))
+	}
+	if l.ConnectionsPerAddress < 1 || l.ConnectionsPerAddress > l.Connections {
+		errs = append(errs, fmt.Errorf("limits.connections_per_address: %d is not between 1 and limits.connections (%d)", l.ConnectionsPerAddress, l.Connections))
+	}
+	if d := time.Duration(l.HandshakeTimeout); d < time.Second || d > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("limits.handshake_timeout: %v is not between 1s and 5m", d))
+	}
+	if d := time.Duration(l.TransferTimeout); d < time.Second || d > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("limits.transfer_timeout: %v is not between 1s and 24h", d))
+	}
+	if l.CommandsPerSecond < 0 || l.CommandsPerSecond > 100_000 {
+		errs = append(errs, fmt.Errorf("limits.commands_per_second: %d is not between 0 (no limit) and 100000", l.CommandsPerSecond))
+	}
+	if d := time.Duration(l.LoginDelayMax); d < time.Second || d > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("limits.login_delay_max: %v is not between 1s and 10m", d))
+	}
+	return errs
+}
+
+// Duration is a time.Duration written in the configuration as "1s",
+// "500ms", "2m".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler (TOML strings).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as \"1s\" or \"500ms\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }

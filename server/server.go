@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"carepost/auth"
 	"carepost/crypto"
@@ -87,7 +88,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain})
+	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain, Postmaster: cfg.Postmaster})
 	s := &Server{
 		Config: cfg,
 		Logger: logger,
@@ -124,13 +125,28 @@ func (s *Server) Start() error {
 	if w := atRestKeyWarning(cfg, s.keyFile); w != "" {
 		s.Logger.Warn(w, "at_rest_key_file", s.keyFile, "data", cfg.Data)
 	}
+	if cfg.Postmaster == "" {
+		s.Logger.Warn("no postmaster mailbox: mail for postmaster@ and abuse@ of the hosted domains is refused; set postmaster in the configuration to a mailbox of the directory (RFC 5321 §4.5.1 requires one)")
+	} else if e, err := s.Dir.Lookup(context.Background(), cfg.Postmaster); err != nil || e.Status != directory.StatusActive {
+		s.Logger.Warn("the postmaster mailbox is not an active mailbox of the directory: mail for postmaster@ and abuse@ will fail until it is", "postmaster", cfg.Postmaster)
+	}
+	// One watcher for every listener: the sessions of an account whose
+	// credentials or status change end, whichever process changed them.
+	sessions := auth.NewSessions(s.Dir, time.Duration(cfg.SessionCheckInterval), s.Logger.With("component", "sessions"))
+	s.closers = append(s.closers, sessions.Close)
+	// One limiter of password guesses for every listener, so that IMAP
+	// and SMTP AUTH count the same failures (auth.MemoryLimiter: this
+	// process only).
+	authn := auth.NewLimitedAuthenticator(s.Dir, auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
 	imapServer := imap.New(imap.Options{
 		Store:          s.Store,
-		Accounts:       imapAccounts{auth.NewAuthenticator(s.Dir), s.Store},
+		Accounts:       imapAccounts{authn, s.Store},
 		Appender:       s.Pipeline,
 		TLSConfig:      s.TLS,
 		Logger:         s.Logger.With("component", "imap"),
 		MaxMessageSize: cfg.MaxMessageSize,
+		LiteralTimeout: time.Duration(cfg.Limits.TransferTimeout),
+		Sessions:       sessions,
 	})
 	s.closers = append(s.closers, imapServer.Close)
 	newSMTP := func(mode smtp.Mode, implicit bool) *smtp.Server {
@@ -141,6 +157,9 @@ func (s *Server) Start() error {
 			ImplicitTLS:    implicit,
 			MaxMessageSize: cfg.MaxMessageSize,
 			Logger:         s.Logger.With("component", "smtp"),
+			DataTimeout:    time.Duration(cfg.Limits.TransferTimeout),
+			Authenticator:  authn,
+			Sessions:       sessions,
 		})
 		s.closers = append(s.closers, srv.Close)
 		return srv
@@ -179,11 +198,12 @@ func (s *Server) Start() error {
 		s.addrs[l.name] = ln.Addr()
 		s.listeners = append(s.listeners, ln)
 		s.mu.Unlock()
+		ln = s.limitListener(ln, l.name, l.tls)
 		if l.name == "imap" || l.name == "imaps" {
 			ln = imap.Listener(ln) // below TLS: see imap/cork.go
 		}
 		if l.tls {
-			ln = tls.NewListener(ln, s.TLS)
+			ln = newHandshakeListener(ln, s.TLS, time.Duration(cfg.Limits.HandshakeTimeout), s.Logger, l.name)
 		}
 		s.wg.Add(1)
 		go func(l listener, ln net.Listener) {
@@ -195,6 +215,23 @@ func (s *Server) Start() error {
 		s.Logger.Info("listening", "listener", l.name, "addr", ln.Addr().String(), "tls", tlsMode(l.tls))
 	}
 	return nil
+}
+
+// limitListener wraps a listener's raw TCP listener with the connection
+// limits (server/limits.go); the profiler's listener is left alone.
+func (s *Server) limitListener(ln net.Listener, name string, implicitTLS bool) net.Listener {
+	var refuse func(net.Conn, string)
+	switch name {
+	case "smtp", "submission", "submissions":
+		refuse = smtpRefusal(s.Config.Hostname, s.TLS, implicitTLS)
+	case "imap", "imaps":
+		refuse = imapRefusal(s.TLS, implicitTLS)
+	default:
+		return ln
+	}
+	lim := s.Config.Limits
+	return newLimitListener(ln, listenerLimits{name: "listen." + name, perSource: lim.ConnectionsPerAddress,
+		total: lim.Connections, handshake: time.Duration(lim.HandshakeTimeout), rate: lim.CommandsPerSecond, refuse: refuse}, s.Logger)
 }
 
 func tlsMode(implicit bool) string {

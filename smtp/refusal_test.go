@@ -184,11 +184,14 @@ func TestSizeLimit(t *testing.T) {
 	e := newEnv(t, withMaxSize(limit))
 	addr := e.start(smtp.ModeSubmission, false)
 	c := e.submit(addr, alice, e.alicePass)
-	if ok, v := c.Extension("SIZE"); !ok || v != fmt.Sprint(limit) {
+	// One byte over the limit: see TestExactSize.
+	if ok, v := c.Extension("SIZE"); !ok || v != fmt.Sprint(limit+1) {
 		t.Fatalf("SIZE = %v %q", ok, v)
 	}
-	// Declared too large in MAIL FROM (RFC 1870 §6.2).
-	wantCode(t, c.Mail(alice, &gosmtp.MailOptions{Size: limit + 1}), 552, "5.3.4")
+	// Declared too large in MAIL FROM (RFC 1870 §6.2), by go-smtp and by
+	// the session for the byte go-smtp is given in advance.
+	wantCode(t, c.Mail(alice, &gosmtp.MailOptions{Size: limit + 2}), 552, "5.3.4")
+	wantCode(t, c.Mail(alice, &gosmtp.MailOptions{Size: limit + 1}), 552, "5.3.4", fmt.Sprint(limit))
 	// Declared small, sent large: refused during DATA.
 	big := message(alice, bob, "big", strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 200))
 	err := send(c, alice, []string{bob}, big)
@@ -200,6 +203,49 @@ func TestSizeLimit(t *testing.T) {
 	must(t, send(c, alice, []string{bob}, message(alice, bob, "small", "fits\r\n")))
 	if n := e.inboxCount(bob); n != 1 {
 		t.Fatalf("bob has %d messages", n)
+	}
+}
+
+// Issue 21: a message of exactly the size limit is accepted over DATA,
+// one byte more is refused with the limit in the sentence. go-smtp accepts
+// one byte less than it is given over DATA (it checks the size before
+// looking for the end marker), so it is given the limit plus one and
+// advertises SIZE limit+1; the message path and MAIL enforce the limit.
+func TestExactSize(t *testing.T) {
+	t.Parallel()
+	const limit = 4096
+	e := newEnv(t, withMaxSize(limit))
+	addr := e.start(smtp.ModeSubmission, false)
+	c := e.submit(addr, alice, e.alicePass)
+	sized := func(n int) string {
+		m := message(alice, bob, "exact", "")
+		pad := n - len(m) - 2
+		var b strings.Builder
+		b.WriteString(m)
+		for pad > 0 {
+			l := min(pad, 76)
+			b.WriteString(strings.Repeat("x", l))
+			pad -= l
+			if pad >= 2 {
+				b.WriteString("\r\n")
+				pad -= 2
+			}
+		}
+		b.WriteString("\r\n")
+		if b.Len() != n {
+			t.Fatalf("built %d bytes, want %d", b.Len(), n)
+		}
+		return b.String()
+	}
+	must(t, c.Mail(alice, &gosmtp.MailOptions{Size: limit}))
+	must(t, c.Rcpt(bob, nil))
+	must(t, data(c, sized(limit)))
+	if n := e.inboxCount(bob); n != 1 {
+		t.Fatalf("bob has %d messages after the message of exactly %d bytes", n, limit)
+	}
+	wantCode(t, send(c, alice, []string{bob}, sized(limit+1)), 552, "5.3.4", fmt.Sprint(limit))
+	if n := e.inboxCount(bob); n != 1 {
+		t.Fatalf("bob has %d messages, the one over the limit was stored", n)
 	}
 }
 

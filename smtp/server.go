@@ -85,6 +85,16 @@ type Options struct {
 	// MaxRecipients bounds RCPT per message (RFC 5321 §4.5.3.1.8 asks for
 	// at least 100).
 	MaxRecipients int
+	// DataTimeout bounds a whole DATA or BDAT transfer, beside ReadTimeout
+	// on each read; past it the connection is closed with 421 4.4.2.
+	DataTimeout time.Duration
+	// Authenticator checks AUTH PLAIN; nil makes one over the directory
+	// with a limiter of its own. The server passes the one it gives IMAP,
+	// so that both count the same failed logins (auth.Limiter).
+	Authenticator *auth.Authenticator
+	// Sessions, when set, ends an authenticated session with 421 when its
+	// account is suspended or its credentials change (revoke.go).
+	Sessions *auth.Sessions
 }
 
 // Defaults, after RFC 5321 §4.5.3.2 (the server waits 5 minutes for a
@@ -123,6 +133,12 @@ func New(p *delivery.Pipeline, dir *directory.Directory, opts Options) *Server {
 	if opts.MaxRecipients <= 0 {
 		opts.MaxRecipients = DefaultMaxRecipients
 	}
+	if opts.DataTimeout <= 0 {
+		opts.DataTimeout = DefaultDataTimeout
+	}
+	if opts.Authenticator == nil {
+		opts.Authenticator = auth.NewAuthenticator(dir)
+	}
 	if opts.Hostname == "" {
 		opts.Hostname = "localhost"
 	}
@@ -131,7 +147,7 @@ func New(p *delivery.Pipeline, dir *directory.Directory, opts Options) *Server {
 		lg = slog.Default()
 	}
 	lg = lg.With("service", "smtp-"+opts.Mode.String())
-	s := &Server{p: p, auth: auth.NewAuthenticator(dir), opts: opts, log: lg}
+	s := &Server{p: p, auth: opts.Authenticator, opts: opts, log: lg}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	gs := gosmtp.NewServer(backend{s})
@@ -139,10 +155,17 @@ func New(p *delivery.Pipeline, dir *directory.Directory, opts Options) *Server {
 	gs.ReadTimeout = opts.ReadTimeout
 	gs.WriteTimeout = opts.WriteTimeout
 	gs.MaxRecipients = opts.MaxRecipients
-	// go-smtp refuses a DATA stream once MaxMessageBytes are read without
-	// the end marker, so a message of exactly the limit is refused: the
-	// largest accepted message is one byte under the advertised SIZE.
-	gs.MaxMessageBytes = opts.MaxMessageSize
+	// go-smtp (v0.25.1 and its master, data.go) refuses a DATA stream once
+	// MaxMessageBytes are read, before it looks for the end marker, so it
+	// accepts at most MaxMessageBytes-1 bytes while advertising SIZE
+	// MaxMessageBytes (RFC 1870 §4: the advertised size is accepted). It
+	// is given one byte more than the limit: a message of exactly
+	// MaxMessageSize is accepted, and EHLO advertises SIZE one over it.
+	// The limit itself is enforced by the message path, which counts the
+	// bytes (552 5.3.4 with a sentence), and by Mail for a declared SIZE=.
+	// Advertising one byte more was chosen over a fork of the library for
+	// a one-line fix (tested by TestExactSize).
+	gs.MaxMessageBytes = opts.MaxMessageSize + 1
 	gs.AllowInsecureAuth = false
 	gs.ErrorLog = errorLog{lg}
 	if opts.TLSConfig != nil {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"time"
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
@@ -33,6 +31,8 @@ type session struct {
 	principal *auth.Principal // after AUTH (submission); also in ctx
 	tx        *delivery.Transaction
 	from      string
+
+	end endState // revoke.go
 }
 
 var (
@@ -47,6 +47,7 @@ func (s *Server) newSession(c *gosmtp.Conn) *session {
 		ss.remote = ra.String()
 	}
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
+	ss.pace() // EHLO, after which go-smtp makes a session
 	return ss
 }
 
@@ -79,9 +80,10 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 // other than the user's own is refused: nobody logs in as someone else
 // (delegated mailboxes are reached with one's own login).
 //
-// Later: failed attempts counted per account and per address, then
-// slowed and locked (SPEC §3 "Brute force").
+// Failed attempts are slowed by the authenticator's limiter, shared with
+// IMAP (auth.Limiter), before the password is checked.
 func (ss *session) authPlain(identity, username, password string) error {
+	ss.pace()
 	var err error
 	if identity != "" && identity != username {
 		err = refusal.New(refusal.AuthFailed, username, errAuthzIdentity, refusal.AuthFailedText)
@@ -92,6 +94,7 @@ func (ss *session) authPlain(identity, username, password string) error {
 			// In the context too: what the message path and the store
 			// do for this session is done by p (Change.Actor).
 			ss.principal, ss.ctx = p, auth.WithPrincipal(ss.ctx, p)
+			ss.registerEnd(p)
 			ss.s.log.Info("auth ok", "remote", ss.remote, "user", p.Address, "mechanism", p.Mechanism)
 			return nil
 		}
@@ -127,6 +130,10 @@ func (s saslServer) Next(response []byte) ([]byte, bool, error) {
 
 // Mail starts a transaction (MAIL FROM, RFC 5321 §4.1.1.2).
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	ss.pace()
+	if opts != nil && opts.Size > ss.s.opts.MaxMessageSize {
+		return reply(stepMail, refusal.New(refusal.MessageTooLarge, from, nil, "The message is larger than the %d bytes this server accepts.", ss.s.opts.MaxMessageSize), 0)
+	}
 	if ss.tx != nil {
 		return &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1},
 			Message: "A transaction is already in progress: send RSET to start another one."}
@@ -148,6 +155,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 // Rcpt adds a recipient (RCPT TO, RFC 5321 §4.1.1.3). A refusal concerns
 // this recipient only.
 func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	ss.pace()
 	if ss.tx == nil { // go-smtp checks the order; defensive
 		return reply(stepRcpt, refusal.New(refusal.BadSequence, to, nil, "The sender must be given before the recipients."), 0)
 	}
@@ -163,7 +171,12 @@ func (ss *session) Data(r io.Reader) error {
 	if tx == nil {
 		return reply(stepData, refusal.New(refusal.BadSequence, "", nil, "The sender and the recipients must be given before the message."), 0)
 	}
-	body := &deadlineReader{r: r, conn: ss.conn.Conn(), timeout: ss.s.opts.ReadTimeout}
+	if err := ss.enterData(); err != nil {
+		return err
+	}
+	defer ss.leaveData()
+	ss.pace()
+	body := ss.bodyReader(r)
 	err := tx.Deliver(ss.ctx, body)
 	var out *gosmtp.SMTPError
 	code, enh := 250, "2.0.0"
@@ -176,6 +189,8 @@ func (ss *session) Data(r io.Reader) error {
 	attrs := []any{"tx", tx.ID(), "remote", ss.remote, "user", ss.user(), "from", ss.from,
 		"rcpts", len(tx.Recipients()), "size", tx.Size(), "code", code, "enhanced", enh}
 	switch {
+	case err != nil && body.Expired():
+		return ss.transferTimedOut(attrs)
 	case err == nil:
 		ss.s.log.Info("message accepted", attrs...)
 		// go-smtp's own success text is "OK: queued"; say what happened
@@ -183,6 +198,10 @@ func (ss *session) Data(r io.Reader) error {
 		// library lets a backend choose the 250 text).
 		return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0},
 			Message: fmt.Sprintf("OK: delivered to %d mailbox(es), id %s", len(tx.Recipients()), tx.ID())}
+	case refusal.Is(err, refusal.BodyRead):
+		// The client's connection broke or timed out during the
+		// transfer: the client's trouble, not the server's.
+		ss.s.log.Info("message not received completely", append(attrs, "cause", errText(err))...)
 	case out.Code/100 == 4:
 		ss.s.log.Error("message not accepted", append(attrs, "cause", errText(err))...)
 	default:
@@ -220,26 +239,12 @@ func (ss *session) Reset() {
 		ss.tx.Abort()
 	}
 	ss.tx, ss.from = nil, ""
+	ss.closeIfEnded()
 }
 
 // Logout ends the session; it may run concurrently with Data (Server.Close).
 func (ss *session) Logout() error {
 	ss.cancel()
+	ss.unregisterEnd()
 	return nil
-}
-
-// deadlineReader pushes the connection's read deadline forward at each
-// read of the message: go-smtp sets it once per command, which would bound
-// the whole DATA transfer instead of each wait.
-type deadlineReader struct {
-	r       io.Reader
-	conn    net.Conn
-	timeout time.Duration
-}
-
-func (d *deadlineReader) Read(p []byte) (int, error) {
-	if d.timeout > 0 && d.conn != nil {
-		d.conn.SetReadDeadline(time.Now().Add(d.timeout))
-	}
-	return d.r.Read(p)
 }

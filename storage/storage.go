@@ -399,12 +399,22 @@ type Store interface {
 	// at once, but one that is kept stays exact.
 	PruneChanges(ctx context.Context, before time.Time) error
 
-	// Watch calls fn with every change to the mailbox committed after Watch
-	// returned, in commit order, from any session or delivery (and, with a
-	// cluster backend, from any node). fn must not block: it queues and
-	// returns; it must not call Watch or a stop function either. The
-	// returned function stops the watch: once it returned, fn is not called
-	// again.
+	// Watch calls fn with hints of the changes to the mailbox committed
+	// after Watch returned. A hint is never the truth (the store is): it
+	// may come late or not at all, and a watcher that needs the state of
+	// the mailbox pulls Changes from the MODSEQ it last applied, when a
+	// hint says there is more, when the ModSeq of the changes it gets
+	// jumps (one was lost), and every few seconds anyway.
+	//
+	// Changes written through this Store value come in full (Kind
+	// MessageAdded, FlagsChanged, MessageExpunged, MailboxDeleted), in
+	// commit order, before the write returns to its caller. Changes
+	// written through another Store value on the same store (another
+	// process on the data directory, another node) come, where the backend
+	// can see them, as MailboxChanged hints carrying only the mailbox's
+	// new HIGHESTMODSEQ. fn must not block: it queues and returns; it must
+	// not call Watch or a stop function either. The returned function
+	// stops the watch: once it returned, fn is not called again.
 	Watch(mailboxID int64, fn func(Change)) (stop func())
 
 	// Close waits for the writes under way, then releases the store. Calls
@@ -426,6 +436,9 @@ const (
 	// MailboxDeleted: the mailbox is gone (or renamed: its ID stays valid
 	// after a rename, so rename is not a change here).
 	MailboxDeleted
+	// MailboxChanged: a hint that the mailbox changed up to ModSeq,
+	// written elsewhere (Watch): pull Changes to learn what.
+	MailboxChanged
 )
 
 // Change is one committed change. ModSeq is the mailbox's HIGHESTMODSEQ

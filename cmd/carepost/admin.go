@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"golang.org/x/term"
 
@@ -218,15 +219,18 @@ func printEntries(w io.Writer, es []directory.Entry, asJSON, long bool) error {
 
 func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("user: missing subcommand (set-password, app-password)")
+		return usageError("user: missing subcommand (set-password, app-password, app-passwords, revoke-app-password)")
 	}
 	var c commonFlags
 	fs := newFlagSet("user "+args[0], &c)
 	var label string
+	var asJSON bool
 	switch args[0] {
-	case "set-password":
+	case "set-password", "revoke-app-password":
 	case "app-password":
 		fs.StringVar(&label, "label", "", "name of the device or client")
+	case "app-passwords":
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
 	default:
 		return usageError("user: unknown subcommand %q", args[0])
 	}
@@ -234,7 +238,11 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
+	if args[0] == "revoke-app-password" {
+		if len(pos) != 2 {
+			return usageError("user revoke-app-password: give the ADDRESS and the ID or LABEL of the application password (user app-passwords ADDRESS lists them)")
+		}
+	} else if len(pos) != 1 {
 		return usageError("user %s: give one ADDRESS", args[0])
 	}
 	srv, err := openServer(c, os.Stderr)
@@ -259,8 +267,57 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		fmt.Fprintf(stderr, "application password for %s (shown once; use it in the mail client as the password):\n", strings.ToLower(pos[0]))
 		fmt.Fprintln(stdout, pw)
+	case "app-passwords":
+		aps, err := srv.Dir.AppPasswords(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		return printAppPasswords(stdout, strings.ToLower(pos[0]), aps, asJSON)
+	case "revoke-app-password":
+		ap, err := srv.Dir.RevokeAppPassword(ctx, pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "application password %d (%s) of %s revoked; the account's open sessions end within seconds\n",
+			ap.ID, ap.Label, strings.ToLower(pos[0]))
 	}
 	return nil
+}
+
+// printAppPasswords lists application passwords (never their hashes), one
+// a line, or as JSON.
+func printAppPasswords(w io.Writer, address string, aps []directory.AppPassword, asJSON bool) error {
+	day := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.Local().Format("2006-01-02 15:04")
+	}
+	if asJSON {
+		type appPassword struct {
+			ID       int64  `json:"id"`
+			Label    string `json:"label"`
+			Created  string `json:"created"`
+			LastUsed string `json:"last_used,omitempty"`
+		}
+		out := make([]appPassword, 0, len(aps))
+		for _, ap := range aps {
+			out = append(out, appPassword{ap.ID, ap.Label, day(ap.CreatedAt), day(ap.LastUsed)})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	if len(aps) == 0 {
+		fmt.Fprintf(w, "%s has no application passwords\n", address)
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tLABEL\tCREATED\tLAST USED")
+	for _, ap := range aps {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", ap.ID, ap.Label, day(ap.CreatedAt), day(ap.LastUsed))
+	}
+	return tw.Flush()
 }
 
 // readPassword reads one line from standard input, without echo when it is

@@ -27,6 +27,8 @@ Usage:
   carepost dir show ADDRESS | dir search QUERY | dir suspend ADDRESS | dir activate ADDRESS
   carepost user set-password ADDRESS                    (password read from standard input)
   carepost user app-password ADDRESS [--label NAME]     (prints a new one)
+  carepost user app-passwords ADDRESS [--json]          (lists them, never the passwords)
+  carepost user revoke-app-password ADDRESS ID|LABEL    (ends the account's open sessions)
   carepost trust add-domain DOMAIN [--description TEXT] | trust list
   carepost pki init | pki issue ADDRESS | pki export ADDRESS|ca
   carepost bench smtp|imap --addr HOST:PORT ...         load generators (see carepost bench)

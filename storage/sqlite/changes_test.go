@@ -18,7 +18,10 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
-		"DROP TABLE store_tasks", // step 8, after it
+		"DROP TABLE store_tasks", // mailSchemaV6, the last step
+		// The steps after it first (directorySchemaV3).
+		"ALTER TABLE dir_entries DROP COLUMN cred_epoch",
+		"ALTER TABLE dir_entries DROP COLUMN cred_change",
 		"DROP TABLE tombstones",
 		"DROP TABLE account_changes",
 		"DROP INDEX messages_modseq",

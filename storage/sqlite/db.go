@@ -69,6 +69,10 @@ type Options struct {
 	// the log of account changes are kept for Changes and
 	// AccountChanges (changes.go); 0 means DefaultChangeWindow.
 	ChangeWindow time.Duration
+	// WatchInterval is how often the store looks for writes made through
+	// another handle on the same file, to hint its watchers (watch.go); 0
+	// means DefaultWatchInterval.
+	WatchInterval time.Duration
 }
 
 // busyTimeout is how long a connection waits for a lock held by another.
@@ -115,6 +119,14 @@ type DB struct {
 	lazyOutside atomic.Bool
 
 	watchers watchers // watch.go
+	// The poller of writes from other handles (watch.go).
+	path       string
+	watchEvery time.Duration
+	pollStart  sync.Once
+	pollMu     sync.Mutex
+	pollConn   *sql.DB
+	pollStop   chan struct{}
+	pollDone   chan struct{}
 	// window is Options.ChangeWindow; pruneStop stops the pruner
 	// (changes.go), pruneDone is closed when it has.
 	window               time.Duration
@@ -191,7 +203,8 @@ func Open(dir string, opts Options) (*DB, error) {
 	db := &DB{
 		dir: dir, key: opts.Key, blobs: bs, w: w, r: r, ckpt: ckpt, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync,
 		wstmts: newStmtCache(w), rstmts: newStmtCache(r),
-		window:    changeWindow(opts.ChangeWindow),
+		window: changeWindow(opts.ChangeWindow),
+		path:   path, watchEvery: watchInterval(opts.WatchInterval),
 		ops:       make(chan *op, maxBatch),
 		committed: make(chan struct{}),
 	}
@@ -319,6 +332,7 @@ func (db *DB) Close() error {
 	close(db.ops)
 	db.closeMu.Unlock()
 	<-db.committed
+	db.stopPoller()
 	return db.closeFiles()
 }
 
@@ -342,4 +356,11 @@ func (db *DB) closeFiles() error {
 		db.lock.Close()
 	}
 	return err
+}
+
+func watchInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultWatchInterval
+	}
+	return d
 }

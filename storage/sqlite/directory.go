@@ -156,7 +156,12 @@ func (db *DB) GetEntry(ctx context.Context, address string) (directory.Entry, er
 // SetStatus implements directory.Store.
 func (db *DB) SetStatus(ctx context.Context, address string, s directory.Status) error {
 	address = strings.ToLower(address)
-	res, err := db.w.ExecContext(ctx, `UPDATE dir_entries SET status = ? WHERE address = ?`, string(s), address)
+	// The right-hand sides see the row as it was: the epoch moves only
+	// when the status changes (directorySchemaV3).
+	res, err := db.w.ExecContext(ctx, `UPDATE dir_entries SET
+		cred_epoch = cred_epoch + (status <> ?1),
+		cred_change = CASE WHEN status <> ?1 THEN 'status' ELSE cred_change END,
+		status = ?1 WHERE address = ?2`, string(s), address)
 	if err != nil {
 		return fmt.Errorf("sqlite: set status of %s: %w", address, err)
 	}
@@ -379,6 +384,9 @@ func (db *DB) SetPassword(ctx context.Context, address, hash string) error {
 		ON CONFLICT (address) DO UPDATE SET hash = excluded.hash`, address, hash); err != nil {
 		return fmt.Errorf("sqlite: set password of %s: %w", address, err)
 	}
+	if err := dirMoveEpoch(ctx, tx, address, directory.ChangePassword); err != nil {
+		return err
+	}
 	return db.commitDurable(tx)
 }
 
@@ -415,8 +423,12 @@ func (db *DB) Credentials(ctx context.Context, address string) (directory.Creden
 		return c, err
 	}
 	defer tx.Rollback()
-	if err := dirEntryExists(ctx, tx, address); err != nil {
-		return c, err
+	err = tx.QueryRowContext(ctx, `SELECT cred_epoch FROM dir_entries WHERE address = ?`, address).Scan(&c.Epoch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, dirNotFound(address)
+	}
+	if err != nil {
+		return c, fmt.Errorf("sqlite: credentials of %s: %w", address, err)
 	}
 	err = tx.QueryRowContext(ctx, `SELECT hash FROM dir_passwords WHERE address = ?`, address).Scan(&c.PasswordHash)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {

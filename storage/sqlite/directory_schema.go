@@ -74,3 +74,13 @@ const directorySchemaV2 = `
 ALTER TABLE dir_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
 	CHECK (role IN ('member', 'manager'));
 `
+
+// directorySchemaV3: each account has a credential epoch, moved in the
+// same transaction as a new password, a revoked application password or a
+// change of status, and what moved it last (directory.AccountState). The
+// sessions of a running server read it to end those opened before the
+// change, whichever process made it.
+const directorySchemaV3 = `
+ALTER TABLE dir_entries ADD COLUMN cred_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE dir_entries ADD COLUMN cred_change TEXT NOT NULL DEFAULT '';
+`

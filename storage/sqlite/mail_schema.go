@@ -178,9 +178,13 @@ CREATE INDEX account_changes_at ON account_changes(at);
 // format version 2. Sealing again what version 1 sealed is Go code
 // (reseal.go), run at Open while this row is there; the row goes once all
 // is sealed again, so a crash half-way resumes at the next Open.
+//
+// Written to run again harmlessly (tests of earlier steps roll
+// user_version back over it): sealing again finds nothing to do on data
+// already in version 2.
 const mailSchemaV6 = `
-CREATE TABLE store_tasks (
+CREATE TABLE IF NOT EXISTS store_tasks (
 	task TEXT PRIMARY KEY
 ) WITHOUT ROWID;
-INSERT INTO store_tasks (task) VALUES ('reseal-v2');
+INSERT OR IGNORE INTO store_tasks (task) VALUES ('reseal-v2');
 `

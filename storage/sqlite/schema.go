@@ -4,8 +4,8 @@ package sqlite
 // Append new steps; never edit a step that has shipped.
 //
 // mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs),
-// directorySchemaV1 and V2 in directory_schema.go (entries, credentials,
-// trust space; members' roles).
+// directorySchemaV1 to V3 in directory_schema.go (entries, credentials,
+// trust space; members' roles; credential epochs).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -14,5 +14,6 @@ var migrations = []string{
 	mailSchemaV4,
 	directorySchemaV2,
 	mailSchemaV5,
+	directorySchemaV3,
 	mailSchemaV6,
 }

@@ -34,6 +34,7 @@ func RunDirectory(t *testing.T, open func(t *testing.T) directory.Store) {
 		{"Search", testDirSearch},
 		{"Credentials", testDirCredentials},
 		{"AppPasswords", testDirAppPasswords},
+		{"CredentialEpochs", testDirCredentialEpochs},
 		{"TrustedDomains", testDirTrustedDomains},
 		{"Concurrent", testDirConcurrent},
 		{"Persistence", testDirPersistence},

@@ -51,6 +51,7 @@ func RunMail(t *testing.T, open OpenFunc) {
 		{"ConcurrentDelivery", testConcurrentDelivery},
 		{"Changes", testChanges},
 		{"ChangesTwoHandles", testChangesTwoHandles},
+		{"WatchTwoHandles", testWatchTwoHandles},
 		{"AccountChanges", testAccountChanges},
 		{"ChangesPruned", testChangesPruned},
 		{"IDsNeverReused", testIDsNeverReused},

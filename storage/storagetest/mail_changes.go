@@ -392,3 +392,42 @@ func testIDsNeverReused(t *testing.T, h *harness) {
 		}
 	}
 }
+
+// Watch on one Store value hears of what another wrote: a hint
+// (MailboxChanged with the new HIGHESTMODSEQ, or the change itself)
+// arrives within seconds. The watcher then pulls Changes; sessions that
+// lose every hint still converge through their periodic pulls (the imap
+// package's TestOthersWritesWithoutHints).
+func testWatchTwoHandles(t *testing.T, h *harness) {
+	h.account(alice)
+	s2 := h.second()
+	inbox := h.mailbox(alice, "INBOX")
+	hints := make(chan storage.Change, 16)
+	stop := s2.Watch(inbox.ID, func(c storage.Change) {
+		select {
+		case hints <- c:
+		default:
+		}
+	})
+	defer stop()
+	res := h.deliver("Subject: one\r\n\r\n1\r\n", nil, inbox.ID)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case c := <-hints:
+			if c.MailboxID != inbox.ID {
+				t.Fatalf("hint for mailbox %d, watching %d", c.MailboxID, inbox.ID)
+			}
+			if c.ModSeq < res[0].ModSeq {
+				continue // a first reading, before the delivery
+			}
+			got, err := s2.Changes(h.ctx, inbox.ID, inbox.HighestModSeq)
+			if err != nil || !slices.Equal(uidsOf(got.Messages), []uint32{1}) {
+				t.Fatalf("Changes after the hint = %+v, %v", got, err)
+			}
+			return
+		case <-deadline:
+			t.Fatal("the second Store's Watch never heard of a delivery through the first")
+		}
+	}
+}

@@ -1,0 +1,55 @@
+package sqlite
+
+import (
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"carepost/directory"
+)
+
+// A data directory from before the credential epochs (directorySchemaV3)
+// keeps its entries: they start at epoch 0, and the next change moves it.
+func TestMigrateCredentialEpochs(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	const a = "jean.dupont@ch-x.mssante.fr"
+	if err := db.AddEntry(ctx, directory.Entry{Address: a, Kind: directory.KindPersonal, Status: directory.StatusActive}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "carepost.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"ALTER TABLE dir_entries DROP COLUMN cred_epoch",
+		"ALTER TABLE dir_entries DROP COLUMN cred_change",
+		fmt.Sprintf("PRAGMA user_version = %d", slices.Index(migrations, directorySchemaV3)),
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	if db, err = Open(dir, Options{Key: testKey}); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := db.AccountStates(ctx, []string{a})
+	if err != nil || st[a] != (directory.AccountState{Status: directory.StatusActive}) {
+		t.Fatalf("after the migration: %+v, %v", st, err)
+	}
+	if err := db.SetPassword(ctx, a, "$argon2id$x"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := db.AccountStates(ctx, []string{a}); st[a].Epoch != 1 || st[a].Change != directory.ChangePassword {
+		t.Fatalf("after SetPassword: %+v", st[a])
+	}
+}
