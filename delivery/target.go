@@ -91,9 +91,8 @@ func commitBatch(ctx context.Context, store storage.Store, b *Batch) (*Committed
 // storeTarget delivers into local mailboxes: the INBOX of a local
 // recipient (mail), or the mailbox an APPEND names.
 type storeTarget struct {
-	p      *Pipeline
-	rcpts  []*Recipient
-	onMiss func() // after ErrNoMailbox at commit: the INBOX cache is stale
+	p     *Pipeline
+	rcpts []*Recipient
 }
 
 func (t *storeTarget) Name() string { return "store" }
