@@ -85,29 +85,15 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		wantHeader = wantHeader || isHeaderOnly(bs)
 	}
 	if wantSummary || wantHeader {
-		// Recently read digests come from the server's cache
-		// (digestcache.go); the others in one read.
-		digests = make(map[uint32]*storage.Digest, len(refs))
-		k := digestKey{mailbox: v.id, validity: v.sm.validity}
-		var miss []uint32
-		for _, r := range refs {
-			k.uid = r.uid
-			if d, ok := s.srv.digests.get(k, wantHeader, wantSummary); ok {
-				digests[r.uid] = &d
-			} else {
-				miss = append(miss, r.uid)
-			}
+		// Recently read digests come from the cache (storage/cache), the
+		// others in one read.
+		ds, err := s.srv.opts.Store.Digests(ctx, v.id, uidsOf(refs), wantHeader, wantSummary)
+		if err != nil {
+			return s.mapError("fetch", err)
 		}
-		if len(miss) > 0 {
-			ds, err := s.srv.opts.Store.Digests(ctx, v.id, miss, wantHeader, wantSummary)
-			if err != nil {
-				return s.mapError("fetch", err)
-			}
-			for i := range ds {
-				digests[ds[i].UID] = &ds[i]
-				k.uid = ds[i].UID
-				s.srv.digests.put(k, ds[i])
-			}
+		digests = make(map[uint32]*storage.Digest, len(ds))
+		for i := range ds {
+			digests[ds[i].UID] = &ds[i]
 		}
 	}
 	for _, ref := range refs {

@@ -118,7 +118,10 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			for i, c := range chunk {
 				uids[i] = c.uid
 			}
-			digests, err = s.srv.opts.Store.Digests(ctx, v.id, uids, true, false)
+			// From the wrapped store, not through the digest cache: a
+			// scan of many headers would only push out what clients
+			// fetch again.
+			digests, err = s.srv.cache.Wrapped().Digests(ctx, v.id, uids, true, false)
 			if err != nil {
 				return nil, s.mapError("search", err)
 			}

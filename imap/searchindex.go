@@ -279,7 +279,7 @@ func (s *session) buildBatch(ctx context.Context, mailboxID int64, uids []uint32
 			out = batchOut{err: fmt.Errorf("search index: panic on a header of mailbox %d: %v", mailboxID, r)}
 		}
 	}()
-	digests, err := s.srv.opts.Store.Digests(ctx, mailboxID, uids, true, false)
+	digests, err := s.srv.cache.Wrapped().Digests(ctx, mailboxID, uids, true, false)
 	if err != nil {
 		return batchOut{err: err}
 	}

@@ -43,6 +43,7 @@ import (
 	"carepost/auth"
 	"carepost/delivery"
 	"carepost/storage"
+	"carepost/storage/cache"
 )
 
 // Accounts is what the IMAP service asks the directory, through package
@@ -60,6 +61,9 @@ type Accounts interface {
 
 // Options configure the service.
 type Options struct {
+	// Store is the mail store. A *cache.Store (one the server shares with
+	// the portal) is read through as it is; any other store is wrapped in
+	// a cache of the service's own, stopped by Close.
 	Store    storage.Store
 	Accounts Accounts
 	// Appender stores APPENDed messages through the message path (the
@@ -91,8 +95,11 @@ type Server struct {
 
 	mu        sync.Mutex
 	mailboxes map[int64]*sharedMailbox // selected in at least one session
-	digests   *digestCache             // digestcache.go
 	closed    bool                     // guarded by mu
+	// cache is opts.Store: the caches of every mailbox and message are
+	// storage's (storage/cache); ownCache says New made it.
+	cache    *cache.Store
+	ownCache bool
 	// sessions counts the sessions not yet ended, for Close to wait on.
 	sessions sync.WaitGroup
 	// base is the parent of every command's context: Close cancels it, so
@@ -132,7 +139,12 @@ func New(opts Options) *Server {
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = 25 << 20
 	}
-	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}, digests: newDigestCache(digestCacheBytes)}
+	c, shared := opts.Store.(*cache.Store)
+	if !shared {
+		c = cache.New(opts.Store, cache.Options{Logger: opts.Logger})
+		opts.Store = c
+	}
+	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}, cache: c, ownCache: !shared}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	if opts.ResyncInterval <= 0 {
 		opts.ResyncInterval = DefaultResyncInterval
@@ -171,6 +183,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	err := s.imap.Close()
 	s.cancel()
+	if s.ownCache {
+		s.cache.Stop()
+	}
 	s.sessions.Wait()
 	return err
 }

@@ -20,6 +20,7 @@ import (
 	"carepost/imap"
 	"carepost/smtp"
 	"carepost/storage"
+	"carepost/storage/cache"
 	"carepost/storage/sqlite"
 )
 
@@ -32,6 +33,10 @@ type Server struct {
 	Dir      *directory.Directory
 	Pipeline *delivery.Pipeline
 	TLS      *tls.Config
+	// Cache is the store as the protocol adapters read it (IMAP, later
+	// the portal): one cache per server, so that they share it. Set by
+	// Start.
+	Cache *cache.Store
 
 	mu        sync.Mutex
 	addrs     map[string]net.Addr
@@ -124,8 +129,9 @@ func (s *Server) Start() error {
 	// credentials or status change end, whichever process changed them.
 	sessions := auth.NewSessions(s.Dir, time.Duration(cfg.SessionCheckInterval), s.Logger.With("component", "sessions"))
 	s.closers = append(s.closers, sessions.Close)
+	s.Cache = cache.New(s.Store, cache.Options{Logger: s.Logger.With("component", "cache")})
 	imapServer := imap.New(imap.Options{
-		Store:          s.Store,
+		Store:          s.Cache,
 		Accounts:       imapAccounts{auth.NewAuthenticator(s.Dir), s.Store},
 		Appender:       s.Pipeline,
 		TLSConfig:      s.TLS,
@@ -133,7 +139,7 @@ func (s *Server) Start() error {
 		MaxMessageSize: cfg.MaxMessageSize,
 		Sessions:       sessions,
 	})
-	s.closers = append(s.closers, imapServer.Close)
+	s.closers = append(s.closers, imapServer.Close, s.Cache.Stop)
 	newSMTP := func(mode smtp.Mode, implicit bool) *smtp.Server {
 		srv := smtp.New(s.Pipeline, s.Dir, smtp.Options{
 			Mode:           mode,
