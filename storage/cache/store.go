@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"log/slog"
+	"sync"
+	"time"
 
 	"carepost/storage"
 )
@@ -12,6 +14,10 @@ type Options struct {
 	// DigestBytes is the budget of the digest cache (Store.Digests); 0
 	// means DefaultDigestBytes.
 	DigestBytes int
+	// ResyncInterval is how often every open mailbox pulls its changes
+	// from the store whatever the store's hints said (pull.go); 0 means
+	// DefaultResyncInterval.
+	ResyncInterval time.Duration
 	// Logger receives what the cache's background work could not do; nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -26,6 +32,9 @@ type Store struct {
 	opts    Options
 	log     *slog.Logger
 	digests *digestCache // digests.go
+
+	mu        sync.Mutex
+	mailboxes map[int64]*Mailbox // open (mailbox.go)
 	// base is the parent of the cache's own storage calls: Stop cancels
 	// it.
 	base   context.Context
@@ -41,8 +50,13 @@ func New(store storage.Store, opts Options) *Store {
 	if opts.DigestBytes <= 0 {
 		opts.DigestBytes = DefaultDigestBytes
 	}
-	c := &Store{Store: store, opts: opts, log: opts.Logger, digests: newDigestCache(opts.DigestBytes)}
+	if opts.ResyncInterval <= 0 {
+		opts.ResyncInterval = DefaultResyncInterval
+	}
+	c := &Store{Store: store, opts: opts, log: opts.Logger, digests: newDigestCache(opts.DigestBytes),
+		mailboxes: map[int64]*Mailbox{}}
 	c.base, c.cancel = context.WithCancel(context.Background())
+	go c.resyncLoop(opts.ResyncInterval)
 	return c
 }
 
