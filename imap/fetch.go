@@ -32,7 +32,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	defer cancel()
 	// Flags, dates and sizes come from the shared state (no read); those
 	// missing were expunged meanwhile, and their EXPUNGE follows.
-	metas := v.sm.messages(uidsOf(refs))
+	metas := v.sm.Messages(uidsOf(refs))
 	byUID := make(map[uint32]*storage.Message, len(metas))
 	for i := range metas {
 		byUID[metas[i].UID] = &metas[i]
@@ -53,14 +53,14 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				return s.mapError("fetch", err)
 			}
 			s.confirm(ctx, v.id, maxModSeq(ups))
-			v.sm.mu.Lock()
+			v.sm.Lock()
 			for _, u := range ups {
 				if m := byUID[u.UID]; m != nil {
 					m.Flags, m.ModSeq = u.Flags, u.ModSeq
 				}
 				v.dropStaleLocked(u.UID, u.ModSeq)
 			}
-			v.sm.mu.Unlock()
+			v.sm.Unlock()
 		}
 		opts := *options
 		opts.Flags = true
@@ -72,9 +72,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		// Keywords the client was not yet sent in FLAGS are left out: the
 		// change that brought them is queued, after a FLAGS that announces
 		// them (RFC 9051 §7.3.5).
-		v.sm.mu.Lock()
-		fv.announced = v.sm.flagList[:v.flagsSent]
-		v.sm.mu.Unlock()
+		v.sm.Lock()
+		fv.announced = v.sm.FlagsLocked()[:v.flagsSent]
+		v.sm.Unlock()
 	}
 	// Summaries (ENVELOPE, BODYSTRUCTURE) and header sections of every
 	// message are read in one batch.
@@ -85,29 +85,15 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		wantHeader = wantHeader || isHeaderOnly(bs)
 	}
 	if wantSummary || wantHeader {
-		// Recently read digests come from the server's cache
-		// (digestcache.go); the others in one read.
-		digests = make(map[uint32]*storage.Digest, len(refs))
-		k := digestKey{mailbox: v.id, validity: v.sm.validity}
-		var miss []uint32
-		for _, r := range refs {
-			k.uid = r.uid
-			if d, ok := s.srv.digests.get(k, wantHeader, wantSummary); ok {
-				digests[r.uid] = &d
-			} else {
-				miss = append(miss, r.uid)
-			}
+		// Recently read digests come from the cache (storage/cache), the
+		// others in one read.
+		ds, err := s.srv.opts.Store.Digests(ctx, v.id, uidsOf(refs), wantHeader, wantSummary)
+		if err != nil {
+			return s.mapError("fetch", err)
 		}
-		if len(miss) > 0 {
-			ds, err := s.srv.opts.Store.Digests(ctx, v.id, miss, wantHeader, wantSummary)
-			if err != nil {
-				return s.mapError("fetch", err)
-			}
-			for i := range ds {
-				digests[ds[i].UID] = &ds[i]
-				k.uid = ds[i].UID
-				s.srv.digests.put(k, ds[i])
-			}
+		digests = make(map[uint32]*storage.Digest, len(ds))
+		for i := range ds {
+			digests[ds[i].UID] = &ds[i]
 		}
 	}
 	for _, ref := range refs {
@@ -126,7 +112,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 type fetchView struct {
 	v         *view
 	rev2      bool
-	announced []string // flags sent in FLAGS (a prefix of sm.flagList)
+	announced []string // flags sent in FLAGS (a prefix of sm.FlagsLocked)
 	set       map[string]bool
 }
 

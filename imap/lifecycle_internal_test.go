@@ -81,18 +81,14 @@ func TestCloseWaitsForSessions(t *testing.T) {
 	dial(`a LOGIN alice@carepost.test pw`, "b SELECT INBOX")
 	dial() // not logged in
 
-	srv.mu.Lock()
-	selected := len(srv.mailboxes)
-	srv.mu.Unlock()
+	selected := srv.cache.Opened()
 	if selected != 1 {
 		t.Fatalf("%d mailboxes selected before Close", selected)
 	}
 	if err := srv.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	srv.mu.Lock()
-	selected = len(srv.mailboxes)
-	srv.mu.Unlock()
+	selected = srv.cache.Opened()
 	if selected != 0 {
 		t.Errorf("Close returned with %d mailboxes still selected", selected)
 	}

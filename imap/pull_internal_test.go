@@ -22,7 +22,7 @@ import (
 
 // deafStore loses every hint: Watch never calls back. A server on it must
 // still converge, from the MODSEQs its own writes return and from its
-// periodic pulls (pull.go).
+// periodic pulls (storage/cache/pull.go).
 type deafStore struct{ storage.Store }
 
 func (deafStore) Watch(int64, func(storage.Change)) func() { return func() {} }

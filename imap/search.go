@@ -15,14 +15,16 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"carepost/storage"
+	"carepost/storage/cache"
 )
 
 // Search evaluates SEARCH criteria (RFC 9051 §6.4.4). Flags, dates and
 // sizes are answered from the metadata, read only when the criteria use
 // them: sequence and UID sets need only the session's numbering. FROM, TO,
 // CC, BCC, SUBJECT and the sent date are answered from the mailbox's
-// search index (searchindex.go); other header fields from headers read in
-// batches of indexBatch; BODY and TEXT open each message, once.
+// header index (storage/cache, searchindex.go); other header fields from
+// headers read in batches of headerBatch; BODY and TEXT open each
+// message, once.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	defer s.guard("search", &err)
 	v := s.sel
@@ -37,15 +39,16 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		uid uint32
 		m   *storage.Message
 	}
-	v.sm.mu.Lock()
+	v.sm.Lock()
 	if v.overflowed {
 		// The numbering is lost; the session ends at the poll that
 		// follows (maxQueued).
-		v.sm.mu.Unlock()
+		v.sm.Unlock()
 		return &imap.SearchData{}, nil
 	}
-	cands := make([]cand, 0, len(v.sm.uids))
-	for i, uid := range v.sm.uids {
+	uids := v.sm.UIDsLocked()
+	cands := make([]cand, 0, len(uids))
+	for i, uid := range uids {
 		seq := v.clientSeqLocked(uint32(i + 1))
 		if seq == 0 {
 			continue // not yet announced to this client
@@ -54,17 +57,13 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	}
 	clientMax := v.known
 	lastUID := v.lastKnownUIDLocked()
-	var live []uint32
-	if need.indexed && v.sm.index.needsCompaction() {
-		live = append([]uint32(nil), v.sm.uids...)
-	}
-	v.sm.mu.Unlock()
+	v.sm.Unlock()
 
 	if need.meta {
 		// The metadata comes from the shared state (no read); messages
 		// missing were expunged meanwhile (their EXPUNGE follows) and
 		// are left out.
-		metas := v.sm.messages(nil)
+		metas := v.sm.Messages(nil)
 		j, kept := 0, cands[:0]
 		for _, c := range cands {
 			for j < len(metas) && metas[j].UID < c.uid {
@@ -79,18 +78,15 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	}
 
 	var (
-		snap    indexSnap
+		snap    cache.IndexSnapshot
 		indexed bool
 	)
 	if need.indexed && int64(len(cands)) >= minIndexMessages.Load() {
-		if live != nil {
-			v.sm.index.compact(live)
-		}
 		want := make([]uint32, len(cands))
 		for i, c := range cands {
 			want[i] = c.uid
 		}
-		snap, indexed, err = v.sm.index.cover(ctx, s, v.id, want)
+		snap, indexed, err = v.sm.Index(ctx, searchTexts{}, want)
 		if err != nil {
 			return nil, s.mapError("search", err)
 		}
@@ -98,7 +94,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	// Without the index, or for fields it lacks, headers are read by
 	// batches before their messages are matched.
 	batchHeaders := need.header && (need.unindexed || !indexed)
-	cursor := indexCursor{snap: &snap}
+	cursor := snap.Cursor()
 	plan := compileHeaders(criteria)
 
 	var (
@@ -109,7 +105,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	for len(cands) > 0 {
 		chunk := cands
 		if batchHeaders {
-			chunk = cands[:min(len(cands), indexBatch)]
+			chunk = cands[:min(len(cands), headerBatch)]
 		}
 		cands = cands[len(chunk):]
 		var digests []storage.Digest
@@ -118,7 +114,10 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			for i, c := range chunk {
 				uids[i] = c.uid
 			}
-			digests, err = s.srv.opts.Store.Digests(ctx, v.id, uids, true, false)
+			// From the wrapped store, not through the digest cache: a
+			// scan of many headers would only push out what clients
+			// fetch again.
+			digests, err = s.srv.cache.Wrapped().Digests(ctx, v.id, uids, true, false)
 			if err != nil {
 				return nil, s.mapError("search", err)
 			}
@@ -127,7 +126,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			mc := &matchCtx{s: s, v: v, seq: c.seq, uid: c.uid, m: c.m, clientMax: clientMax, lastUID: lastUID}
 			if indexed {
 				mc.snap = &snap
-				mc.ent = cursor.entry(c.uid)
+				mc.ent = cursor.Entry(c.uid)
 			}
 			if batchHeaders {
 				for len(digests) > 0 && digests[0].UID < c.uid {
@@ -195,7 +194,7 @@ func (n *searchNeeds) of(c *imap.SearchCriteria) {
 	}
 	for _, hf := range c.Header {
 		n.header = true
-		if _, ok := indexedFieldOf(hf.Key); ok && strings.IndexByte(hf.Value, 0) < 0 {
+		if _, ok := cache.IndexedField(hf.Key); ok && strings.IndexByte(hf.Value, 0) < 0 {
 			n.indexed = true
 		} else {
 			n.unindexed = true
@@ -222,8 +221,8 @@ type matchCtx struct {
 	clientMax uint32
 	lastUID   uint32
 
-	snap *indexSnap
-	ent  *idxEntry // nil when the index lacks the message
+	snap *cache.IndexSnapshot
+	ent  *cache.IndexEntry // nil when the index lacks the message
 	// digest is the message's header read in a batch; gone says the batch
 	// did not find the message (expunged meanwhile).
 	digest *storage.Digest
@@ -324,7 +323,7 @@ func compileHeaders(c *imap.SearchCriteria) *headerPlan {
 	p := &headerPlan{}
 	for _, hf := range c.Header {
 		n := indexedNeedle{field: -1, any: hf.Value == "", needle: []byte(strings.ToLower(hf.Value))}
-		if f, ok := indexedFieldOf(hf.Key); ok && bytes.IndexByte(n.needle, 0) < 0 {
+		if f, ok := cache.IndexedField(hf.Key); ok && bytes.IndexByte(n.needle, 0) < 0 {
 			n.field = f
 		}
 		p.fields = append(p.fields, n)
@@ -374,7 +373,7 @@ func (mc *matchCtx) match(c *imap.SearchCriteria, plan *headerPlan) (bool, error
 	}
 	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
 		if mc.ent != nil {
-			if mc.ent.has&hasDate == 0 || !matchDayKey(mc.ent.sent, c.SentSince, c.SentBefore) {
+			if day, ok := mc.ent.Sent(); !ok || !matchDayKey(day, c.SentSince, c.SentBefore) {
 				return false, nil
 			}
 		} else {
@@ -390,7 +389,7 @@ func (mc *matchCtx) match(c *imap.SearchCriteria, plan *headerPlan) (bool, error
 	}
 	for i, hf := range c.Header {
 		if n := &plan.fields[i]; mc.ent != nil && n.field >= 0 {
-			if !mc.snap.matchIndexed(mc.ent, n) {
+			if !matchIndexed(mc.snap, mc.ent, n) {
 				return false, nil
 			}
 			continue
@@ -478,17 +477,17 @@ func matchDate(t, since, before time.Time) bool {
 	return true
 }
 
-// matchDayKey is matchDate for a date packed by dayKey.
+// matchDayKey is matchDate for a date packed by cache.DayKey.
 func matchDayKey(day int32, since, before time.Time) bool {
 	if !since.IsZero() {
 		y, m, d := since.Date()
-		if day < dayKey(y, int(m), d) {
+		if day < cache.DayKey(y, int(m), d) {
 			return false
 		}
 	}
 	if !before.IsZero() {
 		y, m, d := before.Date()
-		if day >= dayKey(y, int(m), d) {
+		if day >= cache.DayKey(y, int(m), d) {
 			return false
 		}
 	}

@@ -31,7 +31,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (data *imap.S
 		return nil, err
 	}
 	readOnly := options != nil && options.ReadOnly
-	sm, err := s.srv.acquire(ctx, mb.ID)
+	sm, err := s.srv.cache.Open(ctx, mb.ID)
 	if err != nil {
 		return nil, s.mapError("select", err)
 	}
@@ -42,7 +42,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (data *imap.S
 	// yet (RFC 3501 §2.3.2); EXAMINE shows them without claiming.
 	status, err := s.srv.opts.Store.Status(ctx, mb.ID)
 	if err != nil {
-		s.srv.release(sm)
+		sm.Release()
 		return nil, s.mapError("select", err)
 	}
 	top := status.UIDNext - 1 // every UID of the snapshot is at most this
@@ -52,55 +52,57 @@ func (s *session) Select(name string, options *imap.SelectOptions) (data *imap.S
 	case readOnly:
 		// The unclaimed messages are the last status.Recent of the
 		// snapshot.
-		sm.mu.Lock()
-		n := sort.Search(len(sm.uids), func(i int) bool { return sm.uids[i] > top })
+		sm.Lock()
+		uids := sm.UIDsLocked()
+		n := sort.Search(len(uids), func(i int) bool { return uids[i] > top })
 		if k := int(status.Recent); k <= n {
-			v.recent.add(sm.uids[n-k], top)
+			v.recent.add(uids[n-k], top)
 		}
-		sm.mu.Unlock()
+		sm.Unlock()
 	default:
 		first, err := s.srv.opts.Store.ClaimRecent(ctx, mb.ID, top)
 		if err != nil {
-			s.srv.release(sm)
+			sm.Release()
 			return nil, s.mapError("select", err)
 		}
 		if first != 0 {
 			v.recent.add(first, top)
 		}
 	}
-	sm.mu.Lock()
-	sm.views[v] = struct{}{}
-	v.known = uint32(len(sm.uids))
-	v.flagsSent = len(sm.flagList)
+	sm.Lock()
+	sm.SubscribeLocked(v)
+	v.known = uint32(len(sm.UIDsLocked()))
+	v.flagsSent = len(sm.FlagsLocked())
 	if !readOnly {
 		v.claimedTo = top
-		sm.claimedTo = max(sm.claimedTo, top)
+		sm.NoteClaimedLocked(top)
 	}
 	// The shared state may already hold messages that came after the
 	// store's snapshot: the client learns of them now, so claim them now.
-	later := sm.lastUIDLocked()
-	sm.mu.Unlock()
+	later := sm.LastUIDLocked()
+	sm.Unlock()
 	if !readOnly && later > top {
 		v.claim(later)
 	}
 
-	sm.mu.Lock()
-	num := uint32(len(sm.uids))
-	flags := toFlags(sm.flagList[:v.flagsSent])
+	sm.Lock()
+	uids := sm.UIDsLocked()
+	num := uint32(len(uids))
+	flags := toFlags(sm.FlagsLocked()[:v.flagsSent])
 	var firstUnseen uint32
 	if status.FirstUnseen != 0 {
-		if i, ok := sm.indexLocked(status.FirstUnseen); ok {
+		if i, ok := sm.IndexLocked(status.FirstUnseen); ok {
 			firstUnseen = uint32(i + 1)
 		}
 	}
-	for _, uid := range sm.uids {
+	for _, uid := range uids {
 		if v.recent.contains(uid) {
 			v.recentKnown++
 		}
 	}
 	recent := v.recentKnown
-	uidNext := max(status.UIDNext, sm.lastUIDLocked()+1)
-	sm.mu.Unlock()
+	uidNext := max(status.UIDNext, sm.LastUIDLocked()+1)
+	sm.Unlock()
 	s.sel, s.selAcct = v, t.account
 
 	// PERMANENTFLAGS: any keyword may be created (\*), none when read-only
@@ -149,9 +151,9 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 // (maxQueued): its numbering of the messages can no longer be kept.
 func (s *session) overflowed() bool {
 	v := s.sel
-	v.sm.mu.Lock()
+	v.sm.Lock()
 	over := v.overflowed
-	v.sm.mu.Unlock()
+	v.sm.Unlock()
 	if over && s.conn != nil {
 		s.srv.log.Warn("imap: session ended, too many pending changes", "mailbox", v.id, "limit", maxQueued.Load())
 		s.conn.Bye("Too many changes to this mailbox while this session was not reading them; please reconnect")
@@ -205,8 +207,9 @@ func (v *view) resolve(numSet imap.NumSet) []msgRef {
 		numSet = v.searchRes
 	}
 	sm := v.sm
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
+	sm.Lock()
+	defer sm.Unlock()
+	uids := sm.UIDsLocked()
 	if v.overflowed {
 		return nil // the session ends at the poll that follows
 	}
@@ -222,20 +225,20 @@ func (v *view) resolve(numSet imap.NumSet) []msgRef {
 				if srvSeq == 0 {
 					continue // expunged, EXPUNGE not sent yet
 				}
-				out = append(out, msgRef{seq: c, uid: sm.uids[srvSeq-1]})
+				out = append(out, msgRef{seq: c, uid: uids[srvSeq-1]})
 			}
 		}
 	case imap.UIDSet:
 		last := v.lastKnownUIDLocked()
 		for _, r := range set {
 			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), last)
-			i, _ := sm.indexLocked(start)
-			for ; i < len(sm.uids) && sm.uids[i] <= stop; i++ {
+			i, _ := sm.IndexLocked(start)
+			for ; i < len(uids) && uids[i] <= stop; i++ {
 				seq := v.clientSeqLocked(uint32(i + 1))
 				if seq == 0 {
 					continue // not yet announced to the client (RFC 9051 §6.4.8)
 				}
-				out = append(out, msgRef{seq: seq, uid: sm.uids[i]})
+				out = append(out, msgRef{seq: seq, uid: uids[i]})
 			}
 		}
 	}
@@ -249,9 +252,10 @@ func (v *view) resolve(numSet imap.NumSet) []msgRef {
 // lastKnownUIDLocked is the UID of the last message the client knows that
 // still exists ("*" in a UID set).
 func (v *view) lastKnownUIDLocked() uint32 {
-	for s := len(v.sm.uids); s > 0; s-- {
+	uids := v.sm.UIDsLocked()
+	for s := len(uids); s > 0; s-- {
 		if v.clientSeqLocked(uint32(s)) != 0 {
-			return v.sm.uids[s-1]
+			return uids[s-1]
 		}
 	}
 	return 0
@@ -290,7 +294,7 @@ func uidsOf(refs []msgRef) []uint32 {
 }
 
 // storageOrigin marks a context so that the changes it makes are not
-// echoed to the session of v (see sharedMailbox.applyLocked).
+// echoed to the session of v (see view.MailboxEvent).
 func storageOrigin(ctx context.Context, v *view) context.Context {
 	return storage.WithOrigin(ctx, v)
 }

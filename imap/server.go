@@ -7,18 +7,20 @@
 // Layout, as go-imap's reference backend: server.go (listener, options,
 // capabilities), session.go (one connection: login, names, panic guard),
 // mailboxes.go (LIST, CREATE, DELETE, RENAME, SUBSCRIBE, STATUS),
-// mailbox_state.go (the shared state of a selected mailbox), tracker.go
-// (each session's view of it: queued updates, sequence numbers, \Recent),
-// selected.go (SELECT, polls, IDLE), fetch.go, search.go, update.go
-// (STORE, COPY, MOVE, EXPUNGE, APPEND).
+// tracker.go (each session's view of a selected mailbox: queued updates,
+// sequence numbers, \Recent), selected.go (SELECT, polls, IDLE),
+// fetch.go, search.go (searchindex.go: what SEARCH asks of the header
+// index), update.go (STORE, COPY, MOVE, EXPUNGE, APPEND). The state of a
+// selected mailbox (UIDs, flags, dates, sizes), the header index and the
+// digests are storage's: storage/cache, shared with the portal.
 //
 // Implementation notes:
 //   - Sequence numbers: every mailbox selected in this process has one
-//     shared object holding its UIDs in order (the server's view), fed by
-//     storage.Store.Watch; each session has a queue of the updates it has
-//     not yet been told of, through which its sequence numbers are
-//     translated (RFC 9051 §7.5.1: EXPUNGE is only sent when the client
-//     can accept it). go-imap's MailboxTracker is not used: it cannot do
+//     shared cache.Mailbox holding its UIDs in order (the server's view),
+//     kept by the store's hints and Changes; each session has a queue of
+//     the updates it has not yet been told of, through which its sequence
+//     numbers are translated (RFC 9051 §7.5.1: EXPUNGE is only sent when
+//     the client can accept it). go-imap's MailboxTracker is not used: it cannot do
 //     \Recent per session, nor FLAGS before the FETCH that uses a new
 //     keyword, nor a STORE's own FETCH while an EXPUNGE waits.
 //   - Shared mailboxes: a member of an organisational mailbox sees it under
@@ -43,6 +45,7 @@ import (
 	"carepost/auth"
 	"carepost/delivery"
 	"carepost/storage"
+	"carepost/storage/cache"
 )
 
 // Accounts is what the IMAP service asks the directory, through package
@@ -60,6 +63,9 @@ type Accounts interface {
 
 // Options configure the service.
 type Options struct {
+	// Store is the mail store. A *cache.Store (one the server shares with
+	// the portal) is read through as it is; any other store is wrapped in
+	// a cache of the service's own, stopped by Close.
 	Store    storage.Store
 	Accounts Accounts
 	// Appender stores APPENDed messages through the message path (the
@@ -72,8 +78,9 @@ type Options struct {
 	// LiteralTimeout bounds a whole APPEND literal (imap/limits.go).
 	LiteralTimeout time.Duration
 	// ResyncInterval is how often every selected mailbox pulls its
-	// changes from the store whatever the store's hints said (pull.go);
-	// 0 means DefaultResyncInterval.
+	// changes from the store whatever the store's hints said, for the
+	// cache New makes (cache.Options.ResyncInterval); 0 means
+	// cache.DefaultResyncInterval.
 	ResyncInterval time.Duration
 	// Sessions, when set, ends a session with BYE when its account is
 	// suspended or its credentials change (revoke.go).
@@ -91,10 +98,13 @@ type Server struct {
 	log  *slog.Logger
 	imap *imapserver.Server
 
-	mu        sync.Mutex
-	mailboxes map[int64]*sharedMailbox // selected in at least one session
-	digests   *digestCache             // digestcache.go
-	closed    bool                     // guarded by mu
+	mu     sync.Mutex
+	closed bool // guarded by mu
+	// cache is opts.Store: the state of every selected mailbox, the
+	// header indexes and the digests are storage's (storage/cache), shared
+	// by the sessions; ownCache says New made it.
+	cache    *cache.Store
+	ownCache bool
 	// sessions counts the sessions not yet ended, for Close to wait on.
 	sessions sync.WaitGroup
 	// base is the parent of every command's context: Close cancels it, so
@@ -137,12 +147,13 @@ func New(opts Options) *Server {
 	if opts.LiteralTimeout <= 0 {
 		opts.LiteralTimeout = DefaultLiteralTimeout
 	}
-	s := &Server{opts: opts, log: opts.Logger, mailboxes: map[int64]*sharedMailbox{}, digests: newDigestCache(digestCacheBytes)}
-	s.base, s.cancel = context.WithCancel(context.Background())
-	if opts.ResyncInterval <= 0 {
-		opts.ResyncInterval = DefaultResyncInterval
+	c, shared := opts.Store.(*cache.Store)
+	if !shared {
+		c = cache.New(opts.Store, cache.Options{Logger: opts.Logger, ResyncInterval: opts.ResyncInterval})
+		opts.Store = c
 	}
-	go s.resyncLoop(opts.ResyncInterval)
+	s := &Server{opts: opts, log: opts.Logger, cache: c, ownCache: !shared}
+	s.base, s.cancel = context.WithCancel(context.Background())
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			s.mu.Lock()
@@ -178,6 +189,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	err := s.imap.Close()
 	s.cancel()
+	if s.ownCache {
+		s.cache.Stop()
+	}
 	s.sessions.Wait()
 	return err
 }

@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"carepost/storage"
+	"carepost/storage/cache"
 )
 
 // Each session's view of its selected mailbox.
 //
 // The client knows the mailbox as it was after the last update it was
-// sent; the server's state (sharedMailbox.uids) may be ahead. Between the
+// sent; the server's state (the cache.Mailbox's UIDs, shared by the
+// sessions of the process) may be ahead. Between the
 // two lies the view's queue of updates, each numbered as the server
 // numbered the messages when it happened. Sending the queue in order brings
 // the client up to date; until then, sequence numbers are translated
@@ -26,9 +29,9 @@ import (
 type updKind uint8
 
 const (
-	updExists  updKind = iota + 1 // a message was added; seq is the new count
-	updExpunge                    // the message at seq is gone
-	updFlags                      // the message at seq has new flags
+	updExists  = updKind(cache.Added)        // a message was added; seq is the new count
+	updExpunge = updKind(cache.Expunged)     // the message at seq is gone
+	updFlags   = updKind(cache.FlagsChanged) // the message at seq has new flags
 )
 
 type update struct {
@@ -40,9 +43,9 @@ type update struct {
 }
 
 // view is one session's selection of a mailbox. Fields after notify are
-// guarded by sm.mu.
+// guarded by the Mailbox's lock (sm.Lock).
 type view struct {
-	sm       *sharedMailbox
+	sm       *cache.Mailbox
 	srv      *Server
 	id       int64
 	name     string
@@ -56,7 +59,7 @@ type view struct {
 	overflowed bool
 	// known is the number of messages the client knows of.
 	known uint32
-	// flagsSent is how much of sm.flagList the client was sent in FLAGS.
+	// flagsSent is how much of sm.FlagsLocked the client was sent in FLAGS.
 	flagsSent int
 	// recent holds the UIDs that are \Recent for this session (RFC 3501
 	// §2.3.2): claimed by its SELECT and, while it has the mailbox
@@ -84,11 +87,41 @@ type ownFetch struct {
 }
 
 func (v *view) close() {
-	v.sm.mu.Lock()
-	delete(v.sm.views, v)
+	v.sm.Lock()
+	v.sm.UnsubscribeLocked(v)
 	v.queue = nil
-	v.sm.mu.Unlock()
-	v.srv.release(v.sm)
+	v.sm.Unlock()
+	v.sm.Release()
+}
+
+// maxQueued bounds the updates queued to one session: a client that keeps
+// a mailbox selected without ever sending a command (or reading its
+// socket) while the mailbox changes a lot would otherwise hold an ever
+// growing queue until its read timeout. Past the bound the queue is
+// dropped and the session ends with BYE at its next command or in IDLE
+// (view.overflowed); the client reconnects and reads the mailbox afresh.
+// 100,000 updates is about 6 MB. (A variable for the tests.)
+var maxQueued atomic.Int64
+
+func init() { maxQueued.Store(100_000) }
+
+// MailboxEvent queues a change of the mailbox (cache.Listener), under
+// the Mailbox's lock, and wakes the session if in IDLE. A session reports
+// its own STORE itself (RFC 9051 §6.4.6: and nothing with .SILENT): the
+// change carries the view as its origin (storageOrigin).
+func (v *view) MailboxEvent(e cache.Event) {
+	if e.Kind == cache.FlagsChanged && e.Origin == any(v) || v.overflowed {
+		return
+	}
+	if int64(len(v.queue)) >= maxQueued.Load() {
+		v.overflowed, v.queue = true, nil
+	} else {
+		v.queue = append(v.queue, update{kind: updKind(e.Kind), seq: e.Seq, uid: e.UID, flags: e.Flags, modseq: e.ModSeq})
+	}
+	select {
+	case v.notify <- struct{}{}:
+	default: // already signalled
+	}
 }
 
 // clientSeqLocked turns a server sequence number into the client's, 0 when
@@ -131,7 +164,7 @@ func (v *view) serverSeqLocked(c uint32) uint32 {
 			c--
 		}
 	}
-	if int(c) > len(v.sm.uids) {
+	if int(c) > len(v.sm.UIDsLocked()) {
 		return 0
 	}
 	return c
@@ -155,9 +188,9 @@ func (v *view) poll(w *imapserver.UpdateWriter, allowExpunge, rev2 bool) error {
 	if !v.readOnly {
 		v.claimArrivals()
 	}
-	v.sm.mu.Lock()
+	v.sm.Lock()
 	outs := v.drainLocked(allowExpunge)
-	v.sm.mu.Unlock()
+	v.sm.Unlock()
 	// Written without the lock: a slow client must not hold up the store's
 	// commits, which queue to this view.
 	for _, o := range outs {
@@ -189,18 +222,18 @@ func (v *view) poll(w *imapserver.UpdateWriter, allowExpunge, rev2 bool) error {
 // processes; a storage error only costs the flag.
 func (v *view) claimArrivals() {
 	sm := v.sm
-	sm.mu.Lock()
+	sm.Lock()
 	var top uint32
 	for i := range v.queue {
 		if v.queue[i].kind == updExists && v.queue[i].uid > top {
 			top = v.queue[i].uid
 		}
 	}
-	need := top > v.claimedTo && top > sm.claimedTo
+	need := top > v.claimedTo && top > sm.ClaimedLocked()
 	if top > v.claimedTo && !need {
 		v.claimedTo = top // claimed by another session of this process
 	}
-	sm.mu.Unlock()
+	sm.Unlock()
 	if need {
 		v.claim(top)
 	}
@@ -208,7 +241,7 @@ func (v *view) claimArrivals() {
 
 // claim asks the store for the unclaimed UIDs up to top.
 func (v *view) claim(top uint32) {
-	if v.sm.deleted.Load() {
+	if v.sm.Deleted() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(v.srv.base, commandTimeout)
@@ -221,13 +254,13 @@ func (v *view) claim(top uint32) {
 		return
 	}
 	sm := v.sm
-	sm.mu.Lock()
+	sm.Lock()
 	if first != 0 {
 		v.recent.add(first, top)
 	}
 	v.claimedTo = max(v.claimedTo, top)
-	sm.claimedTo = max(sm.claimedTo, top)
-	sm.mu.Unlock()
+	sm.NoteClaimedLocked(top)
+	sm.Unlock()
 }
 
 // drainLocked turns the queue into responses. EXISTS is held back while
@@ -236,10 +269,9 @@ func (v *view) claim(top uint32) {
 // the same mailbox reads "1 EXPUNGE, 1 EXISTS", as Dovecot sends it).
 func (v *view) drainLocked(allowExpunge bool) []output {
 	var outs []output
-	sm := v.sm
-	if len(sm.flagList) > v.flagsSent {
-		outs = append(outs, output{flags: slices.Clone(sm.flagList)})
-		v.flagsSent = len(sm.flagList)
+	if flags := v.sm.FlagsLocked(); len(flags) > v.flagsSent {
+		outs = append(outs, output{flags: slices.Clone(flags)})
+		v.flagsSent = len(flags)
 	}
 	for _, f := range v.own {
 		outs = append(outs, output{kind: updFlags, n: f.seq, uid: f.uid, flags: f.flags})

@@ -1,12 +1,33 @@
 package imap
 
 import (
+	"context"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
 	"carepost/storage"
+	"carepost/storage/cache"
 )
+
+// feedStore gives a cache.Mailbox a snapshot of the first UIDs and lets
+// the test drive its change feed (Watch) by hand. Nothing else of the
+// store is called: the changes come in MODSEQ order, so the Mailbox never
+// pulls (it would call the nil Store and the test would fail).
+type feedStore struct {
+	storage.Store
+	msgs []storage.Message
+	feed func(storage.Change)
+}
+
+func (f *feedStore) Watch(_ int64, fn func(storage.Change)) func() {
+	f.feed = fn
+	return func() {}
+}
+
+func (f *feedStore) Select(context.Context, int64, bool) (storage.MailboxStatus, []storage.Message, uint32, error) {
+	return storage.MailboxStatus{Mailbox: storage.Mailbox{UIDValidity: 1, HighestModSeq: 1}}, f.msgs, 0, nil
+}
 
 // TestTrackerModel drives one view with random arrivals, expunges and flag
 // changes, and checks against a model of the client (the list of UIDs it
@@ -17,82 +38,98 @@ import (
 func TestTrackerModel(t *testing.T) {
 	for seed := range uint64(200) {
 		rng := rand.New(rand.NewPCG(seed, 1))
-		// applied follows modseq: every change below comes in MODSEQ
-		// order, as the store's feed gives them (pull.go covers gaps).
-		sm := &sharedMailbox{loaded: true, flags: map[string]bool{}, views: map[*view]struct{}{}, applied: 1}
+		fs := &feedStore{}
 		var client []uint32
 		for uid := uint32(1); uid <= uint32(rng.IntN(5)); uid++ {
-			sm.uids = append(sm.uids, uid)
-			sm.meta = append(sm.meta, msgMeta{})
+			fs.msgs = append(fs.msgs, storage.Message{UID: uid, ModSeq: 1})
 			client = append(client, uid)
 		}
+		c := cache.New(fs, cache.Options{})
+		sm, err := c.Open(t.Context(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids := func() []uint32 {
+			sm.Lock()
+			defer sm.Unlock()
+			return slices.Clone(sm.UIDsLocked())
+		}
 		v := &view{sm: sm, notify: make(chan struct{}, 1), known: uint32(len(client))}
-		sm.views[v] = struct{}{}
+		sm.Lock()
+		sm.SubscribeLocked(v)
+		sm.Unlock()
 		other := &view{sm: sm, notify: make(chan struct{}, 1)}
 		next := uint32(len(client)) + 1
+		// modseq follows the snapshot's: every change below comes in
+		// MODSEQ order, as the store's feed gives them (storage/cache
+		// pulls on gaps).
 		modseq := uint64(1)
 		for step := range 60 {
 			switch op := rng.IntN(10); {
 			case op < 3:
 				modseq++
-				sm.applyLocked(storage.Change{Kind: storage.MessageAdded, UID: next, ModSeq: modseq})
+				fs.feed(storage.Change{Kind: storage.MessageAdded, UID: next, ModSeq: modseq})
 				next++
-			case op < 6 && len(sm.uids) > 0:
-				uid := sm.uids[rng.IntN(len(sm.uids))]
+			case op < 6 && len(uids()) > 0:
+				all := uids()
 				modseq++
-				sm.applyLocked(storage.Change{Kind: storage.MessageExpunged, UID: uid, ModSeq: modseq})
-			case op < 8 && len(sm.uids) > 0:
-				uid := sm.uids[rng.IntN(len(sm.uids))]
+				fs.feed(storage.Change{Kind: storage.MessageExpunged, UID: all[rng.IntN(len(all))], ModSeq: modseq})
+			case op < 8 && len(uids()) > 0:
+				all := uids()
 				var origin any
 				if rng.IntN(3) == 0 {
 					origin = other
 				}
 				modseq++
-				sm.applyLocked(storage.Change{Kind: storage.FlagsChanged, UID: uid, Flags: []string{"$k"}, ModSeq: modseq, Origin: origin})
+				fs.feed(storage.Change{Kind: storage.FlagsChanged, UID: all[rng.IntN(len(all))], Flags: []string{"$k"}, ModSeq: modseq, Origin: origin})
 			default:
+				sm.Lock()
 				checkTranslation(t, seed, step, v, client)
 				allow := rng.IntN(2) == 0
 				for _, o := range v.drainLocked(allow) {
 					client = applyOutput(t, seed, step, client, o, allow)
 				}
-				if len(sm.meta) != len(sm.uids) {
-					t.Fatalf("seed %d step %d: %d metadata for %d UIDs", seed, step, len(sm.meta), len(sm.uids))
-				}
-				if allow && !slices.Equal(client, sm.uids) {
-					t.Fatalf("seed %d step %d: client %v, server %v", seed, step, client, sm.uids)
+				sm.Unlock()
+				if allow && !slices.Equal(client, uids()) {
+					t.Fatalf("seed %d step %d: client %v, server %v", seed, step, client, uids())
 				}
 				if v.known != uint32(len(client)) {
 					t.Fatalf("seed %d step %d: known %d, client has %d", seed, step, v.known, len(client))
 				}
 			}
 		}
+		sm.Lock()
 		checkTranslation(t, seed, -1, v, client)
 		for _, o := range v.drainLocked(true) {
 			client = applyOutput(t, seed, -1, client, o, true)
 		}
-		if !slices.Equal(client, sm.uids) || len(v.queue) != 0 {
-			t.Fatalf("seed %d end: client %v, server %v, queue %d", seed, client, sm.uids, len(v.queue))
+		sm.Unlock()
+		if !slices.Equal(client, uids()) || len(v.queue) != 0 {
+			t.Fatalf("seed %d end: client %v, server %v, queue %d", seed, client, uids(), len(v.queue))
 		}
+		sm.Release()
+		c.Stop()
 	}
 }
 
 func checkTranslation(t *testing.T, seed uint64, step int, v *view, client []uint32) {
 	t.Helper()
 	sm := v.sm
+	uids := sm.UIDsLocked()
 	for c := uint32(1); c <= uint32(len(client)); c++ {
 		s := v.serverSeqLocked(c)
 		uid := client[c-1]
-		_, exists := sm.indexLocked(uid)
+		_, exists := sm.IndexLocked(uid)
 		switch {
 		case s == 0 && exists:
 			t.Fatalf("seed %d step %d: client seq %d (uid %d) not found though it exists", seed, step, c, uid)
-		case s != 0 && sm.uids[s-1] != uid:
-			t.Fatalf("seed %d step %d: client seq %d is uid %d, server seq %d is uid %d", seed, step, c, uid, s, sm.uids[s-1])
+		case s != 0 && uids[s-1] != uid:
+			t.Fatalf("seed %d step %d: client seq %d is uid %d, server seq %d is uid %d", seed, step, c, uid, s, uids[s-1])
 		}
 	}
-	for s := uint32(1); s <= uint32(len(sm.uids)); s++ {
+	for s := uint32(1); s <= uint32(len(uids)); s++ {
 		c := v.clientSeqLocked(s)
-		uid := sm.uids[s-1]
+		uid := uids[s-1]
 		switch {
 		case c == 0 && slices.Contains(client, uid):
 			t.Fatalf("seed %d step %d: uid %d known to the client but not translated", seed, step, uid)

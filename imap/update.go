@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -85,11 +86,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		}
 	}
 	if len(unchanged) > 0 {
-		for _, m := range v.sm.messages(unchanged) {
+		for _, m := range v.sm.Messages(unchanged) {
 			state[m.UID] = storage.FlagUpdate{UID: m.UID, Flags: m.Flags, ModSeq: m.ModSeq}
 		}
 	}
-	v.sm.mu.Lock()
+	v.sm.Lock()
 	for _, r := range refs {
 		u, ok := state[r.uid]
 		if !ok {
@@ -98,7 +99,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		v.dropStaleLocked(r.uid, u.ModSeq)
 		v.own = append(v.own, ownFetch{seq: r.seq, uid: r.uid, flags: u.Flags})
 	}
-	v.sm.mu.Unlock()
+	v.sm.Unlock()
 	return nil
 }
 
@@ -272,4 +273,19 @@ func maxModSeq(ups []storage.FlagUpdate) uint64 {
 		m = max(m, u.ModSeq)
 	}
 	return m
+}
+
+// confirm makes the selected mailbox's state hold a write of this session
+// (cache.Mailbox.Ensure), if mailboxID is the selected one: the session
+// reports its own write from the store's answer, not from the feed.
+func (s *session) confirm(ctx context.Context, mailboxID int64, modseq uint64) {
+	v := s.sel
+	if v == nil || v.id != mailboxID || modseq == 0 {
+		return
+	}
+	if err := v.sm.Ensure(ctx, modseq); err != nil {
+		// The periodic pull catches up; the client learns of its change
+		// a little later.
+		s.srv.log.Warn("imap: confirming a write from the store failed", "mailbox", mailboxID, "err", err)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"carepost/imap"
 	"carepost/smtp"
 	"carepost/storage"
+	"carepost/storage/cache"
 	"carepost/storage/sqlite"
 )
 
@@ -32,6 +33,10 @@ type Server struct {
 	Dir      *directory.Directory
 	Pipeline *delivery.Pipeline
 	TLS      *tls.Config
+	// Cache is the store as the protocol adapters read it (IMAP, later
+	// the portal): one cache per server, so that they share it. Set by
+	// Start.
+	Cache *cache.Store
 
 	mu        sync.Mutex
 	addrs     map[string]net.Addr
@@ -138,8 +143,9 @@ func (s *Server) Start() error {
 	// and SMTP AUTH count the same failures (auth.MemoryLimiter: this
 	// process only).
 	authn := auth.NewLimitedAuthenticator(s.Dir, auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
+	s.Cache = cache.New(s.Store, cache.Options{Logger: s.Logger.With("component", "cache")})
 	imapServer := imap.New(imap.Options{
-		Store:          s.Store,
+		Store:          s.Cache,
 		Accounts:       imapAccounts{authn, s.Store},
 		Appender:       s.Pipeline,
 		TLSConfig:      s.TLS,
@@ -148,7 +154,7 @@ func (s *Server) Start() error {
 		LiteralTimeout: time.Duration(cfg.Limits.TransferTimeout),
 		Sessions:       sessions,
 	})
-	s.closers = append(s.closers, imapServer.Close)
+	s.closers = append(s.closers, imapServer.Close, s.Cache.Stop)
 	newSMTP := func(mode smtp.Mode, implicit bool) *smtp.Server {
 		srv := smtp.New(s.Pipeline, s.Dir, smtp.Options{
 			Mode:           mode,

@@ -1,0 +1,100 @@
+package cache_test
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"carepost/storage"
+	"carepost/storage/cache"
+	"carepost/storage/sqlite"
+	"carepost/storage/storagetest"
+)
+
+var testKey = bytes.Repeat([]byte{0x42}, 32)
+
+func openDB(t *testing.T, dir string) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(dir, sqlite.Options{Key: testKey, Summarize: storagetest.Summarize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// The cache is a storage.Store: through it, a backend keeps every
+// contract of the conformance suite (writes pass through, reads answer
+// the same, Close closes the wrapped store).
+func TestMailConformance(t *testing.T) {
+	storagetest.RunMail(t, func(t *testing.T, dir string) storage.Store {
+		return cache.New(openDB(t, dir), cache.Options{})
+	})
+}
+
+// countingDigests counts the UIDs the cache asks the wrapped store for.
+type countingDigests struct {
+	storage.Store
+	asked atomic.Int64
+}
+
+func (c *countingDigests) Digests(ctx context.Context, mailboxID int64, uids []uint32, header, summary bool) ([]storage.Digest, error) {
+	c.asked.Add(int64(len(uids)))
+	return c.Store.Digests(ctx, mailboxID, uids, header, summary)
+}
+
+// Digests answers what the store answers, in UID order, reading from the
+// store only the digests it does not hold.
+func TestDigestsThroughCache(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { db.Close() })
+	ctx := t.Context()
+	const alice = "alice@carepost.test"
+	if err := db.CreateAccount(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := db.GetMailbox(ctx, alice, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		msg := "Subject: m" + strings.Repeat("x", i) + "\r\n\r\nbody\r\n"
+		if _, err := db.Deliver(ctx, strings.NewReader(msg), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counting := &countingDigests{Store: db}
+	c := cache.New(counting, cache.Options{})
+	defer c.Stop()
+	if _, err := c.Digests(ctx, inbox.ID, []uint32{1, 3}, true, true); err != nil {
+		t.Fatal(err)
+	}
+	counting.asked.Store(0)
+	all := []uint32{1, 2, 3, 4, 5, 99}
+	got, err := c.Digests(ctx, inbox.ID, all, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := counting.asked.Load(); n != 4 {
+		t.Errorf("the store was asked for %d UIDs, want 4 (2, 4, 5, 99)", n)
+	}
+	want, err := db.Digests(ctx, inbox.ID, all, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(got, want, func(a, b storage.Digest) bool {
+		return a.UID == b.UID && bytes.Equal(a.Header, b.Header) && bytes.Equal(a.Summary, b.Summary)
+	}) {
+		t.Errorf("through the cache %+v, from the store %+v", got, want)
+	}
+	// A digest read whole answers for its header alone.
+	counting.asked.Store(0)
+	if _, err := c.Digests(ctx, inbox.ID, []uint32{2}, true, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := counting.asked.Load(); n != 0 {
+		t.Errorf("a cached digest was read again (%d)", n)
+	}
+}
