@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"time"
@@ -49,13 +48,9 @@ func (p *Pipeline) Append(ctx context.Context, req AppendRequest) (storage.Appen
 	}
 	defer sp.Release()
 
-	// The header is parsed for the hooks and transforms that want it; a
-	// client may append anything, so a header that cannot be read is
-	// kept as an empty one.
-	h, err := textproto.ReadHeader(bufio.NewReader(sp.Open()))
-	if err != nil {
-		h = textproto.Header{}
-	}
+	// APPEND runs no transform and its hooks get no header: the header is
+	// not parsed here (a client may append anything, RFC 9051 §6.3.12).
+	h := textproto.Header{}
 	rcpt := &Recipient{Address: req.Account, Route: directory.RouteLocal, Mailbox: req.Mailbox, Flags: req.Flags, Date: req.Date}
 	tg := &storeTarget{p: p}
 	if err := tg.AddRcpt(ctx, rcpt); err != nil {
