@@ -159,6 +159,36 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 	err := db.write(ctx, func(t *wtx) error {
 		out = out[:0]
 		fi := 0
+		// Every copy's UID and MODSEQ are taken first, in ascending
+		// mailbox ID order (storage's lock order: a row-locking backend
+		// locks the mailbox rows in that order; SQLite's single write lock
+		// keeps it trivially), then the rows are written in the order of
+		// the deliveries.
+		type slot struct {
+			uid      uint32
+			modseq   uint64
+			validity uint32
+		}
+		slots := make([]slot, n)
+		targets := make([]storage.Target, 0, n)
+		for _, d := range deliveries {
+			targets = append(targets, d.Targets...)
+		}
+		order := make([]int, n)
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(targets[a].MailboxID, targets[b].MailboxID) })
+		for _, i := range order {
+			uid, modseq, uidValidity, kw, err := reserve(t, targets[i].MailboxID, 1)
+			if err != nil {
+				return err
+			}
+			if err := addMailboxKeywords(t, targets[i].MailboxID, kw, flags[i].keywords); err != nil {
+				return err
+			}
+			slots[i] = slot{uid, modseq, uidValidity}
+		}
 		for di, d := range deliveries {
 			sb := sealed[di]
 			var blobID int64
@@ -172,14 +202,8 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 			}
 			for _, tg := range d.Targets {
 				fs := flags[fi]
+				uid, modseq, uidValidity := slots[fi].uid, slots[fi].modseq, slots[fi].validity
 				fi++
-				uid, modseq, uidValidity, kw, err := reserve(t, tg.MailboxID, 1)
-				if err != nil {
-					return err
-				}
-				if err := addMailboxKeywords(t, tg.MailboxID, kw, fs.keywords); err != nil {
-					return err
-				}
 				date := tg.InternalDate
 				if date.IsZero() {
 					date = now
