@@ -79,7 +79,7 @@ func createKey(path string) ([]byte, error) {
 		err = err2
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = SyncDir(dir)
 	}
 	if err != nil {
 		os.Remove(path)
@@ -88,7 +88,9 @@ func createKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, so that a file created or renamed in it
+// survives a crash (the file's own fsync does not cover its name).
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

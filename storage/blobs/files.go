@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"carepost/crypto"
 	"carepost/storage"
 )
 
@@ -70,7 +71,7 @@ func (fs *Files) MakeDirs(prefixes ...string) error {
 		created = true
 	}
 	if created {
-		if err := syncDir(fs.root); err != nil {
+		if err := crypto.SyncDir(fs.root); err != nil {
 			return fmt.Errorf("blobs: %w", err)
 		}
 	}
@@ -123,7 +124,7 @@ func (fs *Files) Put(ctx context.Context, name string, r io.Reader) (n int64, er
 	if err = f.Close(); err != nil {
 		return 0, fmt.Errorf("blobs: put %s: %w", name, err)
 	}
-	if err = syncDir(filepath.Dir(path)); err != nil {
+	if err = crypto.SyncDir(filepath.Dir(path)); err != nil {
 		return 0, fmt.Errorf("blobs: put %s: %w", name, err)
 	}
 	return n, nil
@@ -151,7 +152,7 @@ func (fs *Files) create(path string) (*os.File, error) {
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("blobs: %w", err)
 		}
-		if err := syncDir(fs.root); err != nil {
+		if err := crypto.SyncDir(fs.root); err != nil {
 			return nil, fmt.Errorf("blobs: %w", err)
 		}
 	}
@@ -229,18 +230,6 @@ func (fs *Files) List(ctx context.Context, prefix string, fn func(string) error)
 		}
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if err2 := d.Close(); err == nil {
-		err = err2
-	}
-	return err
 }
 
 // fileBlob is an open file blob.
