@@ -3,10 +3,7 @@ package server_test
 import (
 	"fmt"
 	"io"
-	"runtime"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,28 +71,7 @@ func TestLargeMessageStreams(t *testing.T) {
 	// Collect garbage promptly, so that the heap in use is close to what
 	// is live (the figure that tells whether the message is held).
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
-	var peak atomic.Uint64
-	var base runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&base)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var ms runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-		}
-	}()
+	heapGrowth := servertest.HeapGrowth(20 * time.Millisecond)
 
 	if err := c.SendMail(alice, []string{bob}, newBigMessage(alice, bob, size)); err != nil {
 		t.Fatal(err)
@@ -126,13 +102,11 @@ func TestLargeMessageStreams(t *testing.T) {
 	if err := fetch.Close(); err != nil {
 		t.Fatal(err)
 	}
-	close(stop)
-	wg.Wait()
+	growth := heapGrowth()
 	if got < size {
 		t.Fatalf("fetched %d bytes, sent %d", got, size)
 	}
 	// The test's own client streams too; the whole process is measured.
-	growth := int64(peak.Load()) - int64(base.HeapInuse)
 	t.Logf("heap in use grew by at most %.1f MB for a %d MB message", float64(growth)/(1<<20), size>>20)
 	if growth > size/4 {
 		t.Fatalf("heap in use grew by %d MB while a %d MB message went through: it was held in memory", growth>>20, size>>20)

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
@@ -168,4 +171,39 @@ func (i *Instance) DialIMAP(t testing.TB, user, password string, opts *imapclien
 		t.Fatalf("login %s: %v", user, err)
 	}
 	return c
+}
+
+// HeapGrowth samples the heap in use (runtime.MemStats.HeapInuse) every
+// interval, after a collection that sets the base, until the returned
+// function is called; that function returns how far above the base the
+// highest sample went. Tests of streaming use it to show that a message
+// is never held whole.
+func HeapGrowth(every time.Duration) (stop func() int64) {
+	var peak atomic.Uint64
+	var base runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&base)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var m runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(every):
+			}
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		wg.Wait()
+		return int64(peak.Load()) - int64(base.HeapInuse)
+	}
 }
