@@ -656,7 +656,9 @@ func TestCheckpointer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(20 * checkpointEvery)
+	// A failure guard, generous for a loaded machine under the race
+	// detector: a checkpoint runs every checkpointEvery.
+	deadline := time.Now().Add(30 * time.Second)
 	for size() <= before {
 		if time.Now().After(deadline) {
 			t.Fatalf("the database file stayed at %d bytes: no checkpoint", before)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -77,10 +78,14 @@ func (ws *watchers) publish(changes []storage.Change) {
 		if _, ok := ws.m[c.MailboxID]; !ok {
 			continue
 		}
-		if c.ModSeq > ws.seen[c.MailboxID] {
-			if ws.seen == nil {
-				ws.seen = map[int64]uint64{}
-			}
+		if ws.seen == nil {
+			ws.seen = map[int64]uint64{}
+		}
+		switch {
+		case c.Kind == storage.MailboxDeleted:
+			// Told already: the poller, finding it gone, stays quiet.
+			ws.seen[c.MailboxID] = math.MaxUint64
+		case c.ModSeq > ws.seen[c.MailboxID]:
 			ws.seen[c.MailboxID] = c.ModSeq
 		}
 		for w := range ws.m[c.MailboxID] {
@@ -161,7 +166,7 @@ func (db *DB) pollOnce(ctx context.Context, conn *sql.DB, last int64) int64 {
 		}
 		ms, exists := current[id]
 		seen, known := ws.seen[id]
-		if exists && known && ms <= seen {
+		if (exists && known && ms <= seen) || (!exists && seen == math.MaxUint64) {
 			continue
 		}
 		if ws.seen == nil {
@@ -169,6 +174,8 @@ func (db *DB) pollOnce(ctx context.Context, conn *sql.DB, last int64) int64 {
 		}
 		if exists {
 			ws.seen[id] = ms
+		} else {
+			ws.seen[id] = math.MaxUint64
 		}
 		// A first reading, a MODSEQ past what was published here, or a
 		// mailbox gone: the watchers pull Changes and learn which.
