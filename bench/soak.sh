@@ -30,6 +30,8 @@ submissions = "127.0.0.1:44465"
 imap = ""
 imaps = "127.0.0.1:49993"
 https = ""
+[debug]
+pprof = "127.0.0.1:46060"
 TOML
 c=(--config "$work/carepost.toml" --data "$work/data")
 "$cp" dir add-professional "${c[@]}" --id 810001045367 --first S --last Ender --profession 10 --address sender@carepost.test >/dev/null
@@ -63,12 +65,20 @@ end=$((SECONDS + secs))
 ) >"$work/imaptest.out" 2>&1 &
 python3 bench/flood.py 127.0.0.1 49993 44465 "$work/ca.pem" flood@carepost.test 'flood password 12' "$secs" >"$work/flood.out" 2>&1 &
 
+# Heap profiles at the end of each third go to $SOAK_PROFILES, if set
+# (go tool pprof -diff_base heap-1.pb.gz heap-3.pb.gz tells what grew).
+profile() {
+	[ -n "${SOAK_PROFILES:-}" ] || return 0
+	mkdir -p "$SOAK_PROFILES"
+	curl -s -o "$SOAK_PROFILES/heap-$1.pb.gz" "http://127.0.0.1:46060/debug/pprof/heap?gc=1" || true
+}
 # The resident size, every thirtieth of the run (at least every 5 s).
 every=$(( secs / 30 > 5 ? secs / 30 : 5 ))
 samples=()
 while [ $SECONDS -lt $end ]; do
 	sleep "$every"
 	samples+=("$(ps -o rss= -p "$pid" | tr -d ' ')")
+	case ${#samples[@]} in 10) profile 1 ;; 20) profile 2 ;; 29) profile 3 ;; esac
 	echo "t+$((secs - (end - SECONDS)))s rss ${samples[-1]} kB"
 done
 wait $(jobs -p | grep -v "^$pid\$") 2>/dev/null || true
