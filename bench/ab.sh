@@ -21,7 +21,7 @@ profiles=${4:-smtp logout0}
 here=$(cd "$(dirname "$0")/.." && pwd)
 stress="$here/../shared/tools/imaptest/stress"
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cat > "$work/carepost.toml" <<TOML
 hostname = "localhost"

@@ -20,7 +20,7 @@ tolerance=${2:-10}
 here=$(cd "$(dirname "$0")/.." && pwd)
 stress="$here/../shared/tools/imaptest/stress"
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$here"
 go build -o "$work/carepost" ./cmd/carepost
 cp="$work/carepost"
