@@ -107,6 +107,13 @@ type Server struct {
 	ownCache bool
 	// sessions counts the sessions not yet ended, for Close to wait on.
 	sessions sync.WaitGroup
+	// listeners are those Serve was given, and serving counts the Serve
+	// calls under way: Close closes the listeners and waits for Serve to
+	// return before it closes the library's server, whose own Serve adds
+	// to a WaitGroup after registering the listener, a race with its Close
+	// the race detector reports.
+	listeners map[net.Listener]struct{} // guarded by mu
+	serving   sync.WaitGroup
 	// base is the parent of every command's context: Close cancels it, so
 	// that storage calls under way give up instead of holding Close.
 	base   context.Context
@@ -177,6 +184,18 @@ func New(opts Options) *Server {
 // Serve accepts connections on ln: a tls.Listener for IMAPS, or a plain
 // listener where STARTTLS is offered and required before LOGIN.
 func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[ln] = struct{}{}
+	s.serving.Add(1)
+	s.mu.Unlock()
+	defer s.serving.Done()
 	return s.imap.Serve(ln)
 }
 
@@ -186,7 +205,11 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
 	s.mu.Unlock()
+	s.serving.Wait()
 	err := s.imap.Close()
 	s.cancel()
 	if s.ownCache {
