@@ -3,7 +3,7 @@
 # runs so that the machine's drift touches both alike:
 #   - durable submission: `carepost bench smtp`, 10 KB messages, 16
 #     clients, implicit TLS (port 465 style), on a fresh data directory;
-#   - imaptest's stress profile (../shared/tools/imaptest/stress, 100
+#   - imaptest's stress profile (tools/imaptest/stress, 100
 #     users, 10 clients, 30 s, TLS), --logout0 and/or default.
 # Prints each run and the medians. Used for the "no slower" checks of the
 # issues that reshape the core (BENCHMARKS.md).
@@ -19,7 +19,7 @@ new=${2:?usage: $0 OLD_BINARY NEW_BINARY [rounds] [profiles]}
 rounds=${3:-3}
 profiles=${4:-smtp logout0}
 here=$(cd "$(dirname "$0")/.." && pwd)
-stress="$here/../shared/tools/imaptest/stress"
+stress="$here/../tools/imaptest/stress"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
