@@ -1,4 +1,4 @@
-module carepost
+module github.com/carepost/carepost
 
 go 1.26.8
 

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"slices"
 
-	"carepost/directory"
-	"carepost/refusal"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
 )
 
 // Directory is what the authenticator asks the directory

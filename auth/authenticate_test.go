@@ -6,10 +6,10 @@ import (
 	"slices"
 	"testing"
 
-	"carepost/auth"
-	"carepost/directory"
-	"carepost/refusal"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 // TestAuthenticatorPlain: a successful directory authentication becomes a

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"carepost/limit"
+	"github.com/carepost/carepost/limit"
 )
 
 // Limiter slows password guessing (SPEC §3 "Brute force"). The

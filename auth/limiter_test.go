@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"carepost/auth"
-	"carepost/directory"
-	"carepost/refusal"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 // virtualClock is a clock that advances only when the limiter sleeps, so

@@ -8,7 +8,7 @@ package auth
 import (
 	"context"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // Mechanism says how a principal proved who it is.

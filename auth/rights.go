@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // Right is a set of rights on a mailbox account (its INBOX and folders),

@@ -4,9 +4,9 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/auth"
-	"carepost/directory"
-	"carepost/refusal"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
 )
 
 const (

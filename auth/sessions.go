@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // Ending sessions. A suspension, a new password or a revoked application

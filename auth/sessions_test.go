@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"carepost/auth"
-	"carepost/directory"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 // TestSessionsEnd: sessions registered at login end, with a sentence that

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // The generators against a whole Carepost (every listener, SQLite, dev

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // The quiet idler against a whole Carepost, over imaps and over imap with

@@ -21,7 +21,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"carepost/crypto"
+	"github.com/carepost/carepost/crypto"
 )
 
 // testPKI makes a development CA and a server TLS configuration for

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // The push measurement against a whole Carepost: submission with STARTTLS

@@ -7,10 +7,10 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
-	"carepost/auth"
-	"carepost/directory"
-	"carepost/refusal"
-	"carepost/storage"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage"
 )
 
 // AppendRequest is a message a user stores in one of its own or permitted

@@ -9,9 +9,9 @@ import (
 	"slices"
 	"strings"
 
-	"carepost/directory"
-	"carepost/refusal"
-	"carepost/storage"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage"
 
 	"github.com/emersion/go-message/textproto"
 )

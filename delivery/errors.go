@@ -1,7 +1,7 @@
 package delivery
 
 import (
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // A refusal of the pipeline is always a *refusal.Error with one Kind:

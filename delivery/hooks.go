@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Hook is work that follows a durable commit and must never hold the

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"carepost/auth"
-	"carepost/delivery"
-	"carepost/directory"
-	"carepost/refusal"
-	"carepost/server/servertest"
-	"carepost/storage"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/server/servertest"
+	"github.com/carepost/carepost/storage"
 )
 
 // forBob is a test transform: bob gets a version of his own whose body is

@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"carepost/auth"
-	"carepost/directory"
-	"carepost/refusal"
-	"carepost/storage"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage"
 )
 
 // Options configures a Pipeline.

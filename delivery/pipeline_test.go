@@ -9,12 +9,12 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"carepost/auth"
-	"carepost/delivery"
-	"carepost/directory"
-	"carepost/refusal"
-	"carepost/storage"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 const (

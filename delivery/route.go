@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // inbox returns the ID of account's INBOX. The storage account of a

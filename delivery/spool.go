@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"carepost/crypto"
+	"github.com/carepost/carepost/crypto"
 )
 
 // Staged is a message held by the path: immutable bytes that transforms,

@@ -1,8 +1,8 @@
 package delivery
 
 import (
-	"carepost/storage"
 	"context"
+	"github.com/carepost/carepost/storage"
 )
 
 // Target receives the recipients routed to it, in two phases (maddy's

@@ -8,7 +8,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // Envelope is what the stages know of a message besides its bytes: who

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // Address syntax. MSSanté mandates no local-part syntax (DOMAIN.md §2); we

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 func TestParseAddress(t *testing.T) {

@@ -7,8 +7,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"carepost/crypto"
-	"carepost/refusal"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/refusal"
 )
 
 // ErrInvalidEntry is the Reason of the admin refusals about the data given

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"carepost/crypto"
-	"carepost/refusal"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/refusal"
 )
 
 // authFailedText is the one sentence of every failed login, whatever the

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // AppPasswords lists the application passwords of address in creation

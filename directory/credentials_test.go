@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"testing"
 
-	"carepost/directory"
-	"carepost/refusal"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
 )
 
 // TestRevokeAppPassword: an application password is revoked by ID or by

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // ResolveRecipient decides where mail for address goes, or why it cannot:

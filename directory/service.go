@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // Config is the part of the server configuration the directory needs.

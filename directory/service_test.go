@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"carepost/crypto"
-	"carepost/directory"
-	"carepost/refusal"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 const (

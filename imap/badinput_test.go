@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/imap"
+	"github.com/carepost/carepost/imap"
 )
 
 // logTB keeps what the server logs, to look for panics.

@@ -6,8 +6,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"carepost/refusal"
-	"carepost/storage"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage"
 )
 
 // maxResponseText keeps a refusal's sentence on a reasonable line.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"carepost/refusal"
-	"carepost/storage"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage"
 )
 
 // Every refusal kind has a decided IMAP response, with the refusal's own

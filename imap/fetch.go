@@ -14,7 +14,7 @@ import (
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Fetch writes the requested items of each message (RFC 9051 §6.4.5).

@@ -16,8 +16,8 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/server"
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 const password = "correct horse battery staple"

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"carepost/auth"
-	"carepost/crypto"
-	"carepost/directory"
-	"carepost/refusal"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
 )
 
 // oneAccount lets one account in with one password.

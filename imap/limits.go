@@ -7,7 +7,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"carepost/limit"
+	"github.com/carepost/carepost/limit"
 )
 
 // Limits of a session beside the library's own (command line 50 KiB,

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/server"
+	"github.com/carepost/carepost/server"
 )
 
 // Issue 21: an APPEND literal has an overall deadline beside the one on

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // The LIST responses of a fresh account: one mailbox per special use

@@ -13,11 +13,11 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"carepost/crypto"
-	"carepost/delivery"
-	"carepost/directory"
-	"carepost/storage"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 // deafStore loses every hint: Watch never calls back. A server on it must

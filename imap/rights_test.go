@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/auth"
-	"carepost/directory"
-	"carepost/storage"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/storage"
 )
 
 // TestSharedMailboxRoles is ISSUE 19's "tried as a new user would" over

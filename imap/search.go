@@ -14,8 +14,8 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
-	"carepost/storage"
-	"carepost/storage/cache"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/cache"
 )
 
 // Search evaluates SEARCH criteria (RFC 9051 §6.4.4). Flags, dates and

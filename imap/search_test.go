@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"carepost/imap"
-	"carepost/storage"
+	"github.com/carepost/carepost/imap"
+	"github.com/carepost/carepost/storage"
 )
 
 // searchResult runs SEARCH (or UID SEARCH) and returns the numbers of its

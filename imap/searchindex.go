@@ -4,7 +4,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"carepost/storage/cache"
+	"github.com/carepost/carepost/storage/cache"
 )
 
 // What SEARCH asks of the header index that storage/cache keeps per open

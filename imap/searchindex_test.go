@@ -11,7 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Digests counts the header bytes read in batches too (SEARCH reads

@@ -42,10 +42,10 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"carepost/auth"
-	"carepost/delivery"
-	"carepost/storage"
-	"carepost/storage/cache"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/cache"
 )
 
 // Accounts is what the IMAP service asks the directory, through package

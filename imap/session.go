@@ -14,9 +14,9 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
-	"carepost/auth"
-	"carepost/refusal"
-	"carepost/storage"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/refusal"
+	"github.com/carepost/carepost/storage"
 )
 
 // commandTimeout bounds the storage work of one command.

@@ -11,9 +11,9 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"carepost/auth"
-	"carepost/storage"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 // countingStore counts the bytes read from messages (bodies and headers);

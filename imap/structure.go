@@ -12,7 +12,7 @@ import (
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // The BODYSTRUCTURE of a message (RFC 9051 §7.5.2), computed with bounds.

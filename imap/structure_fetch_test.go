@@ -7,10 +7,10 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"carepost/crypto"
-	carepostimap "carepost/imap"
-	"carepost/storage"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/crypto"
+	carepostimap "github.com/carepost/carepost/imap"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 // The nested messages of issue 21, stored before the limits existed (put

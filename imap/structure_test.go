@@ -16,7 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // NestedRFC822 is a message of n message/rfc822 parts, each the body of

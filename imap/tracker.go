@@ -9,8 +9,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"carepost/storage"
-	"carepost/storage/cache"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/cache"
 )
 
 // Each session's view of its selected mailbox.

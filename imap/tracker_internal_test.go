@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"carepost/storage"
-	"carepost/storage/cache"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/cache"
 )
 
 // feedStore gives a cache.Mailbox a snapshot of the first UIDs and lets

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // TestMailboxNameTricks: a user tries to reach another user's mailboxes,

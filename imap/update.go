@@ -10,9 +10,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
-	"carepost/auth"
-	"carepost/delivery"
-	"carepost/storage"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/storage"
 )
 
 // isClose tells CLOSE from EXPUNGE: go-imap v2.0.0-beta.8 calls

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/imap"
-	"carepost/server"
+	"github.com/carepost/carepost/imap"
+	"github.com/carepost/carepost/server"
 )
 
 var flagsRe = regexp.MustCompile(`FLAGS \(([^)]*)\)`)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // Every kind has a name of its own: a kind added without one shows in logs

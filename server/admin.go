@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // The administrative operations below are what `carepost dir …` calls: the

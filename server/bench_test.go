@@ -12,7 +12,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // Benchmarks of the whole path, over real sockets and TLS (issue #8). Run

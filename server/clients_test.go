@@ -12,7 +12,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // These tests drive the server with the clients a user would try first:

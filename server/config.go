@@ -14,7 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"carepost/auth"
+	"github.com/carepost/carepost/auth"
 )
 
 // Config is the whole configuration. The TOML keys mirror the command-line

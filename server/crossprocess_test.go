@@ -9,10 +9,10 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"carepost/crypto"
-	"carepost/server/servertest"
-	"carepost/storage"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/server/servertest"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 // A message written into the data directory through another handle on

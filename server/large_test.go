@@ -12,8 +12,8 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/server"
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // bigMessage generates a message of about size bytes without holding it.

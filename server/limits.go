@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"carepost/limit"
+	"github.com/carepost/carepost/limit"
 )
 
 // Limits at the listener. Neither go-imap nor go-smtp limits connections or

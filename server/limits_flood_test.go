@@ -19,8 +19,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"carepost/server"
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // floodConns is the number of idle connections of issue 21, opened from

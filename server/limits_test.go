@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"carepost/server"
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // captureTB keeps what the server logs.

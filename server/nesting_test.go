@@ -18,7 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // nestedRFC822 is a message of depth levels of message/rfc822 attached

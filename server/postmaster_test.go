@@ -10,9 +10,9 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/directory"
-	"carepost/server"
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/server"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // postmaster@ and abuse@ of every hosted domain, and <Postmaster> alone

@@ -13,15 +13,15 @@ import (
 	"sync"
 	"time"
 
-	"carepost/auth"
-	"carepost/crypto"
-	"carepost/delivery"
-	"carepost/directory"
-	"carepost/imap"
-	"carepost/smtp"
-	"carepost/storage"
-	"carepost/storage/cache"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/imap"
+	"github.com/carepost/carepost/smtp"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/cache"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 // Server is an open data directory and, once started, its listeners.

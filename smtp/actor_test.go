@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/auth"
-	"carepost/smtp"
-	"carepost/storage"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/smtp"
+	"github.com/carepost/carepost/storage"
 )
 
 // After AUTH PLAIN the session acts as an *auth.Principal (mechanism,

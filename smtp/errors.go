@@ -6,7 +6,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // step is the SMTP command a refusal answers; most kinds map to different

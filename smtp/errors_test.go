@@ -9,7 +9,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/refusal"
+	"github.com/carepost/carepost/refusal"
 )
 
 // TestEveryKindAtEveryStep goes through every refusal kind at every step:

@@ -16,11 +16,11 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/crypto"
-	"carepost/delivery"
-	"carepost/directory"
-	"carepost/smtp"
-	"carepost/storage/sqlite"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/smtp"
+	"github.com/carepost/carepost/storage/sqlite"
 )
 
 // The test world: one server hosting ch-test.fr, a trust space with one

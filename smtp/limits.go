@@ -7,7 +7,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/limit"
+	"github.com/carepost/carepost/limit"
 )
 
 // Limits of a session beside go-smtp's own (line length, recipients,

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/smtp"
+	"github.com/carepost/carepost/smtp"
 )
 
 // Issue 21: DATA has an overall deadline beside the one on each read. A

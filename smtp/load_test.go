@@ -11,7 +11,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/smtp"
+	"github.com/carepost/carepost/smtp"
 )
 
 // TestConcurrentDeliveriesToOneMailbox: every client's "250" means its

@@ -7,7 +7,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/smtp"
+	"github.com/carepost/carepost/smtp"
 )
 
 const doc = "doc@" + otherDomain // a professional at another operator

@@ -7,7 +7,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/smtp"
+	"github.com/carepost/carepost/smtp"
 )
 
 func TestRecipientRefusals(t *testing.T) {

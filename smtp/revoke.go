@@ -7,7 +7,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/auth"
+	"github.com/carepost/carepost/auth"
 )
 
 // Ending a session from outside. When the account of an authenticated

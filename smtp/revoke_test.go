@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"carepost/auth"
-	"carepost/smtp"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/smtp"
 )
 
 // TestEndDuringMessage: an application password revoked while its session

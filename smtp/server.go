@@ -38,9 +38,9 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/auth"
-	"carepost/delivery"
-	"carepost/directory"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/directory"
 )
 
 // Mode says which service a listener provides.

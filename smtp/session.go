@@ -9,9 +9,9 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/auth"
-	"carepost/delivery"
-	"carepost/refusal"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/refusal"
 )
 
 // session is one SMTP connection between two EHLOs of go-smtp (a new one

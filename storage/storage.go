@@ -67,7 +67,7 @@ import (
 	"io"
 	"time"
 
-	"carepost/auth"
+	"github.com/carepost/carepost/auth"
 )
 
 // Errors every backend returns (wrapped or not; compare with errors.Is).

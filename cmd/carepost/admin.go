@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/term"
 
-	"carepost/crypto"
-	"carepost/directory"
-	"carepost/server"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/server"
 )
 
 func cmdDir(ctx context.Context, args []string, stdout io.Writer) error {

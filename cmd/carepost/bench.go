@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"carepost/bench"
+	"github.com/carepost/carepost/bench"
 )
 
 const benchUsage = `carepost bench — load generators for any SMTP or IMAP server (issue #8)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // benchRun runs one `carepost bench ...` line in-process.

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // benchUsers creates the test accounts that load tools expect (Dovecot's

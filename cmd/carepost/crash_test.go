@@ -20,7 +20,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"carepost/server"
+	"github.com/carepost/carepost/server"
 )
 
 // TestMain lets the crash test run `carepost serve` as a child process of

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/server/servertest"
+	"github.com/carepost/carepost/server/servertest"
 )
 
 // TestAdminCommandsEndSessions is issue 20's "ending sessions": with

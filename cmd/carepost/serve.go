@@ -9,7 +9,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"carepost/server"
+	"github.com/carepost/carepost/server"
 )
 
 // openServer loads the configuration named by the common flags and opens

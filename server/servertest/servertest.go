@@ -17,8 +17,8 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"carepost/directory"
-	"carepost/server"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/server"
 )
 
 // Instance is a running server.

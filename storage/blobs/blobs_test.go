@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/crypto"
-	"carepost/storage"
-	"carepost/storage/storagetest"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/storagetest"
 )
 
 var key = bytes.Repeat([]byte{0x42}, 32)

@@ -14,8 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"carepost/crypto"
-	"carepost/storage"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/storage"
 )
 
 // Files is a BlobStore of one file per blob, named by the blob, in one of

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"carepost/crypto"
-	"carepost/storage"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/storage"
 )
 
 // Sealed is a BlobStore that encrypts at rest (SPEC §10) what it keeps in

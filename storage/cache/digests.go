@@ -7,7 +7,7 @@ import (
 	"slices"
 	"sync"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Digests reads the digests of the given UIDs (ascending) as the wrapped

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // The digest cache answers only what it holds, and keeps within its

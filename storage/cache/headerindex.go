@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // The header index (issue #8) keeps, per open mailbox, what a search needs

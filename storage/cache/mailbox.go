@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Mailbox is the cached state of a mailbox opened by at least one user of

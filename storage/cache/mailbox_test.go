@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"carepost/storage"
-	"carepost/storage/cache"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/cache"
 )
 
 // deaf loses every hint: Watch never calls back.

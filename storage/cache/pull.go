@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Pulling changes from the store (Mailbox's doc comment says when).

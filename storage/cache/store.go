@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Options configure a cache.

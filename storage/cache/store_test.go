@@ -8,10 +8,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"carepost/storage"
-	"carepost/storage/cache"
-	"carepost/storage/sqlite"
-	"carepost/storage/storagetest"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/cache"
+	"github.com/carepost/carepost/storage/sqlite"
+	"github.com/carepost/carepost/storage/storagetest"
 )
 
 var testKey = bytes.Repeat([]byte{0x42}, 32)

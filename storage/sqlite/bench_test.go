@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Benchmarks for issue #8 (not run by go test without -bench).

@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 
-	"carepost/crypto"
-	"carepost/storage"
-	"carepost/storage/blobs"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/blobs"
 )
 
 // Bodies over the inline limit (inline.go) live in a storage.BlobStore,

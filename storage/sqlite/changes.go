@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // What changed since a MODSEQ (storage.Store.Changes) and since an

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // undoV5 puts the database open in raw back in the layout before

@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"carepost/auth"
-	"carepost/storage"
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/storage"
 )
 
 // Group commit (see BASELINES.md: one fsync per message caps delivery at

@@ -35,7 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 )

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // The directory half of the embedded backend: directory.Store over the

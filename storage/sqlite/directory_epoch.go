@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // Credential epochs (directorySchemaV3): what ends the open sessions of an

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // A data directory from before the credential epochs (directorySchemaV3)

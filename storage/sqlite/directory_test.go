@@ -5,9 +5,9 @@ import (
 	"sync"
 	"testing"
 
-	"carepost/directory"
-	"carepost/storage/sqlite"
-	"carepost/storage/storagetest"
+	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/storage/sqlite"
+	"github.com/carepost/carepost/storage/storagetest"
 )
 
 func TestDirectoryConformance(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // System flags are stored as bits of messages.flags (RFC 9051 §2.3.2);

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // The header section of every body is also kept on its own, sealed, in the

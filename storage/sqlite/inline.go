@@ -7,8 +7,8 @@ import (
 	"io"
 	"sync"
 
-	"carepost/crypto"
-	"carepost/storage"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/storage"
 )
 
 // Small bodies live inside the database (issue #8, group commit).

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 func openInline(t *testing.T, dir string, limit int64) *DB {

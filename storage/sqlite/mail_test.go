@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"carepost/crypto"
-	"carepost/storage"
-	"carepost/storage/storagetest"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/storagetest"
 )
 
 // Tests of what only the embedded backend has: files, encryption at rest,

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Accounts, mailboxes and subscriptions (RFC 9051 §6.3).

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Messages: delivery, STATUS/SELECT snapshots, metadata and bodies.

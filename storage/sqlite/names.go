@@ -5,7 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // maxNameLen bounds a mailbox name in bytes (Dovecot: 255 per level, a few

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // `ls -l` on the store shows nothing readable by others (issue 21):

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"sync"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // \Recent (RFC 3501 §2.3.2): a message is recent for exactly one session.

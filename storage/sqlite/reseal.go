@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 
-	"carepost/crypto"
-	"carepost/storage"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/storage"
 )
 
 // The migration to sealed format version 2 (seal.go): what version 1 sealed

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/crypto"
-	"carepost/storage/storagetest"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/storage/storagetest"
 )
 
 // testdata/v1store is a store made by the code before sealed format version

@@ -1,8 +1,8 @@
 package sqlite
 
 import (
-	"carepost/crypto"
-	"carepost/storage/blobs"
+	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/storage/blobs"
 )
 
 // What each sealed object is bound to (crypto's sealed-blob format,

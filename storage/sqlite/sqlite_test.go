@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"testing"
 
-	"carepost/storage"
-	"carepost/storage/storagetest"
+	"github.com/carepost/carepost/storage"
+	"github.com/carepost/carepost/storage/storagetest"
 )
 
 var testKey = bytes.Repeat([]byte{0x42}, 32)

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Changes to existing messages: STORE, COPY, MOVE, EXPUNGE. Each is one op

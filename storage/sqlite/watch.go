@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // watchers is the in-process change bus: the committer publishes the

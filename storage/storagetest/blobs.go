@@ -10,7 +10,7 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // RunBlobs checks that a storage.BlobStore keeps the contracts of its doc

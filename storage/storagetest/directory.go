@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // RunDirectory runs the conformance suite of directory.Store against the

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"carepost/directory"
+	"github.com/carepost/carepost/directory"
 )
 
 // testDirCredentialEpochs: the credential epoch moves with a new password,

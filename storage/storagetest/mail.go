@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // OpenFunc opens the store kept at dir. Opening the same dir again after

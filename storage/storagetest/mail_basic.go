@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 const alice = "alice@ch-test.fr"

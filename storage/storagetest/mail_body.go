@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // genReader produces n deterministic bytes without holding them: the body

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // Changes since a MODSEQ (RFC 7162 §3.1, §3.2.5): what every write reports

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 func flagsOf(t *testing.T, h *harness, id int64, uid uint32) []string {

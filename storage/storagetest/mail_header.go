@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // testOpenHeader: OpenHeader returns the header section up to and

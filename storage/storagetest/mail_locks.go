@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // testMoveRace: MOVE A→B racing MOVE B→A, and deliveries to B and A

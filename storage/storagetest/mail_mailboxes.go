@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 func names(t *testing.T, h *harness, account string) []string {

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"testing"
 
-	"carepost/storage"
+	"github.com/carepost/carepost/storage"
 )
 
 // testClaimRecent: a session with the mailbox selected claims the messages
