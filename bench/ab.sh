@@ -19,7 +19,7 @@ new=${2:?usage: $0 OLD_BINARY NEW_BINARY [rounds] [profiles]}
 rounds=${3:-3}
 profiles=${4:-smtp logout0}
 here=$(cd "$(dirname "$0")/.." && pwd)
-stress="$here/../tools/imaptest/stress"
+stress="$here/tools/imaptest/stress"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 

@@ -18,7 +18,7 @@ set -euo pipefail
 secs=${1:-1800}
 tolerance=${2:-10}
 here=$(cd "$(dirname "$0")/.." && pwd)
-stress="$here/../tools/imaptest/stress"
+stress="$here/tools/imaptest/stress"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$here"
