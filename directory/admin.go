@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -37,6 +38,12 @@ type ProfessionalInput struct {
 	Address      string // must be in one of our domains
 	Organisation string // idNatStruct, optional
 	ListeRouge   bool
+	// AllowDuplicateID lets the national identifier be that of another
+	// mailbox (a professional with a second practice, or a replacement
+	// mailbox); DuplicateReason, required then, says why and is kept
+	// with the entry.
+	AllowDuplicateID bool
+	DuplicateReason  string
 }
 
 // PatientInput describes a patient mailbox, <INS>@<PatientDomain>.
@@ -53,8 +60,14 @@ func invalid(address, format string, args ...any) error {
 	return refusal.New(refusal.InvalidInput, address, ErrInvalidEntry, format, args...)
 }
 
+// ErrDuplicateNationalID is the Reason of the refusal of a professional
+// whose national identifier already has a mailbox.
+var ErrDuplicateNationalID = errors.New("national identifier already in the directory")
+
 // AddProfessional creates a PER mailbox. A professional may hold several
-// mailboxes, so the national identifier need not be unique.
+// mailboxes, but a second mailbox with the same national identifier is
+// more often a typing mistake, or two people mixed up: it is refused
+// unless in.AllowDuplicateID, with the reason recorded.
 func (d *Directory) AddProfessional(ctx context.Context, in ProfessionalInput) (Entry, error) {
 	addr, err := d.ourAddress(in.Address)
 	if err != nil {
@@ -81,13 +94,56 @@ func (d *Directory) AddProfessional(ctx context.Context, in ProfessionalInput) (
 	if err != nil {
 		return Entry{}, err
 	}
+	reason, err := d.duplicateID(ctx, addr, id, in)
+	if err != nil {
+		return Entry{}, err
+	}
 	e := Entry{
 		Address: addr, Kind: KindPersonal, Status: StatusActive,
 		NationalID: id, Profession: strings.TrimSpace(in.Profession), Specialty: spec,
 		FirstName: first, LastName: last, Organisation: org,
-		ListeRouge: in.ListeRouge, CreatedAt: d.now(),
+		ListeRouge: in.ListeRouge, DuplicateIDReason: reason, CreatedAt: d.now(),
 	}
 	return e, d.add(ctx, e)
+}
+
+// duplicateID checks that the national identifier id has no mailbox yet,
+// or that in allows it with a reason, which it returns ("" when id is
+// new).
+func (d *Directory) duplicateID(ctx context.Context, addr, id string, in ProfessionalInput) (string, error) {
+	reason, err := text(addr, "reason", in.DuplicateReason)
+	if err != nil {
+		return "", err
+	}
+	if reason != "" && !in.AllowDuplicateID {
+		return "", invalid(addr, "A reason is only given with --allow-duplicate-id, for a national identifier that already has a mailbox.")
+	}
+	found, err := d.store.List(ctx, ListFilter{NationalID: id, IncludeListeRouge: true, Limit: 3})
+	if err != nil {
+		return "", err
+	}
+	// The entry at addr itself, if any, is the taken address that add
+	// reports.
+	var others []Entry
+	for _, e := range found {
+		if e.Address != addr {
+			others = append(others, e)
+		}
+	}
+	if len(others) == 0 {
+		if in.AllowDuplicateID {
+			return "", invalid(addr, "The national identifier %s has no mailbox yet: --allow-duplicate-id is not needed.", id)
+		}
+		return "", nil
+	}
+	if !in.AllowDuplicateID {
+		return "", refusal.New(refusal.InvalidInput, addr, ErrDuplicateNationalID,
+			"The national identifier %s already belongs to %s: check the number, or, if the same professional needs another mailbox, give --allow-duplicate-id with --reason.", id, others[0].Address)
+	}
+	if reason == "" {
+		return "", invalid(addr, "--allow-duplicate-id needs --reason: say why %s gets another mailbox (it is kept with the entry).", id)
+	}
+	return reason, nil
 }
 
 // AddPatient creates a patient mailbox <INS>@<PatientDomain>. The patient
@@ -131,7 +187,7 @@ func (d *Directory) AddMailbox(ctx context.Context, kind Kind, address string, m
 	switch kind {
 	case KindOrganisational, KindApplicative, KindPractice:
 	default:
-		return Entry{}, invalid(addr, "A shared mailbox must be of kind ORG, APP or CAB, not %q (use AddProfessional or AddPatient for the others).", kind)
+		return Entry{}, invalid(addr, "A shared mailbox must be of kind ORG, APP or CAB, not %q (professionals and patients have commands of their own).", kind)
 	}
 	desc, err := text(addr, "description", description)
 	if err != nil {
@@ -246,12 +302,19 @@ func (d *Directory) NewAppPassword(ctx context.Context, address, label string) (
 	if err != nil {
 		return "", err
 	}
-	if label == "" {
-		label = "application password"
-	}
 	creds, err := d.store.Credentials(ctx, e.Address)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return "", err
+	}
+	if label == "" {
+		label = freeLabel(creds.AppPasswords)
+	}
+	// Labels are unique per account (any case), so that one names the
+	// password to revoke.
+	for _, ap := range creds.AppPasswords {
+		if strings.EqualFold(ap.Label, label) {
+			return "", invalid(e.Address, "The account %s already has an application password labelled %q: choose another label, or revoke that one first.", e.Address, ap.Label)
+		}
 	}
 	if len(creds.AppPasswords) >= MaxAppPasswords {
 		return "", invalid(e.Address, "The account %s already has %d application passwords, the maximum: remove one first.", e.Address, MaxAppPasswords)
@@ -265,6 +328,21 @@ func (d *Directory) NewAppPassword(ctx context.Context, address, label string) (
 		return "", err
 	}
 	return pw, nil
+}
+
+// freeLabel is the default label of a new application password:
+// "application password", then "application password 2"…, the first
+// that the account does not use.
+func freeLabel(aps []AppPassword) string {
+	used := map[string]bool{}
+	for _, ap := range aps {
+		used[strings.ToLower(ap.Label)] = true
+	}
+	label := "application password"
+	for i := 2; used[label]; i++ {
+		label = "application password " + strconv.Itoa(i)
+	}
+	return label
 }
 
 // SetStatus activates, suspends or closes a mailbox. It takes effect at the
@@ -284,15 +362,33 @@ func (d *Directory) SetStatus(ctx context.Context, address string, s Status) err
 	return d.store.SetStatus(ctx, addr, s)
 }
 
-// AddTrustedDomain adds (or updates) a domain of the trust space.
+// ErrTrustedDomainExists is the Reason of the refusal of a domain that is
+// in the trust space already.
+var ErrTrustedDomainExists = errors.New("domain already in the trust space")
+
+// AddTrustedDomain adds a domain of another operator to the trust space.
+// A domain this server hosts is refused (its mail never leaves the
+// server), and so is one listed already.
 func (d *Directory) AddTrustedDomain(ctx context.Context, domain string, description string) error {
 	dom, err := ParseDomain(strings.TrimSuffix(strings.TrimSpace(domain), "."))
 	if err != nil {
 		return err
 	}
+	if d.local[dom] {
+		return invalid(dom, "The domain %s is hosted by this server: it is part of the trust space already, and only other operators' domains are added.", dom)
+	}
 	desc, err := text(dom, "description", description)
 	if err != nil {
 		return err
+	}
+	ds, err := d.store.TrustedDomains(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range ds {
+		if t.Domain == dom {
+			return refusal.New(refusal.InvalidInput, dom, ErrTrustedDomainExists, "The domain %s is in the trust space already.", dom)
+		}
 	}
 	if err := d.store.AddTrustedDomain(ctx, TrustedDomain{Domain: dom, Description: desc, UpdatedAt: d.now()}); err != nil {
 		return err

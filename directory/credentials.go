@@ -65,7 +65,7 @@ func (d *Directory) RevokeAppPassword(ctx context.Context, address, idOrLabel st
 	switch len(found) {
 	case 0:
 		return AppPassword{}, refusal.New(refusal.InvalidInput, addr, ErrNotFound,
-			"The account %s has no application password with the ID or label %q (carepost user app-passwords %s lists them).", addr, name, addr)
+			"The account %s has no application password with the ID or label %q (carepost user app-password list %s lists them).", addr, name, addr)
 	case 1:
 	default:
 		return AppPassword{}, invalid(addr, "The account %s has %d application passwords labelled %q: give the ID of the one to revoke.", addr, len(found), name)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/carepost/carepost/crypto"
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/refusal"
 )
@@ -22,7 +23,16 @@ func TestRevokeAppPassword(t *testing.T) {
 	if _, err := f.d.NewAppPassword(ctx, dupont, "Tablet"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.d.NewAppPassword(ctx, dupont, "tablet"); err != nil {
+	// Labels are unique per account, whatever the case…
+	_, err = f.d.NewAppPassword(ctx, dupont, "tablet")
+	refused(t, err, refusal.InvalidInput, `already has an application password labelled "Tablet"`)
+	// …but a store made before that rule may hold two: revoking by label
+	// then asks for the ID.
+	h, err := crypto.HashAppPassword(crypto.GenerateAppPassword())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.AddAppPassword(ctx, dupont, "tablet", h); err != nil {
 		t.Fatal(err)
 	}
 	before, err := f.d.Authenticate(ctx, dupont, phone)

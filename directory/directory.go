@@ -62,8 +62,28 @@ type Entry struct {
 	ListeRouge bool
 	// NotifyAddress is where a patient is told of new messages.
 	NotifyAddress string
-	CreatedAt     time.Time
-	LastLogin     time.Time
+	// DuplicateIDReason is why a professional's NationalID is also that of
+	// another mailbox: given by the operator who allowed it
+	// (ProfessionalInput.AllowDuplicateID), "" otherwise.
+	DuplicateIDReason string
+	CreatedAt         time.Time
+	LastLogin         time.Time
+}
+
+// ListFilter selects entries for the operator's listings (Directory.List).
+// Empty fields select everything.
+type ListFilter struct {
+	// Query: every word must occur in the entry's searchable text, as in
+	// Store.Search.
+	Query      string
+	Kind       Kind
+	Status     Status
+	Domain     string // lower case: the part after the @
+	NationalID string
+	// IncludeListeRouge: the operator sees the entries on the liste rouge
+	// (patients among them); users and other operators never do.
+	IncludeListeRouge bool
+	Limit             int
 }
 
 // Role is a member's role in an ORG, APP or CAB mailbox. What each role
@@ -198,6 +218,10 @@ type Store interface {
 	// entries on the liste rouge are left out unless includeListeRouge. At
 	// most limit entries, ordered by last name, first name, address.
 	Search(ctx context.Context, query string, includeListeRouge bool, limit int) ([]Entry, error)
+	// List returns the entries that match every field of f (Query as in
+	// Search; an empty Query matches all), at most f.Limit, in Search's
+	// order.
+	List(ctx context.Context, f ListFilter) ([]Entry, error)
 
 	// SetPassword stores the hash of the account's password and moves its
 	// credential epoch (ChangePassword) in the same transaction

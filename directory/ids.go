@@ -280,6 +280,33 @@ func ValidateProfession(code string) error {
 	return nil
 }
 
+// Specialties are the labels of the TRE_R38 SpecialiteOrdinale codes
+// (OID 1.2.250.1.213.2.28) this project has a source for (DOMAIN.md §2).
+// The nomenclature is long and changes often: a code missing here is still
+// accepted (ValidateSpecialty checks the shape only) and shown without a
+// label.
+var Specialties = map[string]string{
+	"SM26": "Qualifié en médecine générale",
+	"SM53": "Spécialiste en médecine générale",
+	"SM54": "Médecine générale",
+	"SM59": "Médecine d'urgence",
+}
+
+// ProfessionLabel returns "10 (Médecin)" for a known TRE_G15 code, the
+// code alone otherwise ("" for "").
+func ProfessionLabel(code string) string { return labelled(code, Professions) }
+
+// SpecialtyLabel returns "SM54 (Médecine générale)" for a TRE_R38 code
+// with a known label, the code alone otherwise.
+func SpecialtyLabel(code string) string { return labelled(code, Specialties) }
+
+func labelled(code string, labels map[string]string) string {
+	if l, ok := labels[code]; ok {
+		return code + " (" + l + ")"
+	}
+	return code
+}
+
 // ValidateSpecialty loosely checks the shape of a TRE_R38 specialty code
 // (SM54, SCD01, SI03…): 1 to 4 upper-case letters then 1 to 3 digits. The
 // list itself changes often and is not enforced. It returns the code upper-

@@ -85,3 +85,49 @@ func (d *Directory) Members(ctx context.Context, mailbox string) ([]Member, erro
 	}
 	return d.store.Members(ctx, e.Address)
 }
+
+// Limits of the operator's listings (List): a listing is for reading, an
+// export of the whole directory is another tool.
+const (
+	DefaultListLimit = 1000
+	MaxListLimit     = 100000
+)
+
+// List returns the entries matching f, for the operator: the liste rouge
+// included unless f says otherwise is the caller's choice. f.Limit ≤ 0
+// means DefaultListLimit; it is capped at MaxListLimit.
+func (d *Directory) List(ctx context.Context, f ListFilter) ([]Entry, error) {
+	if f.Limit <= 0 {
+		f.Limit = DefaultListLimit
+	}
+	f.Limit = min(f.Limit, MaxListLimit)
+	f.Domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(f.Domain), "."))
+	return d.store.List(ctx, f)
+}
+
+// ParseKind reads a kind of mailbox as an operator types it (any case):
+// per (or professional), org, app, cab, pat (or patient).
+func ParseKind(s string) (Kind, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "per", "professional":
+		return KindPersonal, nil
+	case "org":
+		return KindOrganisational, nil
+	case "app":
+		return KindApplicative, nil
+	case "cab":
+		return KindPractice, nil
+	case "pat", "patient":
+		return KindPatient, nil
+	}
+	return "", invalid("", "Unknown kind %q: use per, org, app, cab or patient.", s)
+}
+
+// ParseStatus reads a status as an operator types it (any case).
+func ParseStatus(s string) (Status, error) {
+	switch st := Status(strings.ToLower(strings.TrimSpace(s))); st {
+	case StatusActive, StatusSuspended, StatusClosed:
+		return st, nil
+	}
+	return "", invalid("", "Unknown status %q: use active, suspended or closed.", s)
+}

@@ -309,10 +309,10 @@ func TestAdmin(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	good := directory.ProfessionalInput{
-		NationalID: "10001045367", FirstName: "Ana", LastName: "Lopez", Profession: "21", Address: "ana.lopez@ch-x.mssante.fr",
+		NationalID: "10001045383", FirstName: "Ana", LastName: "Lopez", Profession: "21", Address: "ana.lopez@ch-x.mssante.fr",
 	}
 	e, err := f.d.AddProfessional(ctx, good)
-	if err != nil || e.NationalID != "810001045367" || e.Kind != directory.KindPersonal || e.Status != directory.StatusActive {
+	if err != nil || e.NationalID != "810001045383" || e.Kind != directory.KindPersonal || e.Status != directory.StatusActive {
 		t.Fatalf("AddProfessional = %+v, %v", e, err)
 	}
 	_, err = f.d.AddProfessional(ctx, good)
@@ -399,6 +399,7 @@ func TestSearch(t *testing.T) {
 	if _, err := f.d.AddProfessional(ctx, directory.ProfessionalInput{
 		NationalID: "810001045367", FirstName: "Paul", LastName: "Durand", Profession: "10",
 		Address: "paul.durand@ch-x.mssante.fr", ListeRouge: true,
+		AllowDuplicateID: true, DuplicateReason: "test of the liste rouge",
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +465,7 @@ func TestEntryCache(t *testing.T) {
 	if _, err := f.d.ResolveRecipient(ctx, "new.one@ch-x.mssante.fr"); !refusal.Is(err, refusal.UnknownRecipient) {
 		t.Fatal(err)
 	}
-	if _, err := f.d.AddProfessional(ctx, directory.ProfessionalInput{NationalID: "810001045367", FirstName: "N", LastName: "O",
+	if _, err := f.d.AddProfessional(ctx, directory.ProfessionalInput{NationalID: "810001045391", FirstName: "N", LastName: "O",
 		Profession: "10", Address: "new.one@ch-x.mssante.fr"}); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,8 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
-		"DROP TABLE store_tasks", // mailSchemaV6, the last step
+		"ALTER TABLE dir_entries DROP COLUMN duplicate_id_reason", // directorySchemaV4, the last step
+		"DROP TABLE store_tasks",                                  // mailSchemaV6
 		// The steps after it first (directorySchemaV3).
 		"ALTER TABLE dir_entries DROP COLUMN cred_epoch",
 		"ALTER TABLE dir_entries DROP COLUMN cred_change",

@@ -19,7 +19,7 @@ var _ directory.Store = (*DB)(nil)
 
 const dirEntryColumns = `address, kind, status, national_id, profession, specialty,
 	first_name, last_name, organisation, description, liste_rouge,
-	notify_address, created_at, last_login`
+	notify_address, created_at, last_login, duplicate_id_reason`
 
 // dirMaxSearchWords bounds the LIKE terms of one search.
 const dirMaxSearchWords = 8
@@ -62,11 +62,11 @@ func (db *DB) AddEntry(ctx context.Context, e directory.Entry) error {
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `INSERT INTO dir_entries (`+dirEntryColumns+`, search_key)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (address) DO NOTHING`,
 		e.Address, string(e.Kind), string(e.Status), e.NationalID, e.Profession, e.Specialty,
 		e.FirstName, e.LastName, e.Organisation, e.Description, e.ListeRouge,
-		e.NotifyAddress, dirNanos(e.CreatedAt), dirNanos(e.LastLogin), dirSearchKey(e))
+		e.NotifyAddress, dirNanos(e.CreatedAt), dirNanos(e.LastLogin), e.DuplicateIDReason, dirSearchKey(e))
 	if err != nil {
 		return fmt.Errorf("sqlite: add entry %s: %w", e.Address, err)
 	}
@@ -109,7 +109,7 @@ func dirScanEntry(s dirScanner) (directory.Entry, error) {
 	var created, login int64
 	err := s.Scan(&e.Address, &kind, &status, &e.NationalID, &e.Profession, &e.Specialty,
 		&e.FirstName, &e.LastName, &e.Organisation, &e.Description, &e.ListeRouge,
-		&e.NotifyAddress, &created, &login)
+		&e.NotifyAddress, &created, &login, &e.DuplicateIDReason)
 	e.Kind, e.Status = directory.Kind(kind), directory.Status(status)
 	e.CreatedAt, e.LastLogin = dirTime(created), dirTime(login)
 	return e, err
@@ -316,23 +316,50 @@ func (db *DB) MemberOf(ctx context.Context, address string) ([]directory.Delegat
 // folded search key (so "dupont cardio" finds Dr Dupont of the cardiology
 // service whatever the column order).
 func (db *DB) Search(ctx context.Context, query string, includeListeRouge bool, limit int) ([]directory.Entry, error) {
-	words := strings.Fields(directory.FoldSearch(query))
-	if len(words) == 0 || limit <= 0 {
+	if len(strings.Fields(directory.FoldSearch(query))) == 0 {
 		return nil, nil
 	}
+	return db.List(ctx, directory.ListFilter{Query: query, IncludeListeRouge: includeListeRouge, Limit: limit})
+}
+
+// List implements directory.Store: Search's words, and equality on the
+// other fields of the filter.
+func (db *DB) List(ctx context.Context, f directory.ListFilter) ([]directory.Entry, error) {
+	if f.Limit <= 0 {
+		return nil, nil
+	}
+	words := strings.Fields(directory.FoldSearch(f.Query))
 	if len(words) > dirMaxSearchWords {
 		words = words[:dirMaxSearchWords]
 	}
-	var where []string
+	where := []string{"1"}
 	var args []any
 	for _, w := range words {
 		where = append(where, `search_key LIKE ? ESCAPE '\'`)
 		args = append(args, "%"+dirEscapeLike(w)+"%")
 	}
-	if !includeListeRouge {
+	if !f.IncludeListeRouge {
 		where = append(where, `liste_rouge = 0`)
 	}
-	args = append(args, limit)
+	if f.Kind != "" {
+		where = append(where, `kind = ?`)
+		args = append(args, string(f.Kind))
+	}
+	if f.Status != "" {
+		where = append(where, `status = ?`)
+		args = append(args, string(f.Status))
+	}
+	if f.Domain != "" {
+		// Addresses are canonical, so the domain is what follows the
+		// last @ (the address primary key serves the range).
+		where = append(where, `address LIKE ? ESCAPE '\'`)
+		args = append(args, "%@"+dirEscapeLike(strings.ToLower(f.Domain)))
+	}
+	if f.NationalID != "" {
+		where = append(where, `national_id = ?`) // index dir_entries_national_id
+		args = append(args, f.NationalID)
+	}
+	args = append(args, f.Limit)
 	rows, err := db.r.QueryContext(ctx, `SELECT `+dirEntryColumns+` FROM dir_entries WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY last_name, first_name, address LIMIT ?`, args...)
 	if err != nil {

@@ -29,6 +29,7 @@ func TestMigrateCredentialEpochs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
+		"ALTER TABLE dir_entries DROP COLUMN duplicate_id_reason", // directorySchemaV4
 		"ALTER TABLE dir_entries DROP COLUMN cred_epoch",
 		"ALTER TABLE dir_entries DROP COLUMN cred_change",
 		fmt.Sprintf("PRAGMA user_version = %d", slices.Index(migrations, directorySchemaV3)),

@@ -84,3 +84,10 @@ const directorySchemaV3 = `
 ALTER TABLE dir_entries ADD COLUMN cred_epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE dir_entries ADD COLUMN cred_change TEXT NOT NULL DEFAULT '';
 `
+
+// directorySchemaV4: why a professional's national identifier is shared
+// with another mailbox (directory.Entry.DuplicateIDReason): the operator
+// gives it when allowing the duplicate, and it is kept with the entry.
+const directorySchemaV4 = `
+ALTER TABLE dir_entries ADD COLUMN duplicate_id_reason TEXT NOT NULL DEFAULT '';
+`

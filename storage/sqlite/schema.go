@@ -4,8 +4,9 @@ package sqlite
 // Append new steps; never edit a step that has shipped.
 //
 // mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs),
-// directorySchemaV1 to V3 in directory_schema.go (entries, credentials,
-// trust space; members' roles; credential epochs).
+// directorySchemaV1 to V4 in directory_schema.go (entries, credentials,
+// trust space; members' roles; credential epochs; the reason of a
+// duplicate national identifier).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -16,4 +17,5 @@ var migrations = []string{
 	mailSchemaV5,
 	directorySchemaV3,
 	mailSchemaV6,
+	directorySchemaV4,
 }
