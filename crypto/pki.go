@@ -165,10 +165,18 @@ func (p *PKI) ServerCertificate(hostname string) (tls.Certificate, error) {
 // 8550 §3: the address in an rfc822Name subjectAltName). The key is RSA 2048
 // because CMS key transport in the S/MIME library is RSA only (DOMAIN.md
 // §6b). It returns the paths of the certificate and key files.
-func (p *PKI) Issue(address string) (certPath, keyPath string, err error) {
+//
+// An address that has a key already is refused unless replace: messages
+// encrypted to the old certificate can only be read with the old key.
+func (p *PKI) Issue(address string, replace bool) (certPath, keyPath string, err error) {
 	address = strings.ToLower(strings.TrimSpace(address))
 	if !strings.Contains(address, "@") || strings.ContainsAny(address, "/\\ \t") {
-		return "", "", fmt.Errorf("pki: %q is not a mailbox address", address)
+		return "", "", fmt.Errorf("%q is not a mailbox address", address)
+	}
+	dir := filepath.Join(p.dir, "mailboxes")
+	certPath, keyPath = filepath.Join(dir, address+".crt"), filepath.Join(dir, address+".key")
+	if _, err := os.Stat(keyPath); err == nil && !replace {
+		return "", "", &KeyExistsError{Address: address, KeyPath: keyPath}
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -189,27 +197,39 @@ func (p *PKI) Issue(address string) (certPath, keyPath string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	dir := filepath.Join(p.dir, "mailboxes")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", err
 	}
-	certPath, keyPath = filepath.Join(dir, address+".crt"), filepath.Join(dir, address+".key")
 	return certPath, keyPath, writePair(certPath, keyPath, der, key)
 }
 
-// Export returns the PEM certificate of "ca" or of a mailbox address issued
-// before.
+// KeyExistsError is Issue's refusal to replace a key.
+type KeyExistsError struct{ Address, KeyPath string }
+
+func (e *KeyExistsError) Error() string {
+	return fmt.Sprintf("%s already has a key (%s): replacing it would make the messages encrypted to its certificate unreadable", e.Address, e.KeyPath)
+}
+
+// Export returns the PEM certificate of "ca", of "server" (the server's
+// TLS certificate, once ServerCertificate made it) or of a mailbox address
+// issued before.
 func (p *PKI) Export(what string) ([]byte, error) {
-	if strings.EqualFold(what, "ca") {
-		return p.caPEM, nil
-	}
 	what = strings.ToLower(strings.TrimSpace(what))
-	if strings.ContainsAny(what, "/\\") {
-		return nil, fmt.Errorf("pki: %q is not a mailbox address", what)
+	switch {
+	case what == "ca":
+		return p.caPEM, nil
+	case what == "server":
+		b, err := os.ReadFile(filepath.Join(p.dir, "server.crt"))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, errors.New("the development PKI has no server certificate yet: carepost serve makes it at its first start")
+		}
+		return b, err
+	case !strings.Contains(what, "@") || strings.ContainsAny(what, "/\\ \t"):
+		return nil, fmt.Errorf("%q is neither ca, server nor a mailbox address", what)
 	}
 	b, err := os.ReadFile(filepath.Join(p.dir, "mailboxes", what+".crt"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("pki: no certificate issued for %s (run `carepost pki issue %s`)", what, what)
+		return nil, fmt.Errorf("no certificate issued for %s (carepost pki issue %s makes one)", what, what)
 	}
 	return b, err
 }

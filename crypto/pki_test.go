@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -81,9 +83,40 @@ func TestPKIIssueAndExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPath, keyPath, err := p.Issue("Dupont@Example.Test")
+	if _, err := p.Export("dupont@example.test"); err == nil || !strings.Contains(err.Error(), "carepost pki issue dupont@example.test") {
+		t.Fatalf("export before issue: %v", err)
+	}
+	certPath, keyPath, err := p.Issue("Dupont@Example.Test", false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	key1, _ := os.ReadFile(keyPath)
+	// A key is never replaced unless asked.
+	var ke *KeyExistsError
+	if _, _, err := p.Issue("dupont@example.test", false); !errors.As(err, &ke) || ke.KeyPath != keyPath {
+		t.Fatalf("second issue without replace: %v", err)
+	}
+	if key2, _ := os.ReadFile(keyPath); !bytes.Equal(key1, key2) {
+		t.Fatal("the refused issue changed the key")
+	}
+	if _, _, err := p.Issue("dupont@example.test", true); err != nil {
+		t.Fatal(err)
+	}
+	if key2, _ := os.ReadFile(keyPath); bytes.Equal(key1, key2) {
+		t.Fatal("issue with replace kept the old key")
+	}
+	// server: absent until ServerCertificate, then the server's certificate.
+	if _, err := p.Export("server"); err == nil || !strings.Contains(err.Error(), "carepost serve makes it") {
+		t.Fatalf("export server before its certificate: %v", err)
+	}
+	if _, err := p.ServerCertificate("mail.example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := p.Export("server"); err != nil || !bytes.HasPrefix(b, []byte("-----BEGIN CERTIFICATE-----")) {
+		t.Fatalf("export server: %v", err)
+	}
+	if _, err := p.Export("nonsense"); err == nil || !strings.Contains(err.Error(), "neither ca, server nor a mailbox address") {
+		t.Fatalf("export nonsense: %v", err)
 	}
 	if _, err := tls.LoadX509KeyPair(certPath, keyPath); err != nil {
 		t.Fatal(err)
@@ -105,7 +138,7 @@ func TestPKIIssueAndExport(t *testing.T) {
 	if _, err := p.Export("nobody@example.test"); err == nil {
 		t.Fatal("export of a certificate never issued succeeded")
 	}
-	if _, _, err := p.Issue("../../etc/passwd"); err == nil {
+	if _, _, err := p.Issue("../../etc/passwd", false); err == nil {
 		t.Fatal("a path was accepted as an address")
 	}
 	ca, _ := p.Export("ca")

@@ -1,152 +1,241 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"golang.org/x/term"
 
 	"github.com/carepost/carepost/crypto"
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/server"
 )
 
-func cmdDir(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usageError("dir: missing subcommand (add-professional, add-patient, add-mailbox, add-member, remove-member, members, show, search, suspend, activate)")
-	}
-	var c commonFlags
-	fs := newFlagSet("dir "+args[0], &c)
-	var (
-		id, first, last, profession, specialty, address, organisation string
-		ins, notify, kind, description, role                          string
-		members                                                       stringList
-		asJSON                                                        bool
-	)
-	switch args[0] {
-	case "add-professional":
-		fs.StringVar(&id, "id", "", "national identifier: 8+RPPS or 0+ADELI")
-		fs.StringVar(&first, "first", "", "first name")
-		fs.StringVar(&last, "last", "", "last name")
-		fs.StringVar(&profession, "profession", "", "profession code (TRE_G15: 10 doctor, 21 pharmacist, 60 nurse…)")
-		fs.StringVar(&specialty, "specialty", "", "specialty code (TRE_R38, e.g. SM54)")
-		fs.StringVar(&address, "address", "", "mailbox address LOCAL@DOMAIN")
-		fs.StringVar(&organisation, "organisation", "", "structure identifier (FINESS, SIRET…)")
-	case "add-patient":
-		fs.StringVar(&ins, "ins", "", "INS: 13-character NIR + 2-digit key")
-		fs.StringVar(&first, "first", "", "first name")
-		fs.StringVar(&last, "last", "", "last name")
-		fs.StringVar(&notify, "notify", "", "address told of new messages")
-	case "add-mailbox":
-		fs.StringVar(&kind, "kind", "", "org, app or cab")
-		fs.StringVar(&address, "address", "", "mailbox address")
-		fs.Var(&members, "member", "delegated member address (repeatable)")
-		fs.StringVar(&description, "description", "", "description")
-	case "add-member":
-		fs.StringVar(&role, "role", "member", "member (read, flag, insert) or manager (also expunge, create, rename and delete folders)")
-	case "show", "search", "members":
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
-	case "suspend", "activate", "remove-member":
-	default:
-		return usageError("dir: unknown subcommand %q", args[0])
-	}
-	pos, srv, err := parseAndOpen(fs, &c, args[1:])
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
+// rootCommand is the whole command tree.
+func rootCommand() *command {
+	return &command{subs: []*command{
+		serveCommand, initCommand, versionCommand,
+		dirCommand(), userCommand(), trustCommand(), pkiCommand(), benchCommand(),
+	}}
+}
 
-	switch args[0] {
-	case "add-professional":
-		e, err := srv.AddProfessional(ctx, directory.ProfessionalInput{NationalID: id, FirstName: first, LastName: last,
-			Profession: profession, Specialty: specialty, Address: address, Organisation: organisation})
+// withServer runs f over the existing data directory.
+func withServer(f func(e *env, srv *server.Server, pos []string) error) runner {
+	return func(e *env, pos []string) error {
+		srv, err := openExisting(e)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "added professional %s %s <%s> (national id %s)\n", e.FirstName, e.LastName, e.Address, e.NationalID)
-	case "add-patient":
-		e, err := srv.AddPatient(ctx, directory.PatientInput{INS: ins, FirstName: first, LastName: last, Notify: notify})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "added patient <%s>\n", e.Address)
-	case "add-mailbox":
-		k := directory.Kind(strings.ToUpper(kind))
-		e, err := srv.AddMailbox(ctx, k, address, members, description)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "added %s mailbox <%s> with %d member(s)\n", e.Kind, e.Address, len(e.Members))
-	case "add-member":
-		if len(pos) != 2 {
-			return usageError("dir add-member: give the shared mailbox ORG and the member's ADDRESS")
-		}
-		r, err := directory.ParseRole(role)
-		if err != nil {
-			return err
-		}
-		if err := srv.Dir.AddMember(ctx, pos[0], pos[1], r); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s is now %s of %s\n", strings.ToLower(pos[1]), roleWithArticle(r), strings.ToLower(pos[0]))
-	case "remove-member":
-		if len(pos) != 2 {
-			return usageError("dir remove-member: give the shared mailbox ORG and the member's ADDRESS")
-		}
-		if err := srv.Dir.RemoveMember(ctx, pos[0], pos[1]); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s is no longer a member of %s\n", strings.ToLower(pos[1]), strings.ToLower(pos[0]))
-	case "members":
-		if len(pos) != 1 {
-			return usageError("dir members: give one shared mailbox ORG")
-		}
-		ms, err := srv.Dir.Members(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return printMembers(stdout, strings.ToLower(pos[0]), ms, asJSON)
-	case "show":
-		if len(pos) != 1 {
-			return usageError("dir show: give one ADDRESS")
-		}
-		e, err := srv.Dir.Lookup(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return printEntries(stdout, []directory.Entry{e}, asJSON, true)
-	case "search":
-		if len(pos) != 1 {
-			return usageError("dir search: give one QUERY")
-		}
-		es, err := srv.Dir.Search(ctx, pos[0], 100)
-		if err != nil {
-			return err
-		}
-		return printEntries(stdout, es, asJSON, false)
-	case "suspend", "activate":
-		if len(pos) != 1 {
-			return usageError("dir %s: give one ADDRESS", args[0])
-		}
-		st := directory.StatusSuspended
-		if args[0] == "activate" {
-			st = directory.StatusActive
-		}
-		if err := srv.Dir.SetStatus(ctx, pos[0], st); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s is now %s\n", strings.ToLower(pos[0]), st)
+		defer srv.Close()
+		return f(e, srv, pos)
 	}
-	return nil
+}
+
+func dirCommand() *command {
+	return &command{name: "dir", summary: "the directory: professionals, patients, shared mailboxes and their members",
+		subs: []*command{
+			{name: "add-professional", summary: "add a health professional's personal mailbox (kind PER)",
+				args:     "--id ID --first NAME --last NAME --profession CODE --address ADDRESS",
+				required: []string{"id", "first", "last", "profession", "address"},
+				long: `The national identifier is 8 + RPPS (11 digits, Luhn key checked) or
+0 + ADELI (9 digits: the format only, since no public source states the
+ADELI key reliably); a bare RPPS or ADELI is accepted. A second mailbox for
+a national identifier already in the directory is refused unless
+--allow-duplicate-id is given with --reason, which is kept with the entry.`,
+				setup: func(fs *flag.FlagSet) runner {
+					var in directory.ProfessionalInput
+					fs.StringVar(&in.NationalID, "id", "", "national identifier `ID`: 8+RPPS or 0+ADELI")
+					fs.StringVar(&in.FirstName, "first", "", "first `NAME`")
+					fs.StringVar(&in.LastName, "last", "", "last `NAME`")
+					fs.StringVar(&in.Profession, "profession", "", "profession `CODE` (TRE_G15: 10 doctor, 21 pharmacist, 60 nurse…)")
+					fs.StringVar(&in.Specialty, "specialty", "", "specialty `CODE` (TRE_R38, e.g. SM54); none by default")
+					fs.StringVar(&in.Address, "address", "", "mailbox `ADDRESS` LOCAL@DOMAIN, in a domain of this server")
+					fs.StringVar(&in.Organisation, "organisation", "", "structure `ID` where the professional practises (FINESS, SIRET…); none by default")
+					fs.BoolVar(&in.ListeRouge, "liste-rouge", false, "leave the entry out of directory searches")
+					fs.BoolVar(&in.AllowDuplicateID, "allow-duplicate-id", false, "accept a national identifier that already has a mailbox (needs --reason)")
+					fs.StringVar(&in.DuplicateReason, "reason", "", "why the national identifier gets another mailbox (`TEXT`, kept with the entry)")
+					return withServer(func(e *env, srv *server.Server, _ []string) error {
+						ent, err := srv.AddProfessional(e.ctx, in)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(e.stdout, "added professional %s %s <%s> (national id %s)\n", ent.FirstName, ent.LastName, ent.Address, ent.NationalID)
+						return nil
+					})
+				}},
+			{name: "add-patient", summary: "add a patient mailbox <INS>@patient_domain",
+				args:     "--ins INS --first NAME --last NAME",
+				required: []string{"ins", "first", "last"},
+				setup: func(fs *flag.FlagSet) runner {
+					var in directory.PatientInput
+					fs.StringVar(&in.INS, "ins", "", "matricule `INS`: the 13-character NIR and its 2-digit key")
+					fs.StringVar(&in.FirstName, "first", "", "first `NAME`")
+					fs.StringVar(&in.LastName, "last", "", "last `NAME`")
+					fs.StringVar(&in.Notify, "notify", "", "e-mail `ADDRESS` told of new messages; none by default")
+					return withServer(func(e *env, srv *server.Server, _ []string) error {
+						ent, err := srv.AddPatient(e.ctx, in)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(e.stdout, "added patient <%s>\n", ent.Address)
+						return nil
+					})
+				}},
+			{name: "add-mailbox", summary: "add an organisational (org), applicative (app) or practice (cab) mailbox",
+				args:     "--kind org|app|cab --address ADDRESS",
+				required: []string{"kind", "address"},
+				setup: func(fs *flag.FlagSet) runner {
+					var kind, address, description string
+					var members stringList
+					fs.StringVar(&kind, "kind", "", "`KIND` of shared mailbox: org, app or cab")
+					fs.StringVar(&address, "address", "", "mailbox `ADDRESS`, in a domain of this server")
+					fs.Var(&members, "member", "`ADDRESS` of a member, who must exist (repeat, or separate with commas); none by default")
+					fs.StringVar(&description, "description", "", "what the mailbox is for (`TEXT`)")
+					return withServer(func(e *env, srv *server.Server, _ []string) error {
+						k, err := directory.ParseKind(kind)
+						if err != nil {
+							return err
+						}
+						ent, err := srv.AddMailbox(e.ctx, k, address, members, description)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(e.stdout, "added %s mailbox <%s> with %d member(s)\n", ent.Kind, ent.Address, len(ent.Members))
+						return nil
+					})
+				}},
+			{name: "add-member", summary: "make ADDRESS a member (or a manager) of the shared mailbox ORG, or change its role",
+				args: "ORG ADDRESS", minArgs: 2, maxArgs: 2,
+				setup: func(fs *flag.FlagSet) runner {
+					var role string
+					fs.StringVar(&role, "role", "member", "`ROLE`: member (read, flag, insert) or manager (also expunge, create, rename and delete folders)")
+					return withServer(func(e *env, srv *server.Server, pos []string) error {
+						r, err := directory.ParseRole(role)
+						if err != nil {
+							return err
+						}
+						if err := srv.Dir.AddMember(e.ctx, pos[0], pos[1], r); err != nil {
+							return err
+						}
+						fmt.Fprintf(e.stdout, "%s is now %s of %s\n", strings.ToLower(pos[1]), roleWithArticle(r), strings.ToLower(pos[0]))
+						return nil
+					})
+				}},
+			{name: "remove-member", summary: "take ADDRESS out of the shared mailbox ORG",
+				args: "ORG ADDRESS", minArgs: 2, maxArgs: 2,
+				setup: func(fs *flag.FlagSet) runner {
+					return withServer(func(e *env, srv *server.Server, pos []string) error {
+						if err := srv.Dir.RemoveMember(e.ctx, pos[0], pos[1]); err != nil {
+							return err
+						}
+						fmt.Fprintf(e.stdout, "%s is no longer a member of %s\n", strings.ToLower(pos[1]), strings.ToLower(pos[0]))
+						return nil
+					})
+				}},
+			{name: "members", summary: "list the members of the shared mailbox ORG and their roles",
+				args: "ORG", minArgs: 1, maxArgs: 1,
+				setup: func(fs *flag.FlagSet) runner {
+					asJSON := jsonFlag(fs)
+					return withServer(func(e *env, srv *server.Server, pos []string) error {
+						ms, err := srv.Dir.Members(e.ctx, pos[0])
+						if err != nil {
+							return err
+						}
+						return printMembers(e.stdout, strings.ToLower(pos[0]), ms, *asJSON)
+					})
+				}},
+			{name: "show", summary: "show the directory entry of ADDRESS",
+				args: "ADDRESS", minArgs: 1, maxArgs: 1,
+				setup: func(fs *flag.FlagSet) runner {
+					asJSON := jsonFlag(fs)
+					return withServer(func(e *env, srv *server.Server, pos []string) error {
+						ent, err := srv.Dir.Lookup(e.ctx, pos[0])
+						if err != nil {
+							return err
+						}
+						if *asJSON {
+							return writeJSON(e.stdout, entryJSONOf(ent))
+						}
+						return printEntry(e.stdout, ent)
+					})
+				}},
+			{name: "search", summary: "find entries whose address, names, identifiers, profession or organisation contain every word of QUERY",
+				args: "QUERY", minArgs: 1, maxArgs: 1,
+				long: `This is the operator's search: it includes the entries on the liste rouge
+and the patients (--kind patient), which the searches of users and other
+operators never show.`,
+				setup: func(fs *flag.FlagSet) runner {
+					return listRunner(fs, true)
+				}},
+			{name: "list", summary: "list the entries of the directory, filtered by kind, status and domain",
+				setup: func(fs *flag.FlagSet) runner {
+					return listRunner(fs, false)
+				}},
+			{name: "suspend", summary: "suspend a mailbox: no login, no delivery; its open sessions end within seconds",
+				args: "ADDRESS", minArgs: 1, maxArgs: 1,
+				setup: func(fs *flag.FlagSet) runner { return statusRunner(directory.StatusSuspended) }},
+			{name: "activate", summary: "make a suspended or closed mailbox active again",
+				args: "ADDRESS", minArgs: 1, maxArgs: 1,
+				setup: func(fs *flag.FlagSet) runner { return statusRunner(directory.StatusActive) }},
+		}}
+}
+
+func jsonFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("json", false, "print JSON instead of a table")
+}
+
+func statusRunner(st directory.Status) runner {
+	return withServer(func(e *env, srv *server.Server, pos []string) error {
+		if err := srv.Dir.SetStatus(e.ctx, pos[0], st); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s is now %s\n", strings.ToLower(pos[0]), st)
+		return nil
+	})
+}
+
+// listRunner is dir list and dir search: the operator's view, filtered.
+func listRunner(fs *flag.FlagSet, query bool) runner {
+	var kind, status, domain string
+	fs.StringVar(&kind, "kind", "", "only this `KIND`: per, org, app, cab or patient; all by default")
+	fs.StringVar(&status, "status", "", "only this `STATUS`: active, suspended or closed; all by default")
+	fs.StringVar(&domain, "domain", "", "only the addresses of this `DOMAIN`; all by default")
+	limit := fs.Int("limit", directory.DefaultListLimit, "at most `N` entries")
+	asJSON := jsonFlag(fs)
+	return withServer(func(e *env, srv *server.Server, pos []string) error {
+		f := directory.ListFilter{Domain: domain, IncludeListeRouge: true, Limit: *limit}
+		var err error
+		if kind != "" {
+			if f.Kind, err = directory.ParseKind(kind); err != nil {
+				return err
+			}
+		}
+		if status != "" {
+			if f.Status, err = directory.ParseStatus(status); err != nil {
+				return err
+			}
+		}
+		if query {
+			f.Query = pos[0]
+		}
+		es, err := srv.Dir.List(e.ctx, f)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			out := make([]entryJSON, 0, len(es))
+			for _, ent := range es {
+				out = append(out, entryJSONOf(ent))
+			}
+			return writeJSON(e.stdout, out)
+		}
+		return printEntries(e.stdout, es)
+	})
 }
 
 func roleWithArticle(r directory.Role) string {
@@ -154,6 +243,12 @@ func roleWithArticle(r directory.Role) string {
 		return "a manager"
 	}
 	return "a member"
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // printMembers lists the members of a shared mailbox, one a line with its
@@ -168,9 +263,7 @@ func printMembers(w io.Writer, mailbox string, ms []directory.Member, asJSON boo
 		for _, m := range ms {
 			out = append(out, member{m.Address, string(m.Role)})
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(w, out)
 	}
 	if len(ms) == 0 {
 		fmt.Fprintf(w, "%s has no members\n", mailbox)
@@ -184,268 +277,179 @@ func printMembers(w io.Writer, mailbox string, ms []directory.Member, asJSON boo
 	return tw.Flush()
 }
 
-func printEntries(w io.Writer, es []directory.Entry, asJSON, long bool) error {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if long && len(es) == 1 {
-			return enc.Encode(es[0])
-		}
-		return enc.Encode(es)
+// entryJSON is an entry as `dir show --json` and `dir list --json` print
+// it: absent fields and times left out, labels beside codes.
+type entryJSON struct {
+	Address           string   `json:"address"`
+	Kind              string   `json:"kind"`
+	Status            string   `json:"status"`
+	NationalID        string   `json:"national_id,omitempty"`
+	Profession        string   `json:"profession,omitempty"`
+	ProfessionLabel   string   `json:"profession_label,omitempty"`
+	Specialty         string   `json:"specialty,omitempty"`
+	SpecialtyLabel    string   `json:"specialty_label,omitempty"`
+	FirstName         string   `json:"first_name,omitempty"`
+	LastName          string   `json:"last_name,omitempty"`
+	Organisation      string   `json:"organisation,omitempty"`
+	Description       string   `json:"description,omitempty"`
+	Members           []string `json:"members,omitempty"`
+	ListeRouge        bool     `json:"liste_rouge,omitempty"`
+	Notify            string   `json:"notify,omitempty"`
+	DuplicateIDReason string   `json:"duplicate_id_reason,omitempty"`
+	Created           string   `json:"created,omitempty"`
+	LastLogin         string   `json:"last_login,omitempty"`
+}
+
+func jsonTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
 	}
-	if long {
-		e := es[0]
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, kv := range [][2]string{
-			{"address", e.Address}, {"kind", string(e.Kind)}, {"status", string(e.Status)},
-			{"national id", e.NationalID}, {"profession", e.Profession}, {"specialty", e.Specialty},
-			{"first name", e.FirstName}, {"last name", e.LastName}, {"organisation", e.Organisation},
-			{"description", e.Description}, {"members", strings.Join(e.Members, ", ")},
-			{"liste rouge", fmt.Sprint(e.ListeRouge)}, {"notify", e.NotifyAddress},
-		} {
-			if kv[1] != "" {
-				fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
-			}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func entryJSONOf(e directory.Entry) entryJSON {
+	return entryJSON{Address: e.Address, Kind: string(e.Kind), Status: string(e.Status),
+		NationalID: e.NationalID, Profession: e.Profession, ProfessionLabel: directory.Professions[e.Profession],
+		Specialty: e.Specialty, SpecialtyLabel: directory.Specialties[e.Specialty],
+		FirstName: e.FirstName, LastName: e.LastName, Organisation: e.Organisation, Description: e.Description,
+		Members: e.Members, ListeRouge: e.ListeRouge, Notify: e.NotifyAddress, DuplicateIDReason: e.DuplicateIDReason,
+		Created: jsonTime(e.CreatedAt), LastLogin: jsonTime(e.LastLogin)}
+}
+
+func localTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Local().Format("2006-01-02 15:04")
+}
+
+// printEntry prints one entry, a field a line, the absent ones left out.
+func printEntry(w io.Writer, e directory.Entry) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	liste := ""
+	if e.ListeRouge {
+		liste = "yes (left out of searches)"
+	}
+	for _, kv := range [][2]string{
+		{"address", e.Address}, {"kind", string(e.Kind)}, {"status", string(e.Status)},
+		{"national id", e.NationalID}, {"duplicate id reason", e.DuplicateIDReason},
+		{"profession", directory.ProfessionLabel(e.Profession)}, {"specialty", directory.SpecialtyLabel(e.Specialty)},
+		{"first name", e.FirstName}, {"last name", e.LastName}, {"organisation", e.Organisation},
+		{"description", e.Description}, {"members", strings.Join(e.Members, ", ")},
+		{"liste rouge", liste}, {"notify", e.NotifyAddress},
+		{"created", localTime(e.CreatedAt)}, {"last login", localTime(e.LastLogin)},
+	} {
+		if kv[1] != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
-		return tw.Flush()
+	}
+	return tw.Flush()
+}
+
+// printEntries prints entries as a table.
+func printEntries(w io.Writer, es []directory.Entry) error {
+	if len(es) == 0 {
+		fmt.Fprintln(w, "no entries")
+		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADDRESS\tKIND\tSTATUS\tNAME\tPROFESSION\tSPECIALTY")
 	for _, e := range es {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Address, e.Kind, e.Status, strings.TrimSpace(e.FirstName+" "+e.LastName), e.Profession, e.Specialty)
+		name := strings.TrimSpace(e.FirstName + " " + e.LastName)
+		if name == "" {
+			name = e.Description
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Address, e.Kind, e.Status, name,
+			directory.ProfessionLabel(e.Profession), directory.SpecialtyLabel(e.Specialty))
 	}
 	return tw.Flush()
 }
 
-func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError("user: missing subcommand (set-password, app-password, app-passwords, revoke-app-password)")
-	}
-	var c commonFlags
-	fs := newFlagSet("user "+args[0], &c)
-	var label string
-	var asJSON bool
-	switch args[0] {
-	case "set-password", "revoke-app-password":
-	case "app-password":
-		fs.StringVar(&label, "label", "", "name of the device or client")
-	case "app-passwords":
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
-	default:
-		return usageError("user: unknown subcommand %q", args[0])
-	}
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	if args[0] == "revoke-app-password" {
-		if len(pos) != 2 {
-			return usageError("user revoke-app-password: give the ADDRESS and the ID or LABEL of the application password (user app-passwords ADDRESS lists them)")
-		}
-	} else if len(pos) != 1 {
-		return usageError("user %s: give one ADDRESS", args[0])
-	}
-	srv, err := openServer(c, os.Stderr)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	switch args[0] {
-	case "set-password":
-		pw, err := readPassword(stdin, stderr)
-		if err != nil {
-			return err
-		}
-		if err := srv.Dir.SetPassword(ctx, pos[0], pw); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "password set for %s\n", strings.ToLower(pos[0]))
-	case "app-password":
-		pw, err := srv.Dir.NewAppPassword(ctx, pos[0], label)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "application password for %s (shown once; use it in the mail client as the password):\n", strings.ToLower(pos[0]))
-		fmt.Fprintln(stdout, pw)
-	case "app-passwords":
-		aps, err := srv.Dir.AppPasswords(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		return printAppPasswords(stdout, strings.ToLower(pos[0]), aps, asJSON)
-	case "revoke-app-password":
-		ap, err := srv.Dir.RevokeAppPassword(ctx, pos[0], pos[1])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "application password %d (%s) of %s revoked; the account's open sessions end within seconds\n",
-			ap.ID, ap.Label, strings.ToLower(pos[0]))
-	}
-	return nil
+var trustAddDomain = &command{name: "add-domain", summary: "add another operator's DOMAIN to the trust space",
+	args: "DOMAIN", minArgs: 1, maxArgs: 1,
+	setup: func(fs *flag.FlagSet) runner {
+		description := fs.String("description", "", "who operates the domain (`TEXT`)")
+		return withServer(func(e *env, srv *server.Server, pos []string) error {
+			if err := srv.Dir.AddTrustedDomain(e.ctx, pos[0], *description); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s is now part of the trust space\n", strings.ToLower(pos[0]))
+			return nil
+		})
+	}}
+
+func trustCommand() *command {
+	return &command{name: "trust", summary: "the trust space: the domains of the secure health messaging space",
+		subs: []*command{
+			trustAddDomain,
+			{name: "list", summary: "list the domains hosted here and those of the trust space",
+				setup: func(fs *flag.FlagSet) runner {
+					return withServer(func(e *env, srv *server.Server, _ []string) error {
+						ds, err := srv.Store.TrustedDomains(e.ctx)
+						if err != nil {
+							return err
+						}
+						for _, d := range srv.Config.Domains {
+							fmt.Fprintf(e.stdout, "%s\t(hosted here)\n", d)
+						}
+						for _, d := range ds {
+							fmt.Fprintf(e.stdout, "%s\t%s\n", d.Domain, d.Description)
+						}
+						return nil
+					})
+				}},
+		}}
 }
 
-// printAppPasswords lists application passwords (never their hashes), one
-// a line, or as JSON.
-func printAppPasswords(w io.Writer, address string, aps []directory.AppPassword, asJSON bool) error {
-	day := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.Local().Format("2006-01-02 15:04")
-	}
-	if asJSON {
-		type appPassword struct {
-			ID       int64  `json:"id"`
-			Label    string `json:"label"`
-			Created  string `json:"created"`
-			LastUsed string `json:"last_used,omitempty"`
-		}
-		out := make([]appPassword, 0, len(aps))
-		for _, ap := range aps {
-			out = append(out, appPassword{ap.ID, ap.Label, day(ap.CreatedAt), day(ap.LastUsed)})
-		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	}
-	if len(aps) == 0 {
-		fmt.Fprintf(w, "%s has no application passwords\n", address)
-		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tLABEL\tCREATED\tLAST USED")
-	for _, ap := range aps {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", ap.ID, ap.Label, day(ap.CreatedAt), day(ap.LastUsed))
-	}
-	return tw.Flush()
-}
-
-// readPassword reads one line from standard input, without echo when it is
-// a terminal.
-func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
-	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(stderr, "Password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(stderr)
-		return string(b), err
-	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return "", fmt.Errorf("no password on standard input (e.g. echo 'a long passphrase' | carepost user set-password ADDRESS)")
-	}
-	return line, nil
-}
-
-func cmdTrust(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usageError("trust: missing subcommand (add-domain, list)")
-	}
-	var c commonFlags
-	fs := newFlagSet("trust "+args[0], &c)
-	var description string
-	switch args[0] {
-	case "add-domain":
-		fs.StringVar(&description, "description", "", "who operates it")
-	case "list":
-	default:
-		return usageError("trust: unknown subcommand %q", args[0])
-	}
-	pos, srv, err := parseAndOpen(fs, &c, args[1:])
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	switch args[0] {
-	case "add-domain":
-		if len(pos) != 1 {
-			return usageError("trust add-domain: give one DOMAIN")
-		}
-		if err := srv.Dir.AddTrustedDomain(ctx, pos[0], description); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s is now part of the trust space\n", strings.ToLower(pos[0]))
-	case "list":
-		ds, err := srv.Store.TrustedDomains(ctx)
-		if err != nil {
-			return err
-		}
-		for _, d := range srv.Config.Domains {
-			fmt.Fprintf(stdout, "%s\t(hosted here)\n", d)
-		}
-		for _, d := range ds {
-			fmt.Fprintf(stdout, "%s\t%s\n", d.Domain, d.Description)
-		}
-	}
-	return nil
-}
-
-func cmdPKI(_ context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usageError("pki: missing subcommand (init, issue, export)")
-	}
-	var c commonFlags
-	fs := newFlagSet("pki "+args[0], &c)
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	cfg, err := server.Load(c.config)
-	if err != nil {
-		return err
-	}
-	if c.data != "" {
-		cfg.Data = c.data
-	}
-	pki, err := crypto.OpenPKI(filepath.Join(cfg.Data, "pki"))
-	if err != nil {
-		return err
-	}
-	switch args[0] {
-	case "init":
-		if len(pos) != 0 {
-			return usageError("pki init takes no argument")
-		}
-		if _, err := pki.ServerCertificate(cfg.Hostname); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "CA certificate:     %s\nserver certificate: %s (for %s, localhost, 127.0.0.1, ::1)\n",
-			pki.CAPath(), filepath.Join(pki.Dir(), "server.crt"), cfg.Hostname)
-	case "issue":
-		if len(pos) != 1 {
-			return usageError("pki issue: give one ADDRESS")
-		}
-		certPath, keyPath, err := pki.Issue(pos[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "certificate: %s\nkey:         %s\n", certPath, keyPath)
-	case "export":
-		if len(pos) != 1 {
-			return usageError("pki export: give ca or an ADDRESS")
-		}
-		b, err := pki.Export(pos[0])
-		if err != nil {
-			return err
-		}
-		_, err = stdout.Write(b)
-		return err
-	default:
-		return usageError("pki: unknown subcommand %q", args[0])
-	}
-	return nil
-}
-
-// parseAndOpen parses a subcommand's flags and opens the data directory
-// they name.
-func parseAndOpen(fs *flag.FlagSet, c *commonFlags, args []string) ([]string, *server.Server, error) {
-	pos, err := parse(fs, args)
-	if err != nil {
-		return nil, nil, err
-	}
-	srv, err := openServer(*c, os.Stderr)
-	return pos, srv, err
+func pkiCommand() *command {
+	return &command{name: "pki", summary: "the development PKI: CA, server certificate, S/MIME certificates",
+		subs: []*command{
+			{name: "init", summary: "make sure the server certificate exists and print where the CA and it are",
+				setup: func(fs *flag.FlagSet) runner {
+					return withServer(func(e *env, srv *server.Server, _ []string) error {
+						if _, err := srv.PKI.ServerCertificate(srv.Config.Hostname); err != nil {
+							return err
+						}
+						fmt.Fprintf(e.stdout, "CA certificate:     %s\nserver certificate: %s (for %s, localhost, 127.0.0.1, ::1)\n",
+							srv.PKI.CAPath(), filepath.Join(srv.PKI.Dir(), "server.crt"), srv.Config.Hostname)
+						return nil
+					})
+				}},
+			{name: "issue", summary: "issue an S/MIME certificate and key for a mailbox of the directory",
+				args: "ADDRESS", minArgs: 1, maxArgs: 1,
+				setup: func(fs *flag.FlagSet) runner {
+					force := fs.Bool("force", false, "replace the address's existing key (messages encrypted to the old certificate become unreadable)")
+					return withServer(func(e *env, srv *server.Server, pos []string) error {
+						ent, err := srv.Dir.Lookup(e.ctx, pos[0])
+						if errors.Is(err, directory.ErrNotFound) {
+							return fmt.Errorf("%s is not in the directory: certificates are issued only for its mailboxes", strings.ToLower(pos[0]))
+						}
+						if err != nil {
+							return err
+						}
+						certPath, keyPath, err := srv.PKI.Issue(ent.Address, *force)
+						var ke *crypto.KeyExistsError
+						if errors.As(err, &ke) {
+							return fmt.Errorf("%v. Give --force to replace it anyway", err)
+						}
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(e.stdout, "certificate: %s\nkey:         %s\n", certPath, keyPath)
+						return nil
+					})
+				}},
+			{name: "export", summary: "print a certificate in PEM: the CA (ca), the server's (server) or a mailbox's",
+				args: "ca|server|ADDRESS", minArgs: 1, maxArgs: 1,
+				setup: func(fs *flag.FlagSet) runner {
+					return withServer(func(e *env, srv *server.Server, pos []string) error {
+						b, err := srv.PKI.Export(pos[0])
+						if err != nil {
+							return err
+						}
+						_, err = e.stdout.Write(b)
+						return err
+					})
+				}},
+		}}
 }

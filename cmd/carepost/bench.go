@@ -67,32 +67,30 @@ Example, against a local Carepost (carepost pki export ca > ca.pem):
       --user bob@example.test --pass-file bob.pass --clients 8 --duration 30s --idle 100
 `
 
-// cmdBench runs `carepost bench smtp|imap ...`.
-func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		io.WriteString(stdout, benchUsage)
-		return nil
-	}
-	// Ctrl-C ends the load early; the summary of what ran is still printed.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
-	defer stop()
-	switch args[0] {
-	case "smtp":
-		return benchSMTP(ctx, args[1:], stdout, stderr)
-	case "imap":
-		return benchIMAP(ctx, args[1:], stdout, stderr)
-	case "push":
-		return benchPush(ctx, args[1:], stdout, stderr)
-	case "users":
-		return benchUsers(ctx, args[1:], stdout)
-	default:
-		return usageError("unknown bench %q (smtp, imap, push or users)", args[0])
-	}
+// benchCommand is `carepost bench smtp|imap|push|users`.
+func benchCommand() *command {
+	return &command{name: "bench", summary: "load generators for any SMTP or IMAP server, and the accounts they use",
+		long: strings.TrimPrefix(benchUsage[strings.Index(benchUsage, "\n\n")+2:], "Usage:\n"),
+		subs: []*command{
+			{name: "smtp", summary: "submit messages over many connections and report throughput and latency", maxArgs: 0,
+				required: []string{"addr", "from", "to"}, args: "--addr HOST:PORT --from A --to B", setup: benchSMTP},
+			{name: "imap", summary: "run a mixed IMAP workload, with sessions held in IDLE", maxArgs: 0,
+				required: []string{"addr"}, args: "--addr HOST:PORT (--user U | --user-format F --users K) --pass P", setup: benchIMAP},
+			{name: "push", summary: "measure end of DATA to IDLE notification, message by message", maxArgs: 0,
+				required: []string{"smtp-addr", "imap-addr", "user"}, args: "--smtp-addr H:P --imap-addr H:P --user U --pass P", setup: benchPush},
+			{name: "users", summary: "create the accounts user1..userN that the stress tools expect (or reset their password)", maxArgs: 0,
+				required: []string{"password"}, args: "--password P", setup: benchUsers},
+		}}
+}
+
+// interruptible: Ctrl-C ends the load early; the summary of what ran is
+// still printed.
+func interruptible(e *env) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(e.ctx, os.Interrupt)
 }
 
 // benchConnFlags are the flags of both generators.
 type benchConnFlags struct {
-	common   commonFlags
 	addr     string
 	starttls bool
 	tls      bool
@@ -177,11 +175,10 @@ func (f *benchConnFlags) progress(stderr io.Writer) io.Writer {
 	return stderr
 }
 
-func benchSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func benchSMTP(fs *flag.FlagSet) runner {
 	var f benchConnFlags
 	var to stringList
 	cfg := bench.SMTPConfig{}
-	fs := newFlagSet("bench smtp", &f.common)
 	f.register(fs)
 	fs.StringVar(&cfg.From, "from", "", "envelope sender and From address")
 	fs.Var(&to, "to", "recipients (repeat or comma-separate)")
@@ -190,25 +187,25 @@ func benchSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.Messages, "messages", 1000, "messages in all")
 	fs.IntVar(&cfg.Size, "size", 10240, "bytes per message")
 	fs.BoolVar(&cfg.NewConn, "new-conn", false, "a new connection per message")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	return func(e *env, pos []string) error {
+		var err error
+		if cfg.Endpoint, cfg.Password, err = f.endpoint(pos); err != nil {
+			return err
+		}
+		cfg.User, cfg.To = f.user, to
+		if cfg.From == "" || len(cfg.To) == 0 {
+			return usageError("bench smtp needs --from and --to")
+		}
+		ctx, stop := interruptible(e)
+		defer stop()
+		sum, err := bench.RunSMTP(ctx, cfg, f.progress(e.stderr))
+		return benchReport(sum, err, f.json, e.stdout)
 	}
-	if cfg.Endpoint, cfg.Password, err = f.endpoint(pos); err != nil {
-		return err
-	}
-	cfg.User, cfg.To = f.user, to
-	if cfg.From == "" || len(cfg.To) == 0 {
-		return usageError("bench smtp needs --from and --to")
-	}
-	sum, err := bench.RunSMTP(ctx, cfg, f.progress(stderr))
-	return benchReport(sum, err, f.json, stdout)
 }
 
-func benchIMAP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func benchIMAP(fs *flag.FlagSet) runner {
 	var f benchConnFlags
 	cfg := bench.IMAPConfig{}
-	fs := newFlagSet("bench imap", &f.common)
 	f.register(fs)
 	fs.StringVar(&cfg.UserFormat, "user-format", "", "spread the sessions over accounts, e.g. 'user%d@bench.test'")
 	fs.IntVar(&cfg.Users, "users", 0, "number of accounts of --user-format (numbered from 1)")
@@ -219,27 +216,27 @@ func benchIMAP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&cfg.Mailbox, "mailbox", "INBOX", "mailbox to work on")
 	fs.IntVar(&cfg.Fill, "fill", 0, "first top up every mailbox to this many messages by APPEND")
 	fs.IntVar(&cfg.FillSize, "fill-size", 10240, "bytes per message of --fill")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	return func(e *env, pos []string) error {
+		var err error
+		if cfg.Endpoint, cfg.Password, err = f.endpoint(pos); err != nil {
+			return err
+		}
+		cfg.User = f.user
+		if cfg.User != "" && cfg.UserFormat != "" {
+			return usageError("--user and --user-format exclude each other")
+		}
+		ctx, stop := interruptible(e)
+		defer stop()
+		sum, err := bench.RunIMAP(ctx, cfg, f.progress(e.stderr))
+		return benchReport(sum, err, f.json, e.stdout)
 	}
-	if cfg.Endpoint, cfg.Password, err = f.endpoint(pos); err != nil {
-		return err
-	}
-	cfg.User = f.user
-	if cfg.User != "" && cfg.UserFormat != "" {
-		return usageError("--user and --user-format exclude each other")
-	}
-	sum, err := bench.RunIMAP(ctx, cfg, f.progress(stderr))
-	return benchReport(sum, err, f.json, stdout)
 }
 
-func benchPush(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func benchPush(fs *flag.FlagSet) runner {
 	var f benchConnFlags
 	var smtpAddr, imapAddr, imapPass, imapPassFile string
 	var smtpStartTLS, smtpTLS, imapStartTLS, imapTLS bool
 	cfg := bench.PushConfig{}
-	fs := newFlagSet("bench push", &f.common)
 	f.register(fs)
 	fs.StringVar(&smtpAddr, "smtp-addr", "", "submission server HOST:PORT")
 	fs.BoolVar(&smtpStartTLS, "smtp-starttls", false, "submission: upgrade to TLS with STARTTLS")
@@ -254,35 +251,33 @@ func benchPush(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&imapPassFile, "imap-pass-file", "", "file holding the password of the IDLE session")
 	fs.IntVar(&cfg.Messages, "messages", 1000, "messages, sent one at a time")
 	fs.IntVar(&cfg.Size, "size", 10240, "bytes per message")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	return func(e *env, pos []string) error {
+		var err error
+		// --addr, --tls and --starttls would be ambiguous with two servers.
+		if f.addr != "" || f.tls || f.starttls {
+			return usageError("bench push takes --smtp-addr and --imap-addr (with --smtp-tls, --imap-starttls...), not --addr, --tls or --starttls")
+		}
+		if cfg.SMTP, err = f.endpointOf("--smtp-", smtpAddr, smtpStartTLS, smtpTLS); err != nil {
+			return err
+		}
+		if cfg.IMAP, err = f.endpointOf("--imap-", imapAddr, imapStartTLS, imapTLS); err != nil {
+			return err
+		}
+		if cfg.Password, err = benchPassword("--pass", f.pass, "--pass-file", f.passFile); err != nil {
+			return err
+		}
+		if cfg.IMAPPassword, err = benchPassword("--imap-pass", imapPass, "--imap-pass-file", imapPassFile); err != nil {
+			return err
+		}
+		cfg.User = f.user
+		if cfg.User == "" || cfg.Password == "" {
+			return usageError("bench push needs --user and --pass (or --pass-file)")
+		}
+		ctx, stop := interruptible(e)
+		defer stop()
+		sum, err := bench.RunPush(ctx, cfg, f.progress(e.stderr))
+		return benchReport(sum, err, f.json, e.stdout)
 	}
-	if len(pos) > 0 {
-		return usageError("unexpected argument %q", pos[0])
-	}
-	// --addr, --tls and --starttls would be ambiguous with two servers.
-	if f.addr != "" || f.tls || f.starttls {
-		return usageError("bench push takes --smtp-addr and --imap-addr (with --smtp-tls, --imap-starttls...), not --addr, --tls or --starttls")
-	}
-	if cfg.SMTP, err = f.endpointOf("--smtp-", smtpAddr, smtpStartTLS, smtpTLS); err != nil {
-		return err
-	}
-	if cfg.IMAP, err = f.endpointOf("--imap-", imapAddr, imapStartTLS, imapTLS); err != nil {
-		return err
-	}
-	if cfg.Password, err = benchPassword("--pass", f.pass, "--pass-file", f.passFile); err != nil {
-		return err
-	}
-	if cfg.IMAPPassword, err = benchPassword("--imap-pass", imapPass, "--imap-pass-file", imapPassFile); err != nil {
-		return err
-	}
-	cfg.User = f.user
-	if cfg.User == "" || cfg.Password == "" {
-		return usageError("bench push needs --user and --pass (or --pass-file)")
-	}
-	sum, err := bench.RunPush(ctx, cfg, f.progress(stderr))
-	return benchReport(sum, err, f.json, stdout)
 }
 
 // benchReport prints the summary (if the load ran at all) and passes the

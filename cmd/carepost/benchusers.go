@@ -1,10 +1,9 @@
 package main
 
 import (
-	"context"
 	"errors"
+	"flag"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/carepost/carepost/directory"
@@ -14,35 +13,33 @@ import (
 // imaptest stress uses user1..user100 with one password): professionals
 // with synthetic RPPS numbers (99 followed by the index, with a valid key),
 // profession 10. Accounts that exist already only get the password again.
-func benchUsers(ctx context.Context, args []string, stdout io.Writer) error {
-	var c commonFlags
-	fs := newFlagSet("bench users", &c)
+func benchUsers(fs *flag.FlagSet) runner {
 	count := fs.Int("count", 100, "number of accounts")
 	format := fs.String("format", "user%d@carepost.test", "address of account i (1..count), printf format")
 	password := fs.String("password", "", "password of every account (at least 12 characters)")
-	pos, srv, err := parseAndOpen(fs, &c, args)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	if len(pos) > 0 {
-		return usageError("bench users takes no argument, got %q", pos[0])
-	}
-	if *password == "" || *count < 1 || *count > 99999999 || !strings.Contains(*format, "%d") {
-		return usageError("bench users: give --password, a --count from 1 to 99999999 and a --format with %%d")
-	}
-	for i := 1; i <= *count; i++ {
-		addr := fmt.Sprintf(*format, i)
-		rpps := directory.LuhnComplete(fmt.Sprintf("99%08d", i))
-		_, err := srv.AddProfessional(ctx, directory.ProfessionalInput{NationalID: "8" + rpps,
-			FirstName: "Bench", LastName: fmt.Sprintf("User %d", i), Profession: "10", Address: addr})
-		if err != nil && !errors.Is(err, directory.ErrExists) {
+	return func(e *env, _ []string) error {
+		if *count < 1 || *count > 99999999 || !strings.Contains(*format, "%d") {
+			return usageError("bench users: give a --count from 1 to 99999999 and a --format with %%d")
+		}
+		srv, err := openExisting(e)
+		if err != nil {
 			return err
 		}
-		if err := srv.Dir.SetPassword(ctx, addr, *password); err != nil {
-			return err
+		defer srv.Close()
+		ctx, stdout := e.ctx, e.stdout
+		for i := 1; i <= *count; i++ {
+			addr := fmt.Sprintf(*format, i)
+			rpps := directory.LuhnComplete(fmt.Sprintf("99%08d", i))
+			_, err := srv.AddProfessional(ctx, directory.ProfessionalInput{NationalID: "8" + rpps,
+				FirstName: "Bench", LastName: fmt.Sprintf("User %d", i), Profession: "10", Address: addr})
+			if err != nil && !errors.Is(err, directory.ErrExists) {
+				return err
+			}
+			if err := srv.Dir.SetPassword(ctx, addr, *password); err != nil {
+				return err
+			}
 		}
+		fmt.Fprintf(stdout, "%d accounts ready: %s … %s\n", *count, fmt.Sprintf(*format, 1), fmt.Sprintf(*format, *count))
+		return nil
 	}
-	fmt.Fprintf(stdout, "%d accounts ready: %s … %s\n", *count, fmt.Sprintf(*format, 1), fmt.Sprintf(*format, *count))
-	return nil
 }

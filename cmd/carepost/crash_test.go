@@ -52,7 +52,7 @@ func TestKillDuringDeliveryToTwoRecipients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills a server several times")
 	}
-	data := t.TempDir()
+	data := newData(t)
 	const alice, bob, carol = "alice@carepost.test", "bob@carepost.test", "carol@carepost.test"
 	const pw = "crash: a long enough passphrase"
 	for i, a := range []string{alice, bob, carol} {

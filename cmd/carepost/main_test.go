@@ -15,8 +15,18 @@ func carepost(t *testing.T, data, stdin string, args ...string) (stdout, stderr 
 	return out.String(), errb.String(), code
 }
 
-func TestCommandLineWalkthrough(t *testing.T) {
+// newData makes a data directory with carepost init.
+func newData(t *testing.T) string {
+	t.Helper()
 	data := t.TempDir()
+	if out, errs, code := carepost(t, data, "", "init"); code != 0 {
+		t.Fatalf("carepost init: exit %d\n%s%s", code, out, errs)
+	}
+	return data
+}
+
+func TestCommandLineWalkthrough(t *testing.T) {
+	data := newData(t)
 	mustRun := func(stdin string, args ...string) string {
 		t.Helper()
 		out, errs, code := carepost(t, data, stdin, args...)
@@ -85,7 +95,7 @@ func TestCommandLineWalkthrough(t *testing.T) {
 }
 
 func TestCommandLineErrors(t *testing.T) {
-	data := t.TempDir()
+	data := newData(t)
 	cases := []struct {
 		args    []string
 		stdin   string
@@ -99,7 +109,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"user", "set-password", "nobody@carepost.test"}, "a long enough password\n", 1, "nobody@carepost.test"},
 		{[]string{"dir", "show"}, "", 2, "ADDRESS"},
 		{[]string{"pki", "export", "nobody@carepost.test"}, "", 1, "pki issue"},
-		{[]string{"dir", "add-member", "org@carepost.test"}, "", 2, "ORG and the member's ADDRESS"},
+		{[]string{"dir", "add-member", "org@carepost.test"}, "", 2, "give ORG ADDRESS"},
 		{[]string{"dir", "add-member", "org@carepost.test", "a@carepost.test", "--role", "boss"}, "", 1, "use member or manager"},
 		{[]string{"dir", "members", "nobody@carepost.test"}, "", 1, "nobody@carepost.test"},
 		{[]string{"dir", "remove-member", "nobody@carepost.test", "a@carepost.test"}, "", 1, "nobody@carepost.test"},
@@ -115,7 +125,7 @@ func TestCommandLineErrors(t *testing.T) {
 // `carepost bench users` makes the accounts the stress tools expect, and
 // running it again only resets their passwords.
 func TestBenchUsers(t *testing.T) {
-	data := t.TempDir()
+	data := newData(t)
 	for i := 0; i < 2; i++ {
 		out, errs, code := carepost(t, data, "", "bench", "users", "--count", "3", "--password", "stress password")
 		if code != 0 || !strings.Contains(out, "3 accounts ready") {

@@ -303,7 +303,7 @@ func (l *lineConn) cmd2(command string) string {
 // passwords, also as JSON; revoke-app-password takes an ID or a label and
 // says what a wrong one is.
 func TestAppPasswordCommands(t *testing.T) {
-	data := t.TempDir()
+	data := newData(t)
 	const a = "marie.curie@carepost.test"
 	if _, errs, code := carepost(t, data, "", "dir", "add-professional", "--id", "810001045367", "--first", "Marie", "--last", "Curie",
 		"--profession", "10", "--address", a); code != 0 {
@@ -326,7 +326,7 @@ func TestAppPasswordCommands(t *testing.T) {
 		strings.Contains(out, pws[0]) || strings.Contains(out, "argon2") {
 		t.Fatalf("app-passwords --json:\n%s", out)
 	}
-	if _, errs, code := carepost(t, data, "", "user", "revoke-app-password", a); code == 0 || !strings.Contains(errs, "ID or LABEL") {
+	if _, errs, code := carepost(t, data, "", "user", "revoke-app-password", a); code != 2 || !strings.Contains(errs, "give ADDRESS ID|LABEL") {
 		t.Fatalf("revoke-app-password without ID: exit %d, %q", code, errs)
 	}
 	if _, errs, code := carepost(t, data, "", "user", "revoke-app-password", a, "laptop"); code == 0 || !strings.Contains(errs, `"laptop"`) {

@@ -1,9 +1,8 @@
 package main
 
 import (
-	"context"
+	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -11,19 +10,6 @@ import (
 
 	"github.com/carepost/carepost/server"
 )
-
-// openServer loads the configuration named by the common flags and opens
-// the data directory.
-func openServer(c commonFlags, logw io.Writer) (*server.Server, error) {
-	cfg, err := server.Load(c.config)
-	if err != nil {
-		return nil, err
-	}
-	if c.data != "" {
-		cfg.Data = c.data
-	}
-	return server.Open(cfg, newLogger(cfg.Log.Level, cfg.Log.Format, logw))
-}
 
 // serveGCPercent is the garbage collector's target of `carepost serve`
 // unless GOGC is set in its environment: the heap may grow by three
@@ -37,29 +23,58 @@ func openServer(c commonFlags, logw io.Writer) (*server.Server, error) {
 // 8–13 %.
 const serveGCPercent = 75
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+var serveCommand = &command{
+	name:    "serve",
+	summary: "run every listener (SMTP, submission, IMAP); creates the data directory at its first start",
+	long: `Runs until interrupted (SIGINT, SIGTERM). At the first start, with no data
+directory yet, it creates one (at-rest key, development CA, TLS certificate,
+store) and says where the key is, to back it up. A start that fails (a port
+in use) leaves no half-made data directory behind.`,
+	setup: func(fs *flag.FlagSet) runner {
+		return cmdServe
+	},
+}
+
+func cmdServe(e *env, _ []string) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(serveGCPercent)
 	}
-	var c commonFlags
-	fs := newFlagSet("serve", &c)
-	if pos, err := parse(fs, args); err != nil {
+	cfg, err := loadConfig(e.common)
+	if err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usageError("serve takes no argument, got %q", pos[0])
 	}
-	srv, err := openServer(c, stderr)
+	fresh := !exists(storeFile(cfg.Data))
+	if !fresh && !exists(keyFile(cfg)) {
+		return fmt.Errorf("the at-rest key %s is missing: the mail in %s cannot be read without it. Restore it from its backup, or set at_rest_key_file to where it is",
+			absPath(keyFile(cfg)), absPath(cfg.Data))
+	}
+	var cr *creation // what to remove if the first start fails
+	var srv *server.Server
+	if fresh {
+		srv, cr, err = createData(e, cfg)
+	} else {
+		srv, err = server.Open(cfg, newLogger(cfg.Log.Level, cfg.Log.Format, e.stderr))
+	}
 	if err != nil {
 		return err
 	}
 	if err := srv.Start(); err != nil {
 		srv.Close()
+		if cr != nil {
+			if uerr := cr.undo(); uerr != nil {
+				err = fmt.Errorf("%w (and removing the data directory it had begun failed: %v)", err, uerr)
+			}
+		}
 		return err
 	}
 	srv.Logger.Info("carepost is running", "data", srv.Config.Data, "hostname", srv.Config.Hostname,
 		"domains", fmt.Sprint(srv.Config.Domains), "ca_certificate", srv.PKI.CAPath())
-	fmt.Fprintf(stderr, "\nCA certificate for your mail clients: %s (or: carepost pki export ca)\n\n", srv.PKI.CAPath())
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	fmt.Fprintf(e.stderr, "\nCA certificate for your mail clients: %s (or: carepost pki export ca)\n", srv.PKI.CAPath())
+	if cr != nil && cr.newKey() {
+		printKeyNotice(e.stderr, cfg)
+	}
+	fmt.Fprintln(e.stderr)
+	ctx, stop := signal.NotifyContext(e.ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
 	srv.Logger.Info("shutting down")
