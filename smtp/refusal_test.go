@@ -191,11 +191,24 @@ func TestSizeLimit(t *testing.T) {
 	// Declared too large in MAIL FROM (RFC 1870 §6.2), by go-smtp and by
 	// the session for the byte go-smtp is given in advance.
 	wantCode(t, c.Mail(alice, &gosmtp.MailOptions{Size: limit + 2}), 552, "5.3.4")
-	wantCode(t, c.Mail(alice, &gosmtp.MailOptions{Size: limit + 1}), 552, "5.3.4", fmt.Sprint(limit))
-	// Declared small, sent large: refused during DATA.
+	sentence := fmt.Sprintf("The message is larger than the %d bytes this server accepts.", limit)
+	wantCode(t, c.Mail(alice, &gosmtp.MailOptions{Size: limit + 1}), 552, "5.3.4", sentence)
+	if logs := e.logs.String(); !strings.Contains(logs, fmt.Sprintf("declared_size=%d limit=%d", limit+1, limit)) {
+		t.Errorf("the refusal at MAIL does not log the declared size:\n%s", logs)
+	}
+	// Declared small, sent large: refused during DATA, with the same
+	// sentence; the log says what was read and what was declared.
+	must(t, c.Reset())
 	big := message(alice, bob, "big", strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 200))
-	err := send(c, alice, []string{bob}, big)
-	wantCode(t, err, 552, "5.3.4", fmt.Sprint(limit))
+	must(t, c.Mail(alice, &gosmtp.MailOptions{Size: 100}))
+	must(t, c.Rcpt(bob, nil))
+	w, err := c.Data()
+	must(t, err)
+	w.Write([]byte(big))
+	wantCode(t, w.Close(), 552, "5.3.4", sentence)
+	if logs := e.logs.String(); !strings.Contains(logs, fmt.Sprintf("limit=%d size_over_limit=true declared_size=100", limit)) {
+		t.Errorf("the refusal during DATA does not log the limit and the declared size:\n%s", logs)
+	}
 	if n := e.inboxCount(bob); n != 0 {
 		t.Fatalf("part of a refused message stored: %d", n)
 	}

@@ -31,6 +31,7 @@ type session struct {
 	principal *auth.Principal // after AUTH (submission); also in ctx
 	tx        *delivery.Transaction
 	from      string
+	declared  int64 // the SIZE= of MAIL FROM, 0 if none (RFC 1870)
 
 	end endState // revoke.go
 }
@@ -131,8 +132,24 @@ func (s saslServer) Next(response []byte) ([]byte, bool, error) {
 // Mail starts a transaction (MAIL FROM, RFC 5321 §4.1.1.2).
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	ss.pace()
+	if ss.s.opts.Mode == ModeSubmission && !ss.tls {
+		// RFC 3207 §4, SPEC §3: submission starts TLS, then AUTH (which
+		// is not offered before, RFC 4954 §4). Told to log in, a client
+		// would try AUTH and be refused again; tell it the first step.
+		r := reply(stepMail, refusal.New(refusal.TLSRequired, from, nil,
+			"Must issue a STARTTLS command first: this port takes mail over TLS, from a client logged in."), 0)
+		ss.s.log.Info("sender refused", "remote", ss.remote, "from", from,
+			"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", "MAIL before STARTTLS")
+		return r
+	}
 	if opts != nil && opts.Size > ss.s.opts.MaxMessageSize {
-		return reply(stepMail, refusal.New(refusal.MessageTooLarge, from, nil, "The message is larger than the %d bytes this server accepts.", ss.s.opts.MaxMessageSize), 0)
+		// The sentence of the refusal during DATA (delivery's
+		// readFailure), and the declared size in the log.
+		r := reply(stepMail, refusal.New(refusal.MessageTooLarge, from, nil, "The message is larger than the %d bytes this server accepts.", ss.s.opts.MaxMessageSize), 0)
+		ss.s.log.Info("sender refused", "remote", ss.remote, "user", ss.user(), "from", from,
+			"declared_size", opts.Size, "limit", ss.s.opts.MaxMessageSize,
+			"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", "declared size over the limit")
+		return r
 	}
 	if ss.tx != nil {
 		return &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1},
@@ -148,7 +165,10 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if err := tx.Sender(ss.ctx, from); err != nil {
 		return ss.refused(stepMail, err, tx, from, "")
 	}
-	ss.tx, ss.from = tx, from
+	ss.tx, ss.from, ss.declared = tx, from, 0
+	if opts != nil {
+		ss.declared = opts.Size
+	}
 	return nil
 }
 
@@ -188,6 +208,14 @@ func (ss *session) Data(r io.Reader) error {
 	// Never the body, the subject or credentials.
 	attrs := []any{"tx", tx.ID(), "remote", ss.remote, "user", ss.user(), "from", ss.from,
 		"rcpts", len(tx.Recipients()), "size", tx.Size(), "code", code, "enhanced", enh}
+	if refusal.Is(err, refusal.MessageTooLarge) || errors.Is(err, gosmtp.ErrDataTooLarge) {
+		// Reading stopped at the limit: size is what was read, not the
+		// message's; the declared SIZE= says more when the client gave it.
+		attrs = append(attrs, "limit", ss.s.opts.MaxMessageSize, "size_over_limit", true)
+		if ss.declared > 0 {
+			attrs = append(attrs, "declared_size", ss.declared)
+		}
+	}
 	switch {
 	case err != nil && body.Expired():
 		return ss.transferTimedOut(attrs)
@@ -238,7 +266,7 @@ func (ss *session) Reset() {
 	if ss.tx != nil {
 		ss.tx.Abort()
 	}
-	ss.tx, ss.from = nil, ""
+	ss.tx, ss.from, ss.declared = nil, "", 0
 	ss.closeIfEnded()
 }
 

@@ -43,8 +43,9 @@ func TestSubmissionSTARTTLSDeliversToInbox(t *testing.T) {
 	if ok, _ := c.Extension("SMTPUTF8"); ok {
 		t.Error("SMTPUTF8 offered but the directory refuses non-ASCII addresses")
 	}
-	// MAIL before AUTH is refused.
-	wantCode(t, c.Mail(alice, nil), 530, "5.7.0", "Authentication required")
+	// MAIL before STARTTLS is told to start TLS (issue 22), not to log
+	// in: AUTH is not offered yet.
+	wantCode(t, c.Mail(alice, nil), 530, "5.7.0", "Must issue a STARTTLS command first: this port takes mail over TLS, from a client logged in.")
 
 	c.Close()
 
@@ -192,7 +193,7 @@ func TestAuthRefusedBeforeTLS(t *testing.T) {
 		t.Fatalf("reply %q", msg)
 	}
 	r.cmd("MAIL FROM:<%s>", alice)
-	if msg := r.expect(530); !strings.HasPrefix(msg, "5.7.0 Authentication required") {
+	if msg := r.expect(530); !strings.HasPrefix(msg, "5.7.0 Must issue a STARTTLS command first") {
 		t.Fatalf("reply %q", msg)
 	}
 	if strings.Contains(e.logs.String(), e.alicePass) {
