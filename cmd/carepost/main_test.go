@@ -136,6 +136,13 @@ func TestBenchUsers(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "active") {
 		t.Fatalf("user3 not created:\n%s", out)
 	}
+	// Another format: the same synthetic numbers, allowed with a reason.
+	if out, errs, code := carepost(t, data, "", "bench", "users", "--count", "2", "--format", "imaptest%d@carepost.test", "--password", "stress password"); code != 0 {
+		t.Fatalf("bench users --format: exit %d\n%s%s", code, out, errs)
+	}
+	if out, _, _ := carepost(t, data, "", "dir", "show", "imaptest2@carepost.test"); !strings.Contains(out, "test account of carepost bench users") {
+		t.Fatalf("imaptest2:\n%s", out)
+	}
 	if _, errs, code := carepost(t, data, "", "bench", "users", "--count", "3"); code != 2 || !strings.Contains(errs, "--password") {
 		t.Fatalf("missing password accepted: %d %s", code, errs)
 	}
