@@ -38,6 +38,9 @@ TOML
 # stress users, made by BIN itself (its schema).
 setup() {
 	local bin=$1 dir=$2 c=(--config "$work/carepost.toml" --data "$2")
+	# Only init and serve create a data directory (issue 22); a binary
+	# from before init creates it at its first command instead.
+	"$bin" init "${c[@]}" >/dev/null 2>&1 || true
 	"$bin" dir add-professional "${c[@]}" --id 810001045367 --first S --last Ender --profession 10 --address sender@carepost.test >/dev/null
 	"$bin" dir add-professional "${c[@]}" --id 0012600631 --first R --last Cpt --profession 10 --address rcpt@carepost.test >/dev/null
 	echo 'sender password 1' | "$bin" user set-password sender@carepost.test "${c[@]}" >/dev/null

@@ -37,6 +37,7 @@ https = ""
 pprof = "127.0.0.1:46060"
 TOML
 c=(--config "$work/carepost.toml" --data "$work/data")
+"$cp" init "${c[@]}" >/dev/null
 "$cp" dir add-professional "${c[@]}" --id 810001045367 --first S --last Ender --profession 10 --address sender@carepost.test >/dev/null
 "$cp" dir add-professional "${c[@]}" --id 0012600631 --first R --last Cpt --profession 10 --address rcpt@carepost.test >/dev/null
 "$cp" dir add-professional "${c[@]}" --id 810000000017 --first F --last Lood --profession 10 --address flood@carepost.test >/dev/null
