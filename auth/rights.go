@@ -19,7 +19,7 @@ const (
 	Seen                            // s: keep \Seen
 	Write                           // w: set flags and keywords other than \Seen and \Deleted
 	Insert                          // i: APPEND, COPY or MOVE into
-	Post                            // p: send mail to the submission address (unused: SMTP asks MaySendAs)
+	Post                            // p: send as the account (SMTP submission's MAIL FROM and From:)
 	CreateMailbox                   // k: CREATE, and RENAME to a new name
 	DeleteMailbox                   // x: DELETE, and RENAME from an old name
 	DeleteMessage                   // t: set or clear \Deleted (MOVE from)

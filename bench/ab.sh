@@ -5,10 +5,16 @@
 #     clients, implicit TLS (port 465 style), on a fresh data directory;
 #   - imaptest's stress profile (tools/imaptest/stress, 100
 #     users, 10 clients, 30 s, TLS), --logout0 and/or default.
-# Prints each run and the medians. Used for the "no slower" checks of the
+# Prints each run (throughput, and the server's CPU time per message or
+# per imaptest command from /proc, which a busy machine disturbs less than
+# the throughput) and the medians. Used for the "no slower" checks of the
 # issues that reshape the core (BENCHMARKS.md).
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY [rounds=3] [profiles="smtp logout0"]
+#
+# AB_DOVECOT=1 runs Dovecot (tools/peers/postfix-dovecot, IMAPS on 20993,
+# users user%d@bench.test) in each round of the imaptest profiles too,
+# between the two, so that the three share the machine's drift.
 #
 # Build the binaries first, e.g.:
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && go build -o /tmp/carepost-old ./cmd/carepost)
@@ -62,7 +68,9 @@ serve() {
 
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 
-declare -A results
+declare -A results cpu
+hz=$(getconf CLK_TCK)
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for label in old new; do
 	bin=$old
 	[ "$label" = new ] && bin=$new
@@ -77,12 +85,30 @@ for label in old new; do
 	fi
 done
 
+if [ -n "${AB_DOVECOT:-}" ]; then
+	peers="$here/tools/peers"
+	"$peers/postfix-dovecot" start >"$work/dovecot-start.log" 2>&1 || { tail -20 "$work/dovecot-start.log"; exit 1; }
+	dovecot_ca="${PEERS_HOME:-$HOME/.cache/carepost-peers}/tls/ca.crt"
+	"$stress" --port 20993 --tls --ca "$dovecot_ca" --pass pass --user-format 'user%d@bench.test' --logout0 >/dev/null 2>&1 || true
+	trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; "$peers/postfix-dovecot" stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+fi
+
+dovecot() { # dovecot PROFILE: one imaptest run against Dovecot
+	local flag=() r
+	[ "$1" = logout0 ] && flag=(--logout0)
+	r=$("$stress" --port 20993 --tls --ca "$dovecot_ca" --pass pass --user-format 'user%d@bench.test' \
+		--no-prefill "${flag[@]}" 2>/dev/null | sed -n 's/^cmds\/s: *//p' | tail -1)
+	echo "$1 dovecot $r"
+	results[$1-dovecot]+="$r "
+}
+
 run() { # run LABEL BIN PROFILE
 	local label=$1 bin=$2 profile=$3 dir="$work/run-$1"
 	rm -rf "$dir" "$dir.log"
 	cp -a "$work/template-$label" "$dir"
 	serve "$bin" "$dir"
-	local r
+	local r c0 c1 per
+	c0=$(cputicks "$pid")
 	case $profile in
 	smtp)
 		r=$("$new" bench smtp --addr 127.0.0.1:34465 --tls --ca "$dir/ca.pem" --tls-name localhost \
@@ -96,17 +122,27 @@ run() { # run LABEL BIN PROFILE
 			--user-format 'user%d@carepost.test' --no-prefill "${flag[@]}" 2>/dev/null |
 			sed -n 's/^cmds\/s: *//p' | tail -1) ;;
 	esac
+	c1=$(cputicks "$pid")
 	stop
-	echo "$profile $label $r"
+	# CPU per unit of work: ms a message (6000 sent), µs a command (imaptest's
+	# cmds/s over its 30 s).
+	case $profile in
+	smtp) per=$(awk -v t=$((c1 - c0)) -v hz="$hz" 'BEGIN {printf "%.3f", t * 1000 / hz / 6000}') ;;
+	*) per=$(awk -v t=$((c1 - c0)) -v hz="$hz" -v r="${r:-0}" 'BEGIN {printf "%.0f", r > 0 ? t * 1e6 / hz / (r * 30) : 0}') ;;
+	esac
+	echo "$profile $label $r (server CPU $per $([ "$profile" = smtp ] && echo ms/msg || echo µs/cmd))"
 	results[$profile-$label]+="$r "
+	cpu[$profile-$label]+="$per "
 }
 
 for profile in $profiles; do
 	for i in $(seq "$rounds"); do
+		peer=:
+		[ -n "${AB_DOVECOT:-}" ] && [ "$profile" != smtp ] && peer=dovecot
 		if [ $((i % 2)) = 1 ]; then
-			run old "$old" "$profile"; run new "$new" "$profile"
+			run old "$old" "$profile"; $peer "$profile"; run new "$new" "$profile"
 		else
-			run new "$new" "$profile"; run old "$old" "$profile"
+			run new "$new" "$profile"; $peer "$profile"; run old "$old" "$profile"
 		fi
 	done
 done
@@ -117,4 +153,11 @@ for profile in $profiles; do
 	o=$(echo "${results[$profile-old]}" | median)
 	n=$(echo "${results[$profile-new]}" | median)
 	echo "$profile: old ${results[$profile-old]}(median $o)  new ${results[$profile-new]}(median $n)  new/old $(awk -v a="$n" -v b="$o" 'BEGIN {printf "%.3f", a/b}')"
+	oc=$(echo "${cpu[$profile-old]}" | median)
+	nc=$(echo "${cpu[$profile-new]}" | median)
+	echo "$profile: server CPU per unit old ${cpu[$profile-old]}(median $oc)  new ${cpu[$profile-new]}(median $nc)  new/old $(awk -v a="$nc" -v b="$oc" 'BEGIN {printf "%.3f", a/b}')"
+	if [ -n "${results[$profile-dovecot]:-}" ]; then
+		d=$(echo "${results[$profile-dovecot]}" | median)
+		echo "$profile: dovecot ${results[$profile-dovecot]}(median $d)  new/dovecot $(awk -v a="$n" -v b="$d" 'BEGIN {printf "%.3f", a/b}')  old/dovecot $(awk -v a="$o" -v b="$d" 'BEGIN {printf "%.3f", a/b}')"
+	fi
 done

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -223,9 +224,15 @@ func (t *Transaction) Sender(ctx context.Context, envelopeFrom string) error {
 	return nil
 }
 
-// maySendAs checks that the authenticated user may use addr as a sender.
+// maySendAs checks that the authenticated user may use addr as a sender:
+// its own address, or a shared mailbox where its role holds the Post
+// right. auth.Rights decides, as it does for IMAP; the delegations are
+// read again from the directory here (a member removed or a mailbox
+// suspended since the login takes effect at the next message), and only
+// when the address is not the user's own.
 func (t *Transaction) maySendAs(ctx context.Context, addr, role string) *refusal.Error {
-	if err := t.p.dir.MaySendAs(ctx, t.src.Principal.Address, addr); err != nil {
+	canon, err := directory.ParseAddress(addr)
+	if err != nil {
 		e := fromDirectory(err)
 		if e.Kind == refusal.InvalidAddress && role != "sender" {
 			// A From: that the directory cannot read is a header defect
@@ -235,7 +242,22 @@ func (t *Transaction) maySendAs(ctx context.Context, addr, role string) *refusal
 		}
 		return e
 	}
-	return nil
+	p := t.src.Principal
+	if strings.EqualFold(p.Address, canon) {
+		return nil
+	}
+	ds, err := t.p.dir.Delegations(ctx, p.Address)
+	if err != nil {
+		return refusal.Internal(fmt.Errorf("delivery: delegations of %s: %w", p.Address, err))
+	}
+	q := *p
+	q.Delegations = ds
+	if auth.Rights(&q, canon).Has(auth.Post) {
+		return nil
+	}
+	return refusal.New(refusal.NotYourAddress, canon,
+		fmt.Errorf("%s has %s on %s, needs post", p.Address, auth.Rights(&q, canon), canon),
+		"You may not send as %s: it is neither your address (%s) nor a mailbox delegated to you.", canon, p.Address)
 }
 
 // peerAddress checks an address presented by another operator (envelope

@@ -296,3 +296,50 @@ func TestPolicyErrors(t *testing.T) {
 		}
 	}
 }
+
+// Sending as a shared mailbox follows the rights of the member's role
+// (auth.Rights, the Post right), read again from the directory at each
+// message: a member removed, or a mailbox closed, since the login can no
+// longer send as it.
+func TestSendAsFollowsRights(t *testing.T) {
+	w := newWorld(t)
+	p := w.pipeline(0)
+	ctx := context.Background()
+	refused := func(err error, want refusal.Kind, sentence string) {
+		t.Helper()
+		e, ok := refusal.As(err)
+		if !ok || e.Kind != want || !strings.Contains(e.Text, sentence) {
+			t.Errorf("got %v, want %v %q", err, want, sentence)
+		}
+	}
+	for _, a := range []string{alice, "Alice@CH-TEST.fr", cardio} {
+		if err := p.Begin(ctx, submission()).Sender(ctx, a); err != nil {
+			t.Errorf("send as %s: %v", a, err)
+		}
+	}
+	for _, a := range []string{bob, "nobody@ch-test.fr", doc} {
+		refused(p.Begin(ctx, submission()).Sender(ctx, a), refusal.NotYourAddress, "You may not send as "+strings.ToLower(a))
+	}
+	refused(p.Begin(ctx, submission()).Sender(ctx, "not an address"), refusal.InvalidAddress, "no @")
+
+	// Bob becomes a manager: he may; alice, removed, no longer may, with
+	// the principal she logged in with.
+	bobSrc := submission()
+	bobSrc.Principal = &auth.Principal{Address: bob, Kind: directory.KindPersonal, Mechanism: auth.MechPlain}
+	refused(p.Begin(ctx, bobSrc).Sender(ctx, cardio), refusal.NotYourAddress, "neither your address")
+	if err := w.dir.AddMember(ctx, cardio, bob, directory.RoleManager); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Begin(ctx, bobSrc).Sender(ctx, cardio); err != nil {
+		t.Errorf("manager: %v", err)
+	}
+	if err := w.dir.RemoveMember(ctx, cardio, alice); err != nil {
+		t.Fatal(err)
+	}
+	refused(p.Begin(ctx, submission()).Sender(ctx, cardio), refusal.NotYourAddress, "neither your address")
+	// A closed shared mailbox sends for nobody.
+	if err := w.dir.SetStatus(ctx, cardio, directory.StatusClosed); err != nil {
+		t.Fatal(err)
+	}
+	refused(p.Begin(ctx, bobSrc).Sender(ctx, cardio), refusal.NotYourAddress, "neither your address")
+}

@@ -7,7 +7,7 @@ import (
 )
 
 // The entry cache. Every message reads the directory entry of each of its
-// recipients and of its sender (ResolveRecipient, MaySendAs); under load
+// recipients and of its sender (ResolveRecipient, Delegations); under load
 // that was a database read per address per message (issue #8: "no
 // per-message re-read of the directory"). Entries are kept for entryTTL.
 // A change made through this Directory (the same process) empties the

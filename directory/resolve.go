@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/carepost/carepost/refusal"
@@ -85,44 +84,6 @@ func (d *Directory) postmaster(ctx context.Context, addr string) (Recipient, err
 			"The mailbox that receives the mail of %s is not active: it cannot receive messages for now.", addr)
 	}
 	return Recipient{Address: e.Address, Route: RouteLocal, Entry: e}, nil
-}
-
-// MaySendAs checks that user (the canonical address of the authenticated
-// account, auth.Principal.Address) may use address as sender (MAIL FROM,
-// From): its own address, or an ORG/APP/CAB mailbox it is a member of,
-// whatever its role. The delegation is read from the store, not from the
-// principal's delegations, so that a removal takes effect even for a
-// session that logged in before it.
-func (d *Directory) MaySendAs(ctx context.Context, user, address string) error {
-	addr, err := ParseAddress(address)
-	if err != nil {
-		return err
-	}
-	if user != "" && addr == strings.ToLower(user) {
-		return nil
-	}
-	notYours := refuse(refusal.NotYourAddress, addr,
-		"You may not send as %s: it is neither your address (%s) nor a mailbox delegated to you.", addr, user)
-	e, err := d.entry(ctx, addr)
-	if errors.Is(err, ErrNotFound) {
-		return notYours
-	}
-	if err != nil {
-		return fmt.Errorf("directory: may %s send as %s: %w", user, addr, err)
-	}
-	switch e.Kind {
-	case KindOrganisational, KindApplicative, KindPractice:
-	default:
-		return notYours
-	}
-	if !slices.Contains(e.Members, strings.ToLower(user)) {
-		return notYours
-	}
-	if e.Status != StatusActive {
-		return refuse(refusal.NotYourAddress, addr,
-			"You may not send as %s: this shared mailbox is %s.", addr, e.Status)
-	}
-	return nil
 }
 
 // IsLocalDomain reports whether this server hosts domain (any case).

@@ -115,7 +115,6 @@ func refuse(kind refusal.Kind, address, format string, args ...any) error {
 //
 //	Authenticate(ctx, username, password) (Principal, error)       auth.go
 //	ResolveRecipient(ctx, address) (Recipient, error)              resolve.go
-//	MaySendAs(ctx, user, address) error                            resolve.go
 //	IsLocalDomain(domain) bool                                     resolve.go
 //	InTrustSpace(ctx, domain) (bool, error)                        resolve.go
 //	Lookup / Search / MemberOf / Members / Delegations             lookup.go

@@ -61,6 +61,14 @@ func (c *Store) Digests(ctx context.Context, mailboxID int64, uids []uint32, hea
 	return out, nil
 }
 
+// DigestsHeld returns how many digests the cache holds and the bytes it
+// counts for them against Options.DigestBytes.
+func (c *Store) DigestsHeld() (entries, bytes int) {
+	c.digests.mu.Lock()
+	defer c.digests.mu.Unlock()
+	return c.digests.ll.Len(), c.digests.size
+}
+
 // DefaultDigestBytes is the budget of the digest cache
 // (Options.DigestBytes).
 const DefaultDigestBytes = 32 << 20
@@ -113,6 +121,18 @@ func (c *digestCache) get(k digestKey, header, summary bool) (storage.Digest, bo
 		d.Summary = e.summary
 	}
 	return d, true
+}
+
+// forget drops the entry of an expunged message, if there is one.
+func (c *digestCache) forget(k digestKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.m[k]; ok {
+		e := el.Value.(*digestEntry)
+		c.ll.Remove(el)
+		delete(c.m, k)
+		c.size -= len(e.header) + len(e.summary) + entryOverhead
+	}
 }
 
 // put records what a Digests call read. A message without a summary (too

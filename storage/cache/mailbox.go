@@ -315,18 +315,12 @@ func (mb *Mailbox) applyLocked(c storage.Change) {
 		mb.meta[i].set, mb.meta[i].modseq = mb.flagSetLocked(c.Flags), c.ModSeq
 		mb.tellLocked(Event{Kind: FlagsChanged, Seq: uint32(i + 1), UID: c.UID, Flags: c.Flags, ModSeq: c.ModSeq, Origin: c.Origin})
 	case storage.MessageExpunged:
-		i, ok := mb.IndexLocked(c.UID)
-		if !ok {
-			return
-		}
-		mb.uids = append(mb.uids[:i], mb.uids[i+1:]...)
-		mb.meta = append(mb.meta[:i], mb.meta[i+1:]...)
-		mb.index.noteExpunged()
-		mb.tellLocked(Event{Kind: Expunged, Seq: uint32(i + 1), UID: c.UID, Origin: c.Origin})
+		mb.expungeLocked(c.UID, c.Origin)
 	case storage.MailboxDeleted:
 		// Users still holding it see an empty mailbox; their next call
 		// on it fails with ErrNoMailbox from the store.
 		for i := len(mb.uids); i > 0; i-- {
+			mb.c.digests.forget(digestKey{mb.id, mb.uids[i-1]})
 			mb.tellLocked(Event{Kind: Expunged, Seq: uint32(i), UID: mb.uids[i-1]})
 		}
 		mb.uids, mb.meta = nil, nil

@@ -102,7 +102,7 @@ func (mb *Mailbox) pull(ctx context.Context) error {
 // ascending), idempotently (see the top of this file).
 func (mb *Mailbox) applyChangesLocked(expunged []uint32, msgs []storage.Message) {
 	for _, uid := range expunged {
-		mb.expungeLocked(uid)
+		mb.expungeLocked(uid, nil)
 	}
 	for _, m := range msgs {
 		i, ok := mb.IndexLocked(m.UID)
@@ -140,8 +140,11 @@ func (mb *Mailbox) applyFullLocked(msgs []storage.Message) {
 	mb.applyChangesLocked(gone, msgs)
 }
 
-// expungeLocked removes uid if the state has it and queues the EXPUNGE.
-func (mb *Mailbox) expungeLocked(uid uint32) {
+// expungeLocked removes uid if the state has it, drops its digest (a UID
+// is never reused, so the entry could only wait for the LRU to push it
+// out: under a steady append-and-expunge load the cache would fill with
+// the dead) and queues the EXPUNGE.
+func (mb *Mailbox) expungeLocked(uid uint32, origin any) {
 	i, ok := mb.IndexLocked(uid)
 	if !ok {
 		return
@@ -149,7 +152,8 @@ func (mb *Mailbox) expungeLocked(uid uint32) {
 	mb.uids = append(mb.uids[:i], mb.uids[i+1:]...)
 	mb.meta = append(mb.meta[:i], mb.meta[i+1:]...)
 	mb.index.noteExpunged()
-	mb.tellLocked(Event{Kind: Expunged, Seq: uint32(i + 1), UID: uid})
+	mb.c.digests.forget(digestKey{mb.id, uid})
+	mb.tellLocked(Event{Kind: Expunged, Seq: uint32(i + 1), UID: uid, Origin: origin})
 }
 
 // Ensure makes sure the state holds every change up to modseq, which a

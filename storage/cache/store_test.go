@@ -98,3 +98,63 @@ func TestDigestsThroughCache(t *testing.T) {
 		t.Errorf("a cached digest was read again (%d)", n)
 	}
 }
+
+// An expunged message's digest leaves the cache when the mailbox state
+// learns of the expunge, from this handle or another: under a steady
+// append-and-expunge load the cache holds the live messages, not history.
+func TestDigestsForgetExpunged(t *testing.T) {
+	for _, mode := range []string{"same handle", "second handle"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			db := openDB(t, dir)
+			t.Cleanup(func() { db.Close() })
+			writer := storage.Store(db)
+			if mode == "second handle" {
+				other := openDB(t, dir)
+				t.Cleanup(func() { other.Close() })
+				writer = other
+			}
+			ctx := t.Context()
+			const alice = "alice@carepost.test"
+			if err := db.CreateAccount(ctx, alice); err != nil {
+				t.Fatal(err)
+			}
+			inbox, err := db.GetMailbox(ctx, alice, "INBOX")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 4 {
+				msg := "Subject: m" + strings.Repeat("x", i) + "\r\n\r\nbody\r\n"
+				if _, err := db.Deliver(ctx, strings.NewReader(msg), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := cache.New(db, cache.Options{})
+			defer c.Stop()
+			mb, err := c.Open(ctx, inbox.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mb.Release()
+			if _, err := c.Digests(ctx, inbox.ID, []uint32{1, 2, 3, 4}, true, true); err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := c.DigestsHeld(); n != 4 {
+				t.Fatalf("%d digests held after reading 4", n)
+			}
+			if _, err := writer.StoreFlags(ctx, inbox.ID, []uint32{2, 3}, storage.FlagsAdd, []string{storage.FlagDeleted}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := writer.Expunge(ctx, inbox.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mb.Ensure(ctx, res.ModSeq); err != nil {
+				t.Fatal(err)
+			}
+			if n, _ := c.DigestsHeld(); n != 2 {
+				t.Errorf("%d digests held after 2 of 4 were expunged, want 2", n)
+			}
+		})
+	}
+}
