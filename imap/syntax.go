@@ -96,9 +96,15 @@ type inputGuard struct {
 	conn net.Conn
 	s    *session
 
+	// out, in and cmd are slices of pooled buffers (outb, inb, cmdb),
+	// taken when bytes arrive and given back whenever the guard waits for
+	// the client with nothing pending: a session idle between commands,
+	// or in IDLE, holds none (memory per idle connection, BENCHMARKS.md).
 	out     []byte // ready for the library
 	in      []byte // read from the client, not yet looked at
-	buf     [4096]byte
+	outb    *[]byte
+	inb     *[]byte
+	cmdb    *[]byte
 	literal int64 // bytes of a literal still to pass as they are
 	skip    int64 // bytes of a dropped literal still to drop
 	drop    bool  // dropping the rest of a replaced command
@@ -113,14 +119,59 @@ type inputGuard struct {
 	depth   int // parentheses
 }
 
+// guardBuffers holds the guards' buffers while no session needs them.
+var guardBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBuffer is the largest buffer given back to guardBuffers (a
+// command line may reach maxCommandLine).
+const maxPooledBuffer = 64 << 10
+
+// take returns an empty slice of the buffer *bp, taken from the pool if
+// the guard holds none.
+func take(bp **[]byte) []byte {
+	if *bp == nil {
+		*bp = guardBuffers.Get().(*[]byte)
+	}
+	return (**bp)[:0]
+}
+
+// give returns *bp to the pool; used is the last slice of it the guard
+// held (grown by append, it replaces the smaller one). The caller drops
+// every slice of it.
+func give(bp **[]byte, used []byte) {
+	if *bp == nil {
+		return
+	}
+	if c := cap(used); c > cap(**bp) && c <= maxPooledBuffer {
+		**bp = used[:0]
+	}
+	guardBuffers.Put(*bp)
+	*bp = nil
+}
+
 func (g *inputGuard) Read(p []byte) (int, error) {
 	for len(g.out) == 0 {
 		if len(g.in) == 0 {
-			n, err := g.src.Read(g.buf[:])
+			// Waiting for the client: hold no buffer meanwhile, and read
+			// into the library's own.
+			give(&g.inb, g.in)
+			g.in = nil
+			give(&g.outb, g.out)
+			g.out = nil
+			if len(g.cmd) == 0 {
+				give(&g.cmdb, g.cmd)
+				g.cmd = nil
+			}
+			n, err := g.src.Read(p)
 			if n == 0 {
 				return 0, err
 			}
-			g.in = g.buf[:n]
+			if g.literal >= int64(n) {
+				// Literal bytes pass as they are, already in place.
+				g.literal -= int64(n)
+				return n, nil
+			}
+			g.in = append(take(&g.inb), p[:n]...)
 		}
 		if g.literal > 0 {
 			n := min(int64(len(g.in)), g.literal, int64(len(p)))
@@ -145,6 +196,9 @@ func (g *inputGuard) scan() {
 		}
 		b := g.in[0]
 		g.in = g.in[1:]
+		if g.cmdb == nil {
+			g.cmd = take(&g.cmdb)
+		}
 		if g.drop {
 			if b != '\n' {
 				g.cmd = appendTail(g.cmd, b)
@@ -233,7 +287,7 @@ func (g *inputGuard) segmentDone() {
 		}
 		return
 	}
-	g.out = append(g.out[:0], g.cmd...)
+	g.out = append(g.outBuffer(), g.cmd...)
 	g.cmd = g.cmd[:0]
 	g.inQuote, g.escaped = false, false
 	if isLiteral {
@@ -241,6 +295,15 @@ func (g *inputGuard) segmentDone() {
 		return
 	}
 	g.reset()
+}
+
+// outBuffer returns an empty slice for out (which is empty whenever a
+// segment is decided: scan stops at the first one).
+func (g *inputGuard) outBuffer() []byte {
+	if g.outb == nil {
+		return take(&g.outb)
+	}
+	return (*g.outb)[:0]
 }
 
 func (g *inputGuard) reset() {
@@ -285,9 +348,9 @@ func (g *inputGuard) replace(reason string, ended bool) {
 	}
 	if g.s.principal != nil {
 		g.s.setPendingBad(reason)
-		g.out = append(g.out[:0], tag+" NAMESPACE\r\n"...)
+		g.out = append(g.outBuffer(), tag+" NAMESPACE\r\n"...)
 	} else {
-		g.out = append(g.out[:0], tag+" NOOP x\r\n"...)
+		g.out = append(g.outBuffer(), tag+" NOOP x\r\n"...)
 	}
 	g.s.srv.log.Info("imap: syntax error answered BAD", "remote", g.s.remote(), "account", g.s.account, "reason", reason)
 	g.reset()
