@@ -41,6 +41,7 @@ import (
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/metrics"
 )
 
 // Mode says which service a listener provides.
@@ -95,6 +96,10 @@ type Options struct {
 	// Sessions, when set, ends an authenticated session with 421 when its
 	// account is suspended or its credentials change (revoke.go).
 	Sessions *auth.Sessions
+	// Metrics counts sessions, messages, refusals and logins for the
+	// operator (the server's metrics.SMTP of this listener); nil counts
+	// nothing.
+	Metrics *metrics.SMTP
 }
 
 // Defaults, after RFC 5321 §4.5.3.2 (the server waits 5 minutes for a
