@@ -244,7 +244,11 @@ func (s *Server) Start() error {
 			}
 			s.mu.Unlock()
 		}(l, ln)
-		s.Logger.Info("listening", "listener", l.name, "addr", ln.Addr().String(), "tls", tlsMode(l.tls))
+		mode := tlsMode(l.tls)
+		if l.name == "metrics" || l.name == "pprof" {
+			mode = "none" // plain HTTP, loopback unless allowed (config.go)
+		}
+		s.Logger.Info("listening", "listener", l.name, "addr", ln.Addr().String(), "tls", mode)
 	}
 	s.logNotServed()
 	s.mu.Lock()
