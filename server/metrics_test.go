@@ -193,6 +193,7 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, srv, `carepost_imap_idle_clients`, 1)
+	waitFor(t, srv, `carepost_imap_sessions`, 1)
 	if err := idle.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -263,6 +264,7 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 
 	ic.Logout().Wait()
 	waitFor(t, srv, `carepost_smtp_sessions{listener="submission"}`, 0)
+	waitFor(t, srv, `carepost_imap_sessions`, 0)
 	after := scrape(t, srv)
 	moved := func(series string) float64 { return after[series] - before[series] }
 	for series, want := range map[string]float64{
