@@ -257,8 +257,21 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 	}
 	raw.(*net.TCPConn).SetLinger(0) // Close sends RST
 	raw.Close()
+	// And an SMTP client that does the same.
+	raw, err = net.Dial("tcp", srv.AddrOf("submission"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br = bufio.NewReader(raw)
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	raw.(*net.TCPConn).SetLinger(0)
+	raw.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(logs.lines("level=INFO", "imap: client connection ended")) < 1 && time.Now().Before(deadline) {
+	for (len(logs.lines("level=INFO", "imap: client connection ended")) < 1 || len(logs.lines("level=INFO", "smtp: client connection ended")) < 1) &&
+		time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
@@ -325,8 +338,10 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 			t.Errorf("the log holds a password %q", secret)
 		}
 	}
-	if n := len(logs.lines("level=INFO", "imap: client connection ended", "connection reset")); n != 1 {
-		t.Errorf("%d INFO lines for the IMAP client that reset its connection, want 1", n)
+	for _, service := range []string{"imap", "smtp"} {
+		if n := len(logs.lines("level=INFO", service+": client connection ended", "connection reset")); n != 1 {
+			t.Errorf("%d INFO lines for the %s client that reset its connection, want 1", n, service)
+		}
 	}
 	for _, c := range []string{"component=imap", "component=smtp", "listener="} {
 		if bad := logs.lines("level=WARN", c); len(bad) > 0 {
