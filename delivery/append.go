@@ -57,7 +57,7 @@ func (p *Pipeline) Append(ctx context.Context, req AppendRequest) (storage.Appen
 		return storage.Appended{}, err
 	}
 	rcpt.target = tg
-	env := &Envelope{ID: newID(), Source: src, Recipients: []*Recipient{rcpt}, Header: h, Received: p.now()}
+	env := &Envelope{ID: newID(), Source: src, Recipients: []*Recipient{rcpt}, Header: h, Received: p.now(), spooled: time.Now()}
 	var out storage.Appended
 	err = p.finishWith(ctx, env, sp, nil, map[directory.Route]Target{directory.RouteLocal: tg}, func(res *Committed) {
 		out = res.All()[0]

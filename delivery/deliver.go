@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/refusal"
@@ -72,13 +73,14 @@ func (t *Transaction) Deliver(ctx context.Context, body io.Reader) error {
 
 // envelope reads and parses the header of the spooled message.
 func (t *Transaction) envelope(sp Staged) (*Envelope, error) {
+	spooled := time.Now()
 	br := bufio.NewReaderSize(sp.Open(), headerBufferSize)
 	raw, _, err := readHeader(br)
 	if err == nil {
 		var h textproto.Header
 		if h, err = parseHeader(raw); err == nil {
 			return &Envelope{ID: t.id, Source: t.src, From: t.from, Recipients: t.rcpts,
-				Header: h, Received: t.p.now(), headerLen: int64(len(raw))}, nil
+				Header: h, Received: t.p.now(), headerLen: int64(len(raw)), spooled: spooled}, nil
 		}
 	}
 	if he, ok := asHeaderError(err); ok {
@@ -140,7 +142,9 @@ func (p *Pipeline) finishWith(ctx context.Context, env *Envelope, msg Staged, ch
 	}
 
 	// Commit: every target's writes in one transaction.
+	commitStart := time.Now()
 	res, err := commitBatch(ctx, p.store, &b)
+	commitTime := time.Since(commitStart)
 	if err != nil {
 		if errors.Is(err, storage.ErrNoMailbox) {
 			p.forgetInboxes() // the client retries after the 451
@@ -152,6 +156,9 @@ func (p *Pipeline) finishWith(ctx context.Context, env *Envelope, msg Staged, ch
 	}
 	if committed != nil {
 		committed(res)
+	}
+	if p.opts.Observe != nil {
+		p.opts.Observe(env.Source.SourceName(), msg.Size(), time.Since(env.spooled), commitTime)
 	}
 
 	// After-commit hooks: outside the client's wait.

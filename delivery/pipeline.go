@@ -43,6 +43,11 @@ type Options struct {
 	Transforms []Transform
 	// Hooks run after each commit (hooks.go); nil runs none.
 	Hooks *HookRunner
+	// Observe, when set, is told of every message stored: its source
+	// (SourceName), its size as received, the time from fully received
+	// to durable, and the store's commit within it (the server's
+	// metrics). It runs before the client's reply: it must be cheap.
+	Observe func(source string, size int64, total, commit time.Duration)
 }
 
 // DefaultMaxMessageSize is the size limit when Options leaves it zero:
@@ -106,6 +111,19 @@ type Source struct {
 	// Append is true for a message a user stores in one of its mailboxes
 	// (IMAP APPEND): no envelope, no recipient checks (append.go).
 	Append bool
+}
+
+// SourceName names where a message came from, for metrics and logs:
+// "append" (IMAP APPEND), "submission" (a user's client) or "mx" (another
+// operator).
+func (s Source) SourceName() string {
+	switch {
+	case s.Append:
+		return "append"
+	case s.Submission:
+		return "submission"
+	}
+	return "mx"
 }
 
 // Transaction is one message on its way. Its methods are called from one

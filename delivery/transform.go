@@ -27,6 +27,9 @@ type Envelope struct {
 	// headerLen is the length of the header fields of the message as
 	// received, without the empty line that ends them.
 	headerLen int64
+	// spooled is when the message was fully received (the monotonic
+	// clock, for Options.Observe).
+	spooled time.Time
 }
 
 // Recipient is one accepted recipient and where it goes.

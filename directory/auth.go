@@ -17,6 +17,14 @@ import (
 // apart would let anyone probe which addresses exist (user enumeration).
 const authFailedText = refusal.AuthFailedText
 
+// The causes of a failed login, kept as the Reason of the refusal for the
+// log and the metrics (auth.CauseOf), never shown to the client.
+var (
+	ErrUnknownAccount  = errors.New("no account has this address")
+	ErrWrongPassword   = errors.New("the password is wrong")
+	ErrAccountInactive = errors.New("the account is not active (suspended or closed)")
+)
+
 // dummyHash is checked when there is no real hash to check (unknown user,
 // no password set), so that such a failure takes as long as a wrong
 // password and timing does not reveal which addresses exist.
@@ -39,7 +47,8 @@ func spendDummyCheck(password string) {
 // (typed with any case, spaces or dashes). Only active accounts may log in.
 //
 // Every refusal is a *refusal.Error of kind refusal.AuthFailed with the
-// same text;
+// same text, whose Reason (ErrUnknownAccount, ErrWrongPassword,
+// ErrAccountInactive) says why, for the log only;
 // other errors (the store failing) are returned as they are and should be
 // reported as temporary failures.
 //
@@ -50,14 +59,14 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 	addr, err := ParseAddress(username)
 	if err != nil {
 		spendDummyCheck(password)
-		return Principal{}, refuse(refusal.AuthFailed, truncate(username, 254), authFailedText)
+		return Principal{}, refusal.New(refusal.AuthFailed, truncate(username, 254), ErrUnknownAccount, authFailedText)
 	}
-	fail := refuse(refusal.AuthFailed, addr, authFailedText)
+	fail := func(why error) error { return refusal.New(refusal.AuthFailed, addr, why, authFailedText) }
 
 	e, err := d.store.GetEntry(ctx, addr)
 	if errors.Is(err, ErrNotFound) {
 		spendDummyCheck(password)
-		return Principal{}, fail
+		return Principal{}, fail(ErrUnknownAccount)
 	}
 	if err != nil {
 		return Principal{}, fmt.Errorf("directory: authenticate %s: %w", addr, err)
@@ -73,8 +82,11 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 	}
 	// The status is checked after the password so that a suspended
 	// account costs the same as any other refusal.
-	if !ok || e.Status != StatusActive {
-		return Principal{}, fail
+	if !ok {
+		return Principal{}, fail(ErrWrongPassword)
+	}
+	if e.Status != StatusActive {
+		return Principal{}, fail(fmt.Errorf("%w: %s", ErrAccountInactive, e.Status))
 	}
 
 	delegations, err := d.Delegations(ctx, addr)

@@ -165,6 +165,8 @@ func (s *session) overflowed() bool {
 // starting with those queued before the IDLE.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
 	defer s.guard("idle", &err)
+	s.srv.opts.Metrics.IdleStarted()
+	defer s.srv.opts.Metrics.IdleEnded()
 	v := s.sel
 	if v == nil {
 		<-stop

@@ -33,10 +33,14 @@ package imap
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -44,6 +48,7 @@ import (
 
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/storage"
 	"github.com/carepost/carepost/storage/cache"
 )
@@ -85,6 +90,9 @@ type Options struct {
 	// Sessions, when set, ends a session with BYE when its account is
 	// suspended or its credentials change (revoke.go).
 	Sessions *auth.Sessions
+	// Metrics counts sessions, IDLE clients and logins for the operator
+	// (the server's metrics.IMAP); nil counts nothing.
+	Metrics *metrics.IMAP
 }
 
 // Appender is the message path's entry for APPEND (delivery.Pipeline).
@@ -169,6 +177,7 @@ func New(opts Options) *Server {
 				return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "The server is shutting down"}
 			}
 			s.sessions.Add(1)
+			s.opts.Metrics.SessionOpened()
 			sess := newSession(s, c)
 			sess.guardInput() // imap/syntax.go
 			return sess, nil, nil
@@ -223,11 +232,34 @@ func (s *Server) Close() error {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
-	if closedConn(args) {
+	switch {
+	case closedConn(args):
 		// A connection the server closed (a session ended by
 		// revoke.go, or Close) while the library was reading: expected.
 		l.log.Debug(fmt.Sprintf(format, args...))
-		return
+	case clientGone(args):
+		// The client went away in the middle of a command or the
+		// greeting, or stayed silent past the library's timeout: the
+		// client's doing, worth one line, not a warning.
+		l.log.Info("imap: client connection ended", "detail", fmt.Sprintf(format, args...))
+	default:
+		l.log.Warn(fmt.Sprintf(format, args...))
 	}
-	l.log.Warn(fmt.Sprintf(format, args...))
+}
+
+// clientGone tells whether one of the library's arguments is an error of
+// a connection the client ended (closed, reset) or let time out.
+func clientGone(args []any) bool {
+	for _, a := range args {
+		err, ok := a.(error)
+		if !ok {
+			continue
+		}
+		var ne net.Error
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+			errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			return true
+		}
+	}
+	return false
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/refusal"
 	"github.com/carepost/carepost/storage"
 )
@@ -95,6 +96,7 @@ func (s *session) Close() (err error) {
 	}
 	s.closed = true
 	defer s.srv.sessions.Done()
+	s.srv.opts.Metrics.SessionClosed()
 	s.unregisterEnd()
 	if s.sel != nil {
 		s.sel.close()
@@ -105,26 +107,65 @@ func (s *session) Close() (err error) {
 
 // Login checks the credentials with the directory. The library refuses
 // LOGIN before TLS (LOGINDISABLED, RFC 9051 §6.2.3), so a password never
-// crosses the network in clear.
+// crosses the network in clear; such an attempt is logged by the input
+// guard (imap/syntax.go), since it never reaches the session.
 func (s *session) Login(username, password string) (err error) {
 	defer s.guard("login", &err)
+	return s.login(metrics.MechLogin, username, password)
+}
+
+// login checks a password given by LOGIN or AUTHENTICATE PLAIN. A failure
+// is logged with its cause (auth.CauseOf: unknown account, wrong password,
+// inactive account, too many attempts), which the client is never told:
+// it gets one sentence whatever the cause. The user name is logged, never
+// the password.
+func (s *session) login(mech metrics.Mech, username, password string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	p, err := s.srv.opts.Accounts.Authenticate(ctx, username, password, s.remote())
 	if err != nil {
+		cause := auth.CauseOf(err)
+		s.srv.opts.Metrics.Logins().Failed(mech, cause)
 		if refusal.Is(err, refusal.AuthFailed) {
-			s.srv.log.Info("login failed", "remote", s.remote(), "user", username)
+			s.srv.log.Info("login failed", "remote", s.remote(), "user", truncateForLog(username), "mechanism", mechName(mech),
+				"cause", cause.String(), "reason", errorReason(err))
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed,
 				Text: "Invalid user name or password, or account not active"}
 		}
-		s.srv.log.Error("login: directory unavailable", "remote", s.remote(), "err", err)
+		s.srv.log.Error("login: directory unavailable", "remote", s.remote(), "user", truncateForLog(username),
+			"mechanism", mechName(mech), "cause", cause.String(), "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: "Authentication is temporarily unavailable, try again later"}
 	}
+	s.srv.opts.Metrics.Logins().Succeeded(mech)
 	s.principal, s.account = p, p.Address
-	s.srv.log.Info("login", "remote", s.remote(), "account", p.Address, "mechanism", p.Mechanism)
+	s.srv.log.Info("login", "remote", s.remote(), "account", p.Address, "mechanism", mechName(mech))
 	s.registerEnd()
 	return nil
+}
+
+// loginFailed logs and counts a login refused before the directory was
+// asked (an authorization identity that is not the user's, credentials
+// before TLS).
+func (s *session) loginFailed(mech metrics.Mech, username string, cause auth.Cause) {
+	s.srv.opts.Metrics.Logins().Failed(mech, cause)
+	s.srv.log.Info("login failed", "remote", s.remote(), "user", truncateForLog(username), "mechanism", mechName(mech),
+		"cause", cause.String())
+}
+
+func mechName(m metrics.Mech) string {
+	if m == metrics.MechLogin {
+		return "LOGIN"
+	}
+	return "AUTHENTICATE PLAIN"
+}
+
+// truncateForLog bounds what a client typed before it reaches the log.
+func truncateForLog(s string) string {
+	if len(s) > 254 {
+		return s[:254] + "..."
+	}
+	return s
 }
 
 // refresh reads the principal's delegations again (auth.Authenticator.
@@ -167,12 +208,14 @@ func (s *session) Authenticate(mech string) (_ sasl.Server, err error) {
 	if !strings.EqualFold(mech, sasl.Plain) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported authentication mechanism"}
 	}
-	return sasl.NewPlainServer(func(identity, username, password string) error {
+	return sasl.NewPlainServer(func(identity, username, password string) (err error) {
+		defer s.guard("authenticate", &err)
 		if identity != "" && !strings.EqualFold(identity, username) {
+			s.loginFailed(metrics.MechPlain, username, auth.CauseAuthzIdentity)
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
 				Text: "Acting as another user is not allowed"}
 		}
-		return s.Login(username, password)
+		return s.login(metrics.MechPlain, username, password)
 	}), nil
 }
 

@@ -16,6 +16,9 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/metrics"
 )
 
 // Syntax errors the library answers wrongly. go-imap (v2.0.0-beta.8)
@@ -259,10 +262,13 @@ func (g *inputGuard) track(b byte) {
 func (g *inputGuard) segmentDone() {
 	if g.first {
 		g.tag, g.name = commandName(g.cmd)
-		if g.name == "STARTTLS" {
+		switch g.name {
+		case "STARTTLS":
 			if cc, ok := g.conn.(*corkConn); ok {
 				cc.onReadDeadline(g.s.guardAfterStartTLS)
 			}
+		case "LOGIN", "AUTHENTICATE":
+			g.loginBeforeTLS()
 		}
 	}
 	if g.inQuote {
@@ -304,6 +310,23 @@ func (g *inputGuard) outBuffer() []byte {
 		return take(&g.outb)
 	}
 	return (*g.outb)[:0]
+}
+
+// loginBeforeTLS logs and counts credentials sent in clear: the library
+// refuses LOGIN and AUTHENTICATE before STARTTLS (LOGINDISABLED, RFC 9051
+// §6.2.3) without calling the session, so this is the one place that sees
+// them. The client's line holds the password: only the command is logged.
+func (g *inputGuard) loginBeforeTLS() {
+	if _, ok := g.conn.(*tls.Conn); ok || g.s.principal != nil {
+		return
+	}
+	mech := metrics.MechPlain
+	if g.name == "LOGIN" {
+		mech = metrics.MechLogin
+	}
+	g.s.srv.opts.Metrics.Logins().Failed(mech, auth.CauseTLSRequired)
+	g.s.srv.log.Info("login failed", "remote", g.s.remote(), "mechanism", mechName(mech), "cause", auth.CauseTLSRequired.String(),
+		"reason", "credentials sent before STARTTLS; refused unread (the client is told to start TLS)")
 }
 
 func (g *inputGuard) reset() {

@@ -69,7 +69,18 @@ type ListenConfig struct {
 	Submissions string `toml:"submissions"` // implicit TLS (465)
 	IMAP        string `toml:"imap"`        // STARTTLS (143)
 	IMAPS       string `toml:"imaps"`       // implicit TLS (993)
-	HTTPS       string `toml:"https"`       // portal, APIs, metrics (later)
+	HTTPS       string `toml:"https"`       // portal, APIs (not served yet)
+	// Metrics serves Prometheus metrics (/metrics) and the health
+	// endpoints (/healthz, /readyz) over plain HTTP, without
+	// authentication; "" (the default) disables it. It must be a loopback
+	// address unless MetricsAllowRemote is set: the metrics carry no mail
+	// and no address, but they show the traffic and the login failures
+	// of the service, and anyone who reaches the port can read them.
+	Metrics string `toml:"metrics"`
+	// MetricsAllowRemote lets Metrics listen on a non-loopback address
+	// (a Prometheus server on another host): keep that address on a
+	// management network or behind a firewall.
+	MetricsAllowRemote bool `toml:"metrics_allow_remote"`
 }
 
 // LimitsConfig bounds what clients may hold and how fast they may go, so
@@ -264,11 +275,18 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q is not HOST:PORT", name, addr))
 		}
 	}
+	if c.Listen.Metrics != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.Metrics); err != nil {
+			errs = append(errs, fmt.Errorf("listen.metrics: %q is not HOST:PORT", c.Listen.Metrics))
+		} else if !c.Listen.MetricsAllowRemote && !isLoopback(c.Listen.Metrics) {
+			errs = append(errs, fmt.Errorf("listen.metrics: %q is not a loopback address: the metrics have no authentication; use 127.0.0.1:PORT, or set listen.metrics_allow_remote = true to serve them on this address", c.Listen.Metrics))
+		}
+	}
 	errs = append(errs, c.Limits.validate()...)
 	if c.Debug.Pprof != "" {
-		if host, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
+		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))
-		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		} else if !isLoopback(c.Debug.Pprof) {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q must be a loopback address (profiles show memory contents)", c.Debug.Pprof))
 		}
 	}

@@ -5,9 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/carepost/carepost/limit"
@@ -237,12 +240,13 @@ type handshakeListener struct {
 	closed sync.Once
 	err    error // set before done is closed
 	log    *slog.Logger
+	logs   *refusalLog // failed handshakes: one line per address and minute
 	name   string
 }
 
 func newHandshakeListener(inner net.Listener, config *tls.Config, timeout time.Duration, log *slog.Logger, name string) *handshakeListener {
 	h := &handshakeListener{inner: inner, config: config, timeout: timeout, log: log, name: name,
-		ready: make(chan net.Conn), done: make(chan struct{})}
+		logs: newRefusalLog(), ready: make(chan net.Conn), done: make(chan struct{})}
 	go h.acceptLoop()
 	return h
 }
@@ -276,7 +280,7 @@ func (h *handshakeListener) handshake(c net.Conn) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		h.log.Debug("TLS handshake failed", "listener", h.name, "remote", c.RemoteAddr().String(), "err", err)
+		h.logFailure(c.RemoteAddr().String(), err)
 		c.Close()
 		return
 	}
@@ -284,6 +288,30 @@ func (h *handshakeListener) handshake(c net.Conn) {
 	case h.ready <- tc:
 	case <-h.done:
 		tc.Close()
+	}
+}
+
+// logFailure says why a handshake failed, in one INFO line per address and
+// minute: most often a client configured for plain text or STARTTLS on an
+// implicit-TLS port (RFC 8314 §3), which Go's TLS reports as a first
+// record that is not a handshake. A connection closed before it sent a
+// byte (a port probe, a load balancer's check) is only a debug line.
+func (h *handshakeListener) logFailure(remote string, err error) {
+	var rhe tls.RecordHeaderError
+	var msg string
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
+		h.log.Debug("connection closed before the TLS handshake", "listener", h.name, "remote", remote, "err", err)
+		return
+	case errors.As(err, &rhe):
+		msg = "plain-text client on a TLS port: the client must start TLS at once on this port (implicit TLS, RFC 8314), or use the STARTTLS port"
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		msg = "TLS handshake timed out (limits.handshake_timeout)"
+	default:
+		msg = "TLS handshake failed"
+	}
+	if n, ok := h.logs.due(limit.Source(remote), time.Now()); ok {
+		h.log.Info(msg, "listener", h.name, "remote", remote, "err", err, "failed_since_last_log", n)
 	}
 }
 

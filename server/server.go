@@ -18,6 +18,7 @@ import (
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/imap"
+	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/smtp"
 	"github.com/carepost/carepost/storage"
 	"github.com/carepost/carepost/storage/cache"
@@ -37,6 +38,9 @@ type Server struct {
 	// the portal): one cache per server, so that they share it. Set by
 	// Start.
 	Cache *cache.Store
+	// Metrics are this server's, on a registry of its own (several
+	// servers may run in one process: tests), served on [listen] metrics.
+	Metrics *metrics.Metrics
 
 	mu        sync.Mutex
 	addrs     map[string]net.Addr
@@ -45,6 +49,13 @@ type Server struct {
 	serveLock *os.File // released last, once the store is closed
 	keyFile   string   // the at-rest key's file
 	wg        sync.WaitGroup
+	// Readiness (health.go), guarded by mu: started once every listener
+	// serves, closing from Close on, down names the listeners whose
+	// serving stopped on an error, readyStore is the store the checks
+	// write to (Close clears the Store field).
+	started, closing bool
+	down             []string
+	readyStore       *sqlite.DB
 }
 
 // Open validates cfg and opens its data directory: the at-rest key (created
@@ -88,20 +99,22 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 		tlsConfig = crypto.ServerTLSConfig(cert)
 	}
+	m := metrics.New()
 	store, err := sqlite.Open(filepath.Join(cfg.Data, "store"), sqlite.Options{Key: key, Summarize: imap.Summarize,
-		DeferFlagSync: cfg.Store.FlagSync != "immediate"})
+		DeferFlagSync: cfg.Store.FlagSync != "immediate", ObserveFsync: m.ObserveFsync})
 	if err != nil {
 		return nil, err
 	}
 	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain, Postmaster: cfg.Postmaster})
 	s := &Server{
-		Config: cfg,
-		Logger: logger,
-		PKI:    pki,
-		Store:  store,
-		Dir:    dir,
-		TLS:    tlsConfig,
-		addrs:  map[string]net.Addr{},
+		Config:  cfg,
+		Logger:  logger,
+		PKI:     pki,
+		Store:   store,
+		Dir:     dir,
+		TLS:     tlsConfig,
+		Metrics: m,
+		addrs:   map[string]net.Addr{},
 	}
 	s.keyFile = keyFile
 	spoolDir := filepath.Join(cfg.Data, "spool")
@@ -115,6 +128,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		Spool:          &delivery.Spooler{Dir: spoolDir},
 		Summarize:      summarizer(imap.Limits{Depth: cfg.MaxMIMEDepth, Parts: cfg.MaxMIMEParts}),
 		Hooks:          delivery.NewHookRunner(logger.With("component", "hooks"), 0),
+		Observe:        m.ObserveDelivery,
 	})
 	return s, nil
 }
@@ -144,6 +158,7 @@ func (s *Server) Start() error {
 	// process only).
 	authn := auth.NewLimitedAuthenticator(s.Dir, auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
 	s.Cache = cache.New(s.Store, cache.Options{Logger: s.Logger.With("component", "cache")})
+	s.Metrics.WatchCache(s.Cache)
 	imapServer := imap.New(imap.Options{
 		Store:          s.Cache,
 		Accounts:       imapAccounts{authn, s.Store},
@@ -153,9 +168,10 @@ func (s *Server) Start() error {
 		MaxMessageSize: cfg.MaxMessageSize,
 		LiteralTimeout: time.Duration(cfg.Limits.TransferTimeout),
 		Sessions:       sessions,
+		Metrics:        s.Metrics.IMAP(),
 	})
 	s.closers = append(s.closers, imapServer.Close, s.Cache.Stop)
-	newSMTP := func(mode smtp.Mode, implicit bool) *smtp.Server {
+	newSMTP := func(name string, mode smtp.Mode, implicit bool) *smtp.Server {
 		srv := smtp.New(s.Pipeline, s.Dir, smtp.Options{
 			Mode:           mode,
 			Hostname:       cfg.Hostname,
@@ -166,6 +182,7 @@ func (s *Server) Start() error {
 			DataTimeout:    time.Duration(cfg.Limits.TransferTimeout),
 			Authenticator:  authn,
 			Sessions:       sessions,
+			Metrics:        s.Metrics.SMTP(name),
 		})
 		s.closers = append(s.closers, srv.Close)
 		return srv
@@ -177,19 +194,22 @@ func (s *Server) Start() error {
 	}
 	var ls []listener
 	if cfg.Listen.SMTP != "" {
-		ls = append(ls, listener{"smtp", cfg.Listen.SMTP, false, newSMTP(smtp.ModeMX, false).Serve})
+		ls = append(ls, listener{"smtp", cfg.Listen.SMTP, false, newSMTP("smtp", smtp.ModeMX, false).Serve})
 	}
 	if cfg.Listen.Submission != "" {
-		ls = append(ls, listener{"submission", cfg.Listen.Submission, false, newSMTP(smtp.ModeSubmission, false).Serve})
+		ls = append(ls, listener{"submission", cfg.Listen.Submission, false, newSMTP("submission", smtp.ModeSubmission, false).Serve})
 	}
 	if cfg.Listen.Submissions != "" {
-		ls = append(ls, listener{"submissions", cfg.Listen.Submissions, true, newSMTP(smtp.ModeSubmission, true).Serve})
+		ls = append(ls, listener{"submissions", cfg.Listen.Submissions, true, newSMTP("submissions", smtp.ModeSubmission, true).Serve})
 	}
 	if cfg.Listen.IMAP != "" {
 		ls = append(ls, listener{"imap", cfg.Listen.IMAP, false, imapServer.Serve})
 	}
 	if cfg.Listen.IMAPS != "" {
 		ls = append(ls, listener{"imaps", cfg.Listen.IMAPS, true, imapServer.Serve})
+	}
+	if cfg.Listen.Metrics != "" {
+		ls = append(ls, listener{"metrics", cfg.Listen.Metrics, false, s.serveMetrics()})
 	}
 	if cfg.Debug.Pprof != "" {
 		ls = append(ls, listener{"pprof", cfg.Debug.Pprof, false, servePprof})
@@ -214,13 +234,44 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go func(l listener, ln net.Listener) {
 			defer s.wg.Done()
-			if err := l.serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+			err := l.serve(ln)
+			if err != nil && !errors.Is(err, net.ErrClosed) {
 				s.Logger.Error("listener stopped", "listener", l.name, "err", err)
 			}
+			s.mu.Lock()
+			if !s.closing {
+				s.down = append(s.down, l.name)
+			}
+			s.mu.Unlock()
 		}(l, ln)
-		s.Logger.Info("listening", "listener", l.name, "addr", ln.Addr().String(), "tls", tlsMode(l.tls))
+		mode := tlsMode(l.tls)
+		if l.name == "metrics" || l.name == "pprof" {
+			mode = "none" // plain HTTP, loopback unless allowed (config.go)
+		}
+		s.Logger.Info("listening", "listener", l.name, "addr", ln.Addr().String(), "tls", mode)
 	}
+	s.logNotServed()
+	s.mu.Lock()
+	s.started, s.readyStore = true, s.Store
+	s.mu.Unlock()
 	return nil
+}
+
+// logNotServed says, once at start, which listeners are not served and
+// why, so that an operator looking for a port in the log finds the
+// reason instead of nothing.
+func (s *Server) logNotServed() {
+	l := s.Config.Listen
+	for _, off := range []struct{ name, addr string }{{"smtp", l.SMTP}, {"submission", l.Submission},
+		{"submissions", l.Submissions}, {"imap", l.IMAP}, {"imaps", l.IMAPS}, {"metrics", l.Metrics}} {
+		if off.addr == "" {
+			s.Logger.Info("not listening", "listener", off.name, "reason", "listen."+off.name+" is empty in the configuration")
+		}
+	}
+	if l.HTTPS != "" {
+		s.Logger.Info("not listening", "listener", "https", "addr", l.HTTPS,
+			"reason", "the portal and its APIs are not built yet: nothing is served on this address (metrics and health are on listen.metrics)")
+	}
 }
 
 // limitListener wraps a listener's raw TCP listener with the connection
@@ -248,7 +299,7 @@ func tlsMode(implicit bool) string {
 }
 
 // Addr returns the address a listener is bound to ("smtp", "submission",
-// "submissions", "imap", "imaps"), or nil.
+// "submissions", "imap", "imaps", "metrics", "pprof"), or nil.
 func (s *Server) Addr(name string) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -258,6 +309,7 @@ func (s *Server) Addr(name string) net.Addr {
 // Close stops the listeners, waits for them, and closes the store.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	s.closing = true
 	closers := s.closers
 	s.closers = nil
 	s.mu.Unlock()

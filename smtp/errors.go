@@ -6,6 +6,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/refusal"
 )
 
@@ -34,6 +35,35 @@ func (s step) String() string {
 		return "message"
 	}
 	return "step"
+}
+
+// metric is the step as the metrics name it.
+func (s step) metric() metrics.Step {
+	switch s {
+	case stepAuth:
+		return metrics.StepAuth
+	case stepMail:
+		return metrics.StepMail
+	case stepRcpt:
+		return metrics.StepRcpt
+	}
+	return metrics.StepData
+}
+
+// refusalKind is the kind a refusal is counted under: reply's own
+// reading of go-smtp's limits first, then the refusal's kind; anything
+// else is an internal failure (refusal.Temporary).
+func refusalKind(err error) refusal.Kind {
+	switch {
+	case errors.Is(err, gosmtp.ErrDataTooLarge):
+		return refusal.MessageTooLarge
+	case errors.Is(err, gosmtp.ErrTooLongLine):
+		return refusal.MalformedMessage
+	}
+	if k := refusal.KindOf(err); k != 0 {
+		return k
+	}
+	return refusal.Temporary
 }
 
 // code is one SMTP reply: code (RFC 5321 §4.2) and enhanced code (RFC

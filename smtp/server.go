@@ -32,8 +32,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
+	"syscall"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -41,6 +44,7 @@ import (
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/metrics"
 )
 
 // Mode says which service a listener provides.
@@ -95,6 +99,10 @@ type Options struct {
 	// Sessions, when set, ends an authenticated session with 421 when its
 	// account is suspended or its credentials change (revoke.go).
 	Sessions *auth.Sessions
+	// Metrics counts sessions, messages, refusals and logins for the
+	// operator (the server's metrics.SMTP of this listener); nil counts
+	// nothing.
+	Metrics *metrics.SMTP
 }
 
 // Defaults, after RFC 5321 §4.5.3.2 (the server waits 5 minutes for a
@@ -233,5 +241,30 @@ func (b backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 // per connection) to slog.
 type errorLog struct{ lg *slog.Logger }
 
-func (e errorLog) Printf(format string, v ...any) { e.lg.Warn(fmt.Sprintf(format, v...)) }
-func (e errorLog) Println(v ...any)               { e.lg.Warn(fmt.Sprint(v...)) }
+func (e errorLog) Printf(format string, v ...any) {
+	if clientGone(v) {
+		// The client reset its connection or let it time out: its doing,
+		// worth one line, not a warning.
+		e.lg.Info("smtp: client connection ended", "detail", fmt.Sprintf(format, v...))
+		return
+	}
+	e.lg.Warn(fmt.Sprintf(format, v...))
+}
+
+// clientGone tells whether one of go-smtp's arguments is an error of a
+// connection the client ended (closed, reset) or let time out.
+func clientGone(args []any) bool {
+	for _, a := range args {
+		err, ok := a.(error)
+		if !ok {
+			continue
+		}
+		var ne net.Error
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+			errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			return true
+		}
+	}
+	return false
+}
+func (e errorLog) Println(v ...any) { e.lg.Warn(fmt.Sprint(v...)) }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/refusal"
 )
 
@@ -34,6 +36,9 @@ type session struct {
 	declared  int64 // the SIZE= of MAIL FROM, 0 if none (RFC 1870)
 
 	end endState // revoke.go
+	// counted: the session is in Options.Metrics' gauge, until Logout
+	// (which go-smtp may call twice: STARTTLS and a concurrent Close).
+	counted atomic.Bool
 }
 
 var (
@@ -48,6 +53,8 @@ func (s *Server) newSession(c *gosmtp.Conn) *session {
 		ss.remote = ra.String()
 	}
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
+	ss.counted.Store(true)
+	s.opts.Metrics.SessionOpened()
 	ss.pace() // EHLO, after which go-smtp makes a session
 	return ss
 }
@@ -71,10 +78,12 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		return nil, gosmtp.ErrAuthUnknownMechanism
 	}
 	if !ss.tls { // go-smtp checks it already; never rely on one check only
-		return nil, reply(stepAuth, refusal.New(refusal.TLSRequired, "", nil,
-			"Must issue a STARTTLS command first: passwords are only sent over TLS."), 0)
+		err := refusal.New(refusal.TLSRequired, "", nil, "Must issue a STARTTLS command first: passwords are only sent over TLS.")
+		r := reply(stepAuth, err, 0)
+		ss.authFailed("", err, r)
+		return nil, r
 	}
-	return saslServer{sasl.NewPlainServer(ss.authPlain)}, nil
+	return saslServer{sasl.NewPlainServer(ss.authPlain), ss}, nil
 }
 
 // authPlain checks PLAIN credentials (RFC 4616). An authorization identity
@@ -87,7 +96,7 @@ func (ss *session) authPlain(identity, username, password string) error {
 	ss.pace()
 	var err error
 	if identity != "" && identity != username {
-		err = refusal.New(refusal.AuthFailed, username, errAuthzIdentity, refusal.AuthFailedText)
+		err = refusal.New(refusal.AuthFailed, username, auth.ErrAuthzIdentity, refusal.AuthFailedText)
 	} else {
 		var p *auth.Principal
 		p, err = ss.s.auth.Plain(ss.ctx, username, password, ss.remote)
@@ -96,34 +105,47 @@ func (ss *session) authPlain(identity, username, password string) error {
 			// do for this session is done by p (Change.Actor).
 			ss.principal, ss.ctx = p, auth.WithPrincipal(ss.ctx, p)
 			ss.registerEnd(p)
+			ss.s.opts.Metrics.Logins().Succeeded(metrics.MechPlain)
 			ss.s.log.Info("auth ok", "remote", ss.remote, "user", p.Address, "mechanism", p.Mechanism)
 			return nil
 		}
 	}
 	r := reply(stepAuth, err, 0)
-	// The user name is logged (brute-force tracing), never the password.
+	ss.authFailed(username, err, r)
+	return r
+}
+
+// authFailed logs a refused AUTH with its cause (auth.CauseOf: unknown
+// account, wrong password, inactive account, TLS required...), which the
+// client is never told, and counts it. The user name is logged
+// (brute-force tracing), never the password.
+func (ss *session) authFailed(username string, err error, r *gosmtp.SMTPError) {
+	cause := auth.CauseOf(err)
+	ss.s.opts.Metrics.Logins().Failed(metrics.MechPlain, cause)
+	ss.s.opts.Metrics.Refused(metrics.StepAuth, refusalKind(err), r.Code/100 == 4)
 	lvl := ss.s.log.Info
 	if r.Code/100 == 4 {
 		lvl = ss.s.log.Error
 	}
-	lvl("auth refused", "remote", ss.remote, "user", truncateForLog(username), "code", r.Code, "cause", errText(err))
-	return r
+	lvl("auth refused", "remote", ss.remote, "user", truncateForLog(username), "mechanism", "PLAIN", "tls", ss.tls,
+		"code", r.Code, "cause", cause.String(), "reason", errText(err))
 }
-
-// errAuthzIdentity is the logged cause of a PLAIN login that names
-// another authorization identity.
-var errAuthzIdentity = errors.New("authorization identity differs from the user name")
 
 // saslServer makes sure that SASL's own errors (a malformed PLAIN
 // message) reach the client as SMTP replies, not as err.Error().
-type saslServer struct{ sasl.Server }
+type saslServer struct {
+	sasl.Server
+	ss *session
+}
 
 func (s saslServer) Next(response []byte) ([]byte, bool, error) {
 	challenge, done, err := s.Server.Next(response)
 	if err != nil {
 		if _, ok := err.(*gosmtp.SMTPError); !ok {
-			err = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
+			r := &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
 				Message: "The authentication data is malformed (RFC 4616 PLAIN expected)."}
+			s.ss.authFailed("", refusal.New(refusal.MalformedMessage, "", err, "%s", r.Message), r)
+			err = r
 		}
 	}
 	return challenge, done, err
@@ -140,6 +162,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			"Must issue a STARTTLS command first: this port takes mail over TLS, from a client logged in."), 0)
 		ss.s.log.Info("sender refused", "remote", ss.remote, "from", from,
 			"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", "MAIL before STARTTLS")
+		ss.s.opts.Metrics.Refused(metrics.StepMail, refusal.TLSRequired, false)
 		return r
 	}
 	if opts != nil && opts.Size > ss.s.opts.MaxMessageSize {
@@ -149,6 +172,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		ss.s.log.Info("sender refused", "remote", ss.remote, "user", ss.user(), "from", from,
 			"declared_size", opts.Size, "limit", ss.s.opts.MaxMessageSize,
 			"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", "declared size over the limit")
+		ss.s.opts.Metrics.Refused(metrics.StepMail, refusal.MessageTooLarge, false)
 		return r
 	}
 	if ss.tx != nil {
@@ -204,6 +228,9 @@ func (ss *session) Data(r io.Reader) error {
 		out = reply(stepData, err, ss.s.opts.MaxMessageSize)
 		code, enh = out.Code, enhancedString(out.EnhancedCode)
 	}
+	if err != nil {
+		ss.s.opts.Metrics.Refused(metrics.StepData, refusalKind(err), out.Code/100 == 4)
+	}
 	// One line per message: who, to how many, how big, what result.
 	// Never the body, the subject or credentials.
 	attrs := []any{"tx", tx.ID(), "remote", ss.remote, "user", ss.user(), "from", ss.from,
@@ -220,6 +247,7 @@ func (ss *session) Data(r io.Reader) error {
 	case err != nil && body.Expired():
 		return ss.transferTimedOut(attrs)
 	case err == nil:
+		ss.s.opts.Metrics.Accepted(tx.Size())
 		ss.s.log.Info("message accepted", attrs...)
 		// go-smtp's own success text is "OK: queued"; say what happened
 		// instead (a success reply built as an SMTPError is the way the
@@ -241,6 +269,7 @@ func (ss *session) Data(r io.Reader) error {
 // refused logs a refused MAIL or RCPT and returns the reply.
 func (ss *session) refused(st step, err error, tx *delivery.Transaction, from, to string) error {
 	r := reply(st, err, ss.s.opts.MaxMessageSize)
+	ss.s.opts.Metrics.Refused(st.metric(), refusalKind(err), r.Code/100 == 4)
 	attrs := []any{"tx", tx.ID(), "remote", ss.remote, "user", ss.user(), "from", from,
 		"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", errText(err)}
 	if to != "" {
@@ -272,6 +301,9 @@ func (ss *session) Reset() {
 
 // Logout ends the session; it may run concurrently with Data (Server.Close).
 func (ss *session) Logout() error {
+	if ss.counted.CompareAndSwap(true, false) {
+		ss.s.opts.Metrics.SessionClosed()
+	}
 	ss.cancel()
 	ss.unregisterEnd()
 	return nil

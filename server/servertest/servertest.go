@@ -33,6 +33,13 @@ type Instance struct {
 // options may change the configuration before it starts.
 func Start(t testing.TB, options ...func(*server.Config)) *Instance {
 	t.Helper()
+	return StartLogged(t, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), options...)
+}
+
+// StartLogged is Start with the server's log going to logger (a test that
+// checks what the operator reads).
+func StartLogged(t testing.TB, logger *slog.Logger, options ...func(*server.Config)) *Instance {
+	t.Helper()
 	cfg := server.Defaults()
 	cfg.Data = t.TempDir()
 	cfg.Listen = server.ListenConfig{
@@ -45,7 +52,7 @@ func Start(t testing.TB, options ...func(*server.Config)) *Instance {
 	for _, o := range options {
 		o(&cfg)
 	}
-	i := &Instance{t: t, config: cfg, logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	i := &Instance{t: t, config: cfg, logger: logger}
 	i.start()
 	t.Cleanup(func() {
 		if i.Server != nil {

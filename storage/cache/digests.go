@@ -42,6 +42,8 @@ func (c *Store) Digests(ctx context.Context, mailboxID int64, uids []uint32, hea
 			miss = append(miss, uid)
 		}
 	}
+	c.digestHits.Add(uint64(len(out)))
+	c.digestMisses.Add(uint64(len(miss)))
 	if len(miss) == 0 {
 		return out, nil
 	}
@@ -97,6 +99,13 @@ const entryOverhead = 160
 
 func newDigestCache(max int) *digestCache {
 	return &digestCache{max: max, ll: list.New(), m: map[digestKey]*list.Element{}}
+}
+
+// bytes is what the cache holds, overheads included.
+func (c *digestCache) bytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size
 }
 
 // get returns the digest of uid when it holds what is asked (a header

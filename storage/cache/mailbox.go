@@ -138,6 +138,7 @@ func (c *Store) Open(ctx context.Context, id int64) (*Mailbox, error) {
 	if mb != nil && !mb.deleted.Load() {
 		mb.refs++
 		c.mu.Unlock()
+		c.mailboxHits.Add(1)
 		<-mb.ready
 		if mb.err != nil {
 			mb.Release()
@@ -149,6 +150,7 @@ func (c *Store) Open(ctx context.Context, id int64) (*Mailbox, error) {
 		listeners: map[Listener]struct{}{}}
 	c.mailboxes[id] = mb
 	c.mu.Unlock()
+	c.mailboxMisses.Add(1)
 
 	// Watch first, then read the snapshot: a change committed in between is
 	// both in the snapshot and queued; its ModSeq tells which.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/carepost/carepost/storage"
@@ -33,6 +34,10 @@ type Store struct {
 	log     *slog.Logger
 	digests *digestCache // digests.go
 
+	// Hit counts, for the operator's metrics (Stats).
+	digestHits, digestMisses   atomic.Uint64
+	mailboxHits, mailboxMisses atomic.Uint64
+
 	mu        sync.Mutex
 	mailboxes map[int64]*Mailbox // open (mailbox.go)
 	// base is the parent of the cache's own storage calls: Stop cancels
@@ -58,6 +63,29 @@ func New(store storage.Store, opts Options) *Store {
 	c.base, c.cancel = context.WithCancel(context.Background())
 	go c.resyncLoop(opts.ResyncInterval)
 	return c
+}
+
+// Stats is what the cache has done since it started, for monitoring
+// (carepost_cache_* metrics): hit rates are hits / (hits + misses).
+type Stats struct {
+	// DigestHits and DigestMisses count the digests Digests was asked
+	// for, answered from memory or read from the store.
+	DigestHits, DigestMisses uint64
+	// MailboxHits and MailboxMisses count Open: a mailbox state already
+	// held (another session has it open) or loaded from the store.
+	MailboxHits, MailboxMisses uint64
+	// OpenMailboxes is the number of mailbox states held now;
+	// DigestBytes the bytes the digest cache holds now.
+	OpenMailboxes, DigestBytes int
+}
+
+// Stats returns the cache's counts.
+func (c *Store) Stats() Stats {
+	return Stats{
+		DigestHits: c.digestHits.Load(), DigestMisses: c.digestMisses.Load(),
+		MailboxHits: c.mailboxHits.Load(), MailboxMisses: c.mailboxMisses.Load(),
+		OpenMailboxes: c.Opened(), DigestBytes: c.digests.bytes(),
+	}
 }
 
 // Wrapped returns the store the cache is in front of, for reads that

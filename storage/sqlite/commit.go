@@ -327,7 +327,11 @@ func (db *DB) syncWAL() error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	err = datasync(f)
+	if err == nil && db.observeFsync != nil {
+		db.observeFsync(time.Since(start))
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -73,6 +73,10 @@ type Options struct {
 	// another handle on the same file, to hint its watchers (watch.go); 0
 	// means DefaultWatchInterval.
 	WatchInterval time.Duration
+	// ObserveFsync, when set, is told how long each fsync of the WAL took
+	// (the server's carepost_store_fsync_seconds). It runs on the path of
+	// every durable commit: it must be cheap.
+	ObserveFsync func(time.Duration)
 }
 
 // busyTimeout is how long a connection waits for a lock held by another.
@@ -114,7 +118,9 @@ type DB struct {
 	committed chan struct{} // closed when the committer has exited
 	commits   atomic.Int64  // transactions committed by the committer (tests, metrics)
 	deferFlag bool          // Options.DeferFlagSync
-	sync      syncer        // the syncer (commit.go)
+	// observeFsync is Options.ObserveFsync, or nil.
+	observeFsync func(time.Duration)
+	sync         syncer // the syncer (commit.go)
 	// lazyOutside: a lazy commit outside the committer awaits its fsync.
 	lazyOutside atomic.Bool
 
@@ -201,7 +207,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(0)
 	db := &DB{
-		dir: dir, key: opts.Key, blobs: bs, w: w, r: r, ckpt: ckpt, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync,
+		dir: dir, key: opts.Key, blobs: bs, w: w, r: r, ckpt: ckpt, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync, observeFsync: opts.ObserveFsync,
 		wstmts: newStmtCache(w), rstmts: newStmtCache(r),
 		window: changeWindow(opts.ChangeWindow),
 		path:   path, watchEvery: watchInterval(opts.WatchInterval),
