@@ -296,4 +296,3 @@ func (db *DB) RetryQueued(ctx context.Context, id int64, now time.Time) error {
 		return nil
 	})
 }
-
