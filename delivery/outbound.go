@@ -78,4 +78,3 @@ func (t *Transaction) remoteRecipient(r directory.Recipient) error {
 	}
 	return nil
 }
-
