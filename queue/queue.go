@@ -402,6 +402,7 @@ func (r *Runner) sendDomain(ctx context.Context, e *storage.QueueEntry, domain s
 			}
 			c.Close()
 			lastErr = fmt.Errorf("%s: %w", h.addr, err)
+			r.log.Debug("outbound queue: transfer failed", "addr", h.addr, "reused", reused, "err", err)
 			if !reused {
 				break // a fresh connection failed: the next server
 			}
