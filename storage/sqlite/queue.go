@@ -25,9 +25,10 @@ import (
 // process or in two processes on the same data directory, cannot claim the
 // same entry while its lease runs.
 
-// queueSchemaV1: the outbound queue.
+// queueSchemaV1: the outbound queue. Written to run again harmlessly
+// (tests of earlier steps roll user_version back over it).
 const queueSchemaV1 = `
-CREATE TABLE queue (
+CREATE TABLE IF NOT EXISTS queue (
 	id           INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused
 	blob_id      INTEGER NOT NULL,
 	sender       TEXT NOT NULL,
@@ -39,9 +40,9 @@ CREATE TABLE queue (
 	owner        TEXT NOT NULL DEFAULT '',
 	lease_until  INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX queue_due ON queue(next_attempt);
+CREATE INDEX IF NOT EXISTS queue_due ON queue(next_attempt);
 
-CREATE TABLE queue_rcpts (
+CREATE TABLE IF NOT EXISTS queue_rcpts (
 	entry_id   INTEGER NOT NULL REFERENCES queue(id),
 	address    TEXT NOT NULL,
 	state      TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
@@ -49,10 +50,10 @@ CREATE TABLE queue_rcpts (
 	PRIMARY KEY (entry_id, address)
 ) WITHOUT ROWID;
 
-CREATE TRIGGER queue_ref AFTER INSERT ON queue BEGIN
+CREATE TRIGGER IF NOT EXISTS queue_ref AFTER INSERT ON queue BEGIN
 	UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
 END;
-CREATE TRIGGER queue_unref AFTER DELETE ON queue BEGIN
+CREATE TRIGGER IF NOT EXISTS queue_unref AFTER DELETE ON queue BEGIN
 	DELETE FROM queue_rcpts WHERE entry_id = OLD.id;
 	UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob_id;
 END;
