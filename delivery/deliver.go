@@ -203,6 +203,9 @@ func readFailure(src *countingReader, err error, limit int64) error {
 
 // checkFrom applies the sender rules to the From: and Sender: fields.
 func (t *Transaction) checkFrom(ctx context.Context, h textproto.Header) error {
+	if t.src.System {
+		return nil // written by this server (Pipeline.Notify)
+	}
 	from, sender, err := fromAddresses(h)
 	if err != nil {
 		he, _ := asHeaderError(err)

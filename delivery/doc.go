@@ -1,8 +1,8 @@
 // Package delivery is the one path every message takes into the store,
 // whoever hands it in: SMTP submission and MX, IMAP APPEND, and later the
-// patient portal and the outbound queue. A feature adds a stage, a
-// transform, a target or a hook here; it never adds a branch in a protocol
-// adapter.
+// patient portal, and the server's own notifications (Pipeline.Notify).
+// A feature adds a stage, a transform, a target or a hook here; it never
+// adds a branch in a protocol adapter.
 //
 //	 SMTP (smtp/)  ─┐
 //	 APPEND (imap/) ─┼─▶ policy ─▶ spool ─▶ transforms ─▶ route ─▶ targets ─▶ one commit ─▶ hooks
@@ -15,16 +15,18 @@
 //	            to Spooler.Memory, then a sealed unlinked file
 //	transforms  an ordered chain; each maps a version of the         transform.go
 //	            message to versions for subsets of its recipients
-//	            (trace fields first; DKIM and S/MIME come here)
+//	            (trace fields first; DKIM signing of the versions   dkim.go
+//	            for other operators; S/MIME comes here)
 //	summary     ENVELOPE/BODYSTRUCTURE of every version, whatever    deliver.go (Options.Summarize)
 //	            its size; a structure past the limits is refused
 //	route       each recipient to the Target of its route (the       pipeline.go (Transaction.target)
-//	            store for local mailboxes; the outbound queue next)
+//	            store for local mailboxes; the outbound queue for    outbound.go
+//	            other operators of the trust space)
 //	targets     AddRcpt / Body / Commit / Abort; targets that        target.go
 //	            share the store add their writes to one Batch
 //	commit      the Batch in one transaction                         target.go (storage.Store.DeliverAll)
-//	            (storage.DeliverAll): every copy or none, durable
-//	            before the adapter says 250 / OK
+//	            (storage.DeliverAll): every copy and queue entry
+//	            or none, durable before the adapter says 250 / OK
 //	hooks       after-commit work off the client's wait, retried     hooks.go
 //	            (DMP deposit, receipts, notifications)
 //

@@ -48,6 +48,13 @@ type Options struct {
 	// to durable, and the store's commit within it (the server's
 	// metrics). It runs before the client's reply: it must be cheap.
 	Observe func(source string, size int64, total, commit time.Duration)
+	// Outbound accepts on submission the recipients of other operators of
+	// the trust space: they go to the outbound queue (outbound.go). False
+	// refuses them (refusal.FederationDisabled).
+	Outbound bool
+	// Queued, when set, is called after each commit that added entries to
+	// the outbound queue (the queue runner wakes up).
+	Queued func()
 }
 
 // DefaultMaxMessageSize is the size limit when Options leaves it zero:
@@ -111,6 +118,10 @@ type Source struct {
 	// Append is true for a message a user stores in one of its mailboxes
 	// (IMAP APPEND): no envelope, no recipient checks (append.go).
 	Append bool
+	// System is true for a message the server writes itself (a delivery
+	// status notification, Pipeline.Notify): its From: is not checked,
+	// and it goes to local mailboxes only.
+	System bool
 }
 
 // SourceName names where a message came from, for metrics and logs:
@@ -151,8 +162,8 @@ func (p *Pipeline) Begin(ctx context.Context, src Source) *Transaction {
 func newID() string { return strings.ToLower(rand.Text()) }
 
 // target returns the target of a route, made on first use. Local
-// recipients go to the store; the outbound queue (federation) will be the
-// target of RouteRemote.
+// recipients go to the store, those of other operators to the outbound
+// queue.
 func (t *Transaction) target(r directory.Route) Target {
 	if tg, ok := t.targets[r]; ok {
 		return tg
@@ -164,6 +175,8 @@ func (t *Transaction) target(r directory.Route) Target {
 	switch r {
 	case directory.RouteLocal:
 		tg = &storeTarget{p: t.p}
+	case directory.RouteRemote:
+		tg = &queueTarget{p: t.p}
 	default:
 		return nil
 	}
@@ -309,8 +322,9 @@ func (t *Transaction) peerAddress(ctx context.Context, addr, role string) *refus
 //
 // The recipient must be in our directory and active; on MX it must be ours
 // (no relaying); on submission a recipient of another operator of the trust
-// space is refused with refusal.FederationDisabled until the outbound queue
-// exists, and any other domain with refusal.OutsideTrustSpace.
+// space goes to the outbound queue (refused with refusal.FederationDisabled
+// when Options.Outbound is off), and any other domain is refused with
+// refusal.OutsideTrustSpace.
 func (t *Transaction) AddRecipient(ctx context.Context, rcpt string) error {
 	if !t.senderSet {
 		return newError(refusal.BadSequence, rcpt, nil, "The sender must be given before the recipients.")
@@ -322,15 +336,10 @@ func (t *Transaction) AddRecipient(ctx context.Context, rcpt string) error {
 	switch r.Route {
 	case directory.RouteLocal:
 	case directory.RouteRemote:
-		if !t.src.Submission {
-			return newError(refusal.RelayDenied, r.Address, nil,
-				"This server does not relay: %s is not one of its mailboxes.", r.Address)
+		// The outbound queue (outbound.go), when enabled, on submission.
+		if err := t.remoteRecipient(r); err != nil {
+			return err
 		}
-		// Extension point: the durable outbound queue (SPEC §4 "Queue")
-		// accepts these recipients here, as a second route next to the
-		// local store, with the same two-phase contract.
-		return newError(refusal.FederationDisabled, r.Address, nil,
-			"%s belongs to another operator of the secure health messaging space, and delivery to other operators is not enabled on this server yet.", r.Address)
 	default:
 		return temporary(errUnknownRoute)
 	}

@@ -55,6 +55,12 @@ type Config struct {
 	Log    LogConfig    `toml:"log"`
 	Store  StoreConfig  `toml:"storage"`
 	Debug  DebugConfig  `toml:"debug"`
+	Queue  QueueConfig  `toml:"queue"`
+	DKIM   DKIMConfig   `toml:"dkim"`
+	// Routes sends the mail of a domain of the trust space to a fixed
+	// "host:port" instead of its MX servers (a peer reached over a private
+	// link; two operators on one machine; tests on loopback).
+	Routes map[string]string `toml:"routes"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -140,6 +146,28 @@ type StoreConfig struct {
 	FlagSync string `toml:"flag_sync"`
 }
 
+// QueueConfig tunes the outbound queue: mail for other operators of the
+// trust space (queue/).
+type QueueConfig struct {
+	// RetryInitial is the wait after a first failed attempt, doubled at
+	// each attempt up to RetryMax; Lifetime is how long a message is
+	// tried before its sender gets a delivery status notification (RFC
+	// 5321 §4.5.4.1 advises 4 to 5 days).
+	RetryInitial Duration `toml:"retry_initial"`
+	RetryMax     Duration `toml:"retry_max"`
+	Lifetime     Duration `toml:"lifetime"`
+	// Concurrency is how many messages are delivered at once.
+	Concurrency int `toml:"concurrency"`
+}
+
+// DKIMConfig sets the signing of outbound mail (RFC 6376).
+type DKIMConfig struct {
+	// Selector names the keys in <data>/dkim: <selector>-ed25519 and
+	// <selector>-rsa, created on first start; `carepost pki dkim` prints
+	// their DNS records.
+	Selector string `toml:"selector"`
+}
+
 // LogConfig sets the logs (log/slog on standard error).
 type LogConfig struct {
 	Level  string `toml:"level"`  // debug, info, warn, error
@@ -183,6 +211,13 @@ func Defaults() Config {
 		},
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Store: StoreConfig{FlagSync: "deferred"},
+		Queue: QueueConfig{
+			RetryInitial: Duration(time.Minute),
+			RetryMax:     Duration(2 * time.Hour),
+			Lifetime:     Duration(5 * 24 * time.Hour),
+			Concurrency:  8,
+		},
+		DKIM: DKIMConfig{Selector: "carepost"},
 	}
 }
 
@@ -283,6 +318,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Limits.validate()...)
+	errs = append(errs, c.Queue.validate()...)
+	if c.DKIM.Selector == "" || strings.Trim(strings.ToLower(c.DKIM.Selector), "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+		errs = append(errs, fmt.Errorf("dkim.selector: %q is not a selector (letters, digits and dashes)", c.DKIM.Selector))
+	}
+	routes := make(map[string]string, len(c.Routes))
+	for d, addr := range c.Routes {
+		dl := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if dl == "" || !strings.Contains(dl, ".") || strings.ContainsAny(dl, " /@") {
+			errs = append(errs, fmt.Errorf("routes: %q is not a domain name", d))
+		}
+		if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
+			errs = append(errs, fmt.Errorf("routes: the route of %s, %q, is not HOST:PORT", d, addr))
+		}
+		routes[dl] = addr
+	}
+	c.Routes = routes
 	if c.Debug.Pprof != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))
@@ -306,6 +357,23 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+func (q QueueConfig) validate() []error {
+	var errs []error
+	if d := time.Duration(q.RetryInitial); d < 10*time.Millisecond || d > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("queue.retry_initial: %v is not between 10ms and 24h", d))
+	}
+	if d := time.Duration(q.RetryMax); d < time.Duration(q.RetryInitial) || d > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("queue.retry_max: %v is not between queue.retry_initial (%v) and 168h", d, time.Duration(q.RetryInitial)))
+	}
+	if d := time.Duration(q.Lifetime); d < time.Duration(q.RetryInitial) || d > 30*24*time.Hour {
+		errs = append(errs, fmt.Errorf("queue.lifetime: %v is not between queue.retry_initial (%v) and 720h", d, time.Duration(q.RetryInitial)))
+	}
+	if q.Concurrency < 1 || q.Concurrency > 1000 {
+		errs = append(errs, fmt.Errorf("queue.concurrency: %d is not between 1 and 1000", q.Concurrency))
+	}
+	return errs
 }
 
 func (l LimitsConfig) validate() []error {

@@ -18,7 +18,8 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := Defaults()
-	if cfg.Listen != def.Listen || cfg.Hostname != def.Hostname || cfg.PatientDomain != def.PatientDomain {
+	if cfg.Listen != def.Listen || cfg.Hostname != def.Hostname || cfg.PatientDomain != def.PatientDomain ||
+		cfg.Queue != def.Queue || cfg.DKIM != def.DKIM || len(cfg.Routes) != 0 {
 		t.Fatalf("deploy/carepost.toml drifted from the defaults in code:\n%+v\n%+v", cfg, def)
 	}
 }
@@ -33,8 +34,11 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	cfg.PatientDomain = "patients.example.org"
 	cfg.Listen.IMAPS = "9993"
 	cfg.Log.Level = "loud"
+	cfg.Queue.RetryMax = Duration(1)
+	cfg.DKIM.Selector = "a.b"
+	cfg.Routes = map[string]string{"b.test": "nowhere"}
 	err := cfg.Validate()
-	for _, key := range []string{"patient_domain", "listen.imaps", "log.level"} {
+	for _, key := range []string{"patient_domain", "listen.imaps", "log.level", "queue.retry_max", "dkim.selector", "routes"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/carepost/carepost/auth"
@@ -19,6 +21,7 @@ import (
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/imap"
 	"github.com/carepost/carepost/metrics"
+	"github.com/carepost/carepost/queue"
 	"github.com/carepost/carepost/smtp"
 	"github.com/carepost/carepost/storage"
 	"github.com/carepost/carepost/storage/cache"
@@ -42,7 +45,13 @@ type Server struct {
 	// servers may run in one process: tests), served on [listen] metrics.
 	Metrics *metrics.Metrics
 
+	// Queue delivers the outbound queue; set by Start.
+	Queue *queue.Runner
+
 	mu        sync.Mutex
+	anchors   func() (*x509.CertPool, error)
+	dkim      []delivery.DKIMKey // loaded on first use (dkimKeys)
+	runner    atomic.Pointer[queue.Runner]
 	addrs     map[string]net.Addr
 	listeners []net.Listener
 	closers   []func() error
@@ -117,6 +126,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		addrs:   map[string]net.Addr{},
 	}
 	s.keyFile = keyFile
+	signer := &delivery.DKIMSigner{Local: dir.IsLocalDomain, Keys: s.dkimKeys}
 	spoolDir := filepath.Join(cfg.Data, "spool")
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -129,8 +139,89 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		Summarize:      summarizer(imap.Limits{Depth: cfg.MaxMIMEDepth, Parts: cfg.MaxMIMEParts}),
 		Hooks:          delivery.NewHookRunner(logger.With("component", "hooks"), 0),
 		Observe:        m.ObserveDelivery,
+		Transforms:     []delivery.Transform{signer},
+		Outbound:       true,
+		Queued: func() {
+			if r := s.runner.Load(); r != nil {
+				r.Kick()
+			}
+		},
 	})
 	return s, nil
+}
+
+// DKIMKeys returns the keys that sign outbound mail, kept in <data>/dkim
+// and created there on first use (crypto.LoadOrCreateDKIMKeys).
+func (s *Server) DKIMKeys() ([]crypto.DKIMKey, error) {
+	return crypto.LoadOrCreateDKIMKeys(filepath.Join(s.Config.Data, "dkim"), s.Config.DKIM.Selector)
+}
+
+// dkimKeys gives the signing transform its keys, loading (or creating)
+// them at the first message that leaves for another operator.
+func (s *Server) dkimKeys() ([]delivery.DKIMKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dkim != nil {
+		return s.dkim, nil
+	}
+	keys, err := s.DKIMKeys()
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		s.dkim = append(s.dkim, delivery.DKIMKey{Selector: k.Selector, Signer: k.Signer})
+	}
+	return s.dkim, nil
+}
+
+// SetTrustAnchors sets where the outbound queue takes the CA certificates
+// that a remote operator's server certificate must chain to (the trust
+// space's anchors). Until it is called, and on the embedded default, they
+// are this server's own development CA. It may be called at any time: each
+// new connection asks again.
+func (s *Server) SetTrustAnchors(f func() (*x509.CertPool, error)) {
+	s.mu.Lock()
+	s.anchors = f
+	s.mu.Unlock()
+}
+
+func (s *Server) trustAnchors() (*x509.CertPool, error) {
+	s.mu.Lock()
+	f := s.anchors
+	s.mu.Unlock()
+	if f != nil {
+		return f()
+	}
+	return s.PKI.CertPool(), nil
+}
+
+// startQueue starts the delivery of the outbound queue.
+func (s *Server) startQueue() {
+	cfg := s.Config
+	r := queue.New(queue.Options{
+		Store:        s.Store,
+		Hostname:     cfg.Hostname,
+		Routes:       cfg.Routes,
+		TrustAnchors: s.trustAnchors,
+		ClientCertificate: func() (*tls.Certificate, error) {
+			// Our operator certificate: the server's (the development
+			// PKI's carries the clientAuth usage).
+			if len(s.TLS.Certificates) == 0 {
+				return nil, errors.New("no server certificate")
+			}
+			return &s.TLS.Certificates[0], nil
+		},
+		Notify:       s.Pipeline.Notify,
+		RetryInitial: time.Duration(cfg.Queue.RetryInitial),
+		RetryMax:     time.Duration(cfg.Queue.RetryMax),
+		Lifetime:     time.Duration(cfg.Queue.Lifetime),
+		Concurrency:  cfg.Queue.Concurrency,
+		Logger:       s.Logger.With("component", "queue"),
+	})
+	s.Queue = r
+	s.runner.Store(r)
+	r.Start()
+	s.closers = append(s.closers, r.Close)
 }
 
 // Start opens every configured listener and serves them in the background.
@@ -171,6 +262,7 @@ func (s *Server) Start() error {
 		Metrics:        s.Metrics.IMAP(),
 	})
 	s.closers = append(s.closers, imapServer.Close, s.Cache.Stop)
+	s.startQueue()
 	newSMTP := func(name string, mode smtp.Mode, implicit bool) *smtp.Server {
 		srv := smtp.New(s.Pipeline, s.Dir, smtp.Options{
 			Mode:           mode,

@@ -193,6 +193,10 @@ type Delivery struct {
 	// which runs only on bodies the store holds in memory anyway.
 	Summary []byte
 	Targets []Target
+	// Queue, when not nil, puts this version in the outbound queue
+	// (queue.go) in the same transaction as the copies of the other
+	// deliveries; such a delivery has no Targets and adds no Appended.
+	Queue *Enqueue
 }
 
 // Appended says where a delivered or appended message landed.

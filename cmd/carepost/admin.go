@@ -20,7 +20,7 @@ import (
 func rootCommand() *command {
 	return &command{subs: []*command{
 		serveCommand, initCommand, versionCommand,
-		dirCommand(), userCommand(), trustCommand(), pkiCommand(), benchCommand(),
+		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), benchCommand(),
 	}}
 }
 
@@ -439,6 +439,7 @@ func pkiCommand() *command {
 						return nil
 					})
 				}},
+			pkiDKIM,
 			{name: "export", summary: "print a certificate in PEM: the CA (ca), the server's (server) or a mailbox's",
 				args: "ca|server|ADDRESS", minArgs: 1, maxArgs: 1,
 				setup: func(fs *flag.FlagSet) runner {

@@ -86,6 +86,23 @@ func (i *Instance) Restart() {
 	i.start()
 }
 
+// Stop closes the server: its listeners, its queue, its store. Resume
+// starts it again on the same data directory and configuration (the
+// listeners configured on fixed ports get them back).
+func (i *Instance) Stop() {
+	i.t.Helper()
+	if err := i.Server.Close(); err != nil {
+		i.t.Fatalf("servertest: close: %v", err)
+	}
+	i.Server = nil
+}
+
+// Resume starts a stopped server again (Stop).
+func (i *Instance) Resume() {
+	i.t.Helper()
+	i.start()
+}
+
 // ClientTLS is a client TLS configuration trusting the development CA.
 func (i *Instance) ClientTLS() *tls.Config {
 	return &tls.Config{RootCAs: i.PKI.CertPool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}

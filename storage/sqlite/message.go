@@ -121,8 +121,11 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 	}
 	n := 0
 	for _, d := range deliveries {
-		if len(d.Targets) == 0 || d.Body == nil {
-			return nil, errors.New("sqlite: deliver without a body or a mailbox")
+		if (len(d.Targets) == 0) == (d.Queue == nil) || d.Body == nil {
+			return nil, errors.New("sqlite: deliver without a body, or without exactly one of mailboxes and a queue entry")
+		}
+		if d.Queue != nil && len(d.Queue.Recipients) == 0 {
+			return nil, errors.New("sqlite: a queue entry without recipients")
 		}
 		n += len(d.Targets)
 	}
@@ -147,7 +150,15 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 		}
 	}
 	for _, d := range deliveries {
-		sb, err := db.sealBody(d.Body, d.Summary)
+		var sb sealedBody
+		var err error
+		if d.Queue != nil {
+			// A queue entry's body is read whole by the runner only:
+			// no header section or summary beside it.
+			sb, err = db.sealContent(d.Body, false)
+		} else {
+			sb, err = db.sealBody(d.Body, d.Summary)
+		}
 		if err != nil {
 			drop()
 			return nil, err
@@ -194,6 +205,12 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 			var blobID int64
 			if err := t.QueryRowContext(t.ctx, "INSERT INTO blobs (name, size, data) VALUES (?, ?, ?) RETURNING id", sb.name, sb.size, sb.data).Scan(&blobID); err != nil {
 				return err
+			}
+			if d.Queue != nil {
+				if err := insertQueued(t, blobID, sb.size, d.Queue, now); err != nil {
+					return err
+				}
+				continue
 			}
 			if sb.header != nil || sb.summary != nil {
 				if _, err := t.ExecContext(t.ctx, "INSERT INTO digests (blob_id, header, summary) VALUES (?, ?, ?)", blobID, sb.header, sb.summary); err != nil {

@@ -6,7 +6,8 @@ package sqlite
 // mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs),
 // directorySchemaV1 to V4 in directory_schema.go (entries, credentials,
 // trust space; members' roles; credential epochs; the reason of a
-// duplicate national identifier).
+// duplicate national identifier); queueSchemaV1 in queue.go (the
+// outbound queue).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -18,4 +19,5 @@ var migrations = []string{
 	directorySchemaV3,
 	mailSchemaV6,
 	directorySchemaV4,
+	queueSchemaV1,
 }

@@ -1,0 +1,298 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/carepost/carepost/server"
+	"github.com/carepost/carepost/server/servertest"
+)
+
+// Two operators on loopback: A (a.test) and B (b.test), each its own data
+// directory, store and server; they share a development CA (B's PKI
+// directory is copied into A's before A starts), which each takes as its
+// trust anchor. A reaches B's MX listener through a static route.
+
+// freePort reserves a loopback port and releases it, so that B can be
+// stopped and started again on the same address.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type pair struct {
+	a, b         *servertest.Instance
+	alice, carol string // at A
+	bob, dave    string // at B
+}
+
+// startPair starts B, then A routed to B's MX at bAddr (reserved with
+// freePort when empty).
+func startPair(t *testing.T, bAddr string, queue server.QueueConfig) *pair {
+	t.Helper()
+	if bAddr == "" {
+		bAddr = freePort(t)
+	}
+	b := servertest.Start(t, func(c *server.Config) {
+		c.Hostname, c.Domains, c.PatientDomain = "mx.b.test", []string{"b.test"}, ""
+		c.Listen.SMTP = bAddr
+	})
+	a := servertest.Start(t, func(c *server.Config) {
+		c.Hostname, c.Domains, c.PatientDomain = "mx.a.test", []string{"a.test"}, ""
+		c.Routes = map[string]string{"b.test": bAddr}
+		c.Queue = queue
+		copyDir(t, b.PKI.Dir(), filepath.Join(c.Data, "pki"))
+		os.Remove(filepath.Join(c.Data, "pki", "server.crt")) // A's own, for mx.a.test
+	})
+	ctx := context.Background()
+	if err := a.Dir.AddTrustedDomain(ctx, "b.test", "operator B"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Dir.AddTrustedDomain(ctx, "a.test", "operator A"); err != nil {
+		t.Fatal(err)
+	}
+	p := &pair{a: a, b: b}
+	p.alice, p.carol = a.AddProfessional("alice", password), a.AddProfessional("carol", password)
+	p.bob, p.dave = b.AddProfessional("bob", password), b.AddProfessional("dave", password)
+	return p
+}
+
+func fastQueue() server.QueueConfig {
+	return server.QueueConfig{RetryInitial: server.Duration(100 * time.Millisecond), RetryMax: server.Duration(400 * time.Millisecond),
+		Lifetime: server.Duration(time.Hour), Concurrency: 4}
+}
+
+// inbox returns the messages of account's INBOX on srv, waiting up to
+// 20 s for there to be at least n.
+func inbox(t *testing.T, srv *servertest.Instance, account string, n int) [][]byte {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mb, err := srv.Store.GetMailbox(ctx, account, "INBOX")
+		if err == nil {
+			msgs, err := srv.Store.Messages(ctx, mb.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(msgs) >= n {
+				var out [][]byte
+				for _, m := range msgs {
+					b, err := srv.Store.OpenBody(ctx, mb.ID, m.UID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					raw, _ := io.ReadAll(b)
+					b.Close()
+					out = append(out, raw)
+				}
+				return out
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has fewer than %d messages after 20s", account, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func queueLen(t *testing.T, srv *servertest.Instance) int {
+	t.Helper()
+	l, err := srv.Store.ListQueued(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(l)
+}
+
+func waitQueueEmpty(t *testing.T, srv *servertest.Instance) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for queueLen(t, srv) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the queue is not empty after 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// txtLookup answers DKIM key queries from the DNS records A prints
+// (`carepost pki dkim` prints the same, crypto.DKIMKey.TXTRecord).
+func txtLookup(t *testing.T, srv *servertest.Instance, domain string) func(string) ([]string, error) {
+	keys, err := srv.DKIMKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := map[string]string{}
+	quoted := regexp.MustCompile(`"([^"]*)"`)
+	for _, k := range keys {
+		rec, err := k.TXTRecord(domain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, _, _ := strings.Cut(rec, " ")
+		var v strings.Builder
+		for _, m := range quoted.FindAllStringSubmatch(rec, -1) {
+			v.WriteString(m[1]) // the strings of one record are joined (RFC 6376 §3.6.2.2)
+		}
+		records[strings.TrimSuffix(name, ".")] = v.String()
+	}
+	return func(name string) ([]string, error) {
+		if v, ok := records[strings.TrimSuffix(name, ".")]; ok {
+			return []string{v}, nil
+		}
+		return nil, &net.DNSError{Err: "no such record", Name: name, IsNotFound: true}
+	}
+}
+
+// A message from a doctor at A to a doctor at B and a colleague at A
+// crosses over mutual TLS: B's copy carries two DKIM signatures (Ed25519
+// and RSA) for a.test that verify against A's published keys; the local
+// copy is not signed; the queue is empty afterwards.
+func TestFederationCrosses(t *testing.T) {
+	p := startPair(t, "", fastQueue())
+	body := "Cher confrère, voici le compte rendu de Mme X."
+	msg := message(p.alice, p.bob, "Compte rendu", body)
+	if err := submit(t, p.a, p.alice, p.alice, []string{p.bob, p.carol}, msg); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	got := inbox(t, p.b, p.bob, 1)
+	if len(got) != 1 || !bytes.Contains(got[0], []byte(body)) {
+		t.Fatalf("B's copy: %q", got)
+	}
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(got[0]), &dkim.VerifyOptions{LookupTXT: txtLookup(t, p.a, "a.test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(verifs) != 2 {
+		t.Fatalf("%d DKIM signatures, want 2:\n%s", len(verifs), got[0])
+	}
+	for _, v := range verifs {
+		if v.Err != nil || v.Domain != "a.test" {
+			t.Fatalf("DKIM signature of %s: %v", v.Domain, v.Err)
+		}
+	}
+	// B's Received: field says the message came over TLS from A.
+	if !bytes.Contains(got[0], []byte("with ESMTPS")) {
+		t.Fatalf("B's copy was not received over TLS:\n%s", got[0])
+	}
+	local := inbox(t, p.a, p.carol, 1)
+	if bytes.Contains(local[0], []byte("DKIM-Signature")) || !bytes.Contains(local[0], []byte(body)) {
+		t.Fatalf("A's local copy:\n%s", local[0])
+	}
+	waitQueueEmpty(t, p.a)
+
+	// A signature over altered content fails.
+	tampered := bytes.Replace(got[0], []byte("Mme X"), []byte("Mme Y"), 1)
+	verifs, err = dkim.VerifyWithOptions(bytes.NewReader(tampered), &dkim.VerifyOptions{LookupTXT: txtLookup(t, p.a, "a.test")})
+	if err != nil || len(verifs) != 2 || verifs[0].Err == nil || verifs[1].Err == nil {
+		t.Fatalf("a tampered message verifies: %v %+v", err, verifs)
+	}
+}
+
+// B is down when the message is sent: A accepts it (250), keeps it in its
+// queue with the last error, and delivers it once B is back.
+func TestFederationReceiverDown(t *testing.T) {
+	p := startPair(t, "", fastQueue())
+	p.b.Stop()
+	if err := submit(t, p.a, p.alice, p.alice, []string{p.bob}, message(p.alice, p.bob, "Résultat", "Kaliémie normale.")); err != nil {
+		t.Fatalf("send while B is down: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		l, err := p.a.Store.ListQueued(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l) == 1 && l[0].Attempts >= 2 && strings.Contains(l[0].Recipients[0].LastError, "connect") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue after 20s: %+v", l)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.b.Resume()
+	got := inbox(t, p.b, p.bob, 1)
+	if !bytes.Contains(got[0], []byte("Kali")) {
+		t.Fatalf("B's copy: %s", got[0])
+	}
+	waitQueueEmpty(t, p.a)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(inbox(t, p.b, p.bob, 1)); n != 1 {
+		t.Fatalf("bob has %d copies", n)
+	}
+}
+
+// B never answers: past the lifetime the entry fails and its sender finds
+// a delivery status notification (RFC 3464) in her INBOX, in French and
+// English.
+func TestFederationExpiryDSN(t *testing.T) {
+	q := fastQueue()
+	q.Lifetime = server.Duration(time.Second)
+	p := startPair(t, "", q)
+	p.b.Stop()
+	if err := submit(t, p.a, p.alice, p.alice, []string{p.bob}, message(p.alice, p.bob, "Adressage urgent", "Patient à revoir.")); err != nil {
+		t.Fatal(err)
+	}
+	got := inbox(t, p.a, p.alice, 1)
+	dsn := string(got[0])
+	for _, want := range []string{
+		"Content-Type: multipart/report; report-type=delivery-status",
+		"Content-Type: message/delivery-status",
+		"Reporting-MTA: dns; mx.a.test",
+		"Final-Recipient: rfc822; " + p.bob,
+		"Action: failed",
+		"Status: 5.4.7",
+		"Votre message",
+		"Your message",
+		"Subject: Adressage urgent", // the original header
+	} {
+		if !strings.Contains(dsn, want) {
+			t.Fatalf("the DSN lacks %q:\n%s", want, dsn)
+		}
+	}
+	if strings.Contains(dsn, "Patient à revoir") {
+		t.Fatal("the DSN copies the body of the message")
+	}
+	waitQueueEmpty(t, p.a)
+}
