@@ -4,9 +4,9 @@ package sqlite
 // Append new steps; never edit a step that has shipped.
 //
 // mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs),
-// directorySchemaV1 to V4 in directory_schema.go (entries, credentials,
+// directorySchemaV1 to V5 in directory_schema.go (entries, credentials,
 // trust space; members' roles; credential epochs; the reason of a
-// duplicate national identifier).
+// duplicate national identifier; trust list provenance and CA anchors).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -18,4 +18,5 @@ var migrations = []string{
 	directorySchemaV3,
 	mailSchemaV6,
 	directorySchemaV4,
+	directorySchemaV5,
 }
