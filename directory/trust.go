@@ -265,6 +265,13 @@ type Operator struct {
 	attrs []string
 }
 
+// NoOperatorCertificate is the refusal of a peer that presented no client
+// certificate to the MX.
+func NoOperatorCertificate() *refusal.Error {
+	return refusal.New(refusal.OperatorCertRequired, "", errors.New("no client certificate"),
+		"This server accepts mail only from the operators of the secure health messaging space (MSSanté): your server must present its operator certificate during STARTTLS.")
+}
+
 // VerifyOperator checks the certificate chain a peer presented in the TLS
 // handshake of the MX (leaf first): it must chain to a trust anchor, be
 // valid now and allow client authentication (RFC 5280 §4.2.1.12). The
@@ -273,8 +280,7 @@ type Operator struct {
 // when the anchors cannot be read or there are none.
 func (d *Directory) VerifyOperator(ctx context.Context, chain []*x509.Certificate) (*Operator, error) {
 	if len(chain) == 0 {
-		return nil, refusal.New(refusal.OperatorCertRequired, "", errors.New("no client certificate"),
-			"This server accepts mail only from the operators of the secure health messaging space (MSSanté): your server must present its operator certificate during STARTTLS.")
+		return nil, NoOperatorCertificate()
 	}
 	leaf := chain[0]
 	subject := leaf.Subject.String()
@@ -342,8 +348,7 @@ func (d *Directory) VerifyOperator(ctx context.Context, chain []*x509.Certificat
 func (d *Directory) CheckPeerDomain(ctx context.Context, op *Operator, domain, role string) error {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	if op == nil {
-		return refusal.New(refusal.OperatorCertRequired, "", errors.New("no verified client certificate"),
-			"This server accepts mail only from the operators of the secure health messaging space (MSSanté): your server must present its operator certificate during STARTTLS.")
+		return NoOperatorCertificate()
 	}
 	s, err := d.trustSpace(ctx)
 	if err != nil {

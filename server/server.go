@@ -93,7 +93,14 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain, Postmaster: cfg.Postmaster})
+	dcfg := directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain, Postmaster: cfg.Postmaster}
+	if cfg.TLS.Cert == "" {
+		// The development PKI's CA is a trust anchor of server-to-server
+		// TLS, beside those of `carepost trust add-ca`: instances that
+		// share it trust each other.
+		dcfg.Anchors = append(dcfg.Anchors, pki.CACert())
+	}
+	dir := directory.New(store, dcfg)
 	s := &Server{
 		Config: cfg,
 		Logger: logger,
