@@ -55,6 +55,7 @@ type Config struct {
 	Log    LogConfig    `toml:"log"`
 	Store  StoreConfig  `toml:"storage"`
 	Debug  DebugConfig  `toml:"debug"`
+	Trust  TrustConfig  `toml:"trust"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -172,6 +173,7 @@ func Defaults() Config {
 		},
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Store: StoreConfig{FlagSync: "deferred"},
+		Trust: TrustConfig{RefreshInterval: Duration(24 * time.Hour), StaleAfter: Duration(72 * time.Hour)},
 	}
 }
 
@@ -265,6 +267,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Limits.validate()...)
+	errs = append(errs, c.Trust.validate()...)
 	if c.Debug.Pprof != "" {
 		if host, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))

@@ -142,6 +142,13 @@ func (s *Server) Start() error {
 	} else if e, err := s.Dir.Lookup(context.Background(), cfg.Postmaster); err != nil || e.Status != directory.StatusActive {
 		s.Logger.Warn("the postmaster mailbox is not an active mailbox of the directory: mail for postmaster@ and abuse@ will fail until it is", "postmaster", cfg.Postmaster)
 	}
+	s.warnIfStale(context.Background())
+	if cfg.Trust.RefreshURL != "" {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.refreshTrust(ctx) }()
+		s.closers = append(s.closers, func() error { cancel(); <-done; return nil })
+	}
 	// One watcher for every listener: the sessions of an account whose
 	// credentials or status change end, whichever process changed them.
 	sessions := auth.NewSessions(s.Dir, time.Duration(cfg.SessionCheckInterval), s.Logger.With("component", "sessions"))
