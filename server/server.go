@@ -121,7 +121,10 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		Logger:         logger.With("component", "delivery"),
 		Spool:          &delivery.Spooler{Dir: spoolDir},
 		Summarize:      summarizer(imap.Limits{Depth: cfg.MaxMIMEDepth, Parts: cfg.MaxMIMEParts}),
-		Hooks:          delivery.NewHookRunner(logger.With("component", "hooks"), 0),
+		// Inbound DKIM (RFC 6376) recorded in Authentication-Results
+		// (RFC 8601); fields claiming our name from outside are removed.
+		Transforms: []delivery.Transform{delivery.DKIMVerifier{AuthServID: cfg.Hostname, Keys: cfg.Trust.dkimKeys()}},
+		Hooks:      delivery.NewHookRunner(logger.With("component", "hooks"), 0),
 	})
 	return s, nil
 }

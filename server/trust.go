@@ -32,6 +32,11 @@ type TrustConfig struct {
 	// fetch beside the system's (the national list is served with an
 	// IGC-Santé certificate, absent from public trust stores).
 	RefreshCA string `toml:"refresh_ca"`
+	// DKIMKeys are DKIM key records of other operators by their DNS name
+	// ("selector._domainkey.domain" = "v=DKIM1; k=ed25519; p=…"), used
+	// instead of the DNS to verify inbound signatures (operators on
+	// loopback, tests). Other keys are looked up in the DNS.
+	DKIMKeys map[string]string `toml:"dkim_keys"`
 }
 
 func (c TrustConfig) validate() []error {
@@ -45,7 +50,24 @@ func (c TrustConfig) validate() []error {
 	if d := time.Duration(c.StaleAfter); d < time.Duration(c.RefreshInterval) || d > 365*24*time.Hour {
 		errs = append(errs, fmt.Errorf("trust.stale_after: %v is not between trust.refresh_interval (%v) and 8760h", d, time.Duration(c.RefreshInterval)))
 	}
+	for name, rec := range c.DKIMKeys {
+		if !strings.Contains(strings.ToLower(name), "._domainkey.") {
+			errs = append(errs, fmt.Errorf("trust.dkim_keys: %q is not a name selector._domainkey.domain", name))
+		}
+		if !strings.Contains(rec, "p=") {
+			errs = append(errs, fmt.Errorf("trust.dkim_keys.%q: the record has no public key (p=)", name))
+		}
+	}
 	return errs
+}
+
+// dkimKeys returns the configured keys with their names in lower case.
+func (c TrustConfig) dkimKeys() map[string]string {
+	out := make(map[string]string, len(c.DKIMKeys))
+	for name, rec := range c.DKIMKeys {
+		out[strings.ToLower(strings.TrimSuffix(name, "."))] = rec
+	}
+	return out
 }
 
 // ImportTrustList reads the white list from source, a file or an https
