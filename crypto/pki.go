@@ -85,6 +85,10 @@ func (p *PKI) CAPath() string { return filepath.Join(p.dir, "ca.crt") }
 // CAPEM returns the CA certificate in PEM.
 func (p *PKI) CAPEM() []byte { return p.caPEM }
 
+// CACert returns the CA certificate (a trust anchor of the server's own
+// operator on the embedded default).
+func (p *PKI) CACert() *x509.Certificate { return p.caCert }
+
 // CertPool returns a pool holding the CA, for clients and tests.
 func (p *PKI) CertPool() *x509.CertPool {
 	pool := x509.NewCertPool()

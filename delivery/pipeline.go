@@ -118,6 +118,11 @@ type Source struct {
 	// Append is true for a message a user stores in one of its mailboxes
 	// (IMAP APPEND): no envelope, no recipient checks (append.go).
 	Append bool
+	// Peer is the other operator's server as its client certificate,
+	// verified against the trust anchors, identifies it (MX only; nil
+	// when it presented none). The sender rules match it with the white
+	// list (directory.CheckPeerDomain); the log names its subject.
+	Peer *directory.Operator
 	// System is true for a message the server writes itself (a delivery
 	// status notification, Pipeline.Notify): its From: is not checked,
 	// and it goes to local mailboxes only.
@@ -217,9 +222,11 @@ func (t *Transaction) abortTargets(ctx context.Context) {
 //
 // Submission: the user must be authenticated, and the address must be one
 // the user may send as (own mailbox or a delegated ORG/APP/CAB mailbox).
-// MX: the sender's domain must belong to the trust space and must not be
-// one of ours (our users submit with authentication; a peer presenting our
-// domain is spoofing it).
+// MX: the peer must have presented a client certificate of a trust anchor
+// (Source.Peer), and the sender's domain must belong to the trust space and
+// to that operator (directory.CheckPeerDomain), and must not be one of
+// ours (our users submit with authentication; a peer presenting our domain
+// is spoofing it).
 //
 // The null reverse-path "<>" is accepted in both cases: it is what
 // delivery and disposition notifications use (RFC 5321 §4.5.5, RFC 8098
@@ -234,6 +241,12 @@ func (t *Transaction) Sender(ctx context.Context, envelopeFrom string) error {
 		return newError(refusal.TLSRequired, "", nil,
 			"Must issue a STARTTLS command first: health messages are only exchanged over TLS.")
 	}
+	if !src.Submission && !src.System && src.Peer == nil {
+		// No certificate checked, no transaction: nothing a peer outside
+		// the space sends afterwards (RCPT) can learn which addresses
+		// exist or are suspended.
+		return directory.NoOperatorCertificate()
+	}
 	if envelopeFrom != "" {
 		var err *refusal.Error
 		if src.Submission {
@@ -245,10 +258,6 @@ func (t *Transaction) Sender(ctx context.Context, envelopeFrom string) error {
 			return err
 		}
 	}
-	// Later (SPEC §2, §4): on MX, the operator's client certificate must
-	// match the entry of the sender's domain in the white list
-	// (TrustedDomain.OperatorCertDN); the smtp adapter will put the
-	// verified certificate into Source.
 	t.abortTargets(ctx)
 	t.from, t.senderSet = envelopeFrom, true
 	t.rcpts, t.seen = nil, map[string]bool{}
@@ -292,7 +301,9 @@ func (t *Transaction) maySendAs(ctx context.Context, addr, role string) *refusal
 }
 
 // peerAddress checks an address presented by another operator (envelope
-// sender or From:): its domain must be in the trust space and not ours.
+// sender or From:): its domain must not be ours, and must be in the trust
+// space and belong to the operator of the verified certificate
+// (directory.CheckPeerDomain: the white list's DN for the domain).
 func (t *Transaction) peerAddress(ctx context.Context, addr, role string) *refusal.Error {
 	domain := domainOf(addr)
 	if _, err := directory.ParseDomain(domain); err != nil || strings.IndexByte(addr, '@') <= 0 {
@@ -306,13 +317,11 @@ func (t *Transaction) peerAddress(ctx context.Context, addr, role string) *refus
 		return newError(refusal.NotYourAddress, addr, nil,
 			"The %s address %s belongs to a domain of this server; mail of our own users is not accepted from another server.", role, addr)
 	}
-	ok, err := t.p.dir.InTrustSpace(ctx, domain)
-	if err != nil {
+	if err := t.p.dir.CheckPeerDomain(ctx, t.src.Peer, domain, role); err != nil {
+		if e, ok := refusal.As(err); ok {
+			return e
+		}
 		return temporary(err)
-	}
-	if !ok {
-		return newError(refusal.OutsideTrustSpace, addr, nil,
-			"The domain %s of the %s address is not part of the secure health messaging space (MSSanté): only operators of the trust space may deliver here.", domain, role)
 	}
 	return nil
 }

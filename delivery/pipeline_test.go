@@ -66,7 +66,11 @@ func submission() delivery.Source {
 }
 
 func mx() delivery.Source {
-	return delivery.Source{RemoteAddr: "198.51.100.2:25", Helo: "mx.op-other.fr", TLS: true}
+	// The operator's certificate was verified by the smtp adapter
+	// (directory.VerifyOperator); the white list names no DN for
+	// op-other.fr.
+	return delivery.Source{RemoteAddr: "198.51.100.2:25", Helo: "mx.op-other.fr", TLS: true,
+		Peer: &directory.Operator{Subject: "CN=mx.op-other.fr"}}
 }
 
 // stored returns the bodies in account's INBOX.
@@ -342,4 +346,22 @@ func TestSendAsFollowsRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused(p.Begin(ctx, bobSrc).Sender(ctx, cardio), refusal.NotYourAddress, "neither your address")
+}
+
+// Mail from another operator needs a verified client certificate
+// (Source.Peer), whatever the sender: the MX adapter puts it there.
+func TestPeerRequired(t *testing.T) {
+	w := newWorld(t)
+	p := w.pipeline(0)
+	src := mx()
+	src.Peer = nil
+	for _, from := range []string{doc, ""} {
+		err := deliver(t, p, src, from, []string{alice}, strings.NewReader("From: "+doc+"\r\n\r\nx\r\n"))
+		if !refusal.Is(err, refusal.OperatorCertRequired) {
+			t.Errorf("MAIL FROM:<%s> without a peer: %v", from, err)
+		}
+	}
+	if got := w.stored(alice); len(got) != 0 {
+		t.Fatalf("stored %d messages", len(got))
+	}
 }

@@ -370,6 +370,14 @@ var ErrTrustedDomainExists = errors.New("domain already in the trust space")
 // A domain this server hosts is refused (its mail never leaves the
 // server), and so is one listed already.
 func (d *Directory) AddTrustedDomain(ctx context.Context, domain string, description string) error {
+	return d.AddOperatorDomain(ctx, domain, description, "")
+}
+
+// AddOperatorDomain is AddTrustedDomain with the subject DN of the
+// operator's client certificate (TrustedDomain.OperatorCertDN), "" for
+// none: then any certificate of the trust anchors may deliver mail of the
+// domain, unless the white list names it for other domains only.
+func (d *Directory) AddOperatorDomain(ctx context.Context, domain, description, operatorDN string) error {
 	dom, err := ParseDomain(strings.TrimSuffix(strings.TrimSpace(domain), "."))
 	if err != nil {
 		return err
@@ -381,6 +389,12 @@ func (d *Directory) AddTrustedDomain(ctx context.Context, domain string, descrip
 	if err != nil {
 		return err
 	}
+	dn := strings.TrimSpace(operatorDN)
+	if dn != "" {
+		if _, err := parseDN(dn); err != nil || len(dn) > maxDNLen {
+			return invalid(dom, "The operator certificate DN %q cannot be read (RFC 4514, e.g. \"CN=mx.operateur.fr,O=Operateur,C=FR\").", clip(dn, 80))
+		}
+	}
 	ds, err := d.store.TrustedDomains(ctx)
 	if err != nil {
 		return err
@@ -390,7 +404,7 @@ func (d *Directory) AddTrustedDomain(ctx context.Context, domain string, descrip
 			return refusal.New(refusal.InvalidInput, dom, ErrTrustedDomainExists, "The domain %s is in the trust space already.", dom)
 		}
 	}
-	if err := d.store.AddTrustedDomain(ctx, TrustedDomain{Domain: dom, Description: desc, UpdatedAt: d.now()}); err != nil {
+	if err := d.store.AddTrustedDomain(ctx, TrustedDomain{Domain: dom, Description: desc, OperatorCertDN: dn, UpdatedAt: d.now()}); err != nil {
 		return err
 	}
 	d.forgetTrustSpace()

@@ -177,6 +177,29 @@ type TrustedDomain struct {
 	UpdatedAt      time.Time
 }
 
+// TrustListInfo says where the list of the trust space came from: the
+// last `carepost trust import` or scheduled refresh (Directory.ImportTrustList).
+type TrustListInfo struct {
+	// Source is the file or the https URL imported; "" if the list was
+	// never imported (only add-domain, or nothing).
+	Source string
+	// Generated is the list's own date (the white list's
+	// DateDeGeneration), zero when the list gives none.
+	Generated time.Time
+	// ImportedAt is when it was imported; zero if never.
+	ImportedAt time.Time
+}
+
+// TrustAnchor is a CA certificate of an operator of the trust space: a
+// client certificate presented to our MX must chain to one of them, and
+// so must the server certificate of an operator we deliver to.
+type TrustAnchor struct {
+	Fingerprint string // hex SHA-256 of DER, lower case
+	Subject     string // the certificate's subject DN (RFC 4514)
+	DER         []byte
+	AddedAt     time.Time
+}
+
 // Store persists the directory. Every method is safe for concurrent use and
 // durable when it returns nil.
 type Store interface {
@@ -244,8 +267,24 @@ type Store interface {
 
 	// AddTrustedDomain adds or updates a domain of the trust space.
 	AddTrustedDomain(ctx context.Context, d TrustedDomain) error
-	// TrustedDomains lists the trust space.
+	// TrustedDomains lists the trust space, sorted by domain.
 	TrustedDomains(ctx context.Context) ([]TrustedDomain, error)
+	// RemoveTrustedDomain removes a domain of the trust space; ErrNotFound
+	// if it is not there.
+	RemoveTrustedDomain(ctx context.Context, domain string) error
+	// ReplaceTrustedDomains replaces the whole trust space with list and
+	// records info, in one transaction: a reader sees the old list or the
+	// new one, never a mix, and a failure changes nothing.
+	ReplaceTrustedDomains(ctx context.Context, list []TrustedDomain, info TrustListInfo) error
+	// TrustListInfo returns what the last ReplaceTrustedDomains recorded
+	// (the zero value if none).
+	TrustListInfo(ctx context.Context) (TrustListInfo, error)
+	// AddTrustAnchor stores a CA certificate, or updates the one with the
+	// same fingerprint.
+	AddTrustAnchor(ctx context.Context, a TrustAnchor) error
+	// TrustAnchors lists the stored CA certificates, sorted by subject
+	// then fingerprint.
+	TrustAnchors(ctx context.Context) ([]TrustAnchor, error)
 }
 
 // Errors of the directory. Protocol adapters map them to their codes with

@@ -98,20 +98,12 @@ func (d *Directory) InTrustSpace(ctx context.Context, domain string) (bool, erro
 	if d.local[domain] {
 		return true, nil
 	}
-	d.trustMu.Lock()
-	defer d.trustMu.Unlock()
-	if d.trust == nil || d.now().After(d.trustExpires) {
-		list, err := d.store.TrustedDomains(ctx)
-		if err != nil {
-			return false, err
-		}
-		set := make(map[string]bool, len(list))
-		for _, td := range list {
-			set[strings.ToLower(td.Domain)] = true
-		}
-		d.trust, d.trustExpires = set, d.now().Add(trustTTL)
+	s, err := d.trustSpace(ctx)
+	if err != nil {
+		return false, err
 	}
-	return d.trust[domain], nil
+	_, ok := s.byDomain[domain]
+	return ok, nil
 }
 
 // forgetTrustSpace drops the cache after a change made through d.

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"crypto/x509"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,10 @@ type Config struct {
 	// abuse@ of every hosted domain (those without an entry of their own);
 	// "" refuses it.
 	Postmaster string
+	// Anchors are trust anchors besides those of the store (Store.
+	// TrustAnchors): the server's own development CA on the embedded
+	// default, so that instances of one development PKI trust each other.
+	Anchors []*x509.Certificate
 }
 
 // Directory applies the directory's rules over a Store. Safe for concurrent
@@ -31,9 +36,10 @@ type Directory struct {
 
 	// trust caches the trust space for trustTTL: it is read for every
 	// remote recipient and changes at most daily (white list import).
-	trustMu      sync.Mutex
-	trust        map[string]bool
-	trustExpires time.Time
+	trustMu sync.Mutex
+	trust   *trustSnapshot
+	// anchorCache caches the pool of trust anchors likewise (trust.go).
+	anchorCache *anchorSnapshot
 
 	// entries caches the entries read for each message (recipient
 	// resolution, send-as checks) for entryTTL (cache.go). Credentials
@@ -67,6 +73,7 @@ func New(store Store, cfg Config) *Directory {
 	}
 	d.cfg.PatientDomain = strings.ToLower(strings.TrimSuffix(cfg.PatientDomain, "."))
 	d.cfg.Postmaster = strings.ToLower(strings.TrimSpace(cfg.Postmaster))
+	d.cfg.Anchors = append([]*x509.Certificate(nil), cfg.Anchors...)
 	return d
 }
 
@@ -121,5 +128,8 @@ func refuse(kind refusal.Kind, address, format string, args ...any) error {
 //	AddProfessional / AddPatient / AddMailbox / SetMembers /
 //	AddMember / RemoveMember /
 //	SetPassword / NewAppPassword / SetStatus / AddTrustedDomain    admin.go
+//	ImportTrustList / RemoveTrustedDomain / AddTrustAnchor /
+//	TrustAnchors / VerifyOperator / CheckPeerDomain                trust.go
+//	ParseWhiteList                                                 whitelist.go
 //
 // Identifier and address syntax: ids.go, address.go.

@@ -46,6 +46,11 @@ var imapReplies = map[refusal.Kind]imapReply{
 	refusal.NotFound:           {imap.StatusResponseTypeNo, imap.ResponseCodeNonExistent, "No such mailbox"},
 	refusal.Temporary:          {imap.StatusResponseTypeNo, imap.ResponseCodeUnavailable, refusal.TemporaryText},
 	refusal.InvalidInput:       {imap.StatusResponseTypeBad, imap.ResponseCodeClientBug, "The data given is not valid."},
+	// The MX's checks of another operator (never an IMAP client's); mapped
+	// so that every kind has a response.
+	refusal.OperatorCertRequired: {imap.StatusResponseTypeNo, imap.ResponseCodeNoPerm, "A client certificate of an operator of the trust space is required."},
+	refusal.OperatorNotTrusted:   {imap.StatusResponseTypeNo, imap.ResponseCodeNoPerm, "This certificate is not trusted."},
+	refusal.TrustUnavailable:     {imap.StatusResponseTypeNo, imap.ResponseCodeUnavailable, "The trust space cannot be checked right now; please try again later."},
 }
 
 // mapError turns a refusal, a storage or an internal error into the

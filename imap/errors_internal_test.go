@@ -44,6 +44,10 @@ func TestMapEveryRefusalKind(t *testing.T) {
 		refusal.NotFound:           {no, imap.ResponseCodeNonExistent},
 		refusal.Temporary:          {no, imap.ResponseCodeUnavailable},
 		refusal.InvalidInput:       {bad, imap.ResponseCodeClientBug},
+
+		refusal.OperatorCertRequired: {no, imap.ResponseCodeNoPerm},
+		refusal.OperatorNotTrusted:   {no, imap.ResponseCodeNoPerm},
+		refusal.TrustUnavailable:     {no, imap.ResponseCodeUnavailable},
 	}
 	for _, k := range refusal.Kinds() {
 		w, ok := want[k]

@@ -72,6 +72,16 @@ const (
 	// taken, a password too short). Reason may hold a sentinel of the
 	// package that refused (directory.ErrInvalidEntry, ErrExists).
 	InvalidInput
+	// OperatorCertRequired: another operator's server delivered to the MX
+	// without presenting a client certificate (SPEC §2 "Trust space").
+	OperatorCertRequired
+	// OperatorNotTrusted: the server's certificate does not chain to a
+	// trust anchor, or it is not the certificate the white list names for
+	// the sender's domain (the domain belongs to another operator).
+	OperatorNotTrusted
+	// TrustUnavailable: the trust decision cannot be made now (the white
+	// list is missing, the trust anchors cannot be read); never an accept.
+	TrustUnavailable
 	// kindEnd is one past the last kind, for tables that cover them all.
 	kindEnd
 )
@@ -105,6 +115,10 @@ var kindNames = [...]string{
 	NotFound:           "not-found",
 	Temporary:          "temporary",
 	InvalidInput:       "invalid-input",
+
+	OperatorCertRequired: "operator-cert-required",
+	OperatorNotTrusted:   "operator-not-trusted",
+	TrustUnavailable:     "trust-unavailable",
 }
 
 // String names the kind for logs.
@@ -133,7 +147,9 @@ func (e *Error) Error() string { return e.Text }
 func (e *Error) Unwrap() error { return e.Reason }
 
 // Temporary reports whether trying again later may succeed.
-func (e *Error) Temporary() bool { return e.Kind == Temporary || e.Kind == BodyRead }
+func (e *Error) Temporary() bool {
+	return e.Kind == Temporary || e.Kind == BodyRead || e.Kind == TrustUnavailable
+}
 
 // New builds a refusal whose Text is format with args.
 func New(kind Kind, address string, reason error, format string, args ...any) *Error {

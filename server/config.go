@@ -61,6 +61,7 @@ type Config struct {
 	// "host:port" instead of its MX servers (a peer reached over a private
 	// link; two operators on one machine; tests on loopback).
 	Routes map[string]string `toml:"routes"`
+	Trust  TrustConfig       `toml:"trust"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -217,7 +218,8 @@ func Defaults() Config {
 			Lifetime:     Duration(5 * 24 * time.Hour),
 			Concurrency:  8,
 		},
-		DKIM: DKIMConfig{Selector: "carepost"},
+		DKIM:  DKIMConfig{Selector: "carepost"},
+		Trust: TrustConfig{RefreshInterval: Duration(24 * time.Hour), StaleAfter: Duration(72 * time.Hour)},
 	}
 }
 
@@ -334,6 +336,7 @@ func (c *Config) Validate() error {
 		routes[dl] = addr
 	}
 	c.Routes = routes
+	errs = append(errs, c.Trust.validate()...)
 	if c.Debug.Pprof != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))

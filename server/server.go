@@ -114,7 +114,14 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := directory.New(store, directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain, Postmaster: cfg.Postmaster})
+	dcfg := directory.Config{Domains: cfg.Domains, PatientDomain: cfg.PatientDomain, Postmaster: cfg.Postmaster}
+	if cfg.TLS.Cert == "" {
+		// The development PKI's CA is a trust anchor of server-to-server
+		// TLS, beside those of `carepost trust add-ca`: instances that
+		// share it trust each other.
+		dcfg.Anchors = append(dcfg.Anchors, pki.CACert())
+	}
+	dir := directory.New(store, dcfg)
 	s := &Server{
 		Config:  cfg,
 		Logger:  logger,
@@ -139,8 +146,11 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		Summarize:      summarizer(imap.Limits{Depth: cfg.MaxMIMEDepth, Parts: cfg.MaxMIMEParts}),
 		Hooks:          delivery.NewHookRunner(logger.With("component", "hooks"), 0),
 		Observe:        m.ObserveDelivery,
-		Transforms:     []delivery.Transform{signer},
-		Outbound:       true,
+		// Inbound DKIM (RFC 6376) recorded in Authentication-Results
+		// (RFC 8601), fields claiming our name from outside removed; then
+		// the signature of what leaves for another operator.
+		Transforms: []delivery.Transform{delivery.DKIMVerifier{AuthServID: cfg.Hostname, Keys: cfg.Trust.dkimKeys()}, signer},
+		Outbound:   true,
 		Queued: func() {
 			if r := s.runner.Load(); r != nil {
 				r.Kick()
@@ -174,11 +184,12 @@ func (s *Server) dkimKeys() ([]delivery.DKIMKey, error) {
 	return s.dkim, nil
 }
 
-// SetTrustAnchors sets where the outbound queue takes the CA certificates
-// that a remote operator's server certificate must chain to (the trust
-// space's anchors). Until it is called, and on the embedded default, they
-// are this server's own development CA. It may be called at any time: each
-// new connection asks again.
+// SetTrustAnchors replaces where the outbound queue takes the CA
+// certificates that a remote operator's server certificate must chain to.
+// By default they are the directory's trust anchors (`carepost trust
+// add-ca`, and the development CA when no operator certificate is
+// configured), the same that the MX checks client certificates against. It
+// may be called at any time: each new connection asks again.
 func (s *Server) SetTrustAnchors(f func() (*x509.CertPool, error)) {
 	s.mu.Lock()
 	s.anchors = f
@@ -192,7 +203,7 @@ func (s *Server) trustAnchors() (*x509.CertPool, error) {
 	if f != nil {
 		return f()
 	}
-	return s.PKI.CertPool(), nil
+	return s.Dir.TrustAnchors(context.Background())
 }
 
 // startQueue starts the delivery of the outbound queue.
@@ -239,6 +250,13 @@ func (s *Server) Start() error {
 		s.Logger.Warn("no postmaster mailbox: mail for postmaster@ and abuse@ of the hosted domains is refused; set postmaster in the configuration to a mailbox of the directory (RFC 5321 §4.5.1 requires one)")
 	} else if e, err := s.Dir.Lookup(context.Background(), cfg.Postmaster); err != nil || e.Status != directory.StatusActive {
 		s.Logger.Warn("the postmaster mailbox is not an active mailbox of the directory: mail for postmaster@ and abuse@ will fail until it is", "postmaster", cfg.Postmaster)
+	}
+	s.warnIfStale(context.Background())
+	if cfg.Trust.RefreshURL != "" {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.refreshTrust(ctx) }()
+		s.closers = append(s.closers, func() error { cancel(); <-done; return nil })
 	}
 	// One watcher for every listener: the sessions of an account whose
 	// credentials or status change end, whichever process changed them.

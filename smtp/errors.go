@@ -118,6 +118,13 @@ func (r kindReply) at(st step) code {
 //   - After DATA, RFC 5321 §4.3.2 allows 550, 552, 554 and 451: an
 //     invalid address is then one of the header (a From: the directory
 //     cannot read), a malformed message, 554 5.6.0.
+//   - The checks of another operator's server (MX): no client certificate
+//     is 530 5.7.0, as for a missing authentication (RFC 4954 §6); a
+//     certificate outside the trust space, or one the white list does not
+//     name for the sender's domain, is 550 5.7.1 (RFC 3463 "delivery not
+//     authorized"); a trust decision that cannot be made (no white list,
+//     unreadable trust anchors) is 451 4.7.0, so that the peer retries
+//     instead of bouncing, and it is never an accept.
 //   - FederationDisabled is permanent: the sender's client shows it at once
 //     instead of retrying for days; when the outbound queue exists these
 //     recipients are accepted and this reply disappears.
@@ -160,6 +167,12 @@ var replies = map[refusal.Kind]kindReply{
 		refusal.TemporaryText},
 	refusal.InvalidInput: {c(501, 5, 5, 2), c(501, 5, 5, 4), c(501, 5, 5, 4), c(554, 5, 5, 4),
 		"The data given is not valid."},
+	refusal.OperatorCertRequired: {c(530, 5, 7, 0), c(530, 5, 7, 0), c(530, 5, 7, 0), c(530, 5, 7, 0),
+		"A client certificate of an operator of the trust space is required."},
+	refusal.OperatorNotTrusted: {c(535, 5, 7, 8), c(550, 5, 7, 1), c(550, 5, 7, 1), c(550, 5, 7, 1),
+		"The certificate of this server is not trusted for this sender."},
+	refusal.TrustUnavailable: {c(454, 4, 7, 0), c(451, 4, 7, 0), c(451, 4, 7, 0), c(451, 4, 7, 0),
+		"The trust space cannot be checked right now; please try again later."},
 }
 
 // reply is the one place where errors become SMTP replies (STYLE "One error

@@ -38,6 +38,10 @@ func TestEveryKindAtEveryStep(t *testing.T) {
 		refusal.NotFound:           {"535 5.7.8", "550 5.1.0", "550 5.1.1", "550 5.1.1"},
 		refusal.Temporary:          {"454 4.7.0", "451 4.3.0", "451 4.3.0", "451 4.3.0"},
 		refusal.InvalidInput:       {"501 5.5.2", "501 5.5.4", "501 5.5.4", "554 5.5.4"},
+
+		refusal.OperatorCertRequired: {"530 5.7.0", "530 5.7.0", "530 5.7.0", "530 5.7.0"},
+		refusal.OperatorNotTrusted:   {"535 5.7.8", "550 5.7.1", "550 5.7.1", "550 5.7.1"},
+		refusal.TrustUnavailable:     {"454 4.7.0", "451 4.7.0", "451 4.7.0", "451 4.7.0"},
 	}
 	steps := []step{stepAuth, stepMail, stepRcpt, stepData}
 	for _, k := range refusal.Kinds() {

@@ -44,9 +44,14 @@ type env struct {
 	pipeline  *delivery.Pipeline
 	serverTLS *tls.Config
 	clientTLS *tls.Config
-	logs      *syncBuffer
-	logger    *slog.Logger
-	maxSize   int64
+	// mxTLS is the TLS configuration of another operator's server: the
+	// client certificate of op-other.fr's operator, from a CA of its own
+	// (operatorPKI) that the directory holds as a trust anchor.
+	mxTLS    *tls.Config
+	operator *crypto.PKI
+	logs     *syncBuffer
+	logger   *slog.Logger
+	maxSize  int64
 	// Application passwords of alice and bob (cheap to hash, unlike a
 	// main password, which keeps the setup of each test short).
 	alicePass, bobPass string
@@ -112,7 +117,31 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	e.serverTLS = crypto.ServerTLSConfig(cert)
 	e.clientTLS = &tls.Config{RootCAs: pki.CertPool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	e.operator, e.mxTLS = e.operatorTLS("mx."+otherDomain, true)
 	return e
+}
+
+// operatorTLS makes another operator's PKI (a CA of its own) and the TLS
+// configuration of its server named host, presenting its client
+// certificate; trusted adds the CA to our trust anchors.
+func (e *env) operatorTLS(host string, trusted bool) (*crypto.PKI, *tls.Config) {
+	e.t.Helper()
+	op, err := crypto.OpenPKI(e.t.TempDir())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cert, err := op.ServerCertificate(host)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if trusted {
+		if _, err := e.dir.AddTrustAnchor(context.Background(), op.CAPEM()); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	cfg := e.clientTLS.Clone()
+	cfg.Certificates = []tls.Certificate{cert}
+	return op, cfg
 }
 
 func must(t *testing.T, err error) {
@@ -166,10 +195,17 @@ func (e *env) submit(addr, user, pass string) *gosmtp.Client {
 	return c
 }
 
-// mx dials an MX server with STARTTLS, as another operator would.
+// mx dials an MX server with STARTTLS, as another operator would, with
+// the client certificate of op-other.fr's operator.
 func (e *env) mx(addr string) *gosmtp.Client {
+	return e.mxWith(addr, e.mxTLS)
+}
+
+// mxWith dials an MX server with STARTTLS and the client configuration
+// cfg (a certificate or none).
+func (e *env) mxWith(addr string, cfg *tls.Config) *gosmtp.Client {
 	e.t.Helper()
-	c, err := gosmtp.DialStartTLS(addr, e.clientTLS)
+	c, err := gosmtp.DialStartTLS(addr, cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func TestDataOverallDeadline(t *testing.T) {
 	expect("", "220")
 	expect("EHLO op-other.fr", "250")
 	expect("STARTTLS", "220")
-	c = tls.Client(c, e.clientTLS)
+	c = tls.Client(c, e.mxTLS)
 	r = bufio.NewReader(c)
 	expect("EHLO op-other.fr", "250")
 	expect("MAIL FROM:<x@op-other.fr>", "250")

@@ -33,11 +33,11 @@ func TestConcurrentDeliveriesToOneMailbox(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			submit := i%4 == 0
-			addr, from := mxAddr, doc
+			addr, from, cfg := mxAddr, doc, e.mxTLS
 			if submit {
-				addr, from = subAddr, bob
+				addr, from, cfg = subAddr, bob, e.clientTLS
 			}
-			c, err := gosmtp.DialStartTLS(addr, e.clientTLS)
+			c, err := gosmtp.DialStartTLS(addr, cfg)
 			if err != nil {
 				errs <- err
 				return

@@ -1,12 +1,15 @@
 package smtp_test
 
 import (
+	"context"
+	"crypto/tls"
 	"strings"
 	"testing"
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/smtp"
 )
 
@@ -93,4 +96,116 @@ func TestMXRequiresTLS(t *testing.T) {
 		t.Fatal("STARTTLS not offered on MX")
 	}
 	wantCode(t, c.Mail(doc, nil), 530, "5.7.0", "STARTTLS")
+}
+
+// The hole of issue 23: over STARTTLS without a client certificate, a
+// peer posing as a professional of the space is refused at MAIL, and
+// every RCPT it tries afterwards gets the same reply, whether the address
+// exists, is suspended or not: nothing to learn about who has a mailbox.
+func TestMXWithoutOperatorCertificate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := e.start(smtp.ModeMX, false)
+	_, untrusted := e.operatorTLS("mx.outsider.test", false)
+	for _, tc := range []struct {
+		name string
+		cfg  *tls.Config
+		code int
+		enh  string
+		text string
+	}{
+		{"no certificate", e.clientTLS, 530, "5.7.0", "must present its operator certificate during STARTTLS"},
+		{"certificate of an untrusted CA", untrusted, 550, "5.7.1",
+			"(CN=mx.outsider.test,O=Carepost (development PKI)) is not issued by a certification authority of the trust space"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.mxWith(addr, tc.cfg)
+			wantCode(t, c.Mail(doc, nil), tc.code, tc.enh, tc.text)
+			wantCode(t, c.Mail("", nil), tc.code, tc.enh, tc.text)
+			var replies []string
+			for _, rcpt := range []string{alice, carol, dan, cardio, "nobody@" + domain, "x@gmail.com"} {
+				err := c.Rcpt(rcpt, nil)
+				if err == nil {
+					t.Fatalf("RCPT %s accepted", rcpt)
+				}
+				replies = append(replies, err.Error())
+			}
+			for i, r := range replies {
+				if r != replies[0] {
+					t.Errorf("RCPT answers differ: %q and %q", replies[0], replies[i])
+				}
+			}
+			// And DATA goes nowhere.
+			if _, err := c.Data(); err == nil {
+				t.Fatal("DATA accepted")
+			}
+		})
+	}
+	if n := e.inboxCount(alice); n != 0 {
+		t.Fatalf("alice has %d messages", n)
+	}
+	if !strings.Contains(e.logs.String(), "cause=\"no client certificate\"") {
+		t.Errorf("the refusal's cause is not logged:\n%s", e.logs.String())
+	}
+}
+
+// With the white list naming each operator's certificate DN, a server may
+// deliver the mail of its own domains only.
+func TestMXOperatorDomains(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	const third = "op-third.fr"
+	wl, err := directory.ParseWhiteList(strings.NewReader(`<ListeBlanche xmlns="https://listeblanche.mssante.fr/schema">
+<Domaine><Nom>` + otherDomain + `</Nom><DNCertificatOperateur>CN=mx.op-other.fr,O=Carepost (development PKI)</DNCertificatOperateur></Domaine>
+<Domaine><Nom>` + third + `</Nom><DNCertificatOperateur>/O=Carepost (development PKI)/CN=mx.op-third.fr</DNCertificatOperateur></Domaine>
+</ListeBlanche>`))
+	must(t, err)
+	if _, err := e.dir.ImportTrustList(ctx, wl, "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, thirdTLS := e.operatorTLS("mx."+third, true)
+	_, unnamedTLS := e.operatorTLS("mx.op-unnamed.test", true)
+	addr := e.start(smtp.ModeMX, false)
+	other := e.mx(addr)
+
+	t.Run("sender domain of another operator", func(t *testing.T) {
+		wantCode(t, other.Mail("x@"+third, nil), 550, "5.7.1",
+			"The domain op-third.fr of the sender address belongs to another operator of the trust space: your certificate (CN=mx.op-other.fr,O=Carepost (development PKI)) is that of the operator of op-other.fr.")
+	})
+	t.Run("From header of another operator", func(t *testing.T) {
+		err := send(other, doc, []string{alice}, message("x@"+third, alice, "forged", "x\r\n"))
+		wantCode(t, err, 550, "5.7.1", "The domain op-third.fr of the From address belongs to another operator")
+	})
+	t.Run("certificate the white list names for no domain", func(t *testing.T) {
+		c := e.mxWith(addr, unnamedTLS)
+		wantCode(t, c.Mail("x@"+third, nil), 550, "5.7.1",
+			"The certificate of your server (CN=mx.op-unnamed.test,O=Carepost (development PKI)) is not the one the white list of the trust space names for op-third.fr")
+	})
+	t.Run("each operator its own domains", func(t *testing.T) {
+		must(t, send(other, doc, []string{alice}, message("Dr Doc <"+doc+">", alice, "from other", "x\r\n")))
+		c := e.mxWith(addr, thirdTLS)
+		must(t, send(c, "doc@"+third, []string{alice}, message("doc@"+third, alice, "from third", "x\r\n")))
+		if n := e.inboxCount(alice); n != 2 {
+			t.Fatalf("alice has %d messages, want 2", n)
+		}
+	})
+	logs := e.logs.String()
+	if !strings.Contains(logs, `msg="message accepted"`) || !strings.Contains(logs, `peer="CN=mx.op-third.fr,O=Carepost (development PKI)"`) {
+		t.Errorf("the log does not name the peer:\n%s", logs)
+	}
+}
+
+// A trust decision that cannot be made is a 4xx, never an accept: here
+// the trust space is empty (the white list was never loaded).
+func TestMXTrustSpaceMissing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	must(t, e.dir.RemoveTrustedDomain(context.Background(), otherDomain))
+	addr := e.start(smtp.ModeMX, false)
+	c := e.mx(addr)
+	wantCode(t, c.Mail(doc, nil), 451, "4.7.0", "The list of the trust space is not loaded on this server yet")
+	if n := e.inboxCount(alice); n != 0 {
+		t.Fatalf("alice has %d messages", n)
+	}
 }

@@ -16,7 +16,11 @@
 //     so the capability is not even listed before STARTTLS; RFC 4954 §4).
 //     MAIL before AUTH on submission gets 530 5.7.0 (RFC 4954 §6).
 //   - MX requires STARTTLS before MAIL (RFC 3207 §4 allows it; SPEC §3 makes
-//     TLS mandatory for health data).
+//     TLS mandatory for health data), and a client certificate of an
+//     operator of the trust space, checked at MAIL (directory.
+//     VerifyOperator): without one no transaction starts, so every RCPT
+//     of such a session gets the same 503, whether the address exists or
+//     not, is suspended or not.
 //   - Limits: go-smtp bounds the line length (2000 bytes, so an endless
 //     header line ends the session with an error), the number of
 //     recipients and the message size (SIZE, RFC 1870); the pipeline counts
@@ -117,6 +121,7 @@ const (
 type Server struct {
 	gs   *gosmtp.Server
 	p    *delivery.Pipeline
+	dir  *directory.Directory
 	auth *auth.Authenticator
 	opts Options
 	log  *slog.Logger
@@ -155,7 +160,7 @@ func New(p *delivery.Pipeline, dir *directory.Directory, opts Options) *Server {
 		lg = slog.Default()
 	}
 	lg = lg.With("service", "smtp-"+opts.Mode.String())
-	s := &Server{p: p, auth: opts.Authenticator, opts: opts, log: lg}
+	s := &Server{p: p, dir: dir, auth: opts.Authenticator, opts: opts, log: lg}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	gs := gosmtp.NewServer(backend{s})
@@ -181,11 +186,16 @@ func New(p *delivery.Pipeline, dir *directory.Directory, opts Options) *Server {
 		if cfg.MinVersion < tls.VersionTLS12 {
 			cfg.MinVersion = tls.VersionTLS12 // SPEC §3: TLS 1.2 at least
 		}
-		// Later, on MX: mutual TLS with the operators' certificates
-		// (SPEC §2 "Trust space"): ClientAuth = VerifyClientCertIfGiven
-		// against the IGC-Santé CAs here, and the session hands the
-		// verified certificate to the pipeline, which matches it with the
-		// sender domain's TrustedDomain.OperatorCertDN.
+		if opts.Mode == ModeMX {
+			// Mutual TLS with the other operators (SPEC §2 "Trust
+			// space"): the certificate is requested, not required nor
+			// verified in the handshake, so that a peer without one, or
+			// with one outside the trust space, gets a reply that says
+			// so at MAIL (session.go: verifyPeer) instead of a failed
+			// handshake; and the anchors are read at each session, so
+			// that `carepost trust add-ca` needs no restart.
+			cfg.ClientAuth = tls.RequestClientCert
+		}
 		gs.TLSConfig = cfg
 	}
 	s.gs = gs

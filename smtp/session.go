@@ -12,6 +12,7 @@ import (
 
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/refusal"
 )
@@ -30,7 +31,8 @@ type session struct {
 	helo   string
 	tls    bool
 
-	principal *auth.Principal // after AUTH (submission); also in ctx
+	principal *auth.Principal     // after AUTH (submission); also in ctx
+	peer      *directory.Operator // MX: the verified client certificate
 	tx        *delivery.Transaction
 	from      string
 	declared  int64 // the SIZE= of MAIL FROM, 0 if none (RFC 1870)
@@ -179,12 +181,25 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		return &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1},
 			Message: "A transaction is already in progress: send RSET to start another one."}
 	}
+	if ss.s.opts.Mode == ModeMX && ss.tls {
+		if err := ss.verifyPeer(); err != nil {
+			r := reply(stepMail, err, 0)
+			lvl := ss.s.log.Info
+			if r.Code/100 == 4 {
+				lvl = ss.s.log.Error
+			}
+			lvl("sender refused", "remote", ss.remote, "from", from, "peer", ss.peerSubject(),
+				"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", errText(err))
+			return r
+		}
+	}
 	tx := ss.s.p.Begin(ss.ctx, delivery.Source{
 		Principal:  ss.principal,
 		RemoteAddr: ss.remote,
 		Helo:       ss.helo,
 		TLS:        ss.tls,
 		Submission: ss.s.opts.Mode == ModeSubmission,
+		Peer:       ss.peer,
 	})
 	if err := tx.Sender(ss.ctx, from); err != nil {
 		return ss.refused(stepMail, err, tx, from, "")
@@ -235,6 +250,9 @@ func (ss *session) Data(r io.Reader) error {
 	// Never the body, the subject or credentials.
 	attrs := []any{"tx", tx.ID(), "remote", ss.remote, "user", ss.user(), "from", ss.from,
 		"rcpts", len(tx.Recipients()), "size", tx.Size(), "code", code, "enhanced", enh}
+	if ss.peer != nil {
+		attrs = append(attrs, "peer", ss.peer.Subject)
+	}
 	if refusal.Is(err, refusal.MessageTooLarge) || errors.Is(err, gosmtp.ErrDataTooLarge) {
 		// Reading stopped at the limit: size is what was read, not the
 		// message's; the declared SIZE= says more when the client gave it.
@@ -272,6 +290,9 @@ func (ss *session) refused(st step, err error, tx *delivery.Transaction, from, t
 	ss.s.opts.Metrics.Refused(st.metric(), refusalKind(err), r.Code/100 == 4)
 	attrs := []any{"tx", tx.ID(), "remote", ss.remote, "user", ss.user(), "from", from,
 		"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", errText(err)}
+	if ss.peer != nil {
+		attrs = append(attrs, "peer", ss.peer.Subject)
+	}
 	if to != "" {
 		attrs = append(attrs, "rcpt", to)
 	}
@@ -281,6 +302,39 @@ func (ss *session) refused(st step, err error, tx *delivery.Transaction, from, t
 		ss.s.log.Info(st.String()+" refused", attrs...)
 	}
 	return r
+}
+
+// verifyPeer checks, once per TLS session, the client certificate the
+// peer presented during STARTTLS against the trust anchors
+// (directory.VerifyOperator) and keeps the operator it names. A failure is
+// not kept: a trust decision that could not be made (anchors unreadable)
+// is tried again at the next MAIL.
+func (ss *session) verifyPeer() error {
+	if ss.peer != nil {
+		return nil
+	}
+	state, ok := ss.conn.TLSConnectionState()
+	if !ok {
+		return refusal.New(refusal.TLSRequired, "", nil, "Must issue a STARTTLS command first: health messages are only exchanged over TLS.")
+	}
+	op, err := ss.s.dir.VerifyOperator(ss.ctx, state.PeerCertificates)
+	if err != nil {
+		return err
+	}
+	ss.peer = op
+	ss.s.log.Info("operator verified", "remote", ss.remote, "peer", op.Subject, "anchor", op.Anchor, "fingerprint", op.Fingerprint)
+	return nil
+}
+
+// peerSubject names the presented certificate in the log, verified or not.
+func (ss *session) peerSubject() string {
+	if ss.peer != nil {
+		return ss.peer.Subject
+	}
+	if state, ok := ss.conn.TLSConnectionState(); ok && len(state.PeerCertificates) > 0 {
+		return truncateForLog(state.PeerCertificates[0].Subject.String())
+	}
+	return ""
 }
 
 func (ss *session) user() string {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -369,8 +370,9 @@ var trustAddDomain = &command{name: "add-domain", summary: "add another operator
 	args: "DOMAIN", minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runner {
 		description := fs.String("description", "", "who operates the domain (`TEXT`)")
+		operatorDN := fs.String("operator-dn", "", "subject `DN` of the operator's client certificate (e.g. \"CN=mx.operateur.fr,O=Operateur,C=FR\"); none by default")
 		return withServer(func(e *env, srv *server.Server, pos []string) error {
-			if err := srv.Dir.AddTrustedDomain(e.ctx, pos[0], *description); err != nil {
+			if err := srv.Dir.AddOperatorDomain(e.ctx, pos[0], *description, *operatorDN); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s is now part of the trust space\n", strings.ToLower(pos[0]))
@@ -379,21 +381,113 @@ var trustAddDomain = &command{name: "add-domain", summary: "add another operator
 	}}
 
 func trustCommand() *command {
-	return &command{name: "trust", summary: "the trust space: the domains of the secure health messaging space",
+	return &command{name: "trust", summary: "the trust space: the domains of the secure health messaging space and their operators' CAs",
 		subs: []*command{
 			trustAddDomain,
-			{name: "list", summary: "list the domains hosted here and those of the trust space",
+			{name: "remove-domain", summary: "remove DOMAIN from the trust space",
+				args: "DOMAIN", minArgs: 1, maxArgs: 1,
+				setup: func(fs *flag.FlagSet) runner {
+					return withServer(func(e *env, srv *server.Server, pos []string) error {
+						if err := srv.Dir.RemoveTrustedDomain(e.ctx, pos[0]); err != nil {
+							return err
+						}
+						fmt.Fprintf(e.stdout, "%s is no longer part of the trust space\n", strings.ToLower(pos[0]))
+						return nil
+					})
+				}},
+			{name: "import", summary: "replace the trust space with a white list: the national XML or one domain a line",
+				args: "FILE|URL", minArgs: 1, maxArgs: 1,
+				long: `FILE is the national white list (XML: Domaine entries with Nom,
+Description and DNCertificatOperateur) or a plain list, one domain a line,
+"#" starting a comment. URL is fetched over https only. The whole trust
+space is replaced in one transaction: the domains the list does not name
+are removed. Entries that are not valid are skipped and listed; a list
+without any valid domain changes nothing.`,
+				setup: func(fs *flag.FlagSet) runner {
+					caFile := fs.String("ca", "", "PEM `FILE` of CA certificates trusted for an https URL, beside the system's (default: trust.refresh_ca of the configuration)")
+					return withServer(func(e *env, srv *server.Server, pos []string) error {
+						ca := *caFile
+						if ca == "" {
+							ca = srv.Config.Trust.RefreshCA
+						}
+						rep, err := srv.ImportTrustList(e.ctx, pos[0], ca)
+						if err != nil {
+							return err
+						}
+						for _, d := range rep.Added {
+							fmt.Fprintf(e.stdout, "added    %s\n", d)
+						}
+						for _, d := range rep.Changed {
+							fmt.Fprintf(e.stdout, "changed  %s\n", d)
+						}
+						for _, d := range rep.Removed {
+							fmt.Fprintf(e.stdout, "removed  %s\n", d)
+						}
+						for _, s := range rep.Skipped {
+							fmt.Fprintf(e.stdout, "skipped  %s\n", s)
+						}
+						fmt.Fprintf(e.stdout, "the trust space has %d domain(s): %d added, %d changed, %d removed, %d entries skipped\n",
+							rep.Total, len(rep.Added), len(rep.Changed), len(rep.Removed), len(rep.Skipped))
+						return nil
+					})
+				}},
+			{name: "add-ca", summary: "store an operator's CA certificate (PEM) as a trust anchor of server-to-server TLS",
+				args: "FILE", minArgs: 1, maxArgs: 1,
+				setup: func(fs *flag.FlagSet) runner {
+					return withServer(func(e *env, srv *server.Server, pos []string) error {
+						b, err := os.ReadFile(pos[0])
+						if err != nil {
+							return err
+						}
+						added, err := srv.Dir.AddTrustAnchor(e.ctx, b)
+						if err != nil {
+							return err
+						}
+						for _, a := range added {
+							fmt.Fprintf(e.stdout, "trust anchor %s (SHA-256 %s)\n", a.Subject, a.Fingerprint)
+						}
+						return nil
+					})
+				}},
+			{name: "list", summary: "list the domains hosted here, those of the trust space and the trust anchors",
 				setup: func(fs *flag.FlagSet) runner {
 					return withServer(func(e *env, srv *server.Server, _ []string) error {
 						ds, err := srv.Store.TrustedDomains(e.ctx)
 						if err != nil {
 							return err
 						}
+						info, err := srv.Dir.TrustListInfo(e.ctx)
+						if err != nil {
+							return err
+						}
+						anchors, err := srv.Dir.StoredTrustAnchors(e.ctx)
+						if err != nil {
+							return err
+						}
+						tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+						fmt.Fprintln(tw, "DOMAIN\tDESCRIPTION\tOPERATOR CERTIFICATE DN")
 						for _, d := range srv.Config.Domains {
-							fmt.Fprintf(e.stdout, "%s\t(hosted here)\n", d)
+							fmt.Fprintf(tw, "%s\t(hosted here)\t\n", d)
 						}
 						for _, d := range ds {
-							fmt.Fprintf(e.stdout, "%s\t%s\n", d.Domain, d.Description)
+							fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Domain, d.Description, d.OperatorCertDN)
+						}
+						if err := tw.Flush(); err != nil {
+							return err
+						}
+						if !info.ImportedAt.IsZero() {
+							fmt.Fprintf(e.stdout, "\nlist imported %s from %s", localTime(info.ImportedAt), info.Source)
+							if !info.Generated.IsZero() {
+								fmt.Fprintf(e.stdout, " (generated %s)", localTime(info.Generated))
+							}
+							fmt.Fprintln(e.stdout)
+						}
+						fmt.Fprintln(e.stdout, "\ntrust anchors:")
+						if srv.Config.TLS.Cert == "" {
+							fmt.Fprintf(e.stdout, "  %s (the development CA, %s)\n", srv.PKI.CACert().Subject, srv.PKI.CAPath())
+						}
+						for _, a := range anchors {
+							fmt.Fprintf(e.stdout, "  %s (SHA-256 %s)\n", a.Subject, a.Fingerprint)
 						}
 						return nil
 					})

@@ -18,7 +18,9 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
-		"ALTER TABLE dir_entries DROP COLUMN duplicate_id_reason", // directorySchemaV4, the last step
+		"DROP TABLE dir_trust_list",                               // directorySchemaV5, the last step
+		"DROP TABLE dir_trust_anchors",                            // directorySchemaV5
+		"ALTER TABLE dir_entries DROP COLUMN duplicate_id_reason", // directorySchemaV4
 		"DROP TABLE store_tasks",                                  // mailSchemaV6
 		// The steps after it first (directorySchemaV3).
 		"ALTER TABLE dir_entries DROP COLUMN cred_epoch",

@@ -545,3 +545,103 @@ func (db *DB) TrustedDomains(ctx context.Context) ([]directory.TrustedDomain, er
 	}
 	return out, rows.Err()
 }
+
+// RemoveTrustedDomain implements directory.Store.
+func (db *DB) RemoveTrustedDomain(ctx context.Context, domain string) error {
+	domain = strings.ToLower(domain)
+	res, err := db.w.ExecContext(ctx, `DELETE FROM dir_trusted_domains WHERE domain = ?`, domain)
+	if err != nil {
+		return fmt.Errorf("sqlite: remove trusted domain %s: %w", domain, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("%w: %s", directory.ErrNotFound, domain)
+	}
+	return db.durable()
+}
+
+// ReplaceTrustedDomains implements directory.Store: one transaction
+// deletes the old list, inserts the new one and records info.
+func (db *DB) ReplaceTrustedDomains(ctx context.Context, list []directory.TrustedDomain, info directory.TrustListInfo) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM dir_trusted_domains`); err != nil {
+		return fmt.Errorf("sqlite: replace trusted domains: %w", err)
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO dir_trusted_domains (domain, description, operator_cert_dn, updated_at)
+		VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("sqlite: replace trusted domains: %w", err)
+	}
+	defer stmt.Close()
+	for _, d := range list {
+		at := d.UpdatedAt
+		if at.IsZero() {
+			at = info.ImportedAt
+		}
+		if _, err := stmt.ExecContext(ctx, strings.ToLower(d.Domain), d.Description, d.OperatorCertDN, dirNanos(at)); err != nil {
+			return fmt.Errorf("sqlite: replace trusted domains: %s: %w", d.Domain, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO dir_trust_list (id, source, generated_at, imported_at) VALUES (1, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET source = excluded.source, generated_at = excluded.generated_at,
+			imported_at = excluded.imported_at`,
+		info.Source, dirNanos(info.Generated), dirNanos(info.ImportedAt)); err != nil {
+		return fmt.Errorf("sqlite: record the trust list: %w", err)
+	}
+	return db.commitDurable(tx)
+}
+
+// TrustListInfo implements directory.Store.
+func (db *DB) TrustListInfo(ctx context.Context) (directory.TrustListInfo, error) {
+	var info directory.TrustListInfo
+	var gen, imp int64
+	err := db.r.QueryRowContext(ctx, `SELECT source, generated_at, imported_at FROM dir_trust_list WHERE id = 1`).
+		Scan(&info.Source, &gen, &imp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return info, nil
+	}
+	if err != nil {
+		return info, fmt.Errorf("sqlite: trust list: %w", err)
+	}
+	info.Generated, info.ImportedAt = dirTime(gen), dirTime(imp)
+	return info, nil
+}
+
+// AddTrustAnchor implements directory.Store.
+func (db *DB) AddTrustAnchor(ctx context.Context, a directory.TrustAnchor) error {
+	if a.AddedAt.IsZero() {
+		a.AddedAt = time.Now()
+	}
+	_, err := db.w.ExecContext(ctx, `INSERT INTO dir_trust_anchors (fingerprint, subject, der, added_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (fingerprint) DO UPDATE SET subject = excluded.subject, der = excluded.der, added_at = excluded.added_at`,
+		strings.ToLower(a.Fingerprint), a.Subject, a.DER, dirNanos(a.AddedAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: add trust anchor %s: %w", a.Subject, err)
+	}
+	return db.durable()
+}
+
+// TrustAnchors implements directory.Store.
+func (db *DB) TrustAnchors(ctx context.Context) ([]directory.TrustAnchor, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT fingerprint, subject, der, added_at FROM dir_trust_anchors ORDER BY subject, fingerprint`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: trust anchors: %w", err)
+	}
+	defer rows.Close()
+	var out []directory.TrustAnchor
+	for rows.Next() {
+		var a directory.TrustAnchor
+		var added int64
+		if err := rows.Scan(&a.Fingerprint, &a.Subject, &a.DER, &added); err != nil {
+			return nil, fmt.Errorf("sqlite: trust anchors: %w", err)
+		}
+		a.AddedAt = dirTime(added)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

@@ -29,6 +29,8 @@ func TestMigrateCredentialEpochs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
+		"DROP TABLE dir_trust_list",                               // directorySchemaV5
+		"DROP TABLE dir_trust_anchors",                            // directorySchemaV5
 		"ALTER TABLE dir_entries DROP COLUMN duplicate_id_reason", // directorySchemaV4
 		"ALTER TABLE dir_entries DROP COLUMN cred_epoch",
 		"ALTER TABLE dir_entries DROP COLUMN cred_change",

@@ -91,3 +91,23 @@ ALTER TABLE dir_entries ADD COLUMN cred_change TEXT NOT NULL DEFAULT '';
 const directorySchemaV4 = `
 ALTER TABLE dir_entries ADD COLUMN duplicate_id_reason TEXT NOT NULL DEFAULT '';
 `
+
+// directorySchemaV5: the trust space's provenance (the source and date of
+// the last white-list import, directory.TrustListInfo: one row) and the
+// operators' CA certificates (directory.TrustAnchor), so that every
+// process sees what `carepost trust import` and `trust add-ca` stored.
+const directorySchemaV5 = `
+CREATE TABLE dir_trust_list (
+	id           INTEGER PRIMARY KEY CHECK (id = 1),
+	source       TEXT NOT NULL,
+	generated_at INTEGER NOT NULL DEFAULT 0,
+	imported_at  INTEGER NOT NULL
+);
+
+CREATE TABLE dir_trust_anchors (
+	fingerprint TEXT PRIMARY KEY,
+	subject     TEXT NOT NULL,
+	der         BLOB NOT NULL,
+	added_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+`

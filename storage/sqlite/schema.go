@@ -4,10 +4,10 @@ package sqlite
 // Append new steps; never edit a step that has shipped.
 //
 // mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs),
-// directorySchemaV1 to V4 in directory_schema.go (entries, credentials,
+// directorySchemaV1 to V5 in directory_schema.go (entries, credentials,
 // trust space; members' roles; credential epochs; the reason of a
-// duplicate national identifier); queueSchemaV1 in queue.go (the
-// outbound queue).
+// duplicate national identifier; trust list provenance and CA anchors);
+// queueSchemaV1 in queue.go (the outbound queue).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -20,4 +20,5 @@ var migrations = []string{
 	mailSchemaV6,
 	directorySchemaV4,
 	queueSchemaV1,
+	directorySchemaV5,
 }

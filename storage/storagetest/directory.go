@@ -36,6 +36,8 @@ func RunDirectory(t *testing.T, open func(t *testing.T) directory.Store) {
 		{"AppPasswords", testDirAppPasswords},
 		{"CredentialEpochs", testDirCredentialEpochs},
 		{"TrustedDomains", testDirTrustedDomains},
+		{"ReplaceTrustedDomains", testDirReplaceTrustedDomains},
+		{"TrustAnchors", testDirTrustAnchors},
 		{"Concurrent", testDirConcurrent},
 		{"Persistence", testDirPersistence},
 	}
@@ -457,6 +459,89 @@ func testDirTrustedDomains(t *testing.T, open func(t *testing.T) directory.Store
 			l[i].OperatorCertDN != want[i].OperatorCertDN || !l[i].UpdatedAt.Equal(want[i].UpdatedAt) {
 			t.Errorf("TrustedDomains[%d] = %+v, want %+v", i, l[i], want[i])
 		}
+	}
+}
+
+func testDirReplaceTrustedDomains(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	if info, err := s.TrustListInfo(ctx); err != nil || info != (directory.TrustListInfo{}) {
+		t.Fatalf("TrustListInfo(empty) = %+v, %v", info, err)
+	}
+	for _, d := range []string{"old-a.mssante.fr", "kept.mssante.fr"} {
+		if err := s.AddTrustedDomain(ctx, directory.TrustedDomain{Domain: d, UpdatedAt: dirT0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info := directory.TrustListInfo{Source: "https://example.test/liste.xml", Generated: dirT0.Add(-time.Hour), ImportedAt: dirT0}
+	list := []directory.TrustedDomain{
+		{Domain: "kept.mssante.fr", Description: "Kept", OperatorCertDN: "CN=op-k", UpdatedAt: dirT0},
+		{Domain: "new.mssante.fr", Description: "New"}, // no UpdatedAt: the import's time
+	}
+	if err := s.ReplaceTrustedDomains(ctx, list, info); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.TrustedDomains(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 2 || l[0].Domain != "kept.mssante.fr" || l[0].OperatorCertDN != "CN=op-k" ||
+		l[1].Domain != "new.mssante.fr" || !l[1].UpdatedAt.Equal(dirT0) {
+		t.Fatalf("after replace: %+v", l)
+	}
+	got, err := s.TrustListInfo(ctx)
+	if err != nil || got.Source != info.Source || !got.Generated.Equal(info.Generated) || !got.ImportedAt.Equal(info.ImportedAt) {
+		t.Fatalf("TrustListInfo = %+v, %v; want %+v", got, err, info)
+	}
+	// A list that fails half-way (a domain twice) changes nothing.
+	bad := []directory.TrustedDomain{{Domain: "x.mssante.fr"}, {Domain: "x.mssante.fr"}}
+	if err := s.ReplaceTrustedDomains(ctx, bad, directory.TrustListInfo{Source: "bad", ImportedAt: dirT0.Add(time.Hour)}); err == nil {
+		t.Fatal("a list with a domain twice was stored")
+	}
+	if l2, _ := s.TrustedDomains(ctx); len(l2) != 2 || l2[0].Domain != "kept.mssante.fr" {
+		t.Fatalf("after a failed replace: %+v", l2)
+	}
+	if got, _ := s.TrustListInfo(ctx); got.Source != info.Source {
+		t.Fatalf("after a failed replace the info is %+v", got)
+	}
+	// Remove.
+	if err := s.RemoveTrustedDomain(ctx, "NEW.mssante.fr"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveTrustedDomain(ctx, "new.mssante.fr"); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("RemoveTrustedDomain twice = %v, want ErrNotFound", err)
+	}
+	if l, _ := s.TrustedDomains(ctx); len(l) != 1 {
+		t.Fatalf("after remove: %+v", l)
+	}
+	// An empty list empties the trust space.
+	if err := s.ReplaceTrustedDomains(ctx, nil, info); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := s.TrustedDomains(ctx); len(l) != 0 {
+		t.Fatalf("after replace with nothing: %+v", l)
+	}
+}
+
+func testDirTrustAnchors(t *testing.T, open func(t *testing.T) directory.Store) {
+	s := open(t)
+	ctx := context.Background()
+	if l, err := s.TrustAnchors(ctx); err != nil || len(l) != 0 {
+		t.Fatalf("TrustAnchors(empty) = %v, %v", l, err)
+	}
+	b := directory.TrustAnchor{Fingerprint: "bb", Subject: "CN=B", DER: []byte{2, 0, 1}, AddedAt: dirT0}
+	a := directory.TrustAnchor{Fingerprint: "aa", Subject: "CN=A", DER: []byte{1}, AddedAt: dirT0}
+	for _, x := range []directory.TrustAnchor{b, a, b} {
+		if err := s.AddTrustAnchor(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := s.TrustAnchors(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 2 || l[0].Subject != "CN=A" || l[1].Fingerprint != "bb" || string(l[1].DER) != string(b.DER) || !l[1].AddedAt.Equal(dirT0) {
+		t.Fatalf("TrustAnchors = %+v", l)
 	}
 }
 
