@@ -53,8 +53,16 @@ import (
 // Options configures a Runner.
 type Options struct {
 	Store storage.Queue
-	// Hostname is this server's name (EHLO, DSN Reporting-MTA).
+	// Hostname is this server's name (EHLO, DSN Reporting-MTA), and the
+	// prefix of this runner's name in the claims it takes.
 	Hostname string
+	// ReleaseAtStart makes Start give back every claim whose owner is of
+	// this node (storage.Queue ReleaseQueued): true only when no other
+	// runner of this node can be alive on the store (serve holds the data
+	// directory's lock: one serve per data directory). Without it, the
+	// entries that a runner killed during an attempt held wait for the
+	// end of their leases.
+	ReleaseAtStart bool
 	// Routes maps a domain to "host:port", instead of its MX records
 	// (configuration [routes]; tests on loopback need them).
 	Routes map[string]string
@@ -149,8 +157,17 @@ func New(o Options) *Runner {
 		ctx: ctx, cancel: cancel}
 }
 
-// Start runs the runner in the background until Close.
+// Start runs the runner in the background until Close. With
+// Options.ReleaseAtStart, it first gives back the claims that runners of
+// this node (Options.Hostname) left when they died.
 func (r *Runner) Start() {
+	if r.opts.ReleaseAtStart {
+		if n, err := r.opts.Store.ReleaseQueued(r.ctx, r.opts.Hostname+"/"); err != nil {
+			r.log.Error("outbound queue: cannot release the claims of a previous run", "err", err)
+		} else if n > 0 {
+			r.log.Info("outbound queue: released the claims of a previous run that stopped without giving them back", "entries", n)
+		}
+	}
 	r.loop.Add(1)
 	go r.run()
 }
@@ -284,7 +301,13 @@ func (r *Runner) attempt(e storage.QueueEntry) {
 		}
 	}
 	if ctx.Err() != nil && r.ctx.Err() != nil {
-		return // stopping: the claim ends with its lease, the entry is tried again
+		// Stopping: record what was delivered, and give the claim back
+		// due at once, so that the next runner (the restart) tries the
+		// rest without waiting for the lease and resends to nobody who
+		// accepted it.
+		r.update(ctx, log, e.ID, storage.QueueUpdate{Recipients: changed,
+			LastError: "interrupted: the server stopped during the attempt", NextAttempt: time.Now()})
+		return
 	}
 	now := time.Now()
 	deadline := e.Created.Add(r.opts.Lifetime)

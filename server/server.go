@@ -210,10 +210,13 @@ func (s *Server) trustAnchors() (*x509.CertPool, error) {
 func (s *Server) startQueue() {
 	cfg := s.Config
 	r := queue.New(queue.Options{
-		Store:        s.Store,
-		Hostname:     cfg.Hostname,
-		Routes:       cfg.Routes,
-		TrustAnchors: s.trustAnchors,
+		Store:    s.Store,
+		Hostname: cfg.Hostname,
+		// Start holds the data directory's lock (lockServe): no other
+		// runner of this node is alive on this store.
+		ReleaseAtStart: true,
+		Routes:         cfg.Routes,
+		TrustAnchors:   s.trustAnchors,
 		ClientCertificate: func() (*tls.Certificate, error) {
 			// Our operator certificate: the server's (the development
 			// PKI's carries the clientAuth usage).

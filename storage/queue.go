@@ -121,6 +121,13 @@ type Queue interface {
 	// A claim under way is left alone: the runner that holds it records
 	// its own next attempt.
 	RetryQueued(ctx context.Context, id int64, now time.Time) error
+	// ReleaseQueued gives back, without waiting for their leases, the
+	// claims of every owner whose name starts with ownerPrefix, and
+	// returns how many it released. A runner calls it at start for the
+	// claims of a runner of the same node that died (kill -9, power
+	// loss); only a caller that knows no such runner is alive may (serve
+	// holds the data directory's lock).
+	ReleaseQueued(ctx context.Context, ownerPrefix string) (int, error)
 }
 
 var (

@@ -297,3 +297,21 @@ func (db *DB) RetryQueued(ctx context.Context, id int64, now time.Time) error {
 		return nil
 	})
 }
+
+// ReleaseQueued implements storage.Queue.
+func (db *DB) ReleaseQueued(ctx context.Context, ownerPrefix string) (int, error) {
+	if ownerPrefix == "" {
+		return 0, errors.New("sqlite: release needs an owner prefix")
+	}
+	var n int64
+	err := db.write(ctx, func(t *wtx) error {
+		res, err := t.ExecContext(t.ctx, "UPDATE queue SET owner = '', lease_until = 0 WHERE owner != '' AND substr(owner, 1, ?) = ?",
+			len(ownerPrefix), ownerPrefix)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return int(n), err
+}
