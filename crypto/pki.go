@@ -167,7 +167,7 @@ func (p *PKI) ServerCertificate(hostname string) (tls.Certificate, error) {
 
 // Issue creates an S/MIME certificate and key for a mailbox address (RFC
 // 8550 §3: the address in an rfc822Name subjectAltName). The key is RSA 2048
-// because CMS key transport in the S/MIME library is RSA only (DOMAIN.md
+// because CMS key transport in the S/MIME library is RSA only (docs/domain.md
 // §6b). It returns the paths of the certificate and key files.
 //
 // An address that has a key already is refused unless replace: messages

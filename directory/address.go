@@ -7,7 +7,7 @@ import (
 	"github.com/carepost/carepost/refusal"
 )
 
-// Address syntax. MSSanté mandates no local-part syntax (DOMAIN.md §2); we
+// Address syntax. MSSanté mandates no local-part syntax (docs/domain.md §2); we
 // accept the RFC 5322 §3.4.1 dot-atom form for the local part and an
 // RFC 1035 host name (LDH labels, IDNA A-labels) for the domain, and refuse
 // the rarely used forms that complicate every comparison and log line:

@@ -167,7 +167,7 @@ type AccountState struct {
 }
 
 // TrustedDomain is a domain of the trust space (an entry of the national
-// white list, DOMAIN.md §1).
+// white list, docs/domain.md §1).
 type TrustedDomain struct {
 	Domain      string // lower case, IDNA A-label form
 	Description string

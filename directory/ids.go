@@ -7,13 +7,13 @@ import (
 	"strings"
 )
 
-// Identifiers of the French health system (DOMAIN.md §2).
+// Identifiers of the French health system (docs/domain.md §2).
 //
 //   - RPPS: 11 digits, the last a Luhn check digit (the same key as SIREN
 //     and credit cards).
 //   - ADELI: 9 digits (2 for the département, 1 for the profession, a serial
 //     number and a final key). No public source we could find states the key
-//     algorithm reliably (DOMAIN.md's one example happens to pass Luhn, which
+//     algorithm reliably (the one public example (docs/domain.md §2) happens to pass Luhn, which
 //     proves nothing), so only the format is checked: refusing a real
 //     professional because of a guessed rule would be worse than accepting
 //     a mistyped number that the operator then fails to find.
@@ -281,7 +281,7 @@ func ValidateProfession(code string) error {
 }
 
 // Specialties are the labels of the TRE_R38 SpecialiteOrdinale codes
-// (OID 1.2.250.1.213.2.28) this project has a source for (DOMAIN.md §2).
+// (OID 1.2.250.1.213.2.28) this project has a source for (docs/domain.md §2).
 // The nomenclature is long and changes often: a code missing here is still
 // accepted (ValidateSpecialty checks the shape only) and shown without a
 // label.

@@ -7,7 +7,7 @@ import (
 )
 
 func TestParseNationalIDExamples(t *testing.T) {
-	// DOMAIN.md §2: 10001045367 → 810001045367, 012600631 → 0012600631.
+	// docs/domain.md §2: 10001045367 → 810001045367, 012600631 → 0012600631.
 	for _, tc := range []struct {
 		in   string
 		typ  IDType
@@ -78,7 +78,7 @@ func TestParseNationalIDErrors(t *testing.T) {
 
 func TestParseINS(t *testing.T) {
 	for in, want := range map[string]string{
-		"279035121518989": "279035121518989", // DOMAIN.md §2 example
+		"279035121518989": "279035121518989", // docs/domain.md §2 example
 		"185069912345623": "185069912345623",
 		"185062A12345649": "185062A12345649", // Corsica: 2A counts as 19
 		"185062a12345649": "185062A12345649",

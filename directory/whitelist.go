@@ -44,7 +44,7 @@ func badList(format string, args ...any) error {
 // ParseWhiteList reads a list of the trust space. Two formats are
 // accepted, told apart by their first character:
 //
-//   - the national white list (docs/ and DOMAIN.md §1: namespace
+//   - the national white list (docs/ and docs/domain.md §1: namespace
 //     https://listeblanche.mssante.fr/schema): a DateDeGeneration and
 //     repeated Domaine elements with Nom, Description and
 //     DNCertificatOperateur. Elements are matched by local name, whatever

@@ -23,7 +23,7 @@ type TrustConfig struct {
 	// then changes only with `carepost trust import`).
 	RefreshURL string `toml:"refresh_url"`
 	// RefreshInterval is the time between two fetches (the national list
-	// is regenerated daily; DOMAIN.md §1 suggests a daily poll).
+	// is regenerated daily; docs/domain.md §1 suggests a daily poll).
 	RefreshInterval Duration `toml:"refresh_interval"`
 	// StaleAfter: serve warns, at start and after each refresh attempt,
 	// when the list was imported longer ago than this.
