@@ -128,7 +128,7 @@ run() { # run LABEL BIN PROFILE
 	# cmds/s over its 30 s).
 	case $profile in
 	smtp) per=$(awk -v t=$((c1 - c0)) -v hz="$hz" 'BEGIN {printf "%.3f", t * 1000 / hz / 6000}') ;;
-	*) per=$(awk -v t=$((c1 - c0)) -v hz="$hz" -v r="${r:-0}" 'BEGIN {printf "%.0f", r > 0 ? t * 1e6 / hz / (r * 30) : 0}') ;;
+	*) per=$(awk -v t=$((c1 - c0)) -v hz="$hz" -v r="${r:-0}" 'BEGIN {printf "%.0f", (r > 0 ? t * 1e6 / hz / (r * 30) : 0)}') ;;
 	esac
 	echo "$profile $label $r (server CPU $per $([ "$profile" = smtp ] && echo ms/msg || echo µs/cmd))"
 	results[$profile-$label]+="$r "
