@@ -219,7 +219,7 @@ func Defaults() Config {
 			Concurrency:  8,
 		},
 		DKIM:  DKIMConfig{Selector: "carepost"},
-		Trust: TrustConfig{RefreshInterval: Duration(24 * time.Hour), StaleAfter: Duration(72 * time.Hour)},
+		Trust: TrustConfig{RefreshInterval: Duration(24 * time.Hour), StaleAfter: Duration(72 * time.Hour), DKIMLookup: "dns"},
 	}
 }
 

@@ -149,7 +149,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		// Inbound DKIM (RFC 6376) recorded in Authentication-Results
 		// (RFC 8601), fields claiming our name from outside removed; then
 		// the signature of what leaves for another operator.
-		Transforms: []delivery.Transform{delivery.DKIMVerifier{AuthServID: cfg.Hostname, Keys: cfg.Trust.dkimKeys()}, signer},
+		Transforms: []delivery.Transform{delivery.DKIMVerifier{AuthServID: cfg.Hostname, Keys: cfg.Trust.dkimKeys(), LookupTXT: cfg.Trust.dkimLookup()}, signer},
 		Outbound:   true,
 		Queued: func() {
 			if r := s.runner.Load(); r != nil {

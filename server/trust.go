@@ -37,6 +37,22 @@ type TrustConfig struct {
 	// instead of the DNS to verify inbound signatures (operators on
 	// loopback, tests). Other keys are looked up in the DNS.
 	DKIMKeys map[string]string `toml:"dkim_keys"`
+	// DKIMLookup is where the keys not in DKIMKeys are found: "dns" (the
+	// default) or "config" (nowhere else: such a signature's result is
+	// permerror; operators on one machine, where the DNS has no record of
+	// theirs, and the tests, which send no query to the resolver).
+	DKIMLookup string `toml:"dkim_lookup"`
+}
+
+// dkimLookup returns the lookup of DKIM keys beside DKIMKeys: nil for the
+// DNS (delivery.DKIMVerifier's default).
+func (c TrustConfig) dkimLookup() func(ctx context.Context, name string) ([]string, error) {
+	if c.DKIMLookup != "config" {
+		return nil
+	}
+	return func(ctx context.Context, name string) ([]string, error) {
+		return nil, fmt.Errorf("%s is not in [trust.dkim_keys], and trust.dkim_lookup is \"config\"", name)
+	}
 }
 
 func (c TrustConfig) validate() []error {
@@ -49,6 +65,9 @@ func (c TrustConfig) validate() []error {
 	}
 	if d := time.Duration(c.StaleAfter); d < time.Duration(c.RefreshInterval) || d > 365*24*time.Hour {
 		errs = append(errs, fmt.Errorf("trust.stale_after: %v is not between trust.refresh_interval (%v) and 8760h", d, time.Duration(c.RefreshInterval)))
+	}
+	if c.DKIMLookup != "dns" && c.DKIMLookup != "config" {
+		errs = append(errs, fmt.Errorf("trust.dkim_lookup: %q is neither \"dns\" nor \"config\"", c.DKIMLookup))
 	}
 	for name, rec := range c.DKIMKeys {
 		if !strings.Contains(strings.ToLower(name), "._domainkey.") {
