@@ -33,14 +33,10 @@ package imap
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -48,6 +44,7 @@ import (
 
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/limit"
 	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/storage"
 	"github.com/carepost/carepost/storage/cache"
@@ -237,7 +234,7 @@ func (l slogPrintf) Printf(format string, args ...any) {
 		// A connection the server closed (a session ended by
 		// revoke.go, or Close) while the library was reading: expected.
 		l.log.Debug(fmt.Sprintf(format, args...))
-	case clientGone(args):
+	case limit.ClientGone(args):
 		// The client went away in the middle of a command or the
 		// greeting, or stayed silent past the library's timeout: the
 		// client's doing, worth one line, not a warning.
@@ -245,21 +242,4 @@ func (l slogPrintf) Printf(format string, args ...any) {
 	default:
 		l.log.Warn(fmt.Sprintf(format, args...))
 	}
-}
-
-// clientGone tells whether one of the library's arguments is an error of
-// a connection the client ended (closed, reset) or let time out.
-func clientGone(args []any) bool {
-	for _, a := range args {
-		err, ok := a.(error)
-		if !ok {
-			continue
-		}
-		var ne net.Error
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-			errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-			return true
-		}
-	}
-	return false
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -171,4 +172,23 @@ func Source(addr string) string {
 		return ip4.String()
 	}
 	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// ClientGone tells whether one of args (a library's log arguments) is an
+// error of a connection the client ended (closed, reset) or let time out,
+// including a transfer past its overall deadline: the client's doing,
+// worth an INFO line in the log, not a warning.
+func ClientGone(args []any) bool {
+	for _, a := range args {
+		err, ok := a.(error)
+		if !ok {
+			continue
+		}
+		var ne net.Error
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+			errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			return true
+		}
+	}
+	return false
 }

@@ -36,11 +36,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
-	"syscall"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -48,6 +45,7 @@ import (
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/limit"
 	"github.com/carepost/carepost/metrics"
 )
 
@@ -252,7 +250,7 @@ func (b backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 type errorLog struct{ lg *slog.Logger }
 
 func (e errorLog) Printf(format string, v ...any) {
-	if clientGone(v) {
+	if limit.ClientGone(v) {
 		// The client reset its connection or let it time out: its doing,
 		// worth one line, not a warning.
 		e.lg.Info("smtp: client connection ended", "detail", fmt.Sprintf(format, v...))
@@ -261,20 +259,4 @@ func (e errorLog) Printf(format string, v ...any) {
 	e.lg.Warn(fmt.Sprintf(format, v...))
 }
 
-// clientGone tells whether one of go-smtp's arguments is an error of a
-// connection the client ended (closed, reset) or let time out.
-func clientGone(args []any) bool {
-	for _, a := range args {
-		err, ok := a.(error)
-		if !ok {
-			continue
-		}
-		var ne net.Error
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-			errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-			return true
-		}
-	}
-	return false
-}
 func (e errorLog) Println(v ...any) { e.lg.Warn(fmt.Sprint(v...)) }

@@ -43,6 +43,40 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// serveProcess starts `carepost serve --config conf` as a child process
+// (TestMain) and returns once addr accepts connections.
+func serveProcess(t *testing.T, conf, addr string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "serve", "--config", conf)
+	cmd.Env = append(os.Environ(), "CAREPOST_TEST_MAIN=1")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // drain the log
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the server did not start: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestKillDuringDeliveryToTwoRecipients sends messages for two local
 // recipients from several clients and kills the server (SIGKILL) at a
 // random moment, several times. Every message acknowledged with 250 must
@@ -87,40 +121,13 @@ https = ""
 `, data, addr), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tlsConf := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 
 	var mu sync.Mutex
 	acked := map[string]bool{}
 	const rounds = 4
 	for round := range rounds {
-		cmd := exec.Command(exe, "serve", "--config", conf)
-		cmd.Env = append(os.Environ(), "CAREPOST_TEST_MAIN=1")
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { // drain the log
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-			}
-		}()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("round %d: the server did not start: %v", round, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		cmd := serveProcess(t, conf, addr)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		for client := range 3 {

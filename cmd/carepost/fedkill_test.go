@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +33,7 @@ func TestKillWithQueuedMessages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills a server")
 	}
-	const n = 40
+	const n = 100
 	const pw = "federation: a long enough passphrase"
 	bAddr := freePort(t)
 	b := servertest.Start(t, func(c *server.Config) {
@@ -93,36 +91,7 @@ concurrency = 4
 	}
 	b.Stop()
 
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveA := func() *exec.Cmd {
-		cmd := exec.Command(exe, "serve", "--config", conf)
-		cmd.Env = append(os.Environ(), "CAREPOST_TEST_MAIN=1")
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { // drain the log
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-			}
-		}()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			c, err := net.Dial("tcp", subAddr)
-			if err == nil {
-				c.Close()
-				return cmd
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("A did not start: %v", err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	serveA := func() *exec.Cmd { return serveProcess(t, conf, subAddr) }
 	cmd := serveA()
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(caA)) {
@@ -147,10 +116,18 @@ concurrency = 4
 
 	// B comes back; A is killed while it delivers.
 	b.Resume()
-	time.Sleep(time.Duration(20+rand.IntN(200)) * time.Millisecond)
+	for first := time.Now(); time.Since(first) < 20*time.Second; time.Sleep(2 * time.Millisecond) {
+		if count(t, b, bob) > 0 {
+			break
+		}
+	}
+	time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	delivered := subjects(t, b, bob)
+	if len(delivered) == n {
+		t.Log("A delivered everything before it was killed: this run did not kill it mid-delivery")
+	}
 	cmd = serveA()
 	defer func() {
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -193,6 +170,20 @@ concurrency = 4
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("%d messages; %d delivered before the kill; %d twice", n, len(delivered), twice)
+}
+
+// count returns how many messages account's INBOX on srv holds.
+func count(t *testing.T, srv *servertest.Instance, account string) int {
+	t.Helper()
+	st, err := srv.Store.GetMailbox(context.Background(), account, "INBOX")
+	if err != nil {
+		return 0
+	}
+	status, err := srv.Store.Status(context.Background(), st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(status.Messages)
 }
 
 // subjects counts the messages of account's INBOX on srv by subject.
