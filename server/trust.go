@@ -38,7 +38,7 @@ type TrustConfig struct {
 	// loopback, tests). Other keys are looked up in the DNS.
 	DKIMKeys map[string]string `toml:"dkim_keys"`
 	// DKIMLookup is where the keys not in DKIMKeys are found: "dns" (the
-	// default) or "config" (nowhere else: such a signature's result is
+	// default, also "") or "config" (nowhere else: such a signature's result is
 	// permerror; operators on one machine, where the DNS has no record of
 	// theirs, and the tests, which send no query to the resolver).
 	DKIMLookup string `toml:"dkim_lookup"`
@@ -66,7 +66,7 @@ func (c TrustConfig) validate() []error {
 	if d := time.Duration(c.StaleAfter); d < time.Duration(c.RefreshInterval) || d > 365*24*time.Hour {
 		errs = append(errs, fmt.Errorf("trust.stale_after: %v is not between trust.refresh_interval (%v) and 8760h", d, time.Duration(c.RefreshInterval)))
 	}
-	if c.DKIMLookup != "dns" && c.DKIMLookup != "config" {
+	if c.DKIMLookup != "" && c.DKIMLookup != "dns" && c.DKIMLookup != "config" {
 		errs = append(errs, fmt.Errorf("trust.dkim_lookup: %q is neither \"dns\" nor \"config\"", c.DKIMLookup))
 	}
 	for name, rec := range c.DKIMKeys {
