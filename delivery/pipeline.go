@@ -201,6 +201,19 @@ func (t *Transaction) Recipients() []string {
 	return out
 }
 
+// Routed returns how many recipients go to a mailbox of this server and
+// how many to the outbound queue (other operators).
+func (t *Transaction) Routed() (local, remote int) {
+	for _, r := range t.rcpts {
+		if r.Route == directory.RouteRemote {
+			remote++
+		} else {
+			local++
+		}
+	}
+	return local, remote
+}
+
 // Size returns the number of message bytes Deliver read.
 func (t *Transaction) Size() int64 { return t.size }
 

@@ -271,7 +271,7 @@ func (ss *session) Data(r io.Reader) error {
 		// instead (a success reply built as an SMTPError is the way the
 		// library lets a backend choose the 250 text).
 		return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0},
-			Message: fmt.Sprintf("OK: delivered to %d mailbox(es), id %s", len(tx.Recipients()), tx.ID())}
+			Message: "OK: " + acceptedText(tx.Routed()) + ", id " + tx.ID()}
 	case refusal.Is(err, refusal.BodyRead):
 		// The client's connection broke or timed out during the
 		// transfer: the client's trouble, not the server's.
@@ -361,4 +361,17 @@ func (ss *session) Logout() error {
 	ss.cancel()
 	ss.unregisterEnd()
 	return nil
+}
+
+// acceptedText says where an accepted message went: the local mailboxes,
+// and the outbound queue for the recipients of other operators (it is on
+// disk there, not delivered yet).
+func acceptedText(local, remote int) string {
+	switch {
+	case remote == 0:
+		return fmt.Sprintf("delivered to %d mailbox(es)", local)
+	case local == 0:
+		return fmt.Sprintf("queued for %d recipient(s) of other operators", remote)
+	}
+	return fmt.Sprintf("delivered to %d mailbox(es) and queued for %d recipient(s) of other operators", local, remote)
 }
