@@ -2,6 +2,10 @@ package delivery
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
 	"github.com/carepost/carepost/storage"
 )
 
@@ -113,18 +117,74 @@ func (t *storeTarget) AddRcpt(ctx context.Context, r *Recipient) error {
 }
 
 func (t *storeTarget) Body(ctx context.Context, env *Envelope, vs []Version, b *Batch) error {
+	once := onceKey(env)
 	for _, v := range vs {
-		targets := make([]storage.Target, len(v.Recipients))
-		for i, r := range v.Recipients {
+		rcpts := v.Recipients
+		if once != "" {
+			var err error
+			if rcpts, err = t.notYetReceived(ctx, env, once, rcpts); err != nil {
+				return err
+			}
+			if len(rcpts) == 0 {
+				continue
+			}
+		}
+		targets := make([]storage.Target, len(rcpts))
+		for i, r := range rcpts {
 			date := r.Date
 			if date.IsZero() {
 				date = env.Received
 			}
 			targets[i] = storage.Target{MailboxID: r.Mailbox, Flags: r.Flags, InternalDate: date}
 		}
-		b.Deliver(t, storage.Delivery{Body: v.Msg.Open(), Summary: v.Summary, Targets: targets}, v.Recipients)
+		b.Deliver(t, storage.Delivery{Body: v.Msg.Open(), Summary: v.Summary, Targets: targets, Once: once}, rcpts)
 	}
 	return nil
+}
+
+// onceKey is the key a message from another operator is taken once by
+// (storage.Delivery.Once): a hash of the envelope sender's domain (which
+// the MX checked belongs to that operator) and the Message-ID. An
+// operator that died between our 250 and recording it sends the message
+// again (RFC 5321 §6.1 allows the duplicate); the mailboxes that have the
+// key already drop it. Mail without a Message-ID, and mail from our own
+// users, have no key.
+func onceKey(env *Envelope) string {
+	if env.Source.Peer == nil {
+		return ""
+	}
+	id := strings.TrimSpace(env.Header.Get("Message-Id"))
+	if id == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(domainOf(env.From)) + "\x00" + id))
+	return hex.EncodeToString(sum[:])
+}
+
+// notYetReceived returns the recipients whose mailbox has not recorded
+// once, and logs the others.
+func (t *storeTarget) notYetReceived(ctx context.Context, env *Envelope, once string, rcpts []*Recipient) ([]*Recipient, error) {
+	ids := make([]int64, len(rcpts))
+	for i, r := range rcpts {
+		ids[i] = r.Mailbox
+	}
+	seen, err := t.p.store.Received(ctx, once, ids)
+	if err != nil {
+		return nil, temporary(err)
+	}
+	if len(seen) == 0 {
+		return rcpts, nil
+	}
+	var out []*Recipient
+	for _, r := range rcpts {
+		if seen[r.Mailbox] {
+			t.p.log.Info("duplicate from another operator dropped: the mailbox has this message already",
+				"tx", env.ID, "rcpt", r.Address, "message_id", env.Header.Get("Message-Id"), "from", env.From)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func (t *storeTarget) Commit(ctx context.Context, res *Committed) {}

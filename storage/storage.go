@@ -197,6 +197,13 @@ type Delivery struct {
 	// (queue.go) in the same transaction as the copies of the other
 	// deliveries; such a delivery has no Targets and adds no Appended.
 	Queue *Enqueue
+	// Once, when not "", is a key that the mailboxes of Targets record in
+	// the same transaction, kept for the changes window: Received tells
+	// which mailboxes have it already. The message path gives mail from
+	// another operator a key made of its sender's domain and Message-ID,
+	// so that a message the operator sends again (it died between our 250
+	// and recording it) is dropped rather than stored twice.
+	Once string
 }
 
 // Appended says where a delivered or appended message landed.
@@ -402,6 +409,9 @@ type Store interface {
 	// for the conformance suite. Not every tombstone of a mailbox need go
 	// at once, but one that is kept stays exact.
 	PruneChanges(ctx context.Context, before time.Time) error
+	// Received returns which of mailboxIDs recorded key (Delivery.Once)
+	// within the changes window. PruneChanges forgets the older keys.
+	Received(ctx context.Context, key string, mailboxIDs []int64) (map[int64]bool, error)
 
 	// Watch calls fn with hints of the changes to the mailbox committed
 	// after Watch returned. A hint is never the truth (the store is): it

@@ -27,8 +27,9 @@ import (
 // other's (`carepost trust add-ca`, Directory.AddTrustAnchor). Messages for
 // B wait in A's queue while B is down; B comes back, and A is killed
 // (SIGKILL) while it delivers them, then started again: every message
-// reaches B, none is lost, and a message is sent twice at most when A died
-// between B's 250 and recording it (at most as many as were in flight).
+// reaches B, none is lost, and none is stored twice: a message A sends
+// again because it died between B's 250 and recording it is dropped by B
+// (same sender domain and Message-ID).
 func TestKillWithQueuedMessages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills a server")
@@ -148,15 +149,10 @@ concurrency = 4
 	}
 	twice := 0
 	for id, k := range got {
-		if k > 2 {
-			t.Errorf("%s arrived %d times", id, k)
-		}
-		if k == 2 {
+		if k > 1 {
+			t.Errorf("%s is in bob's INBOX %d times: B should have dropped the resent copy by its Message-ID", id, k)
 			twice++
 		}
-	}
-	if twice > 4 { // the attempts in flight when A died (concurrency)
-		t.Errorf("%d messages arrived twice, more than were in flight", twice)
 	}
 	// A's queue is empty once everything is delivered.
 	for {
@@ -169,7 +165,7 @@ concurrency = 4
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("%d messages; %d delivered before the kill; %d twice", n, len(delivered), twice)
+	t.Logf("%d messages; %d delivered before the kill; %d stored twice", n, len(delivered), twice)
 }
 
 // count returns how many messages account's INBOX on srv holds.

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -202,6 +203,7 @@ func (db *DB) PruneChanges(ctx context.Context, before time.Time) error {
 			FROM (SELECT account_id, max(seq) AS m FROM account_changes WHERE at < ? GROUP BY account_id) AS x
 			WHERE accounts.id = x.account_id`,
 			"DELETE FROM account_changes WHERE at < ?",
+			"DELETE FROM received_once WHERE at < ?",
 		} {
 			if _, err := t.ExecContext(t.ctx, q, cut); err != nil {
 				return err
@@ -231,4 +233,32 @@ func (db *DB) pruneLoop(stop, done chan struct{}) {
 		db.PruneChanges(context.Background(), time.Now().Add(-db.window))
 		timer.Reset(every)
 	}
+}
+
+// Received implements storage.Store.
+func (db *DB) Received(ctx context.Context, key string, mailboxIDs []int64) (map[int64]bool, error) {
+	out := map[int64]bool{}
+	if key == "" || len(mailboxIDs) == 0 {
+		return out, nil
+	}
+	ids, err := json.Marshal(mailboxIDs)
+	if err != nil {
+		return nil, err
+	}
+	err = db.read(ctx, func(tx stx) error {
+		rows, err := tx.QueryContext(ctx, "SELECT mailbox_id FROM received_once WHERE key = ? AND mailbox_id IN (SELECT value FROM json_each(?))", key, string(ids))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			out[id] = true
+		}
+		return rows.Err()
+	})
+	return out, err
 }

@@ -188,3 +188,15 @@ CREATE TABLE IF NOT EXISTS store_tasks (
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO store_tasks (task) VALUES ('reseal-v2');
 `
+
+// mailSchemaV7: the keys of Delivery.Once, per mailbox (storage.Store
+// Received), pruned with the tombstones.
+const mailSchemaV7 = `
+CREATE TABLE IF NOT EXISTS received_once (
+	mailbox_id INTEGER NOT NULL,
+	key        TEXT NOT NULL,
+	at         INTEGER NOT NULL,
+	PRIMARY KEY (mailbox_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS received_once_at ON received_once(at);
+`

@@ -230,6 +230,12 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 					joinKeywords(fs.keywords), nanos, off, sb.size, modseq); err != nil {
 					return err
 				}
+				if d.Once != "" {
+					if _, err := t.ExecContext(t.ctx, "INSERT OR IGNORE INTO received_once (mailbox_id, key, at) VALUES (?, ?, ?)",
+						tg.MailboxID, d.Once, now.UnixNano()); err != nil {
+						return err
+					}
+				}
 				out = append(out, storage.Appended{MailboxID: tg.MailboxID, UIDValidity: uidValidity, UID: uid, ModSeq: modseq})
 				t.publish(storage.Change{Kind: storage.MessageAdded, MailboxID: tg.MailboxID, UID: uid,
 					Flags: formatFlags(fs.bits, joinKeywords(fs.keywords)), ModSeq: modseq,

@@ -3,7 +3,8 @@ package sqlite
 // migrations run in order, each once, recorded in PRAGMA user_version.
 // Append new steps; never edit a step that has shipped.
 //
-// mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs),
+// mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs; V7
+// the keys of deliveries taken once),
 // directorySchemaV1 to V5 in directory_schema.go (entries, credentials,
 // trust space; members' roles; credential epochs; the reason of a
 // duplicate national identifier; trust list provenance and CA anchors);
@@ -21,4 +22,5 @@ var migrations = []string{
 	directorySchemaV4,
 	queueSchemaV1,
 	directorySchemaV5,
+	mailSchemaV7,
 }
