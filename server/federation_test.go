@@ -72,12 +72,16 @@ func startPair(t *testing.T, bAddr string, queue server.QueueConfig) *pair {
 	if bAddr == "" {
 		bAddr = freePort(t)
 	}
+	aAddr := freePort(t)
 	b := servertest.Start(t, func(c *server.Config) {
 		c.Hostname, c.Domains, c.PatientDomain = "mx.b.test", []string{"b.test"}, ""
 		c.Listen.SMTP = bAddr
+		c.Routes = map[string]string{"a.test": aAddr}
+		c.Queue = queue
 	})
 	a := servertest.Start(t, func(c *server.Config) {
 		c.Hostname, c.Domains, c.PatientDomain = "mx.a.test", []string{"a.test"}, ""
+		c.Listen.SMTP = aAddr
 		c.Routes = map[string]string{"b.test": bAddr}
 		c.Queue = queue
 		copyDir(t, b.PKI.Dir(), filepath.Join(c.Data, "pki"))
@@ -295,4 +299,57 @@ func TestFederationExpiryDSN(t *testing.T) {
 		t.Fatal("the DSN copies the body of the message")
 	}
 	waitQueueEmpty(t, p.a)
+}
+
+// Mail crosses both ways; an operator outside the trust space (C, its own
+// CA, trusted by nobody) is refused in both directions: A refuses C's
+// server at MAIL, so that C's sender gets a delivery status notification
+// and nothing reaches A's mailbox; A's user cannot write to C's domain.
+func TestFederationBothWaysAndOutsider(t *testing.T) {
+	p := startPair(t, "", fastQueue())
+	if err := submit(t, p.b, p.bob, p.bob, []string{p.alice}, message(p.bob, p.alice, "Réponse", "Reçu, merci.")); err != nil {
+		t.Fatalf("B to A: %v", err)
+	}
+	if got := inbox(t, p.a, p.alice, 1); !bytes.Contains(got[0], []byte("Reçu, merci.")) {
+		t.Fatalf("A's copy: %q", got[0])
+	}
+	if err := submit(t, p.a, p.alice, p.alice, []string{p.bob}, message(p.alice, p.bob, "Suite", "Bien noté.")); err != nil {
+		t.Fatalf("A to B: %v", err)
+	}
+	inbox(t, p.b, p.bob, 1)
+
+	c := servertest.Start(t, func(c *server.Config) {
+		c.Hostname, c.Domains, c.PatientDomain = "mx.c.test", []string{"c.test"}, ""
+		c.Routes = map[string]string{"a.test": p.a.AddrOf("smtp")}
+		c.Queue = fastQueue()
+	})
+	ctx := context.Background()
+	if err := c.Dir.AddTrustedDomain(ctx, "a.test", "operator A, as C sees it"); err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(p.a.PKI.CAPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Dir.AddTrustAnchor(ctx, pem); err != nil {
+		t.Fatal(err)
+	}
+	eve := c.AddProfessional("eve", password)
+	if err := submit(t, c, eve, eve, []string{p.alice}, message(eve, p.alice, "Intrus", "Ceci ne doit pas arriver.")); err != nil {
+		t.Fatalf("C accepts for its queue: %v", err)
+	}
+	dsn := inbox(t, c, eve, 1)
+	if !bytes.Contains(dsn[0], []byte("report-type=delivery-status")) || !bytes.Contains(dsn[0], []byte(p.alice)) ||
+		!bytes.Contains(dsn[0], []byte("5.7.1")) {
+		t.Fatalf("C's sender got no notification of the refusal:\n%s", dsn[0])
+	}
+	for _, m := range inbox(t, p.a, p.alice, 1) {
+		if bytes.Contains(m, []byte("Ceci ne doit pas arriver.")) {
+			t.Fatal("A stored a message from outside the trust space")
+		}
+	}
+	err = submit(t, p.a, p.alice, p.alice, []string{"eve@c.test"}, message(p.alice, "eve@c.test", "x", "x"))
+	if err == nil || !strings.Contains(err.Error(), "550") || !strings.Contains(err.Error(), "c.test") {
+		t.Fatalf("A to C: %v, want a 550 naming c.test", err)
+	}
 }
