@@ -183,14 +183,7 @@ func TestOpenRelease(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	t.Cleanup(func() { db.Close() })
 	ctx := t.Context()
-	const alice = "alice@carepost.test"
-	if err := db.CreateAccount(ctx, alice); err != nil {
-		t.Fatal(err)
-	}
-	inbox, err := db.GetMailbox(ctx, alice, "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
+	inbox := storage.Mailbox{ID: aliceInbox(t, db, 0)}
 	c := cache.New(db, cache.Options{})
 	defer c.Stop()
 	var wg sync.WaitGroup

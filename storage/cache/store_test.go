@@ -34,6 +34,28 @@ func TestMailConformance(t *testing.T) {
 	})
 }
 
+// aliceInbox creates alice's account in db, delivers n small messages to
+// her INBOX and returns its ID.
+func aliceInbox(t *testing.T, db storage.Store, n int) int64 {
+	t.Helper()
+	ctx := t.Context()
+	const alice = "alice@carepost.test"
+	if err := db.CreateAccount(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := db.GetMailbox(ctx, alice, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		msg := "Subject: m" + strings.Repeat("x", i) + "\r\n\r\nbody\r\n"
+		if _, err := db.Deliver(ctx, strings.NewReader(msg), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return inbox.ID
+}
+
 // countingDigests counts the UIDs the cache asks the wrapped store for.
 type countingDigests struct {
 	storage.Store
@@ -51,20 +73,7 @@ func TestDigestsThroughCache(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	t.Cleanup(func() { db.Close() })
 	ctx := t.Context()
-	const alice = "alice@carepost.test"
-	if err := db.CreateAccount(ctx, alice); err != nil {
-		t.Fatal(err)
-	}
-	inbox, err := db.GetMailbox(ctx, alice, "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 5 {
-		msg := "Subject: m" + strings.Repeat("x", i) + "\r\n\r\nbody\r\n"
-		if _, err := db.Deliver(ctx, strings.NewReader(msg), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	inbox := storage.Mailbox{ID: aliceInbox(t, db, 5)}
 	counting := &countingDigests{Store: db}
 	c := cache.New(counting, cache.Options{})
 	defer c.Stop()
@@ -115,20 +124,7 @@ func TestDigestsForgetExpunged(t *testing.T) {
 				writer = other
 			}
 			ctx := t.Context()
-			const alice = "alice@carepost.test"
-			if err := db.CreateAccount(ctx, alice); err != nil {
-				t.Fatal(err)
-			}
-			inbox, err := db.GetMailbox(ctx, alice, "INBOX")
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range 4 {
-				msg := "Subject: m" + strings.Repeat("x", i) + "\r\n\r\nbody\r\n"
-				if _, err := db.Deliver(ctx, strings.NewReader(msg), []storage.Target{{MailboxID: inbox.ID}}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			inbox := storage.Mailbox{ID: aliceInbox(t, db, 4)}
 			c := cache.New(db, cache.Options{})
 			defer c.Stop()
 			mb, err := c.Open(ctx, inbox.ID)
