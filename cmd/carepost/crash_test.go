@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,19 +107,7 @@ func TestKillDuringDeliveryToTwoRecipients(t *testing.T) {
 		t.Fatal("no CA certificate")
 	}
 	addr := freePort(t)
-	conf := filepath.Join(t.TempDir(), "carepost.toml")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, `data = %q
-hostname = "localhost"
-[listen]
-smtp = ""
-submission = ""
-submissions = %q
-imap = ""
-imaps = ""
-https = ""
-`, data, addr), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	conf := serveConfig(t, data, addr)
 	tlsConf := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 
 	var mu sync.Mutex
