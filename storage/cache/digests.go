@@ -31,17 +31,7 @@ func (c *Store) Digests(ctx context.Context, mailboxID int64, uids []uint32, hea
 		// Every message (nil), or nothing worth caching.
 		return c.Store.Digests(ctx, mailboxID, uids, header, summary)
 	}
-	out := make([]storage.Digest, 0, len(uids))
-	var miss []uint32
-	k := digestKey{mailbox: mailboxID}
-	for _, uid := range uids {
-		k.uid = uid
-		if d, ok := c.digests.get(k, header, summary); ok {
-			out = append(out, d)
-		} else {
-			miss = append(miss, uid)
-		}
-	}
+	out, miss := c.digests.getMany(mailboxID, uids, header, summary)
 	c.digestHits.Add(uint64(len(out)))
 	c.digestMisses.Add(uint64(len(miss)))
 	if len(miss) == 0 {
@@ -51,10 +41,7 @@ func (c *Store) Digests(ctx context.Context, mailboxID int64, uids []uint32, hea
 	if err != nil {
 		return nil, err
 	}
-	for i := range ds {
-		k.uid = ds[i].UID
-		c.digests.put(k, ds[i])
-	}
+	c.digests.putMany(mailboxID, ds)
 	if len(out) == 0 {
 		return ds, nil
 	}
@@ -108,11 +95,34 @@ func (c *digestCache) bytes() int {
 	return c.size
 }
 
+// getMany returns the digests of uids that it holds with what is asked,
+// and the UIDs it does not, under one lock (every session of the server
+// shares it).
+func (c *digestCache) getMany(mailboxID int64, uids []uint32, header, summary bool) (hit []storage.Digest, miss []uint32) {
+	hit = make([]storage.Digest, 0, len(uids))
+	k := digestKey{mailbox: mailboxID}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, uid := range uids {
+		k.uid = uid
+		if d, ok := c.getLocked(k, header, summary); ok {
+			hit = append(hit, d)
+		} else {
+			miss = append(miss, uid)
+		}
+	}
+	return hit, miss
+}
+
 // get returns the digest of uid when it holds what is asked (a header
 // section, a summary or both).
 func (c *digestCache) get(k digestKey, header, summary bool) (storage.Digest, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.getLocked(k, header, summary)
+}
+
+func (c *digestCache) getLocked(k digestKey, header, summary bool) (storage.Digest, bool) {
 	el, ok := c.m[k]
 	if !ok {
 		return storage.Digest{}, false
@@ -148,11 +158,24 @@ func (c *digestCache) forget(k digestKey) {
 // large, or stored before summaries) stays without one here, so that a
 // FETCH of its summary reads it again and falls back as before.
 func (c *digestCache) put(k digestKey, d storage.Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(k, d)
+}
+
+// putMany is put for what one Digests call read, under one lock.
+func (c *digestCache) putMany(mailboxID int64, ds []storage.Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range ds {
+		c.putLocked(digestKey{mailbox: mailboxID, uid: ds[i].UID}, ds[i])
+	}
+}
+
+func (c *digestCache) putLocked(k digestKey, d storage.Digest) {
 	if d.Header == nil && d.Summary == nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if el, ok := c.m[k]; ok {
 		e := el.Value.(*digestEntry)
 		c.size -= len(e.header) + len(e.summary)

@@ -26,11 +26,8 @@ func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op
 	var out []storage.FlagUpdate
 	err = db.writeState(ctx, func(t *wtx) error {
 		out = out[:0]
-		if err := mailboxExists(t.ctx, t, mailboxID); err != nil {
-			return err
-		}
 		if len(uids) == 0 {
-			return nil
+			return mailboxExists(t.ctx, t, mailboxID)
 		}
 		rows, err := t.QueryContext(t.ctx, `SELECT uid, flags, keywords, modseq FROM messages
 			WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid`, mailboxID, uidsJSON(uids))
@@ -64,7 +61,13 @@ func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op
 			return err
 		}
 		var modseq uint64
-		if changed > 0 {
+		if changed == 0 {
+			// Nothing to write: the mailbox must still exist. When
+			// something changes, reserve fails for a mailbox that is gone.
+			if err := mailboxExists(t.ctx, t, mailboxID); err != nil {
+				return err
+			}
+		} else {
 			var kw string
 			if _, modseq, _, kw, err = reserve(t, mailboxID, 0); err != nil {
 				return err
@@ -257,19 +260,16 @@ func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) (stor
 	var modseq uint64
 	err := db.writeState(ctx, func(t *wtx) error {
 		out = nil
-		err := t.QueryRowContext(t.ctx, "SELECT highest_modseq FROM mailboxes WHERE id = ?", mailboxID).Scan(&modseq)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
-		}
-		if err != nil {
-			return err
-		}
+		// The messages go first: when some do, reserve reads the MODSEQ
+		// (and fails for a mailbox that is gone, which has no messages
+		// anyway); only an expunge with nothing to expunge reads it alone.
 		var rows *sql.Rows
+		var err error
 		const del = "DELETE FROM messages WHERE mailbox_id = ? AND flags & ? != 0"
 		if uids == nil {
 			rows, err = t.QueryContext(t.ctx, del+" RETURNING uid", mailboxID, flagDeleted)
 		} else if len(uids) == 0 {
-			return nil
+			return currentModSeq(t, mailboxID, &modseq)
 		} else {
 			rows, err = t.QueryContext(t.ctx, del+" AND uid IN (SELECT value FROM json_each(?)) RETURNING uid", mailboxID, flagDeleted, uidsJSON(uids))
 		}
@@ -289,7 +289,7 @@ func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) (stor
 			return err
 		}
 		if len(out) == 0 {
-			return nil
+			return currentModSeq(t, mailboxID, &modseq)
 		}
 		sortUIDs(out)
 		if _, modseq, _, _, err = reserve(t, mailboxID, 0); err != nil {
@@ -307,4 +307,14 @@ func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) (stor
 		return storage.ExpungeResult{}, err
 	}
 	return storage.ExpungeResult{UIDs: out, ModSeq: modseq}, nil
+}
+
+// currentModSeq reads a mailbox's HIGHESTMODSEQ into modseq, or fails
+// with storage.ErrNoMailbox.
+func currentModSeq(t *wtx, mailboxID int64, modseq *uint64) error {
+	err := t.QueryRowContext(t.ctx, "SELECT highest_modseq FROM mailboxes WHERE id = ?", mailboxID).Scan(modseq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
+	}
+	return err
 }
