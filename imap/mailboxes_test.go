@@ -166,6 +166,15 @@ func TestHierarchy(t *testing.T) {
 	if st := r.ok(`STATUS "Old Inbox" (MESSAGES)`); find(st, "MESSAGES 1") == "" {
 		t.Errorf("renamed INBOX: %q", st)
 	}
+	// The session wrote into INBOX before the rename: what it appends now
+	// still goes into INBOX, not after the messages that moved away.
+	r.mustAppend("INBOX", "", "", simple(users[0], users[0], "two", "y"))
+	if st := r.ok(`STATUS INBOX (MESSAGES)`); find(st, "MESSAGES 1") == "" {
+		t.Errorf("INBOX after an APPEND following its RENAME: %q", st)
+	}
+	if st := r.ok(`STATUS "Old Inbox" (MESSAGES)`); find(st, "MESSAGES 1") == "" {
+		t.Errorf("renamed INBOX after an APPEND to INBOX: %q", st)
+	}
 }
 
 // SUBSCRIBE, UNSUBSCRIBE and LSUB (RFC 9051 §6.3.7-8, RFC 3501 §6.3.9),

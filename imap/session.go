@@ -39,8 +39,11 @@ type session struct {
 	account   string
 	sel       *view  // selected mailbox, nil if none
 	selAcct   string // the account sel belongs to (the user's or a shared one)
-	closed    bool
-	bad       pendingBad // imap/syntax.go
+	// inboxes are the IDs of the INBOXes this session wrote into, by
+	// account (destinationMailbox).
+	inboxes map[string]int64
+	closed  bool
+	bad     pendingBad // imap/syntax.go
 	// unregister takes the session out of Options.Sessions (revoke.go).
 	unregister func()
 }

@@ -109,7 +109,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 func (s *session) destination(name string) (storage.Mailbox, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	mb, t, err := s.mailbox(ctx, name)
+	mb, t, err := s.destinationMailbox(ctx, name)
 	if errors.Is(err, storage.ErrNoMailbox) || errors.Is(err, storage.ErrNoAccount) {
 		return mb, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate,
 			Text: "The destination mailbox does not exist"}
@@ -118,6 +118,43 @@ func (s *session) destination(name string) (storage.Mailbox, error) {
 		return mb, s.mapError("copy", err)
 	}
 	return mb, s.allow("copy", t.account, auth.Insert, fmt.Sprintf("add messages to %q", name))
+}
+
+// destinationMailbox resolves the mailbox that COPY, MOVE or APPEND
+// writes into. An INBOX's ID is kept for the session after the first
+// lookup: an INBOX is never deleted (RFC 9051 §6.3.4), renaming it keeps
+// it (only its messages move), and IDs are never reused (storage.Store),
+// so the ID stays right; the store checks the mailbox again in the write
+// itself, and a failure there (the account closed and made again)
+// forgets it (forgetDestination). Every other name is looked up each
+// time: it can be renamed or deleted by another session. The rights are
+// checked by the caller every time, either way.
+func (s *session) destinationMailbox(ctx context.Context, name string) (storage.Mailbox, target, error) {
+	t, err := s.resolve(ctx, name)
+	if err != nil {
+		return storage.Mailbox{}, t, err
+	}
+	if t.name == "INBOX" {
+		if id, ok := s.inboxes[t.account]; ok {
+			return storage.Mailbox{ID: id, Account: t.account, Name: t.name}, t, nil
+		}
+	}
+	mb, err := s.srv.opts.Store.GetMailbox(ctx, t.account, t.name)
+	if err == nil && t.name == "INBOX" {
+		if s.inboxes == nil {
+			s.inboxes = make(map[string]int64, 1)
+		}
+		s.inboxes[t.account] = mb.ID
+	}
+	return mb, t, err
+}
+
+// forgetDestination drops the INBOX ID that destinationMailbox kept, when
+// a write into it found no mailbox.
+func (s *session) forgetDestination(dst storage.Mailbox, err error) {
+	if errors.Is(err, storage.ErrNoMailbox) || errors.Is(err, storage.ErrNoAccount) {
+		delete(s.inboxes, dst.Account)
+	}
 }
 
 // Copy copies messages (RFC 9051 §6.4.7) and returns COPYUID (RFC 4315).
@@ -136,6 +173,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err e
 	defer cancel()
 	res, err := s.srv.opts.Store.Copy(ctx, v.id, uidsOf(refs), dst.ID)
 	if err != nil {
+		s.forgetDestination(dst, err)
 		return nil, s.mapError("copy", err)
 	}
 	s.confirm(ctx, dst.ID, res.ModSeq)
@@ -166,6 +204,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	defer cancel()
 	res, err := s.srv.opts.Store.Move(ctx, v.id, uidsOf(refs), dst.ID)
 	if err != nil {
+		s.forgetDestination(dst, err)
 		return s.mapError("move", err)
 	}
 	// The EXPUNGEs (and, for a MOVE into the same mailbox, the new
@@ -260,6 +299,7 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	})
 	body.release()
 	if err != nil {
+		s.forgetDestination(dst, err)
 		return nil, s.mapError("append", err)
 	}
 	s.confirm(ctx, dst.ID, res.ModSeq)
