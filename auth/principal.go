@@ -70,3 +70,18 @@ func FromContext(ctx context.Context) *Principal {
 	p, _ := ctx.Value(principalKey{}).(*Principal)
 	return p
 }
+
+// Actor names the principal in an audit event (storage.AuditRecord): its
+// address, "peer:" and the certificate name for another operator,
+// "system" for nobody; with its mechanism and source address.
+func (p *Principal) Actor() (actor, mechanism, source string) {
+	switch {
+	case p == nil:
+		return "system", "", ""
+	case p.Mechanism == MechPeer:
+		return "peer:" + p.Address, string(p.Mechanism), p.Source
+	case p.Address == "":
+		return "system", string(p.Mechanism), p.Source
+	}
+	return p.Address, string(p.Mechanism), p.Source
+}

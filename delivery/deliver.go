@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/refusal"
 	"github.com/carepost/carepost/storage"
@@ -99,6 +100,7 @@ func (p *Pipeline) finish(ctx context.Context, env *Envelope, msg Staged, chain 
 // finishWith is finish, calling committed (if not nil) with what the
 // commit stored, before the hooks start.
 func (p *Pipeline) finishWith(ctx context.Context, env *Envelope, msg Staged, chain []Transform, targets map[directory.Route]Target, committed func(*Committed)) error {
+	ctx = withActor(ctx, env.Source)
 	vs, err := runTransforms(ctx, chain, env, []Version{{Msg: msg, Recipients: env.Recipients}})
 	if err != nil {
 		return asRefusal(err)
@@ -259,4 +261,31 @@ func (c *countingReader) Read(p []byte) (int, error) {
 		c.err = err
 	}
 	return n, err
+}
+
+// withActor makes the context name who hands the message in, as the actor
+// of the store's audit events (storage.AuditRecord): the user, or the
+// other operator by its certificate's subject; nobody (the system) for
+// the server's own notifications.
+func withActor(ctx context.Context, src Source) context.Context {
+	if auth.FromContext(ctx) != nil {
+		return ctx
+	}
+	switch {
+	case src.Principal != nil:
+		return auth.WithPrincipal(ctx, src.Principal)
+	case src.Peer != nil:
+		return auth.WithPrincipal(ctx, &auth.Principal{Address: src.Peer.Subject, Mechanism: auth.MechPeer, Source: src.RemoteAddr})
+	}
+	return ctx
+}
+
+// MessageID is the message's Message-ID without its angle brackets (the
+// one the server added on submission if it had none), "" if it has none.
+func (env *Envelope) MessageID() string {
+	if env.addedMessageID != "" {
+		return env.addedMessageID
+	}
+	id := strings.TrimSpace(env.Header.Get("Message-Id"))
+	return strings.TrimSuffix(strings.TrimPrefix(id, "<"), ">")
 }

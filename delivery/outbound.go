@@ -33,7 +33,8 @@ func (t *queueTarget) Body(ctx context.Context, env *Envelope, vs []Version, b *
 		for i, r := range v.Recipients {
 			addrs[i] = r.Address
 		}
-		b.Deliver(t, storage.Delivery{Body: v.Msg.Open(), Queue: &storage.Enqueue{From: env.From, Recipients: addrs}}, v.Recipients)
+		b.Deliver(t, storage.Delivery{Body: v.Msg.Open(), Queue: &storage.Enqueue{From: env.From, Recipients: addrs},
+			MessageID: env.MessageID(), Action: "queue.add"}, v.Recipients)
 	}
 	return nil
 }

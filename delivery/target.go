@@ -137,7 +137,12 @@ func (t *storeTarget) Body(ctx context.Context, env *Envelope, vs []Version, b *
 			}
 			targets[i] = storage.Target{MailboxID: r.Mailbox, Flags: r.Flags, InternalDate: date}
 		}
-		b.Deliver(t, storage.Delivery{Body: v.Msg.Open(), Summary: v.Summary, Targets: targets, Once: once}, rcpts)
+		action := "message.deliver"
+		if env.Source.Append {
+			action = "message.append"
+		}
+		b.Deliver(t, storage.Delivery{Body: v.Msg.Open(), Summary: v.Summary, Targets: targets, Once: once,
+			MessageID: env.MessageID(), Action: action}, rcpts)
 	}
 	return nil
 }

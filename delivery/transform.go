@@ -24,6 +24,9 @@ type Envelope struct {
 	Header textproto.Header
 	// Received is when the message was received (Received:, INTERNALDATE).
 	Received time.Time
+	// addedMessageID is the Message-ID the trace transform gave a
+	// submitted message that had none (without angle brackets).
+	addedMessageID string
 	// headerLen is the length of the header fields of the message as
 	// received, without the empty line that ends them.
 	headerLen int64
@@ -152,6 +155,9 @@ func (t traceTransform) Apply(ctx context.Context, env *Envelope, v Version) ([]
 		return []Version{v}, nil
 	}
 	extra := submissionFields(env.Header, t.hostname, env.ID, env.Received)
+	if !env.Header.Has("Message-Id") {
+		env.addedMessageID = env.ID + "@" + t.hostname
+	}
 	if len(extra) == 0 {
 		v.Msg = Prefix(prefix.Bytes(), v.Msg)
 		return []Version{v}, nil

@@ -204,6 +204,11 @@ type Delivery struct {
 	// so that a message the operator sends again (it died between our 250
 	// and recording it) is dropped rather than stored twice.
 	Once string
+	// MessageID is the message's Message-ID (without angle brackets), the
+	// object of its audit events; Action is their action, "" for
+	// "message.deliver" (or "queue.add" for a queue entry).
+	MessageID string
+	Action    string
 }
 
 // Appended says where a delivered or appended message landed.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/carepost/carepost/storage"
@@ -57,7 +58,30 @@ func logAccount(t *wtx, accountID int64, kind storage.AccountChangeKind, mailbox
 	}
 	_, err := t.ExecContext(t.ctx, "INSERT INTO account_changes (account_id, seq, kind, mailbox_id, name, old_name, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		accountID, seq, int(kind), mailboxID, name, oldName, time.Now().UnixNano())
-	return err
+	if err != nil || !t.audit {
+		return err
+	}
+	action := accountChangeActions[kind]
+	if action == "" {
+		return nil // subscriptions are no access to health data
+	}
+	var account string
+	if err := t.QueryRowContext(t.ctx, "SELECT name FROM accounts WHERE id = ?", accountID).Scan(&account); err != nil {
+		return err
+	}
+	d := map[string]string{"mailbox": strconv.FormatInt(mailboxID, 10)}
+	if oldName != "" {
+		d["old_name"] = oldName
+	}
+	return t.event(action, account+"/"+name, d)
+}
+
+// accountChangeActions are the audit actions of the account changes that
+// are recorded (logAccount).
+var accountChangeActions = map[storage.AccountChangeKind]string{
+	storage.AccountMailboxCreated: "mailbox.create",
+	storage.AccountMailboxDeleted: "mailbox.delete",
+	storage.AccountMailboxRenamed: "mailbox.rename",
 }
 
 // The reads of Changes: the mailbox row, then the messages whose MODSEQ

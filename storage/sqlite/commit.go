@@ -94,6 +94,8 @@ type wtx struct {
 	stx
 	ctx context.Context
 	o   *op
+	// audit: record the op's events (Options.Audit, audit.go).
+	audit bool
 }
 
 // publish records a change, published once the transaction commits.
@@ -444,7 +446,7 @@ func (db *DB) runBatch(ctx context.Context, tx *sql.Tx, batch []*op) error {
 		o := batch[0]
 		err := o.ctx.Err()
 		if err == nil {
-			err = runOp(&wtx{stx: st, ctx: ctx, o: o})
+			err = runOp(&wtx{stx: st, ctx: ctx, o: o, audit: db.audit})
 		}
 		if err != nil {
 			o.err, o.changes, o.garbage = err, nil, nil
@@ -460,7 +462,7 @@ func (db *DB) runBatch(ctx context.Context, tx *sql.Tx, batch []*op) error {
 		if _, err := st.ExecContext(ctx, "SAVEPOINT op"); err != nil {
 			return err
 		}
-		if err := runOp(&wtx{stx: st, ctx: ctx, o: o}); err != nil {
+		if err := runOp(&wtx{stx: st, ctx: ctx, o: o, audit: db.audit}); err != nil {
 			o.err, o.changes, o.garbage = err, nil, nil
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO op; RELEASE op"); err != nil {
 				return err

@@ -77,6 +77,9 @@ type Options struct {
 	// (the server's carepost_store_fsync_seconds). It runs on the path of
 	// every durable commit: it must be cheap.
 	ObserveFsync func(time.Duration)
+	// Audit, when set, records an audit event (storage.AuditLog) in the
+	// transaction of every change of the mail store (audit.go).
+	Audit bool
 }
 
 // busyTimeout is how long a connection waits for a lock held by another.
@@ -118,6 +121,7 @@ type DB struct {
 	committed chan struct{} // closed when the committer has exited
 	commits   atomic.Int64  // transactions committed by the committer (tests, metrics)
 	deferFlag bool          // Options.DeferFlagSync
+	audit     bool          // Options.Audit
 	// observeFsync is Options.ObserveFsync, or nil.
 	observeFsync func(time.Duration)
 	sync         syncer // the syncer (commit.go)
@@ -207,7 +211,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(0)
 	db := &DB{
-		dir: dir, key: opts.Key, blobs: bs, w: w, r: r, ckpt: ckpt, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync, observeFsync: opts.ObserveFsync,
+		dir: dir, key: opts.Key, blobs: bs, w: w, r: r, ckpt: ckpt, lock: lock, inline: inlineLimit(opts.InlineLimit), summarize: opts.Summarize, deferFlag: opts.DeferFlagSync, observeFsync: opts.ObserveFsync, audit: opts.Audit,
 		wstmts: newStmtCache(w), rstmts: newStmtCache(r),
 		window: changeWindow(opts.ChangeWindow),
 		path:   path, watchEvery: watchInterval(opts.WatchInterval),

@@ -210,6 +210,10 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 				if err := insertQueued(t, blobID, sb.size, d.Queue, now); err != nil {
 					return err
 				}
+				if err := t.event(cmp.Or(d.Action, "queue.add"), d.MessageID, map[string]string{
+					"from": d.Queue.From, "recipients": strings.Join(d.Queue.Recipients, ","), "size": strconv.FormatInt(sb.size, 10)}); err != nil {
+					return err
+				}
 				continue
 			}
 			if sb.header != nil || sb.summary != nil {
@@ -235,6 +239,11 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 						tg.MailboxID, d.Once, now.UnixNano()); err != nil {
 						return err
 					}
+				}
+				if err := t.event(cmp.Or(d.Action, "message.deliver"), d.MessageID, map[string]string{
+					"mailbox": strconv.FormatInt(tg.MailboxID, 10), "uid": strconv.FormatUint(uint64(uid), 10),
+					"size": strconv.FormatInt(sb.size, 10)}); err != nil {
+					return err
 				}
 				out = append(out, storage.Appended{MailboxID: tg.MailboxID, UIDValidity: uidValidity, UID: uid, ModSeq: modseq})
 				t.publish(storage.Change{Kind: storage.MessageAdded, MailboxID: tg.MailboxID, UID: uid,

@@ -8,7 +8,8 @@ package sqlite
 // directorySchemaV1 to V5 in directory_schema.go (entries, credentials,
 // trust space; members' roles; credential epochs; the reason of a
 // duplicate national identifier; trust list provenance and CA anchors);
-// queueSchemaV1 in queue.go (the outbound queue).
+// queueSchemaV1 in queue.go (the outbound queue); auditSchemaV1 in
+// audit.go (the audit trail).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -23,4 +24,5 @@ var migrations = []string{
 	queueSchemaV1,
 	directorySchemaV5,
 	mailSchemaV7,
+	auditSchemaV1,
 }

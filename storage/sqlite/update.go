@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/carepost/carepost/storage"
 )
@@ -98,13 +100,31 @@ func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op
 			}
 			out = append(out, u)
 		}
-		return nil
+		if changed == 0 {
+			return nil
+		}
+		var uidsChanged []uint32
+		for _, r := range list {
+			if r.nbits != r.bits || r.nkw != r.kw {
+				uidsChanged = append(uidsChanged, r.uid)
+			}
+		}
+		return t.event("message.flags", mailboxObject(mailboxID), map[string]string{
+			"mailbox": strconv.FormatInt(mailboxID, 10), "uids": uidList(uidsChanged),
+			"op": flagOpNames[op], "flags": strings.Join(flags, " ")})
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
+
+// flagOpNames name the flag operations in audit events.
+var flagOpNames = map[storage.FlagOp]string{storage.FlagsSet: "set", storage.FlagsAdd: "add", storage.FlagsRemove: "remove"}
+
+// mailboxObject is the object of an audit event about messages of a
+// mailbox, by its ID (never reused, storage.Store).
+func mailboxObject(id int64) string { return "mailbox:" + strconv.FormatInt(id, 10) }
 
 // sameKeywords compares two keyword lists as sets, case-insensitively.
 func sameKeywords(a, b string) bool {
@@ -226,7 +246,7 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 				InternalDate: zones.Date(r.date, r.off), Size: r.size})
 		}
 		if !move {
-			return nil
+			return t.event("message.copy", mailboxObject(srcID), copyDetails(srcID, dstID, res))
 		}
 		if _, err := t.ExecContext(t.ctx, "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
 			srcID, uidsJSON(res.SourceUIDs)); err != nil {
@@ -245,7 +265,7 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 		for _, uid := range res.SourceUIDs {
 			t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: srcID, UID: uid, ModSeq: res.SourceModSeq})
 		}
-		return nil
+		return t.event("message.move", mailboxObject(srcID), copyDetails(srcID, dstID, res))
 	})
 	if err != nil {
 		return storage.CopyResult{}, err
@@ -301,6 +321,10 @@ func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) (stor
 		for _, uid := range out {
 			t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: mailboxID, UID: uid, ModSeq: modseq})
 		}
+		if err := t.event("message.expunge", mailboxObject(mailboxID), map[string]string{
+			"mailbox": strconv.FormatInt(mailboxID, 10), "uids": uidList(out)}); err != nil {
+			return err
+		}
 		return t.collectGarbage()
 	})
 	if err != nil {
@@ -317,4 +341,11 @@ func currentModSeq(t *wtx, mailboxID int64, modseq *uint64) error {
 		return fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
 	}
 	return err
+}
+
+// copyDetails are the details of a copy's or a move's audit event.
+func copyDetails(srcID, dstID int64, res storage.CopyResult) map[string]string {
+	return map[string]string{
+		"mailbox": strconv.FormatInt(srcID, 10), "uids": uidList(res.SourceUIDs),
+		"dest": strconv.FormatInt(dstID, 10), "dest_uids": uidList(res.DestUIDs)}
 }

@@ -1,0 +1,89 @@
+package storage
+
+import (
+	"context"
+	"time"
+)
+
+// The audit trail as the store keeps it (package audit chains, signs and
+// verifies it; docs/audit.md).
+//
+// An event that records a change is written by the backend in the same
+// transaction as the change (a delivery, an APPEND, a flag change, a
+// copy, a move, an expunge, a mailbox created, renamed or deleted), so
+// that a crash keeps both or neither. Events that record no change (a
+// login, a read of a message) are appended with AppendAudit. Every event
+// gets the next sequence number of the store, in commit order, and no
+// hash: the sealer (audit.Sealer) reads the unsealed events in order and
+// seals each with the hash of the chain (SealAudit), so that the write of
+// a change never waits for the chain.
+
+// AuditRecord is one event of the audit trail.
+type AuditRecord struct {
+	// Seq is the event's number in the store, from 1, in commit order.
+	Seq int64
+	// Time is when it happened (UTC, milliseconds).
+	Time time.Time
+	// Actor is who acted: a mailbox address, "peer:" and a certificate
+	// subject for another operator, or "system".
+	Actor string
+	// Mechanism is how the actor authenticated (auth.Mechanism), "" for
+	// the system.
+	Mechanism string
+	// Source is the remote address ("ip:port"), "" for a local actor.
+	Source string
+	// Action is what was done, a dotted name ("message.append").
+	Action string
+	// Object is what it was done to: a Message-ID, a mailbox, a message
+	// ("mailbox-address/Folder;UID=n"), a directory entry.
+	Object string
+	// Outcome is "ok", or what went wrong ("refused", "failed").
+	Outcome string
+	// Details are more facts, never a password, a token, a key or a
+	// message's content.
+	Details map[string]string
+	// Hash is the event's hash in the chain (audit.Chain), nil until it is
+	// sealed.
+	Hash []byte
+}
+
+// AuditQuery selects events (AuditEvents). Zero fields select all.
+type AuditQuery struct {
+	After  int64     // events with Seq > After
+	Since  time.Time // events at or after Since
+	Actor  string    // exact actor
+	Object string    // events whose Object contains this text
+	Action string    // exact action
+	Limit  int       // at most Limit events (0: no limit)
+}
+
+// AuditCheckpoint is a signed statement of the chain's head: the event Seq
+// had hash Hash, signed by the operator (audit.Checkpoint).
+type AuditCheckpoint struct {
+	Seq       int64
+	Hash      []byte
+	Time      time.Time
+	Signature []byte // over audit.CheckpointMessage(Seq, Hash, Time)
+}
+
+// AuditLog is the audit trail of a store.
+type AuditLog interface {
+	// AppendAudit appends events that record no change of the store. It
+	// returns once they are committed (not necessarily synced: a power
+	// cut may lose the last second of them).
+	AppendAudit(ctx context.Context, recs []AuditRecord) error
+	// UnsealedAudit returns up to limit events without a hash, in Seq
+	// order, and the hash of the event just before the first of them
+	// (nil when there is none).
+	UnsealedAudit(ctx context.Context, limit int) (prev []byte, recs []AuditRecord, err error)
+	// SealAudit records the hashes of events returned by UnsealedAudit.
+	// It refuses to seal an event that is sealed already or whose
+	// predecessor is not: the chain is sealed in order, once.
+	SealAudit(ctx context.Context, recs []AuditRecord) error
+	// AuditEvents reads events in Seq order.
+	AuditEvents(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
+	// AddAuditCheckpoint stores a checkpoint; AuditCheckpoints returns
+	// those after Seq after, in order.
+	AddAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
+	AuditCheckpoints(ctx context.Context, after int64) ([]AuditCheckpoint, error)
+}

@@ -1,0 +1,269 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/storage"
+)
+
+// The audit trail (storage.AuditLog). Events of a change are inserted by
+// the op that makes it (wtx.event), inside its transaction or savepoint:
+// a rolled-back op leaves no event, a committed one always has its
+// events. seq is an INTEGER PRIMARY KEY: SQLite gives a new row the
+// highest seq + 1, and the newest event is never deleted (retention
+// removes the oldest), so a number is never given twice. hash stays NULL
+// until the sealer (package audit) chains the event.
+const auditSchemaV1 = `
+CREATE TABLE audit_events (
+	seq       INTEGER PRIMARY KEY,
+	at        INTEGER NOT NULL, -- Unix milliseconds
+	actor     TEXT NOT NULL,
+	mechanism TEXT NOT NULL DEFAULT '',
+	source    TEXT NOT NULL DEFAULT '',
+	action    TEXT NOT NULL,
+	object    TEXT NOT NULL DEFAULT '',
+	outcome   TEXT NOT NULL DEFAULT 'ok',
+	details   TEXT NOT NULL DEFAULT '', -- a JSON object of strings, or ''
+	hash      BLOB
+);
+CREATE INDEX audit_unsealed ON audit_events(seq) WHERE hash IS NULL;
+CREATE TABLE audit_checkpoints (
+	seq       INTEGER PRIMARY KEY,
+	hash      BLOB NOT NULL,
+	at        INTEGER NOT NULL, -- Unix milliseconds
+	signature BLOB NOT NULL
+);
+`
+
+const insertAudit = "INSERT INTO audit_events (at, actor, mechanism, source, action, object, outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+// event records an event of this op's change, in its transaction, with
+// the op's principal as the actor. It does nothing when the store keeps
+// no audit trail.
+func (t *wtx) event(action, object string, details map[string]string) error {
+	if !t.audit {
+		return nil
+	}
+	actor, mech, source := auth.FromContext(t.o.ctx).Actor()
+	d, err := encodeDetails(details)
+	if err != nil {
+		return err
+	}
+	_, err = t.ExecContext(t.ctx, insertAudit, time.Now().UnixMilli(), actor, mech, source, action, object, "ok", d)
+	return err
+}
+
+func encodeDetails(d map[string]string) (string, error) {
+	if len(d) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(d) // keys sorted
+	return string(b), err
+}
+
+// uidList writes UIDs compactly for an event's details: "3,5,7".
+func uidList(uids []uint32) string {
+	var b strings.Builder
+	for i, u := range uids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(u), 10))
+	}
+	return b.String()
+}
+
+// AppendAudit implements storage.AuditLog: one lazy op for all of recs.
+func (db *DB) AppendAudit(ctx context.Context, recs []storage.AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(recs))
+	for i, r := range recs {
+		if r.Action == "" {
+			return errors.New("sqlite: an audit event without an action")
+		}
+		d, err := encodeDetails(r.Details)
+		if err != nil {
+			return err
+		}
+		at := r.Time
+		if at.IsZero() {
+			at = time.Now()
+		}
+		outcome := r.Outcome
+		if outcome == "" {
+			outcome = "ok"
+		}
+		actor := r.Actor
+		if actor == "" {
+			actor = "system"
+		}
+		rows[i] = []any{at.UnixMilli(), actor, r.Mechanism, r.Source, r.Action, r.Object, outcome, d}
+	}
+	return db.writeLazy(ctx, func(t *wtx) error {
+		for _, args := range rows {
+			if _, err := t.ExecContext(t.ctx, insertAudit, args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+const auditColumns = "seq, at, actor, mechanism, source, action, object, outcome, details, hash"
+
+func scanAudit(rows *sql.Rows) ([]storage.AuditRecord, error) {
+	defer rows.Close()
+	var out []storage.AuditRecord
+	for rows.Next() {
+		var r storage.AuditRecord
+		var at int64
+		var details string
+		if err := rows.Scan(&r.Seq, &at, &r.Actor, &r.Mechanism, &r.Source, &r.Action, &r.Object, &r.Outcome, &details, &r.Hash); err != nil {
+			return nil, err
+		}
+		r.Time = time.UnixMilli(at).UTC()
+		if details != "" {
+			if err := json.Unmarshal([]byte(details), &r.Details); err != nil {
+				return nil, fmt.Errorf("sqlite: audit event %d: details: %w", r.Seq, err)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// UnsealedAudit implements storage.AuditLog.
+func (db *DB) UnsealedAudit(ctx context.Context, limit int) (prev []byte, recs []storage.AuditRecord, err error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	err = db.read(ctx, func(tx stx) error {
+		rows, err := tx.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit_events WHERE hash IS NULL ORDER BY seq LIMIT ?", limit)
+		if err != nil {
+			return err
+		}
+		if recs, err = scanAudit(rows); err != nil || len(recs) == 0 {
+			return err
+		}
+		err = tx.QueryRowContext(ctx, "SELECT hash FROM audit_events WHERE seq < ? ORDER BY seq DESC LIMIT 1", recs[0].Seq).Scan(&prev)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	return prev, recs, err
+}
+
+// SealAudit implements storage.AuditLog, in one transaction.
+func (db *DB) SealAudit(ctx context.Context, recs []storage.AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return db.write(ctx, func(t *wtx) error {
+		var prevSealed bool
+		err := t.QueryRowContext(t.ctx, "SELECT hash IS NOT NULL FROM audit_events WHERE seq < ? ORDER BY seq DESC LIMIT 1", recs[0].Seq).Scan(&prevSealed)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if err == nil && !prevSealed {
+			return fmt.Errorf("sqlite: audit event %d: the event before it is not sealed", recs[0].Seq)
+		}
+		for i, r := range recs {
+			if len(r.Hash) == 0 {
+				return fmt.Errorf("sqlite: audit event %d: no hash to seal", r.Seq)
+			}
+			if i > 0 && r.Seq <= recs[i-1].Seq {
+				return errors.New("sqlite: audit events sealed out of order")
+			}
+			res, err := t.ExecContext(t.ctx, "UPDATE audit_events SET hash = ? WHERE seq = ? AND hash IS NULL", r.Hash, r.Seq)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return fmt.Errorf("sqlite: audit event %d is gone or sealed already", r.Seq)
+			}
+		}
+		return nil
+	})
+}
+
+// AuditEvents implements storage.AuditLog.
+func (db *DB) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.AuditRecord, error) {
+	where := []string{"seq > ?"}
+	args := []any{q.After}
+	if !q.Since.IsZero() {
+		where = append(where, "at >= ?")
+		args = append(args, q.Since.UnixMilli())
+	}
+	if q.Actor != "" {
+		where = append(where, "actor = ?")
+		args = append(args, q.Actor)
+	}
+	if q.Action != "" {
+		where = append(where, "action = ?")
+		args = append(args, q.Action)
+	}
+	if q.Object != "" {
+		where = append(where, "instr(object, ?) > 0")
+		args = append(args, q.Object)
+	}
+	query := "SELECT " + auditColumns + " FROM audit_events WHERE " + strings.Join(where, " AND ") + " ORDER BY seq"
+	if q.Limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, q.Limit)
+	}
+	var out []storage.AuditRecord
+	err := db.read(ctx, func(tx stx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		out, err = scanAudit(rows)
+		return err
+	})
+	return out, err
+}
+
+// AddAuditCheckpoint implements storage.AuditLog.
+func (db *DB) AddAuditCheckpoint(ctx context.Context, c storage.AuditCheckpoint) error {
+	return db.write(ctx, func(t *wtx) error {
+		_, err := t.ExecContext(t.ctx, "INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES (?, ?, ?, ?)",
+			c.Seq, c.Hash, c.Time.UnixMilli(), c.Signature)
+		return err
+	})
+}
+
+// AuditCheckpoints implements storage.AuditLog.
+func (db *DB) AuditCheckpoints(ctx context.Context, after int64) ([]storage.AuditCheckpoint, error) {
+	var out []storage.AuditCheckpoint
+	err := db.read(ctx, func(tx stx) error {
+		rows, err := tx.QueryContext(ctx, "SELECT seq, hash, at, signature FROM audit_checkpoints WHERE seq > ? ORDER BY seq", after)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c storage.AuditCheckpoint
+			var at int64
+			if err := rows.Scan(&c.Seq, &c.Hash, &at, &c.Signature); err != nil {
+				return err
+			}
+			c.Time = time.UnixMilli(at).UTC()
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+var _ storage.AuditLog = (*DB)(nil)
