@@ -151,4 +151,3 @@ func (db *DB) ReplaceFetchedCerts(ctx context.Context, address string, certs []d
 	}
 	return db.commitDurable(tx)
 }
-
