@@ -120,7 +120,7 @@ CREATE TABLE dir_trust_anchors (
 // stays: its key still opens the mail encrypted to it. No foreign key to
 // dir_entries: a remote address has no entry.
 const directorySchemaV6 = `
-CREATE TABLE dir_mailbox_certs (
+CREATE TABLE IF NOT EXISTS dir_mailbox_certs (
 	address     TEXT NOT NULL,
 	usage       TEXT NOT NULL CHECK (usage IN ('sign', 'encrypt')),
 	fingerprint TEXT NOT NULL,
