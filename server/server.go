@@ -140,6 +140,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.keyFile = keyFile
 	s.Keyring = s.newKeyring()
+	s.importMailboxFiles(context.Background())
 	signer := &delivery.DKIMSigner{Local: dir.IsLocalDomain, Keys: s.dkimKeys}
 	spoolDir := filepath.Join(cfg.Data, "spool")
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {

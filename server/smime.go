@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -136,4 +138,45 @@ func httpsRefusal(config *tls.Config) func(net.Conn, string) {
 		body := sentence + "\n"
 		refuseWith(c, config, true, fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
 	}
+}
+
+// importMailboxFiles moves into the store the S/MIME certificates and keys
+// that `carepost pki issue` wrote to <data>/pki/mailboxes/ADDRESS.crt|.key
+// before they were kept there: each pair is imported (sealed, like any
+// import) and its files are removed, so that no private key stays on disk
+// in clear. A pair that cannot be imported (the mailbox is gone, the
+// certificate expired) is left with a warning. Running twice, or in two
+// processes at once, imports the same rows again: harmless.
+func (s *Server) importMailboxFiles(ctx context.Context) {
+	dir := filepath.Join(s.PKI.Dir(), "mailboxes")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		addr, ok := strings.CutSuffix(e.Name(), ".crt")
+		if !ok || e.IsDir() {
+			continue
+		}
+		crt, keyFile := filepath.Join(dir, e.Name()), filepath.Join(dir, addr+".key")
+		data, err := os.ReadFile(crt)
+		if err == nil {
+			var key []byte
+			if key, err = os.ReadFile(keyFile); err == nil || errors.Is(err, os.ErrNotExist) {
+				data, err = append(data, key...), nil
+			}
+		}
+		if err == nil {
+			_, err = s.Keyring.Import(ctx, addr, data, keyring.ImportOptions{})
+		}
+		if err != nil {
+			s.Logger.Warn("an S/MIME certificate file of an older version was not moved into the store; import it with carepost pki import, or remove it",
+				"file", crt, "err", err)
+			continue
+		}
+		os.Remove(keyFile)
+		os.Remove(crt)
+		s.Logger.Info("S/MIME certificate moved from its files into the store (key sealed)", "address", addr)
+	}
+	os.Remove(dir) // once empty
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/carepost/carepost/crypto"
 	"github.com/carepost/carepost/crypto/keyring"
 	"github.com/carepost/carepost/crypto/smime"
 	"github.com/carepost/carepost/directory"
@@ -152,5 +154,37 @@ func TestSMIMEConfig(t *testing.T) {
 	cfg.SMIME.Endpoints = map[string]string{"B.Test.": "https://mx.b.test:8443/"}
 	if err := cfg.Validate(); err != nil || cfg.SMIME.Endpoints["b.test"] != "https://mx.b.test:8443" {
 		t.Fatalf("valid endpoint: %v, %v", err, cfg.SMIME.Endpoints)
+	}
+}
+
+// TestSMIMEFilesMovedIntoStore: the certificate and key that an older
+// `carepost pki issue` wrote to pki/mailboxes are imported at the next
+// start, and their files removed.
+func TestSMIMEFilesMovedIntoStore(t *testing.T) {
+	inst := servertest.Start(t)
+	alice := inst.AddProfessional("alice", password)
+	m, err := inst.PKI.IssueMailbox(alice, crypto.UsageEncrypt, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(inst.Config.Data, "pki", "mailboxes")
+	inst.Stop()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, alice+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.Cert.Raw}), 0o600)
+	os.WriteFile(filepath.Join(dir, alice+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: m.KeyDER}), 0o600)
+	// A pair for an address no longer in the directory stays.
+	os.WriteFile(filepath.Join(dir, "gone@carepost.test.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.Cert.Raw}), 0o600)
+	inst.Resume()
+	ids, e2e, err := inst.Keyring.Decrypters(context.Background(), alice)
+	if err != nil || e2e || len(ids) != 1 || !ids[0].Cert.Equal(m.Cert) {
+		t.Fatalf("Decrypters after the move: %d, %v, %v", len(ids), e2e, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, alice+".key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the key file is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gone@carepost.test.crt")); err != nil {
+		t.Errorf("the file of an address not in the directory was removed: %v", err)
 	}
 }

@@ -56,6 +56,9 @@ func (k *Keyring) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Ask for "+PublicationPath+"ADDRESS.", http.StatusNotFound)
 		return
 	}
+	if len(raw) > 254 { // RFC 5321 §4.5.3.1: no address is longer
+		raw = raw[:254] + "…"
+	}
 	notFound := func(why string) {
 		k.logger.Debug("S/MIME certificate not published", "address", raw, "why", why)
 		http.Error(w, "No S/MIME certificate is published for "+raw+".", http.StatusNotFound)
