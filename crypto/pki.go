@@ -29,8 +29,9 @@ import (
 //
 //	ca.crt, ca.key           the certification authority (10 years)
 //	server.crt, server.key   this server's TLS certificate (2 years)
-//	mailboxes/ADDRESS.crt|.key  S/MIME certificates issued by `pki issue`
 //
+// The S/MIME certificates of mailboxes it issues (IssueMailbox) are not
+// kept here but in the store, their keys sealed (crypto/keyring).
 // It lets the embedded default run over TLS out of the box; production
 // imports certificates from the real health PKI (IGC-Santé) instead.
 type PKI struct {
@@ -165,77 +166,114 @@ func (p *PKI) ServerCertificate(hostname string) (tls.Certificate, error) {
 	return tls.LoadX509KeyPair(certPath, keyPath)
 }
 
-// Issue creates an S/MIME certificate and key for a mailbox address (RFC
-// 8550 §3: the address in an rfc822Name subjectAltName). The key is RSA 2048
-// because CMS key transport in the S/MIME library is RSA only (docs/domain.md
-// §6b). It returns the paths of the certificate and key files.
-//
-// An address that has a key already is refused unless replace: messages
-// encrypted to the old certificate can only be read with the old key.
-func (p *PKI) Issue(address string, replace bool) (certPath, keyPath string, err error) {
+// MailboxUsage is what a mailbox certificate is for: signing or
+// encryption (RFC 8550 §4.4.2: a separate certificate, and key, for each
+// is recommended, so that a key escrowed for decryption never signs).
+type MailboxUsage int
+
+const (
+	// UsageSign: digitalSignature and nonRepudiation (contentCommitment).
+	UsageSign MailboxUsage = iota + 1
+	// UsageEncrypt: keyEncipherment and dataEncipherment, RSA only.
+	UsageEncrypt
+)
+
+// IssuedMailbox is a certificate IssueMailbox made, with its key.
+type IssuedMailbox struct {
+	Cert *x509.Certificate
+	// KeyDER is the private key in PKCS#8: the caller stores it sealed
+	// (it never touches the disk in clear).
+	KeyDER []byte
+	// Chain is the CA certificate, for the signatures to include.
+	Chain []*x509.Certificate
+}
+
+// IssueMailbox creates an S/MIME certificate and key for a mailbox address
+// from the CA (RFC 8550 §3: the address in an rfc822Name subjectAltName;
+// §4.4.2 for the key usages; extKeyUsage emailProtection, RFC 5280
+// §4.2.1.12). The key is RSA-2048, or ECDSA P-256 for a signature
+// certificate when ecdsa is set; an encryption certificate is always RSA
+// because CMS key transport in the S/MIME library is RSA only
+// (docs/domain.md §6b). Nothing is written: the certificate and key are
+// kept in the store (crypto/keyring), so that every process sees them.
+func (p *PKI) IssueMailbox(address string, usage MailboxUsage, useECDSA bool) (IssuedMailbox, error) {
 	address = strings.ToLower(strings.TrimSpace(address))
-	if !strings.Contains(address, "@") || strings.ContainsAny(address, "/\\ \t") {
-		return "", "", fmt.Errorf("%q is not a mailbox address", address)
+	if !strings.Contains(address, "@") || strings.ContainsAny(address, "/\\ \t<>") {
+		return IssuedMailbox{}, fmt.Errorf("%q is not a mailbox address", address)
 	}
-	dir := filepath.Join(p.dir, "mailboxes")
-	certPath, keyPath = filepath.Join(dir, address+".crt"), filepath.Join(dir, address+".key")
-	if _, err := os.Stat(keyPath); err == nil && !replace {
-		return "", "", &KeyExistsError{Address: address, KeyPath: keyPath}
+	var (
+		key      any
+		pub      any
+		ku       x509.KeyUsage
+		purpose  string
+		notAfter = time.Now().AddDate(3, 0, 0)
+	)
+	switch usage {
+	case UsageSign:
+		ku, purpose = x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment, "signature"
+	case UsageEncrypt:
+		ku, purpose = x509.KeyUsageKeyEncipherment|x509.KeyUsageDataEncipherment, "encryption"
+		useECDSA = false
+	default:
+		return IssuedMailbox{}, fmt.Errorf("pki: unknown certificate usage %d", usage)
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return "", "", err
+	if useECDSA {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return IssuedMailbox{}, err
+		}
+		key, pub = k, &k.PublicKey
+	} else {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return IssuedMailbox{}, err
+		}
+		key, pub = k, &k.PublicKey
+	}
+	if notAfter.After(p.caCert.NotAfter) {
+		notAfter = p.caCert.NotAfter
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:   randomSerial(),
-		Subject:        pkix.Name{CommonName: address, Organization: []string{"Carepost (development PKI)"}},
+		Subject:        pkix.Name{CommonName: address, Organization: []string{"Carepost (development PKI)"}, OrganizationalUnit: []string{"S/MIME " + purpose}},
 		NotBefore:      now.Add(-time.Hour),
-		NotAfter:       now.AddDate(3, 0, 0),
-		KeyUsage:       x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageContentCommitment,
-		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection, x509.ExtKeyUsageClientAuth},
+		NotAfter:       notAfter,
+		KeyUsage:       ku,
+		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection},
 		EmailAddresses: []string{address},
-		SubjectKeyId:   keyID(&key.PublicKey),
+		SubjectKeyId:   keyID(pub),
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, pub, p.caKey)
 	if err != nil {
-		return "", "", err
+		return IssuedMailbox{}, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", "", err
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return IssuedMailbox{}, err
 	}
-	return certPath, keyPath, writePair(certPath, keyPath, der, key)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return IssuedMailbox{}, err
+	}
+	return IssuedMailbox{Cert: cert, KeyDER: keyDER, Chain: []*x509.Certificate{p.caCert}}, nil
 }
 
-// KeyExistsError is Issue's refusal to replace a key.
-type KeyExistsError struct{ Address, KeyPath string }
-
-func (e *KeyExistsError) Error() string {
-	return fmt.Sprintf("%s already has a key (%s): replacing it would make the messages encrypted to its certificate unreadable", e.Address, e.KeyPath)
-}
-
-// Export returns the PEM certificate of "ca", of "server" (the server's
-// TLS certificate, once ServerCertificate made it) or of a mailbox address
-// issued before.
+// Export returns the PEM certificate of "ca", or of "server" (the server's
+// TLS certificate, once ServerCertificate made it). Mailbox certificates
+// are in the store: crypto/keyring exports them.
 func (p *PKI) Export(what string) ([]byte, error) {
-	what = strings.ToLower(strings.TrimSpace(what))
-	switch {
-	case what == "ca":
+	switch strings.ToLower(strings.TrimSpace(what)) {
+	case "ca":
 		return p.caPEM, nil
-	case what == "server":
+	case "server":
 		b, err := os.ReadFile(filepath.Join(p.dir, "server.crt"))
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, errors.New("the development PKI has no server certificate yet: carepost serve makes it at its first start")
 		}
 		return b, err
-	case !strings.Contains(what, "@") || strings.ContainsAny(what, "/\\ \t"):
-		return nil, fmt.Errorf("%q is neither ca, server nor a mailbox address", what)
 	}
-	b, err := os.ReadFile(filepath.Join(p.dir, "mailboxes", what+".crt"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no certificate issued for %s (carepost pki issue %s makes one)", what, what)
-	}
-	return b, err
+	return nil, fmt.Errorf("%q is neither ca nor server", what)
 }
 
 func writePair(certPath, keyPath string, der []byte, key any) error {

@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"bytes"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -78,32 +79,53 @@ func TestPKIServerCertificateAndTLSPolicy(t *testing.T) {
 	c.Close()
 }
 
-func TestPKIIssueAndExport(t *testing.T) {
+func TestPKIIssueMailboxAndExport(t *testing.T) {
 	p, err := OpenPKI(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Export("dupont@example.test"); err == nil || !strings.Contains(err.Error(), "carepost pki issue dupont@example.test") {
-		t.Fatalf("export before issue: %v", err)
+	roots := x509.VerifyOptions{Roots: p.CertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}}
+	for _, tc := range []struct {
+		usage  MailboxUsage
+		ecdsa  bool
+		ku     x509.KeyUsage
+		rsaKey bool
+	}{
+		{UsageSign, false, x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment, true},
+		{UsageSign, true, x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment, false},
+		// Encryption stays RSA whatever is asked: CMS key transport.
+		{UsageEncrypt, true, x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment, true},
+	} {
+		m, err := p.IssueMailbox("Dupont@Example.Test", tc.usage, tc.ecdsa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Cert.EmailAddresses) != 1 || m.Cert.EmailAddresses[0] != "dupont@example.test" {
+			t.Errorf("email SAN = %v", m.Cert.EmailAddresses)
+		}
+		if m.Cert.KeyUsage != tc.ku {
+			t.Errorf("usage %d: key usage %b, want %b", tc.usage, m.Cert.KeyUsage, tc.ku)
+		}
+		if _, err := m.Cert.Verify(roots); err != nil {
+			t.Errorf("mailbox certificate does not chain to the CA for email protection: %v", err)
+		}
+		key, err := x509.ParsePKCS8PrivateKey(m.KeyDER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, isRSA := key.(*rsa.PrivateKey)
+		if isRSA != tc.rsaKey {
+			t.Errorf("usage %d ecdsa %v: key %T", tc.usage, tc.ecdsa, key)
+		}
+		if len(m.Chain) != 1 || !m.Chain[0].Equal(p.CACert()) {
+			t.Errorf("chain = %v", m.Chain)
+		}
 	}
-	certPath, keyPath, err := p.Issue("Dupont@Example.Test", false)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(filepath.Join(p.Dir(), "mailboxes")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("IssueMailbox wrote files: %v", err)
 	}
-	key1, _ := os.ReadFile(keyPath)
-	// A key is never replaced unless asked.
-	var ke *KeyExistsError
-	if _, _, err := p.Issue("dupont@example.test", false); !errors.As(err, &ke) || ke.KeyPath != keyPath {
-		t.Fatalf("second issue without replace: %v", err)
-	}
-	if key2, _ := os.ReadFile(keyPath); !bytes.Equal(key1, key2) {
-		t.Fatal("the refused issue changed the key")
-	}
-	if _, _, err := p.Issue("dupont@example.test", true); err != nil {
-		t.Fatal(err)
-	}
-	if key2, _ := os.ReadFile(keyPath); bytes.Equal(key1, key2) {
-		t.Fatal("issue with replace kept the old key")
+	if _, err := p.IssueMailbox("../../etc/passwd", UsageSign, false); err == nil {
+		t.Fatal("a path was accepted as an address")
 	}
 	// server: absent until ServerCertificate, then the server's certificate.
 	if _, err := p.Export("server"); err == nil || !strings.Contains(err.Error(), "carepost serve makes it") {
@@ -115,31 +137,8 @@ func TestPKIIssueAndExport(t *testing.T) {
 	if b, err := p.Export("server"); err != nil || !bytes.HasPrefix(b, []byte("-----BEGIN CERTIFICATE-----")) {
 		t.Fatalf("export server: %v", err)
 	}
-	if _, err := p.Export("nonsense"); err == nil || !strings.Contains(err.Error(), "neither ca, server nor a mailbox address") {
+	if _, err := p.Export("nonsense"); err == nil || !strings.Contains(err.Error(), "neither ca nor server") {
 		t.Fatalf("export nonsense: %v", err)
-	}
-	if _, err := tls.LoadX509KeyPair(certPath, keyPath); err != nil {
-		t.Fatal(err)
-	}
-	pemBytes, err := p.Export("dupont@example.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := parseCertPEM(pemBytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(leaf.EmailAddresses) != 1 || leaf.EmailAddresses[0] != "dupont@example.test" {
-		t.Fatalf("email SAN = %v", leaf.EmailAddresses)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: p.CertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}}); err != nil {
-		t.Fatalf("mailbox certificate does not chain to the CA for email protection: %v", err)
-	}
-	if _, err := p.Export("nobody@example.test"); err == nil {
-		t.Fatal("export of a certificate never issued succeeded")
-	}
-	if _, _, err := p.Issue("../../etc/passwd", false); err == nil {
-		t.Fatal("a path was accepted as an address")
 	}
 	ca, _ := p.Export("ca")
 	if !bytes.Equal(ca, p.CAPEM()) {

@@ -285,6 +285,9 @@ type Store interface {
 	// TrustAnchors lists the stored CA certificates, sorted by subject
 	// then fingerprint.
 	TrustAnchors(ctx context.Context) ([]TrustAnchor, error)
+
+	// The S/MIME certificates of mailboxes (certs.go).
+	CertStore
 }
 
 // Errors of the directory. Protocol adapters map them to their codes with

@@ -15,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/crypto/keyring"
 )
 
 // Config is the whole configuration. The TOML keys mirror the command-line
@@ -62,6 +63,7 @@ type Config struct {
 	// link; two operators on one machine; tests on loopback).
 	Routes map[string]string `toml:"routes"`
 	Trust  TrustConfig       `toml:"trust"`
+	SMIME  SMIMEConfig       `toml:"smime"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -76,7 +78,11 @@ type ListenConfig struct {
 	Submissions string `toml:"submissions"` // implicit TLS (465)
 	IMAP        string `toml:"imap"`        // STARTTLS (143)
 	IMAPS       string `toml:"imaps"`       // implicit TLS (993)
-	HTTPS       string `toml:"https"`       // portal, APIs (not served yet)
+	// HTTPS serves, over TLS 1.2 or later with the server certificate,
+	// the publication of the mailboxes' S/MIME certificates
+	// (/.well-known/carepost/smime/ADDRESS, crypto/keyring); later the
+	// portal and its APIs.
+	HTTPS string `toml:"https"`
 	// Metrics serves Prometheus metrics (/metrics) and the health
 	// endpoints (/healthz, /readyz) over plain HTTP, without
 	// authentication; "" (the default) disables it. It must be a loopback
@@ -220,6 +226,7 @@ func Defaults() Config {
 		},
 		DKIM:  DKIMConfig{Selector: "carepost"},
 		Trust: TrustConfig{RefreshInterval: Duration(24 * time.Hour), StaleAfter: Duration(72 * time.Hour), DKIMLookup: "dns"},
+		SMIME: SMIMEConfig{CacheTTL: Duration(keyring.DefaultCacheTTL), FetchTimeout: Duration(keyring.DefaultFetchTimeout)},
 	}
 }
 
@@ -337,6 +344,7 @@ func (c *Config) Validate() error {
 	}
 	c.Routes = routes
 	errs = append(errs, c.Trust.validate()...)
+	errs = append(errs, c.SMIME.validate()...)
 	if c.Debug.Pprof != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))

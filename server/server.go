@@ -17,6 +17,7 @@ import (
 
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/crypto/keyring"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/imap"
@@ -47,6 +48,11 @@ type Server struct {
 
 	// Queue delivers the outbound queue; set by Start.
 	Queue *queue.Runner
+
+	// Keyring holds the mailboxes' S/MIME certificates and keys and finds
+	// other operators' recipients' (crypto/keyring): the smime.Keyring
+	// of the gateway's transforms, and what [listen] https publishes.
+	Keyring *keyring.Keyring
 
 	mu        sync.Mutex
 	anchors   func() (*x509.CertPool, error)
@@ -133,6 +139,8 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		addrs:   map[string]net.Addr{},
 	}
 	s.keyFile = keyFile
+	s.Keyring = s.newKeyring()
+	s.importMailboxFiles(context.Background())
 	signer := &delivery.DKIMSigner{Local: dir.IsLocalDomain, Keys: s.dkimKeys}
 	spoolDir := filepath.Join(cfg.Data, "spool")
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
@@ -304,28 +312,32 @@ func (s *Server) Start() error {
 		name, addr string
 		tls        bool
 		serve      func(net.Listener) error
+		tlsConfig  *tls.Config // nil: s.TLS
 	}
 	var ls []listener
 	if cfg.Listen.SMTP != "" {
-		ls = append(ls, listener{"smtp", cfg.Listen.SMTP, false, newSMTP("smtp", smtp.ModeMX, false).Serve})
+		ls = append(ls, listener{"smtp", cfg.Listen.SMTP, false, newSMTP("smtp", smtp.ModeMX, false).Serve, nil})
 	}
 	if cfg.Listen.Submission != "" {
-		ls = append(ls, listener{"submission", cfg.Listen.Submission, false, newSMTP("submission", smtp.ModeSubmission, false).Serve})
+		ls = append(ls, listener{"submission", cfg.Listen.Submission, false, newSMTP("submission", smtp.ModeSubmission, false).Serve, nil})
 	}
 	if cfg.Listen.Submissions != "" {
-		ls = append(ls, listener{"submissions", cfg.Listen.Submissions, true, newSMTP("submissions", smtp.ModeSubmission, true).Serve})
+		ls = append(ls, listener{"submissions", cfg.Listen.Submissions, true, newSMTP("submissions", smtp.ModeSubmission, true).Serve, nil})
 	}
 	if cfg.Listen.IMAP != "" {
-		ls = append(ls, listener{"imap", cfg.Listen.IMAP, false, imapServer.Serve})
+		ls = append(ls, listener{"imap", cfg.Listen.IMAP, false, imapServer.Serve, nil})
 	}
 	if cfg.Listen.IMAPS != "" {
-		ls = append(ls, listener{"imaps", cfg.Listen.IMAPS, true, imapServer.Serve})
+		ls = append(ls, listener{"imaps", cfg.Listen.IMAPS, true, imapServer.Serve, nil})
+	}
+	if cfg.Listen.HTTPS != "" {
+		ls = append(ls, listener{"https", cfg.Listen.HTTPS, true, s.serveHTTPS(), s.httpsTLS()})
 	}
 	if cfg.Listen.Metrics != "" {
-		ls = append(ls, listener{"metrics", cfg.Listen.Metrics, false, s.serveMetrics()})
+		ls = append(ls, listener{"metrics", cfg.Listen.Metrics, false, s.serveMetrics(), nil})
 	}
 	if cfg.Debug.Pprof != "" {
-		ls = append(ls, listener{"pprof", cfg.Debug.Pprof, false, servePprof})
+		ls = append(ls, listener{"pprof", cfg.Debug.Pprof, false, servePprof, nil})
 	}
 	for _, l := range ls {
 		ln, err := net.Listen("tcp", l.addr)
@@ -337,12 +349,16 @@ func (s *Server) Start() error {
 		s.addrs[l.name] = ln.Addr()
 		s.listeners = append(s.listeners, ln)
 		s.mu.Unlock()
-		ln = s.limitListener(ln, l.name, l.tls)
+		ln = s.limitListener(ln, l.name, l.tls, l.tlsConfig)
 		if l.name == "imap" || l.name == "imaps" {
 			ln = imap.Listener(ln) // below TLS: see imap/cork.go
 		}
 		if l.tls {
-			ln = newHandshakeListener(ln, s.TLS, time.Duration(cfg.Limits.HandshakeTimeout), s.Logger, l.name)
+			tc := l.tlsConfig
+			if tc == nil {
+				tc = s.TLS
+			}
+			ln = newHandshakeListener(ln, tc, time.Duration(cfg.Limits.HandshakeTimeout), s.Logger, l.name)
 		}
 		s.wg.Add(1)
 		go func(l listener, ln net.Listener) {
@@ -381,17 +397,19 @@ func (s *Server) logNotServed() {
 			s.Logger.Info("not listening", "listener", off.name, "reason", "listen."+off.name+" is empty in the configuration")
 		}
 	}
-	if l.HTTPS != "" {
-		s.Logger.Info("not listening", "listener", "https", "addr", l.HTTPS,
-			"reason", "the portal and its APIs are not built yet: nothing is served on this address (metrics and health are on listen.metrics)")
+	if l.HTTPS == "" {
+		s.Logger.Info("not listening", "listener", "https", "reason", "listen.https is empty in the configuration: the mailboxes' S/MIME certificates are not published")
 	}
 }
 
 // limitListener wraps a listener's raw TCP listener with the connection
-// limits (server/limits.go); the profiler's listener is left alone.
-func (s *Server) limitListener(ln net.Listener, name string, implicitTLS bool) net.Listener {
+// limits (server/limits.go); the metrics' and the profiler's listeners
+// are left alone.
+func (s *Server) limitListener(ln net.Listener, name string, implicitTLS bool, tlsConfig *tls.Config) net.Listener {
 	var refuse func(net.Conn, string)
 	switch name {
+	case "https":
+		refuse = httpsRefusal(tlsConfig)
 	case "smtp", "submission", "submissions":
 		refuse = smtpRefusal(s.Config.Hostname, s.TLS, implicitTLS)
 	case "imap", "imaps":

@@ -2,17 +2,14 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/carepost/carepost/crypto"
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/server"
 )
@@ -490,60 +487,6 @@ without any valid domain changes nothing.`,
 							fmt.Fprintf(e.stdout, "  %s (SHA-256 %s)\n", a.Subject, a.Fingerprint)
 						}
 						return nil
-					})
-				}},
-		}}
-}
-
-func pkiCommand() *command {
-	return &command{name: "pki", summary: "the development PKI: CA, server certificate, S/MIME certificates",
-		subs: []*command{
-			{name: "init", summary: "make sure the server certificate exists and print where the CA and it are",
-				setup: func(fs *flag.FlagSet) runner {
-					return withServer(func(e *env, srv *server.Server, _ []string) error {
-						if _, err := srv.PKI.ServerCertificate(srv.Config.Hostname); err != nil {
-							return err
-						}
-						fmt.Fprintf(e.stdout, "CA certificate:     %s\nserver certificate: %s (for %s, localhost, 127.0.0.1, ::1)\n",
-							srv.PKI.CAPath(), filepath.Join(srv.PKI.Dir(), "server.crt"), srv.Config.Hostname)
-						return nil
-					})
-				}},
-			{name: "issue", summary: "issue an S/MIME certificate and key for a mailbox of the directory",
-				args: "ADDRESS", minArgs: 1, maxArgs: 1,
-				setup: func(fs *flag.FlagSet) runner {
-					force := fs.Bool("force", false, "replace the address's existing key (messages encrypted to the old certificate become unreadable)")
-					return withServer(func(e *env, srv *server.Server, pos []string) error {
-						ent, err := srv.Dir.Lookup(e.ctx, pos[0])
-						if errors.Is(err, directory.ErrNotFound) {
-							return fmt.Errorf("%s is not in the directory: certificates are issued only for its mailboxes", strings.ToLower(pos[0]))
-						}
-						if err != nil {
-							return err
-						}
-						certPath, keyPath, err := srv.PKI.Issue(ent.Address, *force)
-						var ke *crypto.KeyExistsError
-						if errors.As(err, &ke) {
-							return fmt.Errorf("%v. Give --force to replace it anyway", err)
-						}
-						if err != nil {
-							return err
-						}
-						fmt.Fprintf(e.stdout, "certificate: %s\nkey:         %s\n", certPath, keyPath)
-						return nil
-					})
-				}},
-			pkiDKIM,
-			{name: "export", summary: "print a certificate in PEM: the CA (ca), the server's (server) or a mailbox's",
-				args: "ca|server|ADDRESS", minArgs: 1, maxArgs: 1,
-				setup: func(fs *flag.FlagSet) runner {
-					return withServer(func(e *env, srv *server.Server, pos []string) error {
-						b, err := srv.PKI.Export(pos[0])
-						if err != nil {
-							return err
-						}
-						_, err = e.stdout.Write(b)
-						return err
 					})
 				}},
 		}}

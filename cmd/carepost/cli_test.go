@@ -319,8 +319,8 @@ func TestCommandLineRefusals(t *testing.T) {
 		{[]string{"user", "app-password", "marie.curie@carepost.test", "--label", "phone"}, 1,
 			`already has an application password labelled "Phone"`},
 		{[]string{"trust", "add-domain", "carepost.test"}, 1, "The domain carepost.test is hosted by this server"},
-		{[]string{"pki", "issue", "nobody@carepost.test"}, 1, "nobody@carepost.test is not in the directory: certificates are issued only for its mailboxes"},
-		{[]string{"pki", "export", "nobody@carepost.test"}, 1, "no certificate issued for nobody@carepost.test (carepost pki issue nobody@carepost.test makes one)"},
+		{[]string{"pki", "issue", "nobody@carepost.test"}, 1, "nobody@carepost.test is not a mailbox of the directory: certificates are issued only for the mailboxes of the directory"},
+		{[]string{"pki", "export", "nobody@carepost.test"}, 1, "nobody@carepost.test has no S/MIME certificate valid now (carepost pki issue nobody@carepost.test makes them"},
 		{[]string{"pki", "export", "frob"}, 1, `"frob" is neither ca, server nor a mailbox address`},
 	}
 	for _, tc := range cases {
@@ -363,10 +363,10 @@ func TestCommandLineRefusals(t *testing.T) {
 		t.Errorf("trust list:\n%s", out)
 	}
 
-	// pki issue: a key is never replaced without --force.
+	// pki issue: no new certificates without --force.
 	ok("", "pki", "issue", "marie.curie@carepost.test")
 	cert1 := ok("", "pki", "export", "marie.curie@carepost.test")
-	if _, errs, code := carepost(t, data, "", "pki", "issue", "marie.curie@carepost.test"); code != 1 || !strings.Contains(errs, "already has a key") || !strings.Contains(errs, "Give --force to replace it anyway") {
+	if _, errs, code := carepost(t, data, "", "pki", "issue", "marie.curie@carepost.test"); code != 1 || !strings.Contains(errs, "has S/MIME certificates already") || !strings.Contains(errs, "give --force to issue new ones") {
 		t.Errorf("pki issue twice: exit %d %q", code, errs)
 	}
 	if cert := ok("", "pki", "export", "marie.curie@carepost.test"); cert != cert1 {

@@ -18,7 +18,8 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
-		"DROP TABLE dir_trust_list",                               // directorySchemaV5, the last step
+		"DROP TABLE dir_mailbox_certs",                            // directorySchemaV6
+		"DROP TABLE dir_trust_list",                               // directorySchemaV5
 		"DROP TABLE dir_trust_anchors",                            // directorySchemaV5
 		"ALTER TABLE dir_entries DROP COLUMN duplicate_id_reason", // directorySchemaV4
 		"DROP TABLE store_tasks",                                  // mailSchemaV6

@@ -29,6 +29,7 @@ func TestMigrateCredentialEpochs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
+		"DROP TABLE dir_mailbox_certs",                            // directorySchemaV6
 		"DROP TABLE dir_trust_list",                               // directorySchemaV5
 		"DROP TABLE dir_trust_anchors",                            // directorySchemaV5
 		"ALTER TABLE dir_entries DROP COLUMN duplicate_id_reason", // directorySchemaV4

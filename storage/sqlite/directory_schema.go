@@ -111,3 +111,26 @@ CREATE TABLE dir_trust_anchors (
 	added_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
 `
+
+// directorySchemaV6: the S/MIME certificates of mailboxes
+// (directory.MailboxCert, directory_certs.go): ours, with their private
+// keys sealed (NULL: the key is not held here, end-to-end mode), and
+// other operators' recipients' (remote), imported by hand (fetched_at 0)
+// or fetched from their operator and cached. A replaced certificate's row
+// stays: its key still opens the mail encrypted to it. No foreign key to
+// dir_entries: a remote address has no entry.
+const directorySchemaV6 = `
+CREATE TABLE IF NOT EXISTS dir_mailbox_certs (
+	address     TEXT NOT NULL,
+	usage       TEXT NOT NULL CHECK (usage IN ('sign', 'encrypt')),
+	fingerprint TEXT NOT NULL,
+	der         BLOB NOT NULL,
+	chain       BLOB NOT NULL DEFAULT x'',
+	sealed_key  BLOB,
+	not_after   INTEGER NOT NULL,
+	created_at  INTEGER NOT NULL,
+	remote      INTEGER NOT NULL DEFAULT 0,
+	fetched_at  INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (address, usage, fingerprint)
+) WITHOUT ROWID;
+`

@@ -5,9 +5,10 @@ package sqlite
 //
 // mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs; V7
 // the keys of deliveries taken once),
-// directorySchemaV1 to V5 in directory_schema.go (entries, credentials,
+// directorySchemaV1 to V6 in directory_schema.go (entries, credentials,
 // trust space; members' roles; credential epochs; the reason of a
-// duplicate national identifier; trust list provenance and CA anchors);
+// duplicate national identifier; trust list provenance and CA anchors;
+// mailbox S/MIME certificates);
 // queueSchemaV1 in queue.go (the outbound queue); auditSchemaV1 in
 // audit.go (the audit trail).
 var migrations = []string{
@@ -24,5 +25,6 @@ var migrations = []string{
 	queueSchemaV1,
 	directorySchemaV5,
 	mailSchemaV7,
+	directorySchemaV6,
 	auditSchemaV1,
 }

@@ -38,6 +38,7 @@ func RunDirectory(t *testing.T, open func(t *testing.T) directory.Store) {
 		{"TrustedDomains", testDirTrustedDomains},
 		{"ReplaceTrustedDomains", testDirReplaceTrustedDomains},
 		{"TrustAnchors", testDirTrustAnchors},
+		{"MailboxCerts", testDirMailboxCerts},
 		{"Concurrent", testDirConcurrent},
 		{"Persistence", testDirPersistence},
 	}
