@@ -18,6 +18,8 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
+		"DROP TABLE audit_checkpoints", // auditSchemaV1
+		"DROP TABLE audit_events",
 		"DROP TABLE dir_mailbox_certs",                            // directorySchemaV6
 		"DROP TABLE dir_trust_list",                               // directorySchemaV5
 		"DROP TABLE dir_trust_anchors",                            // directorySchemaV5
