@@ -20,8 +20,10 @@ type Sealer struct {
 	// Every is how often it looks for new events; 0 means one second.
 	Every time.Duration
 	// Batch is how many events one transaction seals; 0 means 1000.
-	Batch  int
-	Logger *slog.Logger
+	Batch int
+	// Checkpoints, when set, signs checkpoints as the chain grows.
+	Checkpoints *Checkpointer
+	Logger      *slog.Logger
 }
 
 // SealOnce seals every event waiting, a batch at a time, and returns how
@@ -45,6 +47,10 @@ func (s *Sealer) SealOnce(ctx context.Context) (int, error) {
 			return total, err
 		}
 		total += len(recs)
+		last := recs[len(recs)-1]
+		if err := s.Checkpoints.Maybe(ctx, last.Seq, last.Hash, false); err != nil {
+			return total, err
+		}
 		if len(recs) < batch {
 			return total, nil
 		}
@@ -67,6 +73,9 @@ func (s *Sealer) Run(ctx context.Context) {
 			if _, err := s.SealOnce(final); err != nil {
 				s.logger().Error("audit: sealing the last events failed", "err", err)
 			}
+			if err := s.checkpointHead(final); err != nil {
+				s.logger().Error("audit: the last checkpoint failed", "err", err)
+			}
 			return
 		case <-t.C:
 			if _, err := s.SealOnce(ctx); err != nil && ctx.Err() == nil {
@@ -85,3 +94,16 @@ func (s *Sealer) logger() *slog.Logger {
 
 // sameHash compares two hashes.
 func sameHash(a, b []byte) bool { return bytes.Equal(a, b) }
+
+// checkpointHead signs a checkpoint of the newest sealed event, if it has
+// none (at shutdown, so that the trail's end is vouched for).
+func (s *Sealer) checkpointHead(ctx context.Context) error {
+	if s.Checkpoints == nil {
+		return nil
+	}
+	recs, err := s.Log.AuditEvents(ctx, storage.AuditQuery{Sealed: true, Newest: true, Limit: 1})
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	return s.Checkpoints.Maybe(ctx, recs[0].Seq, recs[0].Hash, true)
+}

@@ -55,6 +55,8 @@ type AuditQuery struct {
 	Object string    // events whose Object contains this text
 	Action string    // exact action
 	Limit  int       // at most Limit events (0: no limit)
+	Sealed bool      // only sealed events
+	Newest bool      // newest first
 }
 
 // AuditCheckpoint is a signed statement of the chain's head: the event Seq

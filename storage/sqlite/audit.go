@@ -217,7 +217,14 @@ func (db *DB) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.
 		where = append(where, "instr(object, ?) > 0")
 		args = append(args, q.Object)
 	}
-	query := "SELECT " + auditColumns + " FROM audit_events WHERE " + strings.Join(where, " AND ") + " ORDER BY seq"
+	if q.Sealed {
+		where = append(where, "hash IS NOT NULL")
+	}
+	order := " ORDER BY seq"
+	if q.Newest {
+		order += " DESC"
+	}
+	query := "SELECT " + auditColumns + " FROM audit_events WHERE " + strings.Join(where, " AND ") + order
 	if q.Limit > 0 {
 		query += " LIMIT ?"
 		args = append(args, q.Limit)

@@ -47,3 +47,13 @@ func TestMailConformance(t *testing.T) {
 		})
 	})
 }
+
+func TestAuditConformance(t *testing.T) {
+	storagetest.RunAudit(t, func(t *testing.T, dir string) storagetest.AuditStore {
+		db, err := Open(dir, Options{Key: testKey, Summarize: storagetest.Summarize, Audit: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	})
+}
