@@ -14,8 +14,15 @@ import (
 
 // EncryptOptions chooses the key transport of Encrypt.
 type EncryptOptions struct {
-	// OAEP wraps the content key with RSAES-OAEP (RFC 3560, SHA-256)
-	// instead of RSA PKCS#1 v1.5, the default that every client reads.
+	// OAEP wraps the content key with RSAES-OAEP (RFC 3560) instead of
+	// RSA PKCS#1 v1.5, the default that every client reads. The OAEP
+	// digest is SHA-1, with MGF1-SHA-1: the library writes the hash
+	// parameter but never maskGenAlgorithm, whose RFC 4055 default is
+	// MGF1-SHA-1, while it masks with the chosen hash; with SHA-256 the
+	// message says MGF1-SHA-1 and is masked with MGF1-SHA-256, and
+	// OpenSSL cannot open it (found by TestOpenSSLDecryptsOurs). SHA-1
+	// in OAEP needs no collision resistance (RFC 8017 §7.1), and it is
+	// what the Direct RI sends (docs/domain.md §6b).
 	OAEP bool
 }
 
@@ -71,8 +78,11 @@ func envelope(content []byte, recipients []*x509.Certificate, oaep bool) ([]byte
 	libMu.Lock()
 	defer libMu.Unlock()
 	pkcs7.KeyEncryptionAlgorithm = pkcs7.OIDEncryptionAlgorithmRSAESOAEP
-	pkcs7.KeyEncryptionHash = crypto.SHA256
-	defer func() { pkcs7.KeyEncryptionAlgorithm = pkcs7.OIDEncryptionAlgorithmRSA }()
+	pkcs7.KeyEncryptionHash = crypto.SHA1
+	defer func() {
+		pkcs7.KeyEncryptionAlgorithm = pkcs7.OIDEncryptionAlgorithmRSA
+		pkcs7.KeyEncryptionHash = crypto.SHA256
+	}()
 	return pkcs7.Encrypt(content, recipients)
 }
 
