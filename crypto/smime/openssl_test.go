@@ -39,9 +39,9 @@ func openssl(t *testing.T, stdin []byte, args ...string) []byte {
 
 // interopSetup is two operators' mailboxes with their files for openssl.
 type interopSetup struct {
-	dir                       string
-	pa, pb                    *testPKI
-	alice, bob                Identity
+	dir                                                        string
+	pa, pb                                                     *testPKI
+	alice, bob                                                 Identity
 	aliceCert, aliceKey, bobCert, bobKey, rootA, rootB, interA string
 }
 
