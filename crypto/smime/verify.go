@@ -208,10 +208,13 @@ func nextDelimiter(body, delim []byte, from int) int {
 		}
 		at := i + j
 		if at > 0 && body[at-1] == '\n' {
+			end := at - 1
 			if at > 1 && body[at-2] == '\r' {
-				return at - 2
+				end = at - 2
 			}
-			return at - 1
+			// An empty part: the line break belongs to the delimiter
+			// before it.
+			return max(end, from)
 		}
 		i = at + len(delim)
 	}
