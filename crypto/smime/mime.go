@@ -37,18 +37,6 @@ type message struct {
 	body   []byte
 }
 
-// readAll reads r whole, refusing past MaxMessageSize.
-func readAll(r io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxMessageSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxMessageSize {
-		return nil, ErrTooLarge
-	}
-	return b, nil
-}
-
 // parse splits raw into its header and body. go-message keeps each
 // field's bytes as received, so a field written back is unchanged.
 func parse(raw []byte) (*message, error) {
