@@ -105,8 +105,8 @@ func headerOf(fs []field) textproto.Header {
 // canonicalLines returns b with every line ending CRLF (RFC 5322 §2.1,
 // RFC 8551 §3.1.1: the canonical form that is signed).
 func canonicalLines(b []byte) []byte {
-	if !bytes.Contains(b, []byte("\n")) {
-		return b
+	if isCRLF(b) {
+		return b // the usual case: no copy
 	}
 	out := make([]byte, 0, len(b)+len(b)/40)
 	for len(b) > 0 {
@@ -122,6 +122,20 @@ func canonicalLines(b []byte) []byte {
 		b = b[i+1:]
 	}
 	return out
+}
+
+// isCRLF reports whether every LF of b follows a CR.
+func isCRLF(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return true
+		}
+		if i+j == 0 || b[i+j-1] != '\r' {
+			return false
+		}
+		i += j + 1
+	}
 }
 
 // entity is the MIME entity of inner: its fields, an empty line, body.
