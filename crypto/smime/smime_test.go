@@ -332,3 +332,26 @@ func TestTooLarge(t *testing.T) {
 		t.Fatalf("Verify = %+v", r)
 	}
 }
+
+// Encryptions with and without OAEP at once: the library's
+// package-level key transport is switched under libMu only (run with
+// -race), and every message still opens.
+func TestEncryptConcurrent(t *testing.T) {
+	p := newPKI(t, "B")
+	bob := p.issue(t, "bob@b.test", certOpts{})
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			enc, err := Encrypt([]byte(testMessage), []*x509.Certificate{bob.Cert}, EncryptOptions{OAEP: i%2 == 0})
+			if err == nil {
+				_, err = Decrypt(enc, []Identity{bob})
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
