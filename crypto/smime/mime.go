@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"strings"
 
@@ -177,31 +176,27 @@ func writeBase64(b *bytes.Buffer, data []byte) {
 func decodeBody(cte string, body []byte) ([]byte, error) {
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "base64":
-		out, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, &skipSpace{r: bytes.NewReader(body)}))
+		// The decoder skips CR and LF itself; spaces and tabs, which
+		// some writers leave at the end of lines, are taken out first.
+		clean := body
+		if bytes.ContainsAny(body, " \t") {
+			clean = make([]byte, 0, len(body))
+			for _, c := range body {
+				if c != ' ' && c != '\t' {
+					clean = append(clean, c)
+				}
+			}
+		}
+		out := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
+		n, err := base64.StdEncoding.Decode(out, clean)
 		if err != nil {
 			return nil, fmt.Errorf("smime: the CMS part is not valid base64: %w", err)
 		}
-		return out, nil
+		return out[:n], nil
 	case "", "7bit", "8bit", "binary":
 		return body, nil
 	}
 	return nil, fmt.Errorf("smime: unexpected transfer encoding %q for a CMS part", cte)
-}
-
-// skipSpace drops the white space base64 lines may carry (the decoder
-// already skips CR and LF, not spaces or tabs).
-type skipSpace struct{ r io.Reader }
-
-func (s *skipSpace) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	j := 0
-	for _, c := range p[:n] {
-		if c != ' ' && c != '\t' {
-			p[j] = c
-			j++
-		}
-	}
-	return j, err
 }
 
 // mediaType returns the media type (lower case) and parameters of the

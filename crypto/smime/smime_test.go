@@ -355,3 +355,18 @@ func TestEncryptConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeBase64Lines(t *testing.T) {
+	for _, in := range []string{"aGVs\r\nbG8=\r\n", "aGVs \r\n\tbG8= \n", "aGVsbG8="} {
+		out, err := decodeBody("Base64", []byte(in))
+		if err != nil || string(out) != "hello" {
+			t.Errorf("%q: %q %v", in, out, err)
+		}
+	}
+	if _, err := decodeBody("base64", []byte("aGV*bG8=")); err == nil {
+		t.Error("bad base64 accepted")
+	}
+	if _, err := decodeBody("quoted-printable", []byte("x")); err == nil {
+		t.Error("quoted-printable CMS accepted")
+	}
+}
