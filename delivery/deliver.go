@@ -105,6 +105,11 @@ func (p *Pipeline) finishWith(ctx context.Context, env *Envelope, msg Staged, ch
 	if err != nil {
 		return asRefusal(err)
 	}
+	var undelivered []Version
+	for len(vs) > 0 && vs[len(vs)-1].Undelivered != nil { // last, by runTransforms
+		undelivered = append(undelivered, vs[len(vs)-1])
+		vs = vs[:len(vs)-1]
+	}
 	if p.opts.Summarize != nil {
 		for i := range vs {
 			sum, err := p.opts.Summarize(vs[i].Msg.Open())
@@ -161,6 +166,9 @@ func (p *Pipeline) finishWith(ctx context.Context, env *Envelope, msg Staged, ch
 	}
 	if p.opts.Observe != nil {
 		p.opts.Observe(env.Source.SourceName(), msg.Size(), time.Since(env.spooled), commitTime)
+	}
+	if len(undelivered) > 0 {
+		p.notifyUndelivered(ctx, env, undelivered)
 	}
 
 	// After-commit hooks: outside the client's wait.

@@ -15,8 +15,12 @@
 //	            to Spooler.Memory, then a sealed unlinked file
 //	transforms  an ordered chain; each maps a version of the         transform.go
 //	            message to versions for subsets of its recipients
-//	            (trace fields first; DKIM signing of the versions   dkim.go
-//	            for other operators; S/MIME comes here)
+//	            (trace fields first; DKIM verification,             dkimverify.go
+//	            S/MIME decryption and verification for local        smime.go
+//	            mailboxes, S/MIME signing and encryption for other
+//	            operators, DKIM signing of what leaves, last);      dkim.go
+//	            a version marked Undelivered leaves the chain and   dsn.go
+//	            ends as a notification to the sender
 //	summary     ENVELOPE/BODYSTRUCTURE of every version, whatever    deliver.go (Options.Summarize)
 //	            its size; a structure past the limits is refused
 //	route       each recipient to the Target of its route (the       pipeline.go (Transaction.target)

@@ -60,6 +60,27 @@ type Version struct {
 	// Summary is the IMAP summary of Msg (Options.Summarize), computed by
 	// the path once the transforms are done, for every version.
 	Summary []byte
+	// Undelivered, when a transform sets it, says that the recipients of
+	// this version get no copy, and why: the path sets the version
+	// aside (later transforms, the summary and the targets never see
+	// it), commits the others, then sends the envelope sender a
+	// delivery status notification naming these recipients with
+	// Undelivered's reason (dsn.go, through Pipeline.Notify). Msg stays
+	// the message as it was: its header goes into the notification. The
+	// S/MIME gateway uses it for a recipient it cannot encrypt to
+	// (smime.go): the message must not go in clear, and the sender must
+	// hear of it.
+	Undelivered *Undelivered
+}
+
+// Undelivered is why the recipients of a version get no copy.
+type Undelivered struct {
+	// Status is the enhanced status code of RFC 3463 for the
+	// notification ("5.7.5"); "" means "5.0.0".
+	Status string
+	// Reason is a sentence for the sender, in English (the notification
+	// gives it under its own French and English text).
+	Reason string
 }
 
 // Transform maps a version of the message to one or more versions that
@@ -86,8 +107,11 @@ func (t TransformFunc) Apply(ctx context.Context, env *Envelope, v Version) ([]V
 	return t.F(ctx, env, v)
 }
 
-// runTransforms runs the chain and checks each step's contract.
+// runTransforms runs the chain and checks each step's contract. The
+// versions a transform marks Undelivered leave the chain there; they
+// come back last, for the path to report.
 func runTransforms(ctx context.Context, chain []Transform, env *Envelope, vs []Version) ([]Version, error) {
+	var undelivered []Version
 	for _, tr := range chain {
 		var next []Version
 		for _, v := range vs {
@@ -98,11 +122,17 @@ func runTransforms(ctx context.Context, chain []Transform, env *Envelope, vs []V
 			if err := sameRecipients(v.Recipients, out); err != nil {
 				return nil, fmt.Errorf("delivery: transform %s: %w", tr.Name(), err)
 			}
-			next = append(next, out...)
+			for _, o := range out {
+				if o.Undelivered != nil {
+					undelivered = append(undelivered, o)
+				} else {
+					next = append(next, o)
+				}
+			}
 		}
 		vs = next
 	}
-	return vs, nil
+	return append(vs, undelivered...), nil
 }
 
 // sameRecipients checks that the versions split exactly the recipients
