@@ -125,8 +125,15 @@ func reasonText(err error) string {
 // Authentication-Results fields whose authserv-id is ours (the field's
 // continuation lines go with it), and whether there were any.
 func (v DKIMVerifier) dropOurResults(raw []byte) ([]byte, bool) {
-	var out []byte
-	removed, skipping := false, false
+	kept, ours := v.partitionResults(raw)
+	return kept, ours != nil
+}
+
+// partitionResults splits a header section into the fields that are not
+// Authentication-Results fields claiming our authserv-id, and those that
+// are (nil if none).
+func (v DKIMVerifier) partitionResults(raw []byte) (out, ours []byte) {
+	skipping := false
 	for len(raw) > 0 {
 		i := bytes.IndexByte(raw, '\n')
 		line := raw
@@ -135,7 +142,9 @@ func (v DKIMVerifier) dropOurResults(raw []byte) ([]byte, bool) {
 		}
 		raw = raw[len(line):]
 		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-			if !skipping {
+			if skipping {
+				ours = append(ours, line...)
+			} else {
 				out = append(out, line...)
 			}
 			continue
@@ -156,13 +165,14 @@ func (v DKIMVerifier) dropOurResults(raw []byte) ([]byte, bool) {
 				rest = rest[j+1:]
 			}
 			if v.claimsUs(string(field)) {
-				removed, skipping = true, true
+				skipping = true
+				ours = append(ours, line...)
 				continue
 			}
 		}
 		out = append(out, line...)
 	}
-	return out, removed
+	return out, ours
 }
 
 // claimsUs reports whether an Authentication-Results value names our

@@ -15,6 +15,7 @@ import (
 
 	"github.com/carepost/carepost/crypto/smime"
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
 )
 
 // The S/MIME gateway (SPEC §6, issue 24), as two transforms: SMIMEInbound
@@ -118,6 +119,10 @@ func (s *SMIMEInbound) Apply(ctx context.Context, env *Envelope, v Version) ([]V
 
 // decrypt gives each local recipient its version of an enveloped message.
 func (s *SMIMEInbound) decrypt(ctx context.Context, msg Staged, raw []byte, local []*Recipient) ([]Version, error) {
+	var ourOuter []byte
+	if hdr, _, err := readHeader(bufio.NewReader(bytes.NewReader(raw))); err == nil {
+		_, ourOuter = DKIMVerifier{AuthServID: s.AuthServID}.partitionResults(hdr)
+	}
 	var out []Version
 	var asCame, notOurs []*Recipient
 	var why string
@@ -148,7 +153,12 @@ func (s *SMIMEInbound) decrypt(ctx context.Context, msg Staged, raw []byte, loca
 		if smime.IsSignedMessage(dec) {
 			res = s.verify(ctx, dec)
 		}
-		out = append(out, Version{Msg: Bytes(append([]byte(res.Field(s.AuthServID)), dec...)), Recipients: []*Recipient{r}})
+		// Our verdicts of the outer message (DKIM, over what crossed
+		// the wire) stay: the DKIM transform already removed the fields
+		// claiming our name that came from outside; the decrypted
+		// entity's claims are dropped above.
+		head := append([]byte(res.Field(s.AuthServID)), ourOuter...)
+		out = append(out, Version{Msg: Bytes(append(head, dec...)), Recipients: []*Recipient{r}})
 	}
 	if len(asCame) > 0 {
 		out = append(out, Version{Msg: msg, Recipients: asCame})
@@ -300,7 +310,11 @@ func (s *SMIMEOutbound) Apply(ctx context.Context, env *Envelope, v Version) ([]
 		case errors.Is(err, smime.ErrNoCertificate):
 			why = fmt.Sprintf("No encryption certificate was found for %s: the message is not sent in clear.", r.Address)
 		case err != nil:
-			return nil, fmt.Errorf("delivery: smime: certificate of %s: %w", r.Address, err)
+			// Never in clear, and not without its certificate: the
+			// client tries again later (the keyring keeps a certificate
+			// once fetched, and uses it while the endpoint is down).
+			return nil, &refusal.Error{Kind: refusal.Temporary, Address: r.Address, Reason: err,
+				Text: fmt.Sprintf("The encryption certificate of %s cannot be fetched from its operator right now, and mail between operators leaves encrypted only; please try again later.", r.Address)}
 		default:
 			if verr := smime.ValidateRecipient(cert, r.Address, copts); verr != nil {
 				why = sentence(verr.Error()) + " The message is not sent in clear."

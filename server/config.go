@@ -226,7 +226,7 @@ func Defaults() Config {
 		},
 		DKIM:  DKIMConfig{Selector: "carepost"},
 		Trust: TrustConfig{RefreshInterval: Duration(24 * time.Hour), StaleAfter: Duration(72 * time.Hour), DKIMLookup: "dns"},
-		SMIME: SMIMEConfig{CacheTTL: Duration(keyring.DefaultCacheTTL), FetchTimeout: Duration(keyring.DefaultFetchTimeout)},
+		SMIME: SMIMEConfig{Gateway: true, AutoIssue: true, CacheTTL: Duration(keyring.DefaultCacheTTL), FetchTimeout: Duration(keyring.DefaultFetchTimeout)},
 	}
 }
 

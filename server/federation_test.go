@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"io"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/carepost/carepost/crypto/smime"
 	"github.com/carepost/carepost/server"
 	"github.com/carepost/carepost/server/servertest"
 )
@@ -67,22 +69,35 @@ type pair struct {
 
 // startPair starts B, then A routed to B's MX at bAddr (reserved with
 // freePort when empty).
-func startPair(t *testing.T, bAddr string, queue server.QueueConfig) *pair {
+//
+// The S/MIME gateway is on, as by default: each publishes its mailboxes'
+// certificates on its https listener, and finds the other's there
+// ([smime] endpoints); the development CA issues them at first use.
+// gatewayOff, when given, turns it off on both.
+func startPair(t *testing.T, bAddr string, queue server.QueueConfig, gatewayOff ...bool) *pair {
 	t.Helper()
 	if bAddr == "" {
 		bAddr = freePort(t)
 	}
 	aAddr := freePort(t)
+	aHTTPS, bHTTPS := freePort(t), freePort(t)
+	gateway := len(gatewayOff) == 0 || !gatewayOff[0]
 	b := servertest.Start(t, func(c *server.Config) {
 		c.Hostname, c.Domains, c.PatientDomain = "mx.b.test", []string{"b.test"}, ""
 		c.Listen.SMTP = bAddr
+		c.Listen.HTTPS = bHTTPS
 		c.Routes = map[string]string{"a.test": aAddr}
+		c.SMIME.Gateway = gateway
+		c.SMIME.Endpoints = map[string]string{"a.test": "https://" + aHTTPS}
 		c.Queue = queue
 	})
 	a := servertest.Start(t, func(c *server.Config) {
 		c.Hostname, c.Domains, c.PatientDomain = "mx.a.test", []string{"a.test"}, ""
 		c.Listen.SMTP = aAddr
+		c.Listen.HTTPS = aHTTPS
 		c.Routes = map[string]string{"b.test": bAddr}
+		c.SMIME.Gateway = gateway
+		c.SMIME.Endpoints = map[string]string{"b.test": "https://" + bHTTPS}
 		c.Queue = queue
 		copyDir(t, b.PKI.Dir(), filepath.Join(c.Data, "pki"))
 		os.Remove(filepath.Join(c.Data, "pki", "server.crt")) // A's own, for mx.a.test
@@ -203,6 +218,50 @@ func TestFederationCrosses(t *testing.T) {
 	if len(got) != 1 || !bytes.Contains(got[0], []byte(body)) {
 		t.Fatalf("B's copy: %q", got)
 	}
+	// It crossed signed and encrypted (DKIM over the encrypted form, which
+	// B verified on the wire); B's copy is the message as Alice's
+	// mailbox signed it, with B's verdicts.
+	for _, want := range []string{"multipart/signed", "application/pkcs7-signature",
+		"Authentication-Results: mx.b.test; smime=pass", "body.smime-identifier=" + p.alice, "Authentication-Results: mx.b.test; dkim="} {
+		if !bytes.Contains(got[0], []byte(want)) {
+			t.Fatalf("B's copy has no %q:\n%s", want, got[0])
+		}
+	}
+	if bytes.Contains(got[0], []byte("pkcs7-mime")) {
+		t.Fatalf("B's copy is still encrypted:\n%s", got[0])
+	}
+	// Whoever has A's CA can check the signature, and a change fails.
+	roots := x509.NewCertPool()
+	roots.AddCert(p.a.PKI.CACert())
+	if r := smime.Verify(got[0], smime.VerifyOptions{Roots: roots}); r.Status != smime.StatusPass {
+		t.Fatalf("B's copy does not verify: %+v", r)
+	}
+	tampered := bytes.Replace(got[0], []byte("Mme X"), []byte("Mme Y"), 1)
+	if r := smime.Verify(tampered, smime.VerifyOptions{Roots: roots}); r.Status != smime.StatusFail {
+		t.Fatalf("a tampered copy: %+v", r)
+	}
+	// B's copy came over TLS from A.
+	if !bytes.Contains(got[0], []byte("with ESMTPS")) {
+		t.Fatalf("B's copy was not received over TLS:\n%s", got[0])
+	}
+	local := inbox(t, p.a, p.carol, 1)
+	if bytes.Contains(local[0], []byte("DKIM-Signature")) || bytes.Contains(local[0], []byte("multipart/signed")) || !bytes.Contains(local[0], []byte(body)) {
+		t.Fatalf("A's local copy:\n%s", local[0])
+	}
+	waitQueueEmpty(t, p.a)
+}
+
+// Without the S/MIME gateway the message crosses as written, DKIM-signed.
+func TestFederationDKIM(t *testing.T) {
+	p := startPair(t, "", fastQueue(), true)
+	body := "Cher confrère, voici le compte rendu de Mme X."
+	if err := submit(t, p.a, p.alice, p.alice, []string{p.bob}, message(p.alice, p.bob, "Compte rendu", body)); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	got := inbox(t, p.b, p.bob, 1)
+	if len(got) != 1 || !bytes.Contains(got[0], []byte(body)) || bytes.Contains(got[0], []byte("multipart/signed")) {
+		t.Fatalf("B's copy: %q", got)
+	}
 	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(got[0]), &dkim.VerifyOptions{LookupTXT: txtLookup(t, p.a, "a.test")})
 	if err != nil {
 		t.Fatal(err)
@@ -215,16 +274,6 @@ func TestFederationCrosses(t *testing.T) {
 			t.Fatalf("DKIM signature of %s: %v", v.Domain, v.Err)
 		}
 	}
-	// B's Received: field says the message came over TLS from A.
-	if !bytes.Contains(got[0], []byte("with ESMTPS")) {
-		t.Fatalf("B's copy was not received over TLS:\n%s", got[0])
-	}
-	local := inbox(t, p.a, p.carol, 1)
-	if bytes.Contains(local[0], []byte("DKIM-Signature")) || !bytes.Contains(local[0], []byte(body)) {
-		t.Fatalf("A's local copy:\n%s", local[0])
-	}
-	waitQueueEmpty(t, p.a)
-
 	// A signature over altered content fails.
 	tampered := bytes.Replace(got[0], []byte("Mme X"), []byte("Mme Y"), 1)
 	verifs, err = dkim.VerifyWithOptions(bytes.NewReader(tampered), &dkim.VerifyOptions{LookupTXT: txtLookup(t, p.a, "a.test")})
@@ -234,10 +283,22 @@ func TestFederationCrosses(t *testing.T) {
 }
 
 // B is down when the message is sent: A accepts it (250), keeps it in its
-// queue with the last error, and delivers it once B is back.
+// queue with the last error, and delivers it once B is back. A had
+// written to Bob before, so it has his certificate; a recipient whose
+// certificate A never fetched cannot be encrypted to while B is down, and
+// the client is told to try again later.
 func TestFederationReceiverDown(t *testing.T) {
 	p := startPair(t, "", fastQueue())
+	if err := submit(t, p.a, p.alice, p.alice, []string{p.bob}, message(p.alice, p.bob, "Bonjour", "Premier message.")); err != nil {
+		t.Fatal(err)
+	}
+	inbox(t, p.b, p.bob, 1)
+	waitQueueEmpty(t, p.a)
 	p.b.Stop()
+	err := submit(t, p.a, p.alice, p.alice, []string{p.dave}, message(p.alice, p.dave, "Résultat", "Kaliémie normale."))
+	if err == nil || !strings.Contains(err.Error(), "451") || !strings.Contains(err.Error(), "certificate of "+p.dave) {
+		t.Fatalf("send to a recipient whose certificate cannot be fetched: %v, want a 451 naming it", err)
+	}
 	if err := submit(t, p.a, p.alice, p.alice, []string{p.bob}, message(p.alice, p.bob, "Résultat", "Kaliémie normale.")); err != nil {
 		t.Fatalf("send while B is down: %v", err)
 	}
@@ -256,14 +317,14 @@ func TestFederationReceiverDown(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	p.b.Resume()
-	got := inbox(t, p.b, p.bob, 1)
-	if !bytes.Contains(got[0], []byte("Kali")) {
-		t.Fatalf("B's copy: %s", got[0])
+	got := inbox(t, p.b, p.bob, 2)
+	if !bytes.Contains(got[1], []byte("Kali")) {
+		t.Fatalf("B's copy: %s", got[1])
 	}
 	waitQueueEmpty(t, p.a)
 	time.Sleep(300 * time.Millisecond)
-	if n := len(inbox(t, p.b, p.bob, 1)); n != 1 {
-		t.Fatalf("bob has %d copies", n)
+	if n := len(inbox(t, p.b, p.bob, 2)); n != 2 {
+		t.Fatalf("bob has %d messages, want 2", n)
 	}
 }
 
@@ -273,7 +334,9 @@ func TestFederationReceiverDown(t *testing.T) {
 func TestFederationExpiryDSN(t *testing.T) {
 	q := fastQueue()
 	q.Lifetime = server.Duration(time.Second)
-	p := startPair(t, "", q)
+	// In clear: what is checked is the queue's expiry (S/MIME needs B's
+	// certificate, which B, down, cannot give; TestFederationReceiverDown).
+	p := startPair(t, "", q, true)
 	p.b.Stop()
 	if err := submit(t, p.a, p.alice, p.alice, []string{p.bob}, message(p.alice, p.bob, "Adressage urgent", "Patient à revoir.")); err != nil {
 		t.Fatal(err)
@@ -321,6 +384,8 @@ func TestFederationBothWaysAndOutsider(t *testing.T) {
 	c := servertest.Start(t, func(c *server.Config) {
 		c.Hostname, c.Domains, c.PatientDomain = "mx.c.test", []string{"c.test"}, ""
 		c.Routes = map[string]string{"a.test": p.a.AddrOf("smtp")}
+		// C sends in clear: what is checked is that A refuses its server.
+		c.SMIME.Gateway = false
 		c.Queue = fastQueue()
 	})
 	ctx := context.Background()

@@ -146,6 +146,19 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	crls, err := loadCRLs(cfg.SMIME.CRLs)
+	if err != nil {
+		return nil, err
+	}
+	// Inbound DKIM first (it signed what came over the wire), then the
+	// S/MIME gateway (decrypt and verify for our mailboxes, sign and
+	// encrypt for other operators), then the DKIM signature of what
+	// leaves.
+	transforms := []delivery.Transform{delivery.DKIMVerifier{AuthServID: cfg.Hostname, Keys: cfg.Trust.dkimKeys(), LookupTXT: cfg.Trust.dkimLookup()}}
+	if in, out := s.smimeTransforms(crls); in != nil {
+		transforms = append(transforms, in, out)
+	}
+	transforms = append(transforms, signer)
 	s.Pipeline = delivery.New(dir, store, delivery.Options{
 		Hostname:       cfg.Hostname,
 		MaxMessageSize: cfg.MaxMessageSize,
@@ -157,7 +170,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		// Inbound DKIM (RFC 6376) recorded in Authentication-Results
 		// (RFC 8601), fields claiming our name from outside removed; then
 		// the signature of what leaves for another operator.
-		Transforms: []delivery.Transform{delivery.DKIMVerifier{AuthServID: cfg.Hostname, Keys: cfg.Trust.dkimKeys(), LookupTXT: cfg.Trust.dkimLookup()}, signer},
+		Transforms: transforms,
 		Outbound:   true,
 		Queued: func() {
 			if r := s.runner.Load(); r != nil {

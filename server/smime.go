@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -14,12 +16,34 @@ import (
 	"time"
 
 	"github.com/carepost/carepost/crypto/keyring"
+	"github.com/carepost/carepost/delivery"
 )
 
 // SMIMEConfig is the [smime] section: where the S/MIME certificates of
 // other operators' recipients are found (crypto/keyring). Ours are
 // published on [listen] https.
 type SMIMEConfig struct {
+	// Gateway turns the S/MIME gateway on (SPEC §6): what leaves for
+	// another operator is signed with the sender's certificate and
+	// encrypted to each recipient's, or not sent (a DSN says why); what
+	// comes in is decrypted and its signature's verdict added in an
+	// Authentication-Results field. On by default.
+	Gateway bool `toml:"gateway"`
+	// AllowSignedOnly sends a recipient without a valid certificate the
+	// signed message in clear instead of refusing it. Off by default.
+	AllowSignedOnly bool `toml:"allow_signed_only"`
+	// OAEP wraps the content key with RSA-OAEP instead of PKCS #1 v1.5
+	// (docs/domain.md §6b: the Direct Project's choice).
+	OAEP bool `toml:"oaep"`
+	// CRLs are files (PEM or DER) of certificate revocation lists that
+	// signatures and recipients' certificates are checked against; read
+	// at start.
+	CRLs []string `toml:"crls"`
+	// AutoIssue issues a mailbox's certificates from the development CA
+	// the first time the gateway needs them, when the server runs on its
+	// development PKI ([tls] cert unset). On by default; ignored with a
+	// certificate of the health PKI.
+	AutoIssue bool `toml:"auto_issue"`
 	// Endpoints maps a domain of another operator to the base URL of its
 	// publication endpoint ("ch-b.mssante.fr" = "https://mx.ch-b.fr:8443");
 	// the certificate of a recipient there is fetched from
@@ -75,8 +99,72 @@ func (s *Server) newKeyring() *keyring.Keyring {
 			}
 			return &s.TLS.Certificates[0], nil
 		},
-		Logger: s.Logger.With("component", "keyring"),
+		Logger:    s.Logger.With("component", "keyring"),
+		AutoIssue: s.autoIssue(),
 	})
+}
+
+// autoIssue is the keyring's AutoIssue: the development CA issues a
+// mailbox's certificates at first use, on the embedded default only.
+func (s *Server) autoIssue() func(ctx context.Context, address string) error {
+	if !s.Config.SMIME.AutoIssue || s.Config.TLS.Cert != "" {
+		return nil
+	}
+	return func(ctx context.Context, address string) error {
+		_, err := s.Keyring.Issue(ctx, s.PKI, address, false, false)
+		return err
+	}
+}
+
+// smimeTransforms are the gateway's transforms (delivery/smime.go), nil
+// when [smime] gateway is off.
+func (s *Server) smimeTransforms(crls []*x509.RevocationList) (in, out delivery.Transform) {
+	c := s.Config.SMIME
+	if !c.Gateway {
+		return nil, nil
+	}
+	trust := func(ctx context.Context) (*delivery.SMIMETrust, error) {
+		// The trust anchors of the space, and our own CA: our
+		// mailboxes' certificates, which our users' mail is signed with.
+		anchors, err := s.trustAnchors()
+		if err != nil {
+			return nil, err
+		}
+		roots := anchors.Clone()
+		roots.AddCert(s.PKI.CACert())
+		return &delivery.SMIMETrust{Roots: roots, CRLs: crls}, nil
+	}
+	return &delivery.SMIMEInbound{AuthServID: s.Config.Hostname, Keyring: s.Keyring, Trust: trust},
+		&delivery.SMIMEOutbound{Keyring: s.Keyring, Trust: trust, AllowSignedOnly: c.AllowSignedOnly, OAEP: c.OAEP}
+}
+
+// loadCRLs reads [smime] crls.
+func loadCRLs(paths []string) ([]*x509.RevocationList, error) {
+	var out []*x509.RevocationList
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("smime.crls: %w", err)
+		}
+		for len(b) > 0 {
+			der := b
+			if blk, rest := pem.Decode(b); blk != nil {
+				if blk.Type != "X509 CRL" {
+					b = rest
+					continue
+				}
+				der, b = blk.Bytes, rest
+			} else {
+				b = nil
+			}
+			crl, err := x509.ParseRevocationList(der)
+			if err != nil {
+				return nil, fmt.Errorf("smime.crls: %s: %w", p, err)
+			}
+			out = append(out, crl)
+		}
+	}
+	return out, nil
 }
 
 // httpsTimeouts bound the requests of the https listener: the

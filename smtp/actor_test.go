@@ -43,7 +43,8 @@ func TestSubmissionActor(t *testing.T) {
 
 	m := e.mx(e.start(smtp.ModeMX, false))
 	must(t, send(m, "someone@"+otherDomain, []string{bob}, "From: <someone@"+otherDomain+">\r\nTo: <"+bob+">\r\nSubject: mx\r\n\r\nbody\r\n"))
-	if ch := <-changes; ch.Kind != storage.MessageAdded || ch.Actor != nil {
-		t.Fatalf("MX change %+v, actor %+v: want none", ch, ch.Actor)
+	if ch := <-changes; ch.Kind != storage.MessageAdded || ch.Actor == nil || ch.Actor.Mechanism != auth.MechPeer ||
+		!strings.Contains(ch.Actor.Address, "CN=") || !strings.HasPrefix(ch.Actor.Source, "127.0.0.1:") {
+		t.Fatalf("MX change %+v, actor %+v: want the peer operator's certificate", ch, ch.Actor)
 	}
 }

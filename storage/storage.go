@@ -481,8 +481,10 @@ type Change struct {
 	Origin any
 	// Actor is the principal in the context of the call that made the
 	// change (auth.WithPrincipal): who acted, by which mechanism, from
-	// where, for the audit trail. nil for the server's own work and for
-	// mail from another operator (MX). It is shared: never modify it.
+	// where, for the audit trail: for mail from another operator (MX), a
+	// principal of mechanism auth.MechPeer naming its certificate's
+	// subject; nil for the server's own work. It is shared: never modify
+	// it.
 	Actor *auth.Principal
 }
 

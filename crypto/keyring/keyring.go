@@ -91,6 +91,15 @@ type Options struct {
 	// FetchTimeout bounds one fetch, connection to last byte; 0 means
 	// DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// AutoIssue, when set, issues the certificates of a mailbox of the
+	// directory that has none valid now, the first time the gateway needs
+	// them: to sign what it sends to another operator (Signer), or when
+	// another operator asks for its encryption certificate (the
+	// publication). The server sets it on the embedded default, whose
+	// development CA issues them (SPEC §6: S/MIME out of the box); nil in
+	// production, where they come from the health PKI (`carepost pki
+	// import`).
+	AutoIssue func(ctx context.Context, address string) error
 }
 
 // Keyring implements smime.Keyring. Safe for concurrent use.
@@ -104,6 +113,9 @@ type Keyring struct {
 	logger    *slog.Logger
 	timeout   time.Duration
 	now       func() time.Time
+
+	autoIssue   func(ctx context.Context, address string) error
+	autoIssueMu sync.Mutex // one issue at a time (RSA key generation)
 
 	mu     sync.Mutex
 	local  map[string]cachedLocal
@@ -120,7 +132,7 @@ var _ smime.Keyring = (*Keyring)(nil)
 // New returns a Keyring.
 func New(o Options) *Keyring {
 	k := &Keyring{store: o.Store, dir: o.Dir, endpoints: map[string]string{}, ttl: o.CacheTTL,
-		anchors: o.TrustAnchors, clientCrt: o.ClientCertificate, logger: o.Logger, timeout: o.FetchTimeout,
+		anchors: o.TrustAnchors, clientCrt: o.ClientCertificate, logger: o.Logger, timeout: o.FetchTimeout, autoIssue: o.AutoIssue,
 		now: time.Now, local: map[string]cachedLocal{}, misses: map[string]time.Time{}, flights: map[string]*flight{}}
 	if k.ttl <= 0 {
 		k.ttl = DefaultCacheTTL
@@ -249,7 +261,55 @@ func (k *Keyring) Signer(ctx context.Context, address string) (*smime.Identity, 
 			return &smime.Identity{Cert: c.cert, Key: c.key, Chain: c.chain}, nil
 		}
 	}
+	if k.autoIssue != nil && !k.anyValid(certs, now) {
+		if issued, err := k.issueNow(ctx, addr); err != nil || issued {
+			if err != nil {
+				return nil, err
+			}
+			return k.Signer(ctx, addr)
+		}
+	}
 	return nil, smime.ErrNoCertificate
+}
+
+// anyValid reports whether one of certs is valid now.
+func (k *Keyring) anyValid(certs []cert, now time.Time) bool {
+	for _, c := range certs {
+		if k.validAt(c.cert, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// issueNow runs AutoIssue for a mailbox that has no certificate valid
+// now, once: it reports whether the mailbox has certificates afterwards
+// (issued here, or by another process meanwhile). A mailbox that is not in
+// the directory, or not active, gets none.
+func (k *Keyring) issueNow(ctx context.Context, addr string) (bool, error) {
+	k.autoIssueMu.Lock()
+	defer k.autoIssueMu.Unlock()
+	k.forget(addr)
+	certs, err := k.localCerts(ctx, addr)
+	if err != nil {
+		return false, err
+	}
+	if k.anyValid(certs, k.now()) {
+		return true, nil
+	}
+	e, err := k.dir.Lookup(ctx, addr)
+	if errors.Is(err, directory.ErrNotFound) || err == nil && e.Status != directory.StatusActive {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := k.autoIssue(ctx, addr); err != nil {
+		return false, fmt.Errorf("keyring: issue the S/MIME certificates of %s: %w", addr, err)
+	}
+	k.logger.Info("S/MIME certificates issued from the development CA at first use", "address", addr)
+	k.forget(addr)
+	return true, nil
 }
 
 // Decrypters implements smime.Keyring: every encryption key of a local

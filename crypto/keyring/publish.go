@@ -95,6 +95,20 @@ func (k *Keyring) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "The certificates cannot be read right now; try again later.", http.StatusServiceUnavailable)
 		return
 	}
+	if len(certs) == 0 && k.autoIssue != nil {
+		if issued, err := k.issueNow(ctx, addr); err != nil {
+			k.logger.Error("S/MIME certificate publication", "address", addr, "err", err)
+			http.Error(w, "The certificates cannot be issued right now; try again later.", http.StatusServiceUnavailable)
+			return
+		} else if issued {
+			certs, err = k.current(ctx, addr, func(c directory.MailboxCert) bool { return !c.Remote })
+			if err != nil {
+				k.logger.Error("S/MIME certificate publication", "address", addr, "err", err)
+				http.Error(w, "The certificates cannot be read right now; try again later.", http.StatusServiceUnavailable)
+				return
+			}
+		}
+	}
 	if len(certs) == 0 {
 		notFound("no certificate valid now")
 		return
