@@ -59,7 +59,11 @@ func TestSignVerify(t *testing.T) {
 	if r := Verify(lf, VerifyOptions{Roots: p.roots()}); r.Status != StatusPass {
 		t.Fatalf("Verify(LF) = %+v", r)
 	}
-	// The field for the recipient.
+	// The field for the recipient; one without properties ends without
+	// a space.
+	if f := (Result{Status: StatusNone}).Field("mx.b.test"); f != "Authentication-Results: mx.b.test; smime=none\r\n" {
+		t.Errorf("field of none: %q", f)
+	}
 	f := r.Field("mx.b.test")
 	id, results, err := authres.Parse(strings.TrimSuffix(strings.TrimPrefix(f, "Authentication-Results: "), "\r\n"))
 	if err != nil {
