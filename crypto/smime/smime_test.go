@@ -196,6 +196,33 @@ func TestFailUntrustedCA(t *testing.T) {
 	wantFail(t, Verify(signed, VerifyOptions{}), "trust anchor") // no anchors: nothing trusted
 }
 
+// Sign checks the chain it includes by name, link by link: a chain that
+// does not lead from the certificate upwards is refused; a whole chain,
+// root included, verifies.
+func TestSignChain(t *testing.T) {
+	p := newPKI(t, "A")
+	id := p.issue(t, "alice@a.test", certOpts{})
+	whole := id
+	whole.Chain = []*x509.Certificate{p.inter, p.root}
+	signed, err := Sign([]byte(testMessage), &whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := Verify(signed, VerifyOptions{Roots: p.roots()}); r.Status != StatusPass {
+		t.Fatalf("Verify = %+v", r)
+	}
+	for name, chain := range map[string][]*x509.Certificate{
+		"another CA's intermediate": {newPKI(t, "B").inter},
+		"root before intermediate":  {p.root, p.inter},
+	} {
+		bad := id
+		bad.Chain = chain
+		if _, err := Sign([]byte(testMessage), &bad); err == nil || !strings.Contains(err.Error(), "chain of the signature certificate is broken") {
+			t.Errorf("%s: Sign = %v", name, err)
+		}
+	}
+}
+
 func TestFailBrokenChain(t *testing.T) {
 	p := newPKI(t, "A")
 	id := p.issue(t, "alice@a.test", certOpts{})
