@@ -14,6 +14,7 @@ import (
 
 	"github.com/carepost/carepost/crypto"
 	"github.com/carepost/carepost/crypto/keyring"
+	"github.com/carepost/carepost/server"
 	"github.com/carepost/carepost/server/servertest"
 )
 
@@ -113,9 +114,58 @@ func encryptionCert(t *testing.T, srv *servertest.Instance, address string) stri
 	return path
 }
 
+// startOwnCAs is startPair as the README sets it up: each operator with
+// its own development CA, each trusting the other's (`carepost trust
+// add-ca`), so that a signature of A's verifies with A's CA and not with
+// B's.
+func startOwnCAs(t *testing.T) *pair {
+	t.Helper()
+	aSMTP, bSMTP, aHTTPS, bHTTPS := freePort(t), freePort(t), freePort(t), freePort(t)
+	b := servertest.Start(t, func(c *server.Config) {
+		c.Hostname, c.Domains, c.PatientDomain = "mx.b.test", []string{"b.test"}, ""
+		c.Listen.SMTP, c.Listen.HTTPS = bSMTP, bHTTPS
+		c.Routes = map[string]string{"a.test": aSMTP}
+		c.SMIME.Endpoints = map[string]string{"a.test": "https://" + aHTTPS}
+		c.Queue = fastQueue()
+	})
+	a := servertest.Start(t, func(c *server.Config) {
+		c.Hostname, c.Domains, c.PatientDomain = "mx.a.test", []string{"a.test"}, ""
+		c.Listen.SMTP, c.Listen.HTTPS = aSMTP, aHTTPS
+		c.Routes = map[string]string{"b.test": bSMTP}
+		c.SMIME.Endpoints = map[string]string{"b.test": "https://" + bHTTPS}
+		c.Queue = fastQueue()
+	})
+	if !a.Config.SMIME.Gateway || !b.Config.SMIME.Gateway {
+		t.Fatal("the S/MIME gateway is not on by default")
+	}
+	ctx := context.Background()
+	for _, x := range []struct {
+		srv, other *servertest.Instance
+		domain     string
+	}{{a, b, "b.test"}, {b, a, "a.test"}} {
+		if err := x.srv.Dir.AddTrustedDomain(ctx, x.domain, "the other operator"); err != nil {
+			t.Fatal(err)
+		}
+		ca, err := os.ReadFile(x.other.PKI.CAPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.srv.Dir.AddTrustAnchor(ctx, ca); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bytes.Equal(a.PKI.CACert().Raw, b.PKI.CACert().Raw) {
+		t.Fatal("A and B share a CA")
+	}
+	p := &pair{a: a, b: b}
+	p.alice, p.carol = a.AddProfessional("alice", password), a.AddProfessional("carol", password)
+	p.bob, p.dave = b.AddProfessional("bob", password), b.AddProfessional("dave", password)
+	return p
+}
+
 func TestSMIMETriedAsNewUser(t *testing.T) {
 	bin := needOpenSSL(t)
-	p := startPair(t, "", fastQueue())
+	p := startOwnCAs(t)
 	dir := t.TempDir()
 	caA := p.a.PKI.CAPath()
 
@@ -153,12 +203,8 @@ func TestSMIMETriedAsNewUser(t *testing.T) {
 	if _, err := opensslRun(bin, nil, "cms", "-verify", "-in", tampered, "-CAfile", caA, "-out", os.DevNull); err == nil {
 		t.Fatal("openssl verifies a tampered copy")
 	}
-	other, err := crypto.OpenPKI(filepath.Join(dir, "other-pki"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := opensslRun(bin, nil, "cms", "-verify", "-in", signed, "-CAfile", other.CAPath(), "-out", os.DevNull); err == nil {
-		t.Fatal("openssl verifies Bob's copy with a CA that is not A's")
+	if _, err := opensslRun(bin, nil, "cms", "-verify", "-in", signed, "-CAfile", p.b.PKI.CAPath(), "-out", os.DevNull); err == nil {
+		t.Fatal("openssl verifies Bob's copy with B's CA")
 	}
 
 	// 2. Dave (B) encrypts with openssl to Bob's exported certificate and
