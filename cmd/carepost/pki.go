@@ -41,19 +41,24 @@ func pkiCommand() *command {
 				args: "ca|server|ADDRESS", minArgs: 1, maxArgs: 1,
 				long: `For an address, the newest signature certificate and the newest encryption
 certificate valid now (one block when one certificate serves both); never a
-private key. They are what [listen] https publishes for the address.`,
+private key. They are what [listen] https publishes for the address.
+--usage encrypt prints the encryption certificate alone, for a tool that
+takes the first certificate of a file (openssl cms -encrypt).`,
 				setup: func(fs *flag.FlagSet) runner {
+					usage := fs.String("usage", "", "`USAGE`: sign or encrypt, the certificate of that usage alone (an address only)")
 					return withServer(func(e *env, srv *server.Server, pos []string) error {
 						what := strings.ToLower(strings.TrimSpace(pos[0]))
 						var b []byte
 						var err error
 						switch {
+						case (what == "ca" || what == "server") && *usage != "":
+							return fmt.Errorf("--usage is for a mailbox address, not %s", what)
 						case what == "ca" || what == "server":
 							b, err = srv.PKI.Export(what)
 						case !strings.Contains(what, "@"):
 							return fmt.Errorf("%q is neither ca, server nor a mailbox address", pos[0])
 						default:
-							b, err = srv.Keyring.Export(e.ctx, what)
+							b, err = srv.Keyring.ExportUsage(e.ctx, what, *usage)
 						}
 						if err != nil {
 							return err

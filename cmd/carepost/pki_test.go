@@ -108,6 +108,10 @@ func TestPKICommands(t *testing.T) {
 		certs[0].EmailAddresses[0] != marie || certs[0].ExtKeyUsage[0] != x509.ExtKeyUsageEmailProtection {
 		t.Errorf("exported certificates: usages %b and %b, names %v", certs[0].KeyUsage, certs[1].KeyUsage, certs[0].EmailAddresses)
 	}
+	if enc, err := keyring.ParseCertificatesPEM([]byte(ok("pki", "export", marie, "--usage", "encrypt"))); err != nil || len(enc) != 1 || !enc[0].Equal(certs[1]) {
+		t.Errorf("pki export --usage encrypt: %d certificates, %v", len(enc), err)
+	}
+	refused("--usage is for a mailbox address", "pki", "export", "ca", "--usage", "sign")
 	ok("pki", "issue", marie, "--force")
 	if again := ok("pki", "export", marie); again == exported {
 		t.Error("pki issue --force did not change the exported certificates")

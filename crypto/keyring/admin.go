@@ -260,16 +260,37 @@ func parseBundle(data []byte, password string) (*x509.Certificate, any, []*x509.
 // signature and encryption certificates valid now (one block if the same
 // certificate serves both), never a key.
 func (k *Keyring) Export(ctx context.Context, address string) ([]byte, error) {
+	return k.ExportUsage(ctx, address, "")
+}
+
+// ExportUsage is Export of the certificate of one usage only: "sign" or
+// "encrypt" ("" for both). A tool that takes the first certificate of a
+// file (openssl cms -encrypt) needs the encryption certificate alone: the
+// signature certificate's key usage does not allow key transport (RFC 8550
+// §4.4.2), and its key decrypts nothing.
+func (k *Keyring) ExportUsage(ctx context.Context, address, usage string) ([]byte, error) {
 	addr, _, err := canonical(address)
 	if err != nil {
 		return nil, err
 	}
-	certs, err := k.current(ctx, addr, nil)
+	var keep func(directory.MailboxCert) bool
+	switch u := directory.CertUsage(usage); u {
+	case "":
+	case directory.UsageSign, directory.UsageEncrypt:
+		keep = func(r directory.MailboxCert) bool { return r.Usage == u }
+	default:
+		return nil, fmt.Errorf("%q is not a usage: sign or encrypt", usage)
+	}
+	certs, err := k.current(ctx, addr, keep)
 	if err != nil {
 		return nil, err
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s has no S/MIME certificate valid now (carepost pki issue %s makes them, carepost pki import brings them)", addr, addr)
+		what := "S/MIME certificate"
+		if usage != "" {
+			what = usage + " certificate"
+		}
+		return nil, fmt.Errorf("%s has no %s valid now (carepost pki issue %s makes them, carepost pki import brings them)", addr, what, addr)
 	}
 	return encodePEM(certs), nil
 }

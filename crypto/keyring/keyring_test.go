@@ -155,6 +155,23 @@ func TestIssueSignerDecrypters(t *testing.T) {
 	if n := bytes.Count(pemOut, []byte("BEGIN CERTIFICATE")); n != 2 || bytes.Contains(pemOut, []byte("PRIVATE")) {
 		t.Fatalf("export: %d certificates:\n%s", n, pemOut)
 	}
+	for _, u := range []string{"sign", "encrypt"} {
+		one, err := f.k.ExportUsage(ctx, box, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs, err := ParseCertificatesPEM(one)
+		want := x509.KeyUsageDigitalSignature
+		if u == "encrypt" {
+			want = x509.KeyUsageKeyEncipherment
+		}
+		if err != nil || len(certs) != 1 || certs[0].KeyUsage&want == 0 {
+			t.Fatalf("export of the %s certificate: %d certificates, %v", u, len(certs), err)
+		}
+	}
+	if _, err := f.k.ExportUsage(ctx, box, "both"); err == nil || !strings.Contains(err.Error(), "is not a usage") {
+		t.Fatalf("export of an unknown usage: %v", err)
+	}
 }
 
 func TestImport(t *testing.T) {

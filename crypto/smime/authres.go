@@ -34,7 +34,9 @@ func (r Result) AuthResult() authres.Result {
 // Field returns the Authentication-Results field for this result under
 // authServID (RFC 8601 §2.2), with its CRLF.
 func (r Result) Field(authServID string) string {
-	return fmt.Sprintf("Authentication-Results: %s\r\n", authres.Format(authServID, []authres.Result{r.AuthResult()}))
+	// go-msgauth ends a result without properties with a space.
+	v := strings.TrimRight(authres.Format(authServID, []authres.Result{r.AuthResult()}), " ")
+	return fmt.Sprintf("Authentication-Results: %s\r\n", v)
 }
 
 // headerSafe keeps a value within printable ASCII without quotes or

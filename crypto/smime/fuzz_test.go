@@ -123,3 +123,41 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		write("FuzzVerify", "opaque", p)
 	}
 }
+
+// isCRLFByByte is isCRLF written plainly, byte by byte.
+func isCRLFByByte(b []byte) bool {
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			return false
+		}
+	}
+	return true
+}
+
+func FuzzIsCRLF(f *testing.F) {
+	for _, s := range []string{"", "\n", "\r\n", "a\r\nb\r\n", "abcdefg\r\nabcdefg\n", "abcdefgh\nabcdefgh", "1234567\r\n1234567\r\n\r\n",
+		"\r\r\n\n", "abcdefghijklmno\r\npqrstuvwxyz0123\r\n456789\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := isCRLF(b), isCRLFByByte(b); got != want {
+			t.Fatalf("isCRLF(%q) = %v, want %v", b, got, want)
+		}
+	})
+}
+
+// Every position of an LF without its CR, in messages of every length
+// around the eight-byte words isCRLF reads.
+func TestIsCRLFPositions(t *testing.T) {
+	for n := 0; n < 40; n++ {
+		line := []byte(strings.Repeat("x", n))
+		for i := 0; i <= n; i++ {
+			for _, ins := range []string{"\n", "\r\n", "\r"} {
+				b := append(append(append([]byte{}, line[:i]...), ins...), line[i:]...)
+				if got, want := isCRLF(b), isCRLFByByte(b); got != want {
+					t.Fatalf("isCRLF(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+}

@@ -59,7 +59,11 @@ func TestSignVerify(t *testing.T) {
 	if r := Verify(lf, VerifyOptions{Roots: p.roots()}); r.Status != StatusPass {
 		t.Fatalf("Verify(LF) = %+v", r)
 	}
-	// The field for the recipient.
+	// The field for the recipient; one without properties ends without
+	// a space.
+	if f := (Result{Status: StatusNone}).Field("mx.b.test"); f != "Authentication-Results: mx.b.test; smime=none\r\n" {
+		t.Errorf("field of none: %q", f)
+	}
 	f := r.Field("mx.b.test")
 	id, results, err := authres.Parse(strings.TrimSuffix(strings.TrimPrefix(f, "Authentication-Results: "), "\r\n"))
 	if err != nil {
@@ -190,6 +194,33 @@ func TestFailUntrustedCA(t *testing.T) {
 	signed := signedBy(t, p.issue(t, "alice@a.test", certOpts{}), testMessage)
 	wantFail(t, Verify(signed, VerifyOptions{Roots: other.roots()}), "trust anchor")
 	wantFail(t, Verify(signed, VerifyOptions{}), "trust anchor") // no anchors: nothing trusted
+}
+
+// Sign checks the chain it includes by name, link by link: a chain that
+// does not lead from the certificate upwards is refused; a whole chain,
+// root included, verifies.
+func TestSignChain(t *testing.T) {
+	p := newPKI(t, "A")
+	id := p.issue(t, "alice@a.test", certOpts{})
+	whole := id
+	whole.Chain = []*x509.Certificate{p.inter, p.root}
+	signed, err := Sign([]byte(testMessage), &whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := Verify(signed, VerifyOptions{Roots: p.roots()}); r.Status != StatusPass {
+		t.Fatalf("Verify = %+v", r)
+	}
+	for name, chain := range map[string][]*x509.Certificate{
+		"another CA's intermediate": {newPKI(t, "B").inter},
+		"root before intermediate":  {p.root, p.inter},
+	} {
+		bad := id
+		bad.Chain = chain
+		if _, err := Sign([]byte(testMessage), &bad); err == nil || !strings.Contains(err.Error(), "chain of the signature certificate is broken") {
+			t.Errorf("%s: Sign = %v", name, err)
+		}
+	}
 }
 
 func TestFailBrokenChain(t *testing.T) {
