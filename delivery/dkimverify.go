@@ -109,17 +109,28 @@ func (v DKIMVerifier) lookup(ctx context.Context, name string) ([]string, error)
 }
 
 // reasonText keeps a library error fit for a header parameter: printable
-// ASCII, short.
+// ASCII, at most maxReason bytes, cut at a word with "…" written "...".
 func reasonText(err error) string {
 	s := strings.TrimPrefix(err.Error(), "dkim: ")
 	var b strings.Builder
-	for i := 0; i < len(s) && b.Len() < 80; i++ {
+	for i := 0; i < len(s); i++ {
 		if c := s[i]; c >= ' ' && c < 0x7f && c != '"' && c != '\\' {
 			b.WriteByte(c)
 		}
 	}
-	return b.String()
+	out := b.String()
+	if len(out) <= maxReason {
+		return out
+	}
+	out = out[:maxReason-3]
+	if i := strings.LastIndexByte(out, ' '); i > maxReason/2 {
+		out = out[:i]
+	}
+	return out + "..."
 }
+
+// maxReason bounds a reason= parameter, so that the field stays short.
+const maxReason = 120
 
 // dropOurResults returns the header lines without the
 // Authentication-Results fields whose authserv-id is ours (the field's
