@@ -132,3 +132,15 @@ func (s *Server) retainAudit(ctx context.Context, log storage.AuditLog, key cryp
 		}
 	}
 }
+
+// HoldData takes the lock that `carepost serve` holds on a data
+// directory, for a command that must not run beside a server (the command
+// line seals the audit trail only when no server does). It fails when a
+// server holds it; release gives it back.
+func HoldData(data string) (release func(), err error) {
+	f, err := lockServe(data)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
