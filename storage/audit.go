@@ -84,8 +84,10 @@ type AuditLog interface {
 	SealAudit(ctx context.Context, recs []AuditRecord) error
 	// AuditEvents reads events in Seq order.
 	AuditEvents(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
-	// AddAuditCheckpoint stores a checkpoint; AuditCheckpoints returns
-	// those after Seq after, in order.
+	// AddAuditCheckpoint stores a checkpoint, unless the event has one
+	// already (`carepost audit checkpoint` beside the server's sealer):
+	// the first stays. AuditCheckpoints returns those after Seq after, in
+	// order.
 	AddAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
 	AuditCheckpoints(ctx context.Context, after int64) ([]AuditCheckpoint, error)
 	// PurgeAudit removes the events up to and including event through,

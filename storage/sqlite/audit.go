@@ -244,7 +244,7 @@ func (db *DB) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.
 // AddAuditCheckpoint implements storage.AuditLog.
 func (db *DB) AddAuditCheckpoint(ctx context.Context, c storage.AuditCheckpoint) error {
 	return db.write(ctx, func(t *wtx) error {
-		_, err := t.ExecContext(t.ctx, "INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES (?, ?, ?, ?)",
+		_, err := t.ExecContext(t.ctx, "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at, signature) VALUES (?, ?, ?, ?)",
 			c.Seq, c.Hash, c.Time.UnixMilli(), c.Signature)
 		return err
 	})

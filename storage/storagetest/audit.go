@@ -267,6 +267,11 @@ func testAuditCheckpoints(t *testing.T, s AuditStore, _ func() AuditStore) {
 			t.Fatal(err)
 		}
 	}
+	// A second checkpoint of event 20 (another signer beside the
+	// server's) leaves the first.
+	if err := s.AddAuditCheckpoint(ctx, storage.AuditCheckpoint{Seq: 20, Hash: []byte{20}, Time: at.Add(time.Second), Signature: []byte("other")}); err != nil {
+		t.Fatal(err)
+	}
 	cps, err := s.AuditCheckpoints(ctx, 10)
 	if err != nil || len(cps) != 1 || cps[0].Seq != 20 || !cps[0].Time.Equal(at) || string(cps[0].Signature) != "sig" {
 		t.Fatalf("AuditCheckpoints(10) = %+v, %v", cps, err)
