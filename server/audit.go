@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,11 +66,17 @@ func (s *Server) AuditKey() (crypto.Signer, error) {
 // AuditPublicKey is the key that checks the checkpoints: the server
 // certificate's.
 func (s *Server) AuditPublicKey() (crypto.PublicKey, error) {
-	k, err := s.AuditKey()
-	if err != nil {
-		return nil, err
+	if len(s.TLS.Certificates) == 0 || len(s.TLS.Certificates[0].Certificate) == 0 {
+		return nil, errors.New("no server certificate")
 	}
-	return k.Public(), nil
+	leaf := s.TLS.Certificates[0].Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(s.TLS.Certificates[0].Certificate[0]); err != nil {
+			return nil, fmt.Errorf("the server certificate: %w", err)
+		}
+	}
+	return leaf.PublicKey, nil
 }
 
 // startAudit runs the sealer of the trail (and its retention) until Close.
