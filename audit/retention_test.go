@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -106,4 +107,20 @@ func mustHash(t *testing.T, db storage.AuditLog, seq int64) []byte {
 		t.Fatal(err)
 	}
 	return recs[0].Hash
+}
+
+// Canonical writes strings as encoding/json does, with or without its
+// fast path.
+func FuzzCanonicalString(f *testing.F) {
+	for _, s := range []string{"", "plain", "a\"b", "<&>", "é", "\x00\x7f", "\\", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := string(audit.Canonical(storage.AuditRecord{Actor: s, Details: map[string]string{s: s}}))
+		enc, _ := json.Marshal(s)
+		want := `[0,"0001-01-01T00:00:00.000Z",` + string(enc) + `,"","","","","",{` + string(enc) + ":" + string(enc) + "}]"
+		if got != want {
+			t.Fatalf("Canonical with %q:\n%s\nwant\n%s", s, got, want)
+		}
+	})
 }
