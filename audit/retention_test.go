@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -123,4 +124,41 @@ func FuzzCanonicalString(f *testing.F) {
 			t.Fatalf("Canonical with %q:\n%s\nwant\n%s", s, got, want)
 		}
 	})
+}
+
+// sealBetweenPages is a trail whose sealer runs between the first and the
+// second page that Verify reads, as a running server's may.
+type sealBetweenPages struct {
+	storage.AuditLog
+	sealed bool
+	t      *testing.T
+}
+
+func (s *sealBetweenPages) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.AuditRecord, error) {
+	if q.After > 0 && !s.sealed {
+		s.sealed = true
+		if _, err := (&audit.Sealer{Log: s.AuditLog}).SealOnce(ctx); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return s.AuditLog.AuditEvents(ctx, q)
+}
+
+// Verify beside a sealer: events sealed while it walks are no break.
+func TestVerifyBesideSealer(t *testing.T) {
+	db, _ := trail(t, 9995, nil)
+	var recs []storage.AuditRecord
+	for range 20 {
+		recs = append(recs, storage.AuditRecord{Action: "imap.login"})
+	}
+	if err := db.AppendAudit(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(t.Context(), &sealBetweenPages{AuditLog: db, t: t}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Intact() || rep.LastSeq != 9995 || rep.Unsealed != 5 {
+		t.Fatalf("report: %+v %+v", rep, rep.Broken)
+	}
 }
