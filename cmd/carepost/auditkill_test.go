@@ -156,6 +156,15 @@ checkpoint_events = 50
 			}
 		}()
 		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
+		if round == 0 {
+			// Beside the running server, under load: the command line
+			// does not seal (the server holds the data directory) and
+			// finds the trail intact.
+			out, errs, code := carepost(t, data, "", "audit", "verify", "--config", conf)
+			if code != 0 || !strings.Contains(out, "intact:") {
+				t.Errorf("audit verify beside the server: exit %d\n%s%s", code, out, errs)
+			}
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		close(stop)
