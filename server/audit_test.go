@@ -46,13 +46,23 @@ func TestAuditSealedAndRetained(t *testing.T) {
 	}
 	inst.AddProfessional("alice", "correct horse battery")
 	pub := serverPublicKey(t, inst.Server)
+	cfg := inst.Config
 	inst.Stop()
 
 	// Stopped: everything sealed, the head checkpointed and signed.
+	closed, err := server.Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(ctx, closed.Store, pub)
+	closed.Close()
+	if err != nil || !rep.Intact() || rep.Unsealed != 0 || rep.LastCheckpoint == nil || rep.LastCheckpoint.Seq != rep.LastSeq {
+		t.Fatalf("after the stop: %+v, %v", rep, err)
+	}
+
 	inst.Resume()
 	// The retention runs in the background after the start: wait for
 	// it (or a second).
-	var rep audit.Report
 	for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
 		rep, err = audit.Verify(ctx, inst.Audit, pub)
 		if err != nil {
