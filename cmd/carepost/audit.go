@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/user"
 	"slices"
@@ -78,6 +79,22 @@ func secretFlag(name string) bool {
 	return false
 }
 
+// withoutURLPassword leaves the password out of a URL given as an
+// argument (trust import https://user:password@host/list.xml).
+func withoutURLPassword(a string) string {
+	if !strings.Contains(a, "://") || !strings.Contains(a, "@") {
+		return a
+	}
+	u, err := url.Parse(a)
+	if err != nil || u.User == nil {
+		return a
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
 // recordAdmin writes the event of an administrative command that changes
 // something: actor system, the operating-system user in its details, the
 // flags given (the values of secret ones left out) and the arguments,
@@ -95,14 +112,18 @@ func recordAdmin(e *env, srv *server.Server, path []string, fs *flag.FlagSet, po
 		d["os_user"] = "uid " + strconv.Itoa(os.Getuid())
 	}
 	if len(pos) > 0 {
-		d["args"] = strings.Join(pos, " ")
+		args := make([]string, len(pos))
+		for i, a := range pos {
+			args[i] = withoutURLPassword(a)
+		}
+		d["args"] = strings.Join(args, " ")
 	}
 	var object string
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "data" || f.Name == "config" {
 			return
 		}
-		v := f.Value.String()
+		v := withoutURLPassword(f.Value.String())
 		if secretFlag(f.Name) {
 			v = "(not recorded)"
 		}

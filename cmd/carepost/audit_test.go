@@ -166,6 +166,15 @@ func TestAuditVerifyCommand(t *testing.T) {
 	if n := strings.Count(out, "\n"); n != 2 || !strings.Contains(out, `"action":"mailbox.create"`) {
 		t.Fatalf("show --object --json --limit 2:\n%s", out)
 	}
+	if out := mustCarepost(t, data, "", "audit", "show", "--since", "1h"); !strings.Contains(out, "admin.dir.suspend") {
+		t.Fatalf("show --since 1h:\n%s", out)
+	}
+	if out := mustCarepost(t, data, "", "audit", "show", "--since", "2099-01-01"); out != "no audit event matches\n" {
+		t.Fatalf("show --since 2099-01-01:\n%s", out)
+	}
+	if _, errs, code := carepost(t, data, "", "audit", "show", "--since", "last week"); code != 2 || !strings.Contains(errs, "--since") {
+		t.Fatalf("show --since 'last week': exit %d, %s", code, errs)
+	}
 	exec := func(q string) {
 		t.Helper()
 		if _, err := rawDB(t, data).Exec(q); err != nil {
@@ -182,6 +191,19 @@ func TestAuditVerifyCommand(t *testing.T) {
 }
 
 func itoa(n int64) string { return big.NewInt(n).String() }
+
+func TestWithoutURLPassword(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://ops:s3cret@lists.test/white.xml": "https://ops:xxxxx@lists.test/white.xml",
+		"https://lists.test/white.xml":            "https://lists.test/white.xml",
+		"marie@carepost.test":                     "marie@carepost.test",
+		"/tmp/list.xml":                           "/tmp/list.xml",
+	} {
+		if got := withoutURLPassword(in); got != want {
+			t.Errorf("withoutURLPassword(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
 
 // An export verifies offline with the operator's certificate alone; an
 // edited line, a removed line or another certificate fails. An export
