@@ -61,6 +61,20 @@ func Canonical(r storage.AuditRecord) []byte {
 }
 
 func writeString(b *bytes.Buffer, s string) {
+	// Most strings need no escape: written as they are, the same bytes
+	// that encoding/json writes, without its allocations (verify reads
+	// 100,000 events a second).
+	plain := true
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	if plain {
+		b.WriteByte('"')
+		b.WriteString(s)
+		b.WriteByte('"')
+		return
+	}
 	enc, _ := json.Marshal(s) // a string always encodes
 	b.Write(enc)
 }

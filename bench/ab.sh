@@ -16,6 +16,12 @@
 # users user%d@bench.test) in each round of the imaptest profiles too,
 # between the two, so that the three share the machine's drift.
 #
+# AB_OLD_EXTRA and AB_NEW_EXTRA are TOML lines appended to each side's
+# configuration, so that one binary can be compared with itself under two
+# settings, e.g. the audit trail off (old) and on (new):
+#   AB_OLD_EXTRA=$'[audit]\nenabled = false' bench/ab.sh /tmp/carepost-new /tmp/carepost-new
+# (they come after [listen]: start them with a [section] header).
+#
 # Build the binaries first, e.g.:
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && go build -o /tmp/carepost-old ./cmd/carepost)
 #   go build -o /tmp/carepost-new ./cmd/carepost
@@ -39,11 +45,17 @@ imap = ""
 imaps = "127.0.0.1:39993"
 https = ""
 TOML
+for label in old new; do
+	cp "$work/carepost.toml" "$work/carepost-$label.toml"
+done
+printf '%s\n' "${AB_OLD_EXTRA:-}" >>"$work/carepost-old.toml"
+printf '%s\n' "${AB_NEW_EXTRA:-}" >>"$work/carepost-new.toml"
 
-# setup BIN DIR: a data directory with a sender, a recipient and 100
-# stress users, made by BIN itself (its schema).
+# setup BIN DIR LABEL: a data directory with a sender, a recipient and
+# 100 stress users, made by BIN itself (its schema), with LABEL's
+# configuration.
 setup() {
-	local bin=$1 dir=$2 c=(--config "$work/carepost.toml" --data "$2")
+	local bin=$1 dir=$2 c=(--config "$work/carepost-$3.toml" --data "$2")
 	# Only init and serve create a data directory (issue 22); a binary
 	# from before init creates it at its first command instead.
 	"$bin" init "${c[@]}" >/dev/null 2>&1 || true
@@ -54,9 +66,10 @@ setup() {
 	"$bin" pki export ca "${c[@]}" > "$dir/ca.pem"
 }
 
-# serve BIN DIR: starts the server, waits for its ports.
+# serve BIN DIR LABEL: starts the server with LABEL's configuration,
+# waits for its ports.
 serve() {
-	"$1" serve --config "$work/carepost.toml" --data "$2" >"$2.log" 2>&1 &
+	"$1" serve --config "$work/carepost-$3.toml" --data "$2" >"$2.log" 2>&1 &
 	pid=$!
 	for _ in $(seq 100); do
 		(exec 3<>/dev/tcp/127.0.0.1/39993) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/34465) 2>/dev/null && return
@@ -74,11 +87,11 @@ cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for label in old new; do
 	bin=$old
 	[ "$label" = new ] && bin=$new
-	setup "$bin" "$work/template-$label"
+	setup "$bin" "$work/template-$label" "$label"
 	# Prefill the stress users' INBOXes once (100 messages each), so that
 	# every run starts from the same copy.
 	if [[ " $profiles " == *" logout0 "* || " $profiles " == *" default "* ]]; then
-		serve "$bin" "$work/template-$label"
+		serve "$bin" "$work/template-$label" "$label"
 		"$stress" --port 39993 --tls --ca "$work/template-$label/ca.pem" --pass 'stress password' \
 			--user-format 'user%d@carepost.test' --logout0 >/dev/null 2>&1 || true
 		stop
@@ -106,7 +119,7 @@ run() { # run LABEL BIN PROFILE
 	local label=$1 bin=$2 profile=$3 dir="$work/run-$1"
 	rm -rf "$dir" "$dir.log"
 	cp -a "$work/template-$label" "$dir"
-	serve "$bin" "$dir"
+	serve "$bin" "$dir" "$label"
 	local r c0 c1 per
 	c0=$(cputicks "$pid")
 	case $profile in

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The example configuration shipped in deploy/ must load and validate: it
@@ -19,7 +20,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	def := Defaults()
 	if cfg.Listen != def.Listen || cfg.Hostname != def.Hostname || cfg.PatientDomain != def.PatientDomain ||
-		cfg.Queue != def.Queue || cfg.DKIM != def.DKIM || len(cfg.Routes) != 0 {
+		cfg.Queue != def.Queue || cfg.Audit != def.Audit || cfg.DKIM != def.DKIM || len(cfg.Routes) != 0 {
 		t.Fatalf("deploy/carepost.toml drifted from the defaults in code:\n%+v\n%+v", cfg, def)
 	}
 }
@@ -37,8 +38,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	cfg.Queue.RetryMax = Duration(1)
 	cfg.DKIM.Selector = "a.b"
 	cfg.Routes = map[string]string{"b.test": "nowhere"}
+	cfg.Audit.Retention = Duration(time.Hour)
 	err := cfg.Validate()
-	for _, key := range []string{"patient_domain", "listen.imaps", "log.level", "queue.retry_max", "dkim.selector", "routes"} {
+	for _, key := range []string{"audit.retention", "patient_domain", "listen.imaps", "log.level", "queue.retry_max", "dkim.selector", "routes"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}

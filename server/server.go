@@ -31,10 +31,14 @@ import (
 
 // Server is an open data directory and, once started, its listeners.
 type Server struct {
-	Config   Config
-	Logger   *slog.Logger
-	PKI      *crypto.PKI
-	Store    *sqlite.DB
+	Config Config
+	Logger *slog.Logger
+	PKI    *crypto.PKI
+	Store  *sqlite.DB
+	// Audit is the store's audit trail, where the protocol adapters
+	// append the events that change nothing (logins, reads); nil when
+	// [audit] enabled is false. The sealer started by Start chains it.
+	Audit    storage.AuditLog
 	Dir      *directory.Directory
 	Pipeline *delivery.Pipeline
 	TLS      *tls.Config
@@ -63,6 +67,7 @@ type Server struct {
 	closers   []func() error
 	serveLock *os.File // released last, once the store is closed
 	keyFile   string   // the at-rest key's file
+	stopAudit func()   // stops the audit sealer (server/audit.go), before the store closes
 	wg        sync.WaitGroup
 	// Readiness (health.go), guarded by mu: started once every listener
 	// serves, closing from Close on, down names the listeners whose
@@ -116,7 +121,7 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	m := metrics.New()
 	store, err := sqlite.Open(filepath.Join(cfg.Data, "store"), sqlite.Options{Key: key, Summarize: imap.Summarize,
-		DeferFlagSync: cfg.Store.FlagSync != "immediate", ObserveFsync: m.ObserveFsync})
+		DeferFlagSync: cfg.Store.FlagSync != "immediate", ObserveFsync: m.ObserveFsync, Audit: cfg.Audit.Enabled})
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +142,9 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 		TLS:     tlsConfig,
 		Metrics: m,
 		addrs:   map[string]net.Addr{},
+	}
+	if cfg.Audit.Enabled {
+		s.Audit = store
 	}
 	s.keyFile = keyFile
 	s.Keyring = s.newKeyring()
@@ -267,6 +275,10 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.serveLock = lock
+	if err := s.startAudit(); err != nil {
+		s.Close()
+		return err
+	}
 	if w := atRestKeyWarning(cfg, s.keyFile); w != "" {
 		s.Logger.Warn(w, "at_rest_key_file", s.keyFile, "data", cfg.Data)
 	}
@@ -472,6 +484,10 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	if s.Pipeline != nil {
 		s.Pipeline.Close() // the after-commit hooks under way, before the store
+	}
+	if s.stopAudit != nil {
+		s.stopAudit() // seals what the listeners wrote, signs a last checkpoint
+		s.stopAudit = nil
 	}
 	if s.Store != nil {
 		errs = append(errs, s.Store.Close())

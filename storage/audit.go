@@ -84,8 +84,17 @@ type AuditLog interface {
 	SealAudit(ctx context.Context, recs []AuditRecord) error
 	// AuditEvents reads events in Seq order.
 	AuditEvents(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
-	// AddAuditCheckpoint stores a checkpoint; AuditCheckpoints returns
-	// those after Seq after, in order.
+	// AddAuditCheckpoint stores a checkpoint, unless the event has one
+	// already (`carepost audit checkpoint` beside the server's sealer):
+	// the first stays. AuditCheckpoints returns those after Seq after, in
+	// order.
 	AddAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
 	AuditCheckpoints(ctx context.Context, after int64) ([]AuditCheckpoint, error)
+	// PurgeAudit removes the events up to and including event through,
+	// and the checkpoints before it (retention), in one transaction, and
+	// returns how many events it removed. It refuses unless a checkpoint
+	// at through holds that event's hash (the checkpoint then vouches for
+	// the chain that remains: audit.Verifier), and unless a newer event
+	// remains, so that a sequence number is never given twice.
+	PurgeAudit(ctx context.Context, through int64) (int64, error)
 }

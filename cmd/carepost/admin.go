@@ -18,18 +18,18 @@ import (
 func rootCommand() *command {
 	return &command{subs: []*command{
 		serveCommand, initCommand, versionCommand,
-		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), benchCommand(),
+		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), auditCommand(), traceCommand, benchCommand(),
 	}}
 }
 
-// withServer runs f over the existing data directory.
+// withServer runs f over the existing data directory, which the runner
+// closes (runLeaf, after the audit event of a change).
 func withServer(f func(e *env, srv *server.Server, pos []string) error) runner {
 	return func(e *env, pos []string) error {
-		srv, err := openExisting(e)
+		srv, err := e.open()
 		if err != nil {
 			return err
 		}
-		defer srv.Close()
 		return f(e, srv, pos)
 	}
 }

@@ -22,11 +22,10 @@ func benchUsers(fs *flag.FlagSet) runner {
 		if *count < 1 || *count > 99999999 || !strings.Contains(*format, "%d") {
 			return usageError("bench users: give a --count from 1 to 99999999 and a --format with %%d")
 		}
-		srv, err := openExisting(e)
+		srv, err := e.open()
 		if err != nil {
 			return err
 		}
-		defer srv.Close()
 		ctx, stdout := e.ctx, e.stdout
 		for i := 1; i <= *count; i++ {
 			addr := fmt.Sprintf(*format, i)

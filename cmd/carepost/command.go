@@ -198,7 +198,21 @@ func runLeaf(e *env, c *command, path, args []string) error {
 		}
 		return usageError("%s: wrong number of arguments", name)
 	}
-	return run(e, pos)
+	err = run(e, pos)
+	if e.srv != nil {
+		// The event of an administrative change, with its outcome, then
+		// the data directory closed.
+		if aerr := recordAdmin(e, e.srv, path, fs, pos, err); aerr != nil {
+			if err == nil {
+				err = fmt.Errorf("the command was done, but its audit event could not be written: %w", aerr)
+			}
+		}
+		if cerr := e.srv.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		e.srv = nil
+	}
+	return err
 }
 
 // parse parses flags placed anywhere among the positional arguments, which

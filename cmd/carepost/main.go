@@ -17,6 +17,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/carepost/carepost/server"
 )
 
 func main() {
@@ -29,6 +31,23 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	common         commonFlags
+	// srv is the data directory the command opened (open), closed by
+	// the runner once the command's audit event is written.
+	srv *server.Server
+}
+
+// open opens the existing data directory for the command (openExisting);
+// the runner closes it.
+func (e *env) open() (*server.Server, error) {
+	if e.srv != nil {
+		return e.srv, nil
+	}
+	srv, err := openExisting(e)
+	if err != nil {
+		return nil, err
+	}
+	e.srv = srv
+	return srv, nil
 }
 
 // commonFlags are taken by every command, before or after its name.

@@ -244,7 +244,7 @@ func (db *DB) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.
 // AddAuditCheckpoint implements storage.AuditLog.
 func (db *DB) AddAuditCheckpoint(ctx context.Context, c storage.AuditCheckpoint) error {
 	return db.write(ctx, func(t *wtx) error {
-		_, err := t.ExecContext(t.ctx, "INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES (?, ?, ?, ?)",
+		_, err := t.ExecContext(t.ctx, "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at, signature) VALUES (?, ?, ?, ?)",
 			c.Seq, c.Hash, c.Time.UnixMilli(), c.Signature)
 		return err
 	})
@@ -271,6 +271,46 @@ func (db *DB) AuditCheckpoints(ctx context.Context, after int64) ([]storage.Audi
 		return rows.Err()
 	})
 	return out, err
+}
+
+// PurgeAudit implements storage.AuditLog.
+func (db *DB) PurgeAudit(ctx context.Context, through int64) (int64, error) {
+	var n int64
+	err := db.write(ctx, func(t *wtx) error {
+		var cpHash, evHash []byte
+		err := t.QueryRowContext(t.ctx, "SELECT hash FROM audit_checkpoints WHERE seq = ?", through).Scan(&cpHash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: the audit trail is purged only up to a checkpoint, and there is none at event %d", through)
+		}
+		if err != nil {
+			return err
+		}
+		err = t.QueryRowContext(t.ctx, "SELECT hash FROM audit_events WHERE seq = ?", through).Scan(&evHash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: audit event %d is not in the trail (purged already?)", through)
+		}
+		if err != nil {
+			return err
+		}
+		if len(evHash) == 0 || string(evHash) != string(cpHash) {
+			return fmt.Errorf("sqlite: the checkpoint at audit event %d does not hold that event's hash: nothing purged", through)
+		}
+		var newer bool
+		if err := t.QueryRowContext(t.ctx, "SELECT EXISTS (SELECT 1 FROM audit_events WHERE seq > ?)", through).Scan(&newer); err != nil {
+			return err
+		}
+		if !newer {
+			return fmt.Errorf("sqlite: audit event %d is the newest: it is kept so that its number is never given again", through)
+		}
+		res, err := t.ExecContext(t.ctx, "DELETE FROM audit_events WHERE seq <= ?", through)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		_, err = t.ExecContext(t.ctx, "DELETE FROM audit_checkpoints WHERE seq < ?", through)
+		return err
+	})
+	return n, err
 }
 
 var _ storage.AuditLog = (*DB)(nil)

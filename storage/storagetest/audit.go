@@ -33,6 +33,7 @@ func RunAudit(t *testing.T, open AuditOpenFunc) {
 		{"SealInOrder", testAuditSeal},
 		{"TwoHandles", testAuditTwoHandles},
 		{"Checkpoints", testAuditCheckpoints},
+		{"Purge", testAuditPurge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,8 +267,77 @@ func testAuditCheckpoints(t *testing.T, s AuditStore, _ func() AuditStore) {
 			t.Fatal(err)
 		}
 	}
+	// A second checkpoint of event 20 (another signer beside the
+	// server's) leaves the first.
+	if err := s.AddAuditCheckpoint(ctx, storage.AuditCheckpoint{Seq: 20, Hash: []byte{20}, Time: at.Add(time.Second), Signature: []byte("other")}); err != nil {
+		t.Fatal(err)
+	}
 	cps, err := s.AuditCheckpoints(ctx, 10)
 	if err != nil || len(cps) != 1 || cps[0].Seq != 20 || !cps[0].Time.Equal(at) || string(cps[0].Signature) != "sig" {
 		t.Fatalf("AuditCheckpoints(10) = %+v, %v", cps, err)
+	}
+}
+
+// testAuditPurge: events are purged only up to a checkpoint that holds
+// the hash of the last one purged, never the newest, and what remains
+// starts after it.
+func testAuditPurge(t *testing.T, s AuditStore, _ func() AuditStore) {
+	ctx := t.Context()
+	var recs []storage.AuditRecord
+	for range 6 {
+		recs = append(recs, storage.AuditRecord{Action: "a.b"})
+	}
+	if err := s.AppendAudit(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	_, un, err := s.UnsealedAudit(ctx, 10)
+	if err != nil || len(un) != 6 {
+		t.Fatalf("UnsealedAudit: %d, %v", len(un), err)
+	}
+	for i := range un {
+		un[i].Hash = bytes.Repeat([]byte{byte(i + 1)}, 32)
+	}
+	if err := s.SealAudit(ctx, un); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PurgeAudit(ctx, 3); err == nil {
+		t.Fatal("purged without a checkpoint")
+	}
+	at := time.Now()
+	if err := s.AddAuditCheckpoint(ctx, storage.AuditCheckpoint{Seq: 2, Hash: []byte("wrong"), Time: at, Signature: []byte("s")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PurgeAudit(ctx, 2); err == nil {
+		t.Fatal("purged up to a checkpoint that does not hold the event's hash")
+	}
+	for _, seq := range []int64{3, 6} {
+		if err := s.AddAuditCheckpoint(ctx, storage.AuditCheckpoint{Seq: seq, Hash: un[seq-1].Hash, Time: at, Signature: []byte("s")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PurgeAudit(ctx, 6); err == nil {
+		t.Fatal("purged the newest event")
+	}
+	if len(events(t, s)) != 6 {
+		t.Fatal("a refused purge removed events")
+	}
+	n, err := s.PurgeAudit(ctx, 3)
+	if err != nil || n != 3 {
+		t.Fatalf("PurgeAudit(3) = %d, %v", n, err)
+	}
+	left := events(t, s)
+	if len(left) != 3 || left[0].Seq != 4 {
+		t.Fatalf("after the purge: %+v", left)
+	}
+	cps, err := s.AuditCheckpoints(ctx, 0)
+	if err != nil || len(cps) != 2 || cps[0].Seq != 3 {
+		t.Fatalf("checkpoints after the purge: %+v, %v", cps, err)
+	}
+	// New events go on after the newest, never reuse a number.
+	if err := s.AppendAudit(ctx, []storage.AuditRecord{{Action: "a.c"}}); err != nil {
+		t.Fatal(err)
+	}
+	if left := events(t, s); left[len(left)-1].Seq != 7 {
+		t.Fatalf("the next event is %d, want 7", left[len(left)-1].Seq)
 	}
 }
