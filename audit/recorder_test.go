@@ -244,3 +244,20 @@ func TestRecorderNil(t *testing.T) {
 		t.Errorf("nil recorder: %v %+v", err, r.Stats())
 	}
 }
+
+func TestUIDList(t *testing.T) {
+	for _, tc := range []struct {
+		in   []uint32
+		want string
+	}{
+		{nil, ""},
+		{[]uint32{7}, "7"},
+		{[]uint32{1, 2, 3}, "1:3"},
+		{[]uint32{9, 3, 4, 5, 7, 12, 13, 4}, "3:5,7,9,12:13"},
+		{[]uint32{4294967294, 4294967295, 1}, "1,4294967294:4294967295"},
+	} {
+		if got := audit.UIDList(tc.in); got != tc.want {
+			t.Errorf("UIDList(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
