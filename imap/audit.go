@@ -8,6 +8,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/carepost/carepost/audit"
+	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/storage"
 )
 
@@ -37,6 +38,8 @@ func (s *session) auditRecord(action, object, outcome, account string, details m
 	actor, mech := audit.Anonymous, ""
 	if s.principal != nil {
 		actor, mech, _ = s.principal.Actor()
+	} else if action == "imap.login" {
+		mech = string(auth.MechPlain) // LOGIN and AUTHENTICATE PLAIN alike
 	}
 	rec.Record(storage.AuditRecord{Actor: actor, Mechanism: mech, Source: s.remote(), Action: action,
 		Object: object, Outcome: outcome, Details: details, Account: account})

@@ -28,3 +28,10 @@ func (s *Server) stopAuditEvents() error {
 	s.events = nil
 	return r.Close()
 }
+
+// FlushAuditEvents writes the audit events waiting in the Recorder now,
+// rather than within the second: for tests, and for whoever reads the
+// trail right after an action.
+func (s *Server) FlushAuditEvents() {
+	s.events.Flush()
+}
