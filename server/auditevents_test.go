@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/server"
 	"github.com/carepost/carepost/server/servertest"
 	"github.com/carepost/carepost/storage"
@@ -407,6 +408,52 @@ func TestHistoryEndpoint(t *testing.T) {
 		m := e.(map[string]any)
 		if m["actor"] == alice && m["action"] != "message.deliver" {
 			t.Errorf("one of alice's events in bob's history: %v", m)
+		}
+	}
+}
+
+// A delegate's read of a shared mailbox is in that mailbox's history,
+// under the delegate's name, and not in the delegate's own.
+func TestHistoryShowsDelegates(t *testing.T) {
+	srv := servertest.Start(t, func(c *server.Config) { c.Listen.HTTPS = "127.0.0.1:0" })
+	alice := srv.AddProfessional("alice", password)
+	bob := srv.AddProfessional("bob", password)
+	org := "cardiologie@" + srv.Config.Domains[0]
+	ctx := context.Background()
+	if _, err := srv.AddMailbox(ctx, directory.KindOrganisational, org, []string{alice}, "Cardiologie"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Dir.SetPassword(ctx, org, password); err != nil {
+		t.Fatal(err)
+	}
+	if err := submit(t, srv, bob, bob, []string{org}, message(bob, org, "Avis", "Avis demandé.")); err != nil {
+		t.Fatal(err)
+	}
+	c := dialIMAP(t, srv, alice, nil)
+	if _, err := c.Select("Shared/"+org+"/INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	srv.FlushAuditEvents()
+
+	code, _, ans := history(t, srv, org, password, "")
+	found := false
+	for _, e := range ans["events"].([]any) {
+		m := e.(map[string]any)
+		if m["action"] == "message.read" && m["actor"] == alice {
+			found = true
+		}
+	}
+	if code != http.StatusOK || !found {
+		t.Errorf("the delegate's read is not in the shared mailbox's history: %d %v", code, ans)
+	}
+	_, _, ans = history(t, srv, alice, password, "")
+	for _, e := range ans["events"].([]any) {
+		if m := e.(map[string]any); m["action"] == "message.read" {
+			t.Errorf("the read of the shared mailbox is in the delegate's own history: %v", m)
 		}
 	}
 }
