@@ -280,6 +280,26 @@ func (db *DB) SealAudit(ctx context.Context, recs []storage.AuditRecord) error {
 
 // AuditEvents implements storage.AuditLog.
 func (db *DB) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.AuditRecord, error) {
+	query, args := auditQuery(q)
+	var out []storage.AuditRecord
+	err := db.read(ctx, func(tx stx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		if out, ids, err = scanAudit(rows); err != nil {
+			return err
+		}
+		return nameAccounts(ctx, tx, out, ids)
+	})
+	return out, err
+}
+
+// auditQuery is the SELECT of AuditEvents. A query by account reads the
+// audit_account index (auditSchemaV2), newest first or oldest first,
+// without visiting the other accounts' events.
+func auditQuery(q storage.AuditQuery) (string, []any) {
 	where := []string{"seq > ?"}
 	args := []any{q.After}
 	if !q.Since.IsZero() {
@@ -314,19 +334,7 @@ func (db *DB) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.
 		query += " LIMIT ?"
 		args = append(args, q.Limit)
 	}
-	var out []storage.AuditRecord
-	err := db.read(ctx, func(tx stx) error {
-		rows, err := tx.QueryContext(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		var ids []int64
-		if out, ids, err = scanAudit(rows); err != nil {
-			return err
-		}
-		return nameAccounts(ctx, tx, out, ids)
-	})
-	return out, err
+	return query, args
 }
 
 // AddAuditCheckpoint implements storage.AuditLog.
