@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,4 +261,56 @@ func TestUIDList(t *testing.T) {
 			t.Errorf("UIDList(%v) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// FuzzUIDList: the compact list names exactly the UIDs given, each once,
+// in ascending ranges that neither touch nor overlap.
+func FuzzUIDList(f *testing.F) {
+	f.Add([]byte{1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0})
+	f.Add([]byte{255, 255, 255, 255, 7, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var uids []uint32
+		for i := 0; i+4 <= len(b); i += 4 {
+			uids = append(uids, uint32(b[i])|uint32(b[i+1])<<8|uint32(b[i+2])<<16|uint32(b[i+3])<<24)
+		}
+		want := map[uint32]bool{}
+		for _, u := range uids {
+			want[u] = true
+		}
+		s := audit.UIDList(uids)
+		if s == "" {
+			if len(want) != 0 {
+				t.Fatalf("empty list for %v", uids)
+			}
+			return
+		}
+		got := 0
+		var last int64 = -2
+		for _, part := range strings.Split(s, ",") {
+			lo, hi, isRange := strings.Cut(part, ":")
+			a, err := strconv.ParseUint(lo, 10, 32)
+			if err != nil {
+				t.Fatalf("%q: %v", s, err)
+			}
+			z := a
+			if isRange {
+				if z, err = strconv.ParseUint(hi, 10, 32); err != nil || z <= a {
+					t.Fatalf("%q: range %q", s, part)
+				}
+			}
+			if int64(a) <= last+1 {
+				t.Fatalf("%q: %q touches or overlaps what comes before", s, part)
+			}
+			for u := a; u <= z; u++ {
+				if !want[uint32(u)] {
+					t.Fatalf("%q names %d, not given", s, u)
+				}
+				got++
+			}
+			last = int64(z)
+		}
+		if got != len(want) {
+			t.Fatalf("%q names %d UIDs, %d given", s, got, len(want))
+		}
+	})
 }
