@@ -457,3 +457,19 @@ func TestHistoryShowsDelegates(t *testing.T) {
 		}
 	}
 }
+
+// A message refused at DATA (too large) leaves smtp.data with its code.
+func TestAuditEventsRefusedData(t *testing.T) {
+	srv := servertest.Start(t, func(c *server.Config) { c.MaxMessageSize = 2000 })
+	alice := srv.AddProfessional("alice", password)
+	bob := srv.AddProfessional("bob", password)
+	big := message(alice, bob, "Gros", strings.Repeat("Ligne de compte rendu.\r\n", 200))
+	if err := submit(t, srv, alice, alice, []string{bob}, big); err == nil {
+		t.Fatal("a message over the limit was accepted")
+	}
+	recs := trail(t, srv, "")
+	data := one(t, recs, "refused DATA", func(r storage.AuditRecord) bool { return r.Action == "smtp.data" })
+	if data.Outcome != "refused" || data.Actor != alice || data.Details["code"] != "552" || data.Details["from"] != alice {
+		t.Errorf("smtp.data: %+v", data)
+	}
+}
