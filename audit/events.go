@@ -46,3 +46,30 @@ func UIDList(uids []uint32) string {
 	}
 	return b.String()
 }
+
+// UIDListContains tells whether a list of UIDs written by UIDList (or as
+// the store writes them, "3,5,7") names uid: how a message's trace finds
+// the reads and changes of that message in its mailbox's events. A part
+// that is not a number or a range is skipped.
+func UIDListContains(list string, uid uint32) bool {
+	for part := range strings.SplitSeq(list, ",") {
+		lo, hi, isRange := strings.Cut(part, ":")
+		a, err := strconv.ParseUint(lo, 10, 32)
+		if err != nil {
+			continue
+		}
+		z := a
+		if isRange {
+			if z, err = strconv.ParseUint(hi, 10, 32); err != nil {
+				continue
+			}
+			if z < a {
+				a, z = z, a // RFC 9051 §9: "4:2" is 2, 3 and 4
+			}
+		}
+		if uint64(uid) >= a && uint64(uid) <= z {
+			return true
+		}
+	}
+	return false
+}

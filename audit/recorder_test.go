@@ -314,3 +314,49 @@ func FuzzUIDList(f *testing.F) {
 		}
 	})
 }
+
+func TestUIDListContains(t *testing.T) {
+	for _, tc := range []struct {
+		list string
+		uid  uint32
+		want bool
+	}{
+		{"", 1, false},
+		{"3:5,7,9:10", 4, true},
+		{"3:5,7,9:10", 6, false},
+		{"3:5,7,9:10", 10, true},
+		{"3,5,7", 5, true},
+		{"9:3", 4, true},
+		{"x,2", 2, true},
+		{"1:x", 1, false},
+	} {
+		if got := audit.UIDListContains(tc.list, tc.uid); got != tc.want {
+			t.Errorf("UIDListContains(%q, %d) = %v", tc.list, tc.uid, got)
+		}
+	}
+}
+
+// FuzzUIDListContains: any text is read without a panic, and the list
+// UIDList writes contains exactly the UIDs it was given.
+func FuzzUIDListContains(f *testing.F) {
+	f.Add("3:5,7,9:10", uint32(4), []byte{3, 0, 0, 0})
+	f.Add("4294967295", uint32(4294967295), []byte{})
+	f.Fuzz(func(t *testing.T, list string, uid uint32, b []byte) {
+		audit.UIDListContains(list, uid)
+		var uids []uint32
+		in := false
+		for i := 0; i+4 <= len(b); i += 4 {
+			u := uint32(b[i]) | uint32(b[i+1])<<8 | uint32(b[i+2])<<16 | uint32(b[i+3])<<24
+			uids = append(uids, u)
+			in = in || u == uid
+		}
+		if got := audit.UIDListContains(audit.UIDList(uids), uid); got != in {
+			t.Fatalf("UIDListContains(UIDList(%v), %d) = %v", uids, uid, got)
+		}
+		for _, u := range uids {
+			if !audit.UIDListContains(audit.UIDList(uids), u) {
+				t.Fatalf("UIDList(%v) lacks %d", uids, u)
+			}
+		}
+	})
+}
