@@ -21,55 +21,20 @@ const (
 	OutcomeFailed  = "failed"
 )
 
-// UIDList writes message UIDs compactly for an event's details, as IMAP
-// writes a set (RFC 9051 §9, sequence-set): "3:7,9,12:13". uids need not
-// be sorted; duplicates are dropped.
+// UIDList writes message UIDs for an event's details as the store writes
+// them ("3,5,7": ascending, each once), so that a message's trace finds
+// its UID in a read as in a change (split at the commas). uids need not
+// be sorted.
 func UIDList(uids []uint32) string {
 	s := slices.Clone(uids)
 	slices.Sort(s)
 	s = slices.Compact(s)
 	var b strings.Builder
-	for i := 0; i < len(s); {
-		j := i
-		for j+1 < len(s) && s[j+1] == s[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
+	for i, u := range s {
+		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strconv.FormatUint(uint64(s[i]), 10))
-		if j > i {
-			b.WriteByte(':')
-			b.WriteString(strconv.FormatUint(uint64(s[j]), 10))
-		}
-		i = j + 1
+		b.WriteString(strconv.FormatUint(uint64(u), 10))
 	}
 	return b.String()
-}
-
-// UIDListContains tells whether a list of UIDs written by UIDList (or as
-// the store writes them, "3,5,7") names uid: how a message's trace finds
-// the reads and changes of that message in its mailbox's events. A part
-// that is not a number or a range is skipped.
-func UIDListContains(list string, uid uint32) bool {
-	for part := range strings.SplitSeq(list, ",") {
-		lo, hi, isRange := strings.Cut(part, ":")
-		a, err := strconv.ParseUint(lo, 10, 32)
-		if err != nil {
-			continue
-		}
-		z := a
-		if isRange {
-			if z, err = strconv.ParseUint(hi, 10, 32); err != nil {
-				continue
-			}
-			if z < a {
-				a, z = z, a // RFC 9051 §9: "4:2" is 2, 3 and 4
-			}
-		}
-		if uint64(uid) >= a && uint64(uid) <= z {
-			return true
-		}
-	}
-	return false
 }

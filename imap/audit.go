@@ -24,9 +24,10 @@ import (
 //   - message.read: each FETCH that returns message content (BODY[...],
 //     BINARY[...], RFC822, RFC822.TEXT, RFC822.HEADER; not FLAGS,
 //     ENVELOPE, BODYSTRUCTURE or sizes alone), one event per command,
-//     object the mailbox ("mailbox:ID"), details the UIDs sent (a compact
-//     set) and the sections asked. It concerns the mailbox's owner, so
-//     that a patient's history shows the reads of a delegate too.
+//     object the mailbox ("mailbox:ID"), details the UIDs sent ("3,5,7",
+//     as the store's events write them, so that a message's trace finds
+//     its reads) and the sections asked. It concerns the mailbox's owner,
+//     so that a patient's history shows the reads of a delegate too.
 
 // auditRecord records an event of the session's principal (anonymous
 // before login).
