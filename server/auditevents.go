@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/carepost/carepost/audit"
+	"github.com/carepost/carepost/storage"
 )
 
 // The audit events that record no change (connections, logins, reads of
@@ -10,10 +11,15 @@ import (
 // adapters hand it their events and never wait for a commit. The events
 // of changes are the store's own (sqlite.Options.Audit).
 
-// startAuditEvents makes the server's Recorder; Start calls it before the
-// listeners and the queue, which record through it.
-func (s *Server) startAuditEvents() {
-	r := audit.NewRecorder(s.Store, s.Logger.With("component", "audit"))
+// startAuditEvents makes the server's Recorder over log; Start calls it
+// before the listeners and the queue, which record through it. A nil log
+// (the trail turned off) records nothing: the adapters are given a nil
+// Recorder.
+func (s *Server) startAuditEvents(log storage.AuditLog) {
+	if log == nil {
+		return
+	}
+	r := audit.NewRecorder(log, s.Logger.With("component", "audit"))
 	s.events = r
 	s.Metrics.WatchAudit(func() (uint64, uint64) {
 		st := r.Stats()

@@ -284,7 +284,7 @@ func (s *Server) Start() error {
 		s.Logger.Warn("the postmaster mailbox is not an active mailbox of the directory: mail for postmaster@ and abuse@ will fail until it is", "postmaster", cfg.Postmaster)
 	}
 	s.warnIfStale(context.Background())
-	s.startAuditEvents()
+	s.startAuditEvents(s.Store)
 	if cfg.Trust.RefreshURL != "" {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
