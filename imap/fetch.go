@@ -14,6 +14,7 @@ import (
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/storage"
 )
 
@@ -96,15 +97,24 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			digests[ds[i].UID] = &ds[i]
 		}
 	}
+	// A read of content is recorded once for the command, with the UIDs
+	// whose content was (or began to be) sent: audit.Recorder, no wait.
+	var read []uint32
+	content := readsContent(options)
 	for _, ref := range refs {
 		m := byUID[ref.uid]
 		if m == nil {
 			continue // expunged meanwhile
 		}
+		if content {
+			read = append(read, ref.uid)
+		}
 		if err := s.fetchOne(ctx, w, &fv, ref, m, digests[ref.uid], options); err != nil {
+			s.auditRead(v, read, options, audit.OutcomeFailed)
 			return err
 		}
 	}
+	s.auditRead(v, read, options, audit.OutcomeOK)
 	return nil
 }
 

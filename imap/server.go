@@ -42,6 +42,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/limit"
@@ -90,6 +91,9 @@ type Options struct {
 	// Metrics counts sessions, IDLE clients and logins for the operator
 	// (the server's metrics.IMAP); nil counts nothing.
 	Metrics *metrics.IMAP
+	// Audit records the events that change nothing (connections,
+	// logins, reads of messages: imap/audit.go); nil records none.
+	Audit *audit.Recorder
 }
 
 // Appender is the message path's entry for APPEND (delivery.Pipeline).
@@ -177,6 +181,7 @@ func New(opts Options) *Server {
 			s.opts.Metrics.SessionOpened()
 			sess := newSession(s, c)
 			sess.guardInput() // imap/syntax.go
+			sess.auditConnect()
 			return sess, nil, nil
 		},
 		Caps:         capabilities,

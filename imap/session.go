@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
+	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/refusal"
@@ -132,17 +133,20 @@ func (s *session) login(mech metrics.Mech, username, password string) error {
 		if refusal.Is(err, refusal.AuthFailed) {
 			s.srv.log.Info("login failed", "remote", s.remote(), "user", truncateForLog(username), "mechanism", mechName(mech),
 				"cause", cause.String(), "reason", errorReason(err))
+			s.auditLogin(mechName(mech), username, audit.OutcomeRefused, cause.String())
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed,
 				Text: "Invalid user name or password, or account not active"}
 		}
 		s.srv.log.Error("login: directory unavailable", "remote", s.remote(), "user", truncateForLog(username),
 			"mechanism", mechName(mech), "cause", cause.String(), "err", err)
+		s.auditLogin(mechName(mech), username, audit.OutcomeFailed, cause.String())
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: "Authentication is temporarily unavailable, try again later"}
 	}
 	s.srv.opts.Metrics.Logins().Succeeded(mech)
 	s.principal, s.account = p, p.Address
 	s.srv.log.Info("login", "remote", s.remote(), "account", p.Address, "mechanism", mechName(mech))
+	s.auditLogin(mechName(mech), username, audit.OutcomeOK, "")
 	s.registerEnd()
 	return nil
 }
@@ -154,6 +158,7 @@ func (s *session) loginFailed(mech metrics.Mech, username string, cause auth.Cau
 	s.srv.opts.Metrics.Logins().Failed(mech, cause)
 	s.srv.log.Info("login failed", "remote", s.remote(), "user", truncateForLog(username), "mechanism", mechName(mech),
 		"cause", cause.String())
+	s.auditLogin(mechName(mech), username, audit.OutcomeRefused, cause.String())
 }
 
 func mechName(m metrics.Mech) string {

@@ -163,3 +163,17 @@ func (m *Metrics) WatchCache(c *cache.Store) {
 			Help: "Bytes held by the digest cache (bounded by its budget)."}, func() float64 { return float64(c.Stats().DigestBytes) }),
 	)
 }
+
+// WatchAudit exposes the counts of the audit events that record no change
+// (audit.Recorder.Stats), read at each scrape: written to the trail, or
+// not written (the store failed; they went to the error log instead).
+func (m *Metrics) WatchAudit(stats func() (written, failed uint64)) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "carepost_audit_events_total",
+			Help:        "Audit events of connections, logins and reads written to the trail (result=written), or that could not be and were logged instead (result=failed).",
+			ConstLabels: prometheus.Labels{"result": "written"}}, func() float64 { w, _ := stats(); return float64(w) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "carepost_audit_events_total",
+			Help:        "Audit events of connections, logins and reads written to the trail (result=written), or that could not be and were logged instead (result=failed).",
+			ConstLabels: prometheus.Labels{"result": "failed"}}, func() float64 { _, f := stats(); return float64(f) }),
+	)
+}

@@ -46,6 +46,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/refusal"
 	"github.com/carepost/carepost/storage"
 )
@@ -99,6 +100,10 @@ type Options struct {
 	// queue (an entry added or retried by another process); 0 is 2s.
 	PollInterval time.Duration
 	Logger       *slog.Logger
+	// Audit records each attempt per recipient with the remote server's
+	// reply (relay.attempt) and each DSN sent (dsn), by the system, the
+	// Message-ID as their object (queue/audit.go); nil records none.
+	Audit *audit.Recorder
 }
 
 // Runner delivers the queue; see the package comment.
@@ -289,6 +294,7 @@ func (r *Runner) attempt(e storage.QueueEntry) {
 		for _, rc := range res {
 			state[rc.Address] = rc
 			changed = append(changed, rc)
+			r.auditAttempt(&e, rc)
 			switch rc.State {
 			case storage.QueueDelivered:
 				log.Info("outbound message delivered", "rcpt", rc.Address, "reply", rc.LastError)
@@ -369,6 +375,7 @@ func (r *Runner) finish(ctx context.Context, e *storage.QueueEntry, state map[st
 	}
 	msg := buildDSN(r.opts.Hostname, e, failed, header, time.Now())
 	err := r.opts.Notify(ctx, e.From, msg)
+	r.auditDSN(e, failed, err)
 	if re, ok := refusal.As(err); ok && !re.Temporary() {
 		// The sender cannot receive it (mailbox closed since): nothing
 		// more to do for this entry.

@@ -18,6 +18,7 @@ import (
 	"github.com/carepost/carepost/crypto/smime"
 	"github.com/carepost/carepost/server"
 	"github.com/carepost/carepost/server/servertest"
+	"github.com/carepost/carepost/storage"
 )
 
 // Two operators on loopback: A (a.test) and B (b.test), each its own data
@@ -412,6 +413,12 @@ func TestFederationBothWaysAndOutsider(t *testing.T) {
 		if bytes.Contains(m, []byte("Ceci ne doit pas arriver.")) {
 			t.Fatal("A stored a message from outside the trust space")
 		}
+	}
+	// A's trail names the certificate it refused (issue 25).
+	ref := waitTrail(t, p.a, "smtp.mail", func(r storage.AuditRecord) bool { return r.Details["service"] == "mx" })
+	if ref.Outcome != "refused" || ref.Actor != "anonymous" || !strings.Contains(ref.Details["peer_certificate"], "mx.c.test") ||
+		!strings.HasPrefix(ref.Details["code"], "5") {
+		t.Errorf("A's record of the refused operator: %+v", ref)
 	}
 	err = submit(t, p.a, p.alice, p.alice, []string{"eve@c.test"}, message(p.alice, "eve@c.test", "x", "x"))
 	if err == nil || !strings.Contains(err.Error(), "550") || !strings.Contains(err.Error(), "c.test") {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/crypto"
 	"github.com/carepost/carepost/crypto/keyring"
@@ -52,6 +53,12 @@ type Server struct {
 
 	// Queue delivers the outbound queue; set by Start.
 	Queue *queue.Runner
+
+	// events records the audit events that change nothing
+	// (auditevents.go); authn checks passwords for every listener, with
+	// one limiter (HTTPS too: history.go). Set by Start.
+	events *audit.Recorder
+	authn  *auth.Authenticator
 
 	// Keyring holds the mailboxes' S/MIME certificates and keys and finds
 	// other operators' recipients' (crypto/keyring): the smime.Keyring
@@ -260,6 +267,7 @@ func (s *Server) startQueue() {
 		Lifetime:     time.Duration(cfg.Queue.Lifetime),
 		Concurrency:  cfg.Queue.Concurrency,
 		Logger:       s.Logger.With("component", "queue"),
+		Audit:        s.events,
 	})
 	s.Queue = r
 	s.runner.Store(r)
@@ -288,6 +296,7 @@ func (s *Server) Start() error {
 		s.Logger.Warn("the postmaster mailbox is not an active mailbox of the directory: mail for postmaster@ and abuse@ will fail until it is", "postmaster", cfg.Postmaster)
 	}
 	s.warnIfStale(context.Background())
+	s.startAuditEvents(s.Audit)
 	if cfg.Trust.RefreshURL != "" {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -302,6 +311,7 @@ func (s *Server) Start() error {
 	// and SMTP AUTH count the same failures (auth.MemoryLimiter: this
 	// process only).
 	authn := auth.NewLimitedAuthenticator(s.Dir, auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
+	s.authn = authn
 	s.Cache = cache.New(s.Store, cache.Options{Logger: s.Logger.With("component", "cache")})
 	s.Metrics.WatchCache(s.Cache)
 	imapServer := imap.New(imap.Options{
@@ -314,6 +324,7 @@ func (s *Server) Start() error {
 		LiteralTimeout: time.Duration(cfg.Limits.TransferTimeout),
 		Sessions:       sessions,
 		Metrics:        s.Metrics.IMAP(),
+		Audit:          s.events,
 	})
 	s.closers = append(s.closers, imapServer.Close, s.Cache.Stop)
 	s.startQueue()
@@ -329,6 +340,7 @@ func (s *Server) Start() error {
 			Authenticator:  authn,
 			Sessions:       sessions,
 			Metrics:        s.Metrics.SMTP(name),
+			Audit:          s.events,
 		})
 		s.closers = append(s.closers, srv.Close)
 		return srv
@@ -482,6 +494,11 @@ func (s *Server) Close() error {
 	s.listeners = nil
 	s.mu.Unlock()
 	s.wg.Wait()
+	// Every listener and the queue stopped: the last events are written
+	// before the store closes.
+	if err := s.stopAuditEvents(); err != nil {
+		errs = append(errs, err)
+	}
 	if s.Pipeline != nil {
 		s.Pipeline.Close() // the after-commit hooks under way, before the store
 	}

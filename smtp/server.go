@@ -42,6 +42,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
@@ -105,6 +106,9 @@ type Options struct {
 	// operator (the server's metrics.SMTP of this listener); nil counts
 	// nothing.
 	Metrics *metrics.SMTP
+	// Audit records the session's events that change nothing
+	// (connections, logins, refusals: smtp/audit.go); nil records none.
+	Audit *audit.Recorder
 }
 
 // Defaults, after RFC 5321 §4.5.3.2 (the server waits 5 minutes for a

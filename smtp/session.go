@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
@@ -58,6 +59,7 @@ func (s *Server) newSession(c *gosmtp.Conn) *session {
 	ss.counted.Store(true)
 	s.opts.Metrics.SessionOpened()
 	ss.pace() // EHLO, after which go-smtp makes a session
+	ss.auditConnect()
 	return ss
 }
 
@@ -83,6 +85,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		err := refusal.New(refusal.TLSRequired, "", nil, "Must issue a STARTTLS command first: passwords are only sent over TLS.")
 		r := reply(stepAuth, err, 0)
 		ss.authFailed("", err, r)
+		ss.auditAuth("", err, r)
 		return nil, r
 	}
 	return saslServer{sasl.NewPlainServer(ss.authPlain), ss}, nil
@@ -109,11 +112,13 @@ func (ss *session) authPlain(identity, username, password string) error {
 			ss.registerEnd(p)
 			ss.s.opts.Metrics.Logins().Succeeded(metrics.MechPlain)
 			ss.s.log.Info("auth ok", "remote", ss.remote, "user", p.Address, "mechanism", p.Mechanism)
+			ss.auditAuth(username, nil, nil)
 			return nil
 		}
 	}
 	r := reply(stepAuth, err, 0)
 	ss.authFailed(username, err, r)
+	ss.auditAuth(username, err, r)
 	return r
 }
 
@@ -146,7 +151,9 @@ func (s saslServer) Next(response []byte) ([]byte, bool, error) {
 		if _, ok := err.(*gosmtp.SMTPError); !ok {
 			r := &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
 				Message: "The authentication data is malformed (RFC 4616 PLAIN expected)."}
-			s.ss.authFailed("", refusal.New(refusal.MalformedMessage, "", err, "%s", r.Message), r)
+			rerr := refusal.New(refusal.MalformedMessage, "", err, "%s", r.Message)
+			s.ss.authFailed("", rerr, r)
+			s.ss.auditAuth("", rerr, r)
 			err = r
 		}
 	}
@@ -165,6 +172,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		ss.s.log.Info("sender refused", "remote", ss.remote, "from", from,
 			"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", "MAIL before STARTTLS")
 		ss.s.opts.Metrics.Refused(metrics.StepMail, refusal.TLSRequired, false)
+		ss.auditRefused(stepMail, from, "", r)
 		return r
 	}
 	if opts != nil && opts.Size > ss.s.opts.MaxMessageSize {
@@ -175,6 +183,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			"declared_size", opts.Size, "limit", ss.s.opts.MaxMessageSize,
 			"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", "declared size over the limit")
 		ss.s.opts.Metrics.Refused(metrics.StepMail, refusal.MessageTooLarge, false)
+		ss.auditRefused(stepMail, from, "", r)
 		return r
 	}
 	if ss.tx != nil {
@@ -190,6 +199,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			}
 			lvl("sender refused", "remote", ss.remote, "from", from, "peer", ss.peerSubject(),
 				"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", errText(err))
+			ss.auditRefused(stepMail, from, "", r)
 			return r
 		}
 	}
@@ -245,6 +255,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	if err != nil {
 		ss.s.opts.Metrics.Refused(metrics.StepData, refusalKind(err), out.Code/100 == 4)
+		ss.auditRefused(stepData, ss.from, "", out)
 	}
 	// One line per message: who, to how many, how big, what result.
 	// Never the body, the subject or credentials.
@@ -288,6 +299,7 @@ func (ss *session) Data(r io.Reader) error {
 func (ss *session) refused(st step, err error, tx *delivery.Transaction, from, to string) error {
 	r := reply(st, err, ss.s.opts.MaxMessageSize)
 	ss.s.opts.Metrics.Refused(st.metric(), refusalKind(err), r.Code/100 == 4)
+	ss.auditRefused(st, from, to, r)
 	attrs := []any{"tx", tx.ID(), "remote", ss.remote, "user", ss.user(), "from", from,
 		"code", r.Code, "enhanced", enhancedString(r.EnhancedCode), "cause", errText(err)}
 	if ss.peer != nil {
@@ -323,6 +335,7 @@ func (ss *session) verifyPeer() error {
 	}
 	ss.peer = op
 	ss.s.log.Info("operator verified", "remote", ss.remote, "peer", op.Subject, "anchor", op.Anchor, "fingerprint", op.Fingerprint)
+	ss.auditRecord("smtp.peer", op.Subject, audit.OutcomeOK, map[string]string{"anchor": op.Anchor, "fingerprint": op.Fingerprint})
 	return nil
 }
 

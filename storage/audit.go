@@ -45,6 +45,15 @@ type AuditRecord struct {
 	// Hash is the event's hash in the chain (audit.Chain), nil until it is
 	// sealed.
 	Hash []byte
+	// Account is the mail account (a mailbox's canonical address) whose
+	// data the event concerns, "" for none: the owner of a mailbox read,
+	// changed or delivered to, the account a login tried. It indexes the
+	// owner's access history (AuditQuery.Account) and is not part of the
+	// chain (audit.Canonical): the object and details the chain covers
+	// name the mailbox already. A backend resolves it when the event is
+	// written; an address that is no account of the store is recorded as
+	// none. AuditEvents sets it on what it returns.
+	Account string
 }
 
 // AuditQuery selects events (AuditEvents). Zero fields select all.
@@ -54,9 +63,12 @@ type AuditQuery struct {
 	Actor  string    // exact actor
 	Object string    // events whose Object contains this text
 	Action string    // exact action
-	Limit  int       // at most Limit events (0: no limit)
-	Sealed bool      // only sealed events
-	Newest bool      // newest first
+	// Account selects the events that concern this account (its
+	// canonical address; AuditRecord.Account), through an index.
+	Account string
+	Limit   int  // at most Limit events (0: no limit)
+	Sealed  bool // only sealed events
+	Newest  bool // newest first
 }
 
 // AuditCheckpoint is a signed statement of the chain's head: the event Seq

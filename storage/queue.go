@@ -51,7 +51,11 @@ type QueueEntry struct {
 	// entry never causes a delivery status notification).
 	From       string
 	Recipients []QueueRecipient
-	Size       int64 // bytes of the body
+	// MessageID is the message's Message-ID (Delivery.MessageID, without
+	// angle brackets, "" if it had none): the object of the audit events
+	// of its relay attempts and DSN.
+	MessageID string
+	Size      int64 // bytes of the body
 	// Created is when the message was accepted; NextAttempt when it is
 	// due next; Attempts how many times it was tried.
 	Created     time.Time

@@ -43,12 +43,57 @@ CREATE TABLE audit_checkpoints (
 );
 `
 
-const insertAudit = "INSERT INTO audit_events (at, actor, mechanism, source, action, object, outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+// auditSchemaV2: the account each event concerns (storage.AuditRecord.
+// Account), for a mailbox owner's access history: accounts.id, NULL for
+// none (accounts are never deleted, so an ID always names the same
+// account). The partial index serves "this account's events, newest
+// first" without reading the others.
+const auditSchemaV2 = `
+ALTER TABLE audit_events ADD COLUMN account INTEGER;
+CREATE INDEX audit_account ON audit_events(account, seq) WHERE account IS NOT NULL;
+`
 
-// event records an event of this op's change, in its transaction, with
-// the op's principal as the actor. It does nothing when the store keeps
-// no audit trail.
+const insertAudit = "INSERT INTO audit_events (at, actor, mechanism, source, action, object, outcome, details, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+// event records an event of this op's change that concerns no account
+// (a queue entry), in its transaction, with the op's principal as the
+// actor. It does nothing when the store keeps no audit trail.
 func (t *wtx) event(action, object string, details map[string]string) error {
+	return t.eventIn(0, action, object, details)
+}
+
+// mailboxEvent records an event about the messages of mailboxID: it
+// concerns the mailbox's account.
+func (t *wtx) mailboxEvent(mailboxID int64, action, object string, details map[string]string) error {
+	if !t.audit {
+		return nil
+	}
+	account, ok := t.accounts[mailboxID]
+	if !ok {
+		// A mailbox the op did not reserve (the source of a COPY): one
+		// lookup by primary key.
+		if err := t.QueryRowContext(t.ctx, "SELECT account_id FROM mailboxes WHERE id = ?", mailboxID).Scan(&account); err != nil {
+			return err
+		}
+	}
+	return t.eventIn(account, action, object, details)
+}
+
+// noteAccount remembers the account of a mailbox the op wrote (reserve),
+// for its events.
+func (t *wtx) noteAccount(mailboxID, account int64) {
+	if !t.audit {
+		return
+	}
+	if t.accounts == nil {
+		t.accounts = make(map[int64]int64, 2)
+	}
+	t.accounts[mailboxID] = account
+}
+
+// eventIn records an event that concerns account (accounts.id, 0 for
+// none).
+func (t *wtx) eventIn(account int64, action, object string, details map[string]string) error {
 	if !t.audit {
 		return nil
 	}
@@ -57,7 +102,8 @@ func (t *wtx) event(action, object string, details map[string]string) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.ExecContext(t.ctx, insertAudit, time.Now().UnixMilli(), actor, mech, source, action, object, "ok", d)
+	_, err = t.ExecContext(t.ctx, insertAudit, time.Now().UnixMilli(), actor, mech, source, action, object, "ok", d,
+		sql.NullInt64{Int64: account, Valid: account != 0})
 	return err
 }
 
@@ -107,11 +153,16 @@ func (db *DB) AppendAudit(ctx context.Context, recs []storage.AuditRecord) error
 		if actor == "" {
 			actor = "system"
 		}
-		rows[i] = []any{at.UnixMilli(), actor, r.Mechanism, r.Source, r.Action, r.Object, outcome, d}
+		rows[i] = []any{at.UnixMilli(), actor, r.Mechanism, r.Source, r.Action, r.Object, outcome, d, r.Account}
 	}
 	return db.writeLazy(ctx, func(t *wtx) error {
+		stmt, err := t.PrepareContext(t.ctx, insertAppendedAudit)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
 		for _, args := range rows {
-			if _, err := t.ExecContext(t.ctx, insertAudit, args...); err != nil {
+			if _, err := stmt.ExecContext(t.ctx, args...); err != nil {
 				return err
 			}
 		}
@@ -119,27 +170,53 @@ func (db *DB) AppendAudit(ctx context.Context, recs []storage.AuditRecord) error
 	})
 }
 
-const auditColumns = "seq, at, actor, mechanism, source, action, object, outcome, details, hash"
+// insertAppendedAudit is insertAudit for AppendAudit, whose events name
+// their account by address: an address that is no account is NULL.
+const insertAppendedAudit = "INSERT INTO audit_events (at, actor, mechanism, source, action, object, outcome, details, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT id FROM accounts WHERE name = ?))"
 
-func scanAudit(rows *sql.Rows) ([]storage.AuditRecord, error) {
+const auditColumns = "seq, at, actor, mechanism, source, action, object, outcome, details, hash, account"
+
+// scanAudit reads events with the IDs of their accounts (0 for none);
+// nameAccounts then names those once per distinct account, rather than
+// joining accounts on every row (verify reads the whole trail).
+func scanAudit(rows *sql.Rows) ([]storage.AuditRecord, []int64, error) {
 	defer rows.Close()
 	var out []storage.AuditRecord
+	var ids []int64
 	for rows.Next() {
 		var r storage.AuditRecord
 		var at int64
 		var details string
-		if err := rows.Scan(&r.Seq, &at, &r.Actor, &r.Mechanism, &r.Source, &r.Action, &r.Object, &r.Outcome, &details, &r.Hash); err != nil {
-			return nil, err
+		var account sql.NullInt64
+		if err := rows.Scan(&r.Seq, &at, &r.Actor, &r.Mechanism, &r.Source, &r.Action, &r.Object, &r.Outcome, &details, &r.Hash, &account); err != nil {
+			return nil, nil, err
 		}
 		r.Time = time.UnixMilli(at).UTC()
 		if details != "" {
 			if err := json.Unmarshal([]byte(details), &r.Details); err != nil {
-				return nil, fmt.Errorf("sqlite: audit event %d: details: %w", r.Seq, err)
+				return nil, nil, fmt.Errorf("sqlite: audit event %d: details: %w", r.Seq, err)
 			}
 		}
 		out = append(out, r)
+		ids = append(ids, account.Int64)
 	}
-	return out, rows.Err()
+	return out, ids, rows.Err()
+}
+
+// nameAccounts sets the Account of recs from their account IDs.
+func nameAccounts(ctx context.Context, tx stx, recs []storage.AuditRecord, ids []int64) error {
+	names := map[int64]string{0: ""}
+	for i, id := range ids {
+		name, ok := names[id]
+		if !ok {
+			if err := tx.QueryRowContext(ctx, "SELECT name FROM accounts WHERE id = ?", id).Scan(&name); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			names[id] = name
+		}
+		recs[i].Account = name
+	}
+	return nil
 }
 
 // UnsealedAudit implements storage.AuditLog.
@@ -152,7 +229,11 @@ func (db *DB) UnsealedAudit(ctx context.Context, limit int) (prev []byte, recs [
 		if err != nil {
 			return err
 		}
-		if recs, err = scanAudit(rows); err != nil || len(recs) == 0 {
+		var ids []int64
+		if recs, ids, err = scanAudit(rows); err != nil || len(recs) == 0 {
+			return err
+		}
+		if err := nameAccounts(ctx, tx, recs, ids); err != nil {
 			return err
 		}
 		err = tx.QueryRowContext(ctx, "SELECT hash FROM audit_events WHERE seq < ? ORDER BY seq DESC LIMIT 1", recs[0].Seq).Scan(&prev)
@@ -199,6 +280,26 @@ func (db *DB) SealAudit(ctx context.Context, recs []storage.AuditRecord) error {
 
 // AuditEvents implements storage.AuditLog.
 func (db *DB) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.AuditRecord, error) {
+	query, args := auditQuery(q)
+	var out []storage.AuditRecord
+	err := db.read(ctx, func(tx stx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		if out, ids, err = scanAudit(rows); err != nil {
+			return err
+		}
+		return nameAccounts(ctx, tx, out, ids)
+	})
+	return out, err
+}
+
+// auditQuery is the SELECT of AuditEvents. A query by account reads the
+// audit_account index (auditSchemaV2), newest first or oldest first,
+// without visiting the other accounts' events.
+func auditQuery(q storage.AuditQuery) (string, []any) {
 	where := []string{"seq > ?"}
 	args := []any{q.After}
 	if !q.Since.IsZero() {
@@ -212,6 +313,10 @@ func (db *DB) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.
 	if q.Action != "" {
 		where = append(where, "action = ?")
 		args = append(args, q.Action)
+	}
+	if q.Account != "" {
+		where = append(where, "account = (SELECT id FROM accounts WHERE name = ?)")
+		args = append(args, q.Account)
 	}
 	if q.Object != "" {
 		where = append(where, "instr(object, ?) > 0")
@@ -229,16 +334,7 @@ func (db *DB) AuditEvents(ctx context.Context, q storage.AuditQuery) ([]storage.
 		query += " LIMIT ?"
 		args = append(args, q.Limit)
 	}
-	var out []storage.AuditRecord
-	err := db.read(ctx, func(tx stx) error {
-		rows, err := tx.QueryContext(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		out, err = scanAudit(rows)
-		return err
-	})
-	return out, err
+	return query, args
 }
 
 // AddAuditCheckpoint implements storage.AuditLog.

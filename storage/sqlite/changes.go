@@ -73,7 +73,7 @@ func logAccount(t *wtx, accountID int64, kind storage.AccountChangeKind, mailbox
 	if oldName != "" {
 		d["old_name"] = oldName
 	}
-	return t.event(action, account+"/"+name, d)
+	return t.eventIn(accountID, action, account+"/"+name, d)
 }
 
 // accountChangeActions are the audit actions of the account changes that

@@ -96,6 +96,9 @@ type wtx struct {
 	o   *op
 	// audit: record the op's events (Options.Audit, audit.go).
 	audit bool
+	// accounts maps the mailboxes reserve touched to their account
+	// (accounts.id), for the account of the op's events (audit.go).
+	accounts map[int64]int64
 }
 
 // publish records a change, published once the transaction commits.

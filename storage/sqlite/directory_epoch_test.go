@@ -29,7 +29,8 @@ func TestMigrateCredentialEpochs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
-		"DROP TABLE audit_checkpoints", // auditSchemaV1
+		"ALTER TABLE queue DROP COLUMN message_id", // queueSchemaV2
+		"DROP TABLE audit_checkpoints",             // auditSchemaV1 (V2 with it)
 		"DROP TABLE audit_events",
 		"DROP TABLE dir_mailbox_certs",                            // directorySchemaV6
 		"DROP TABLE dir_trust_list",                               // directorySchemaV5

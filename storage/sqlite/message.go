@@ -68,16 +68,17 @@ func mailboxExists(ctx context.Context, q querier, id int64) error {
 // that adds nothing, such as a flag update). It returns the first UID, the
 // new HIGHESTMODSEQ, the UIDVALIDITY and the mailbox keywords.
 func reserve(t *wtx, mailboxID int64, n int) (first uint32, modseq uint64, uidValidity uint32, keywords string, err error) {
-	var next int64
+	var next, account int64
 	err = t.QueryRowContext(t.ctx, `UPDATE mailboxes SET uidnext = uidnext + ?, highest_modseq = highest_modseq + 1
-		WHERE id = ? RETURNING uidnext - ?, highest_modseq, uidvalidity, keywords`, n, mailboxID, n).
-		Scan(&next, &modseq, &uidValidity, &keywords)
+		WHERE id = ? RETURNING uidnext - ?, highest_modseq, uidvalidity, keywords, account_id`, n, mailboxID, n).
+		Scan(&next, &modseq, &uidValidity, &keywords, &account)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, 0, "", fmt.Errorf("%w: id %d", storage.ErrNoMailbox, mailboxID)
 	}
 	if err != nil {
 		return 0, 0, 0, "", err
 	}
+	t.noteAccount(mailboxID, account)
 	// UIDs are 32-bit (RFC 9051 §2.3.1.1); a mailbox that used them all
 	// would need a new UIDVALIDITY, which we never do silently.
 	if next+int64(n)-1 > math.MaxUint32 {
@@ -207,7 +208,7 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 				return err
 			}
 			if d.Queue != nil {
-				if err := insertQueued(t, blobID, sb.size, d.Queue, now); err != nil {
+				if err := insertQueued(t, blobID, sb.size, d.Queue, d.MessageID, now); err != nil {
 					return err
 				}
 				if err := t.event(cmp.Or(d.Action, "queue.add"), d.MessageID, map[string]string{
@@ -240,7 +241,7 @@ func (db *DB) DeliverAll(ctx context.Context, deliveries []storage.Delivery) ([]
 						return err
 					}
 				}
-				if err := t.event(cmp.Or(d.Action, "message.deliver"), d.MessageID, map[string]string{
+				if err := t.mailboxEvent(tg.MailboxID, cmp.Or(d.Action, "message.deliver"), d.MessageID, map[string]string{
 					"mailbox": strconv.FormatInt(tg.MailboxID, 10), "uid": strconv.FormatUint(uint64(uid), 10),
 					"size": strconv.FormatInt(sb.size, 10)}); err != nil {
 					return err

@@ -59,18 +59,24 @@ CREATE TRIGGER IF NOT EXISTS queue_unref AFTER DELETE ON queue BEGIN
 END;
 `
 
+// queueSchemaV2: an entry's Message-ID (storage.QueueEntry.MessageID),
+// the object of its audit events (relay attempts, DSN).
+const queueSchemaV2 = `
+ALTER TABLE queue ADD COLUMN message_id TEXT NOT NULL DEFAULT '';
+`
+
 var _ storage.Queue = (*DB)(nil)
 
 // insertQueued adds a queue entry for the body blobID, inside DeliverAll's
 // op.
-func insertQueued(t *wtx, blobID, size int64, q *storage.Enqueue, now time.Time) error {
+func insertQueued(t *wtx, blobID, size int64, q *storage.Enqueue, messageID string, now time.Time) error {
 	next := q.NextAttempt
 	if next.IsZero() {
 		next = now
 	}
 	var id int64
-	if err := t.QueryRowContext(t.ctx, `INSERT INTO queue (blob_id, sender, size, created, next_attempt)
-		VALUES (?, ?, ?, ?, ?) RETURNING id`, blobID, q.From, size, now.UnixNano(), next.UnixNano()).Scan(&id); err != nil {
+	if err := t.QueryRowContext(t.ctx, `INSERT INTO queue (blob_id, sender, size, created, next_attempt, message_id)
+		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`, blobID, q.From, size, now.UnixNano(), next.UnixNano(), messageID).Scan(&id); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
@@ -86,12 +92,12 @@ func insertQueued(t *wtx, blobID, size int64, q *storage.Enqueue, now time.Time)
 	return nil
 }
 
-const queueColumns = "id, sender, size, created, next_attempt, attempts, last_error, owner, lease_until"
+const queueColumns = "id, sender, size, created, next_attempt, attempts, last_error, owner, lease_until, message_id"
 
 func scanQueued(rows interface{ Scan(...any) error }) (storage.QueueEntry, error) {
 	var e storage.QueueEntry
 	var created, next, lease int64
-	err := rows.Scan(&e.ID, &e.From, &e.Size, &created, &next, &e.Attempts, &e.LastError, &e.Owner, &lease)
+	err := rows.Scan(&e.ID, &e.From, &e.Size, &created, &next, &e.Attempts, &e.LastError, &e.Owner, &lease, &e.MessageID)
 	e.Created, e.NextAttempt = time.Unix(0, created), time.Unix(0, next)
 	if lease > 0 {
 		e.LeaseUntil = time.Unix(0, lease)

@@ -9,8 +9,9 @@ package sqlite
 // trust space; members' roles; credential epochs; the reason of a
 // duplicate national identifier; trust list provenance and CA anchors;
 // mailbox S/MIME certificates);
-// queueSchemaV1 in queue.go (the outbound queue); auditSchemaV1 in
-// audit.go (the audit trail).
+// queueSchemaV1 in queue.go (the outbound queue; V2 the Message-ID of an
+// entry); auditSchemaV1 in audit.go (the audit trail; V2 the account an
+// event concerns).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -27,4 +28,6 @@ var migrations = []string{
 	mailSchemaV7,
 	directorySchemaV6,
 	auditSchemaV1,
+	auditSchemaV2,
+	queueSchemaV2,
 }

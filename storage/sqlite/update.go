@@ -109,7 +109,7 @@ func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op
 				uidsChanged = append(uidsChanged, r.uid)
 			}
 		}
-		return t.event("message.flags", mailboxObject(mailboxID), map[string]string{
+		return t.mailboxEvent(mailboxID, "message.flags", mailboxObject(mailboxID), map[string]string{
 			"mailbox": strconv.FormatInt(mailboxID, 10), "uids": uidList(uidsChanged),
 			"op": flagOpNames[op], "flags": strings.Join(flags, " ")})
 	})
@@ -246,7 +246,7 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 				InternalDate: zones.Date(r.date, r.off), Size: r.size})
 		}
 		if !move {
-			return t.event("message.copy", mailboxObject(srcID), copyDetails(srcID, dstID, res))
+			return t.mailboxEvent(srcID, "message.copy", mailboxObject(srcID), copyDetails(srcID, dstID, res))
 		}
 		if _, err := t.ExecContext(t.ctx, "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
 			srcID, uidsJSON(res.SourceUIDs)); err != nil {
@@ -265,7 +265,7 @@ func (db *DB) copyMove(ctx context.Context, srcID int64, uids []uint32, dstID in
 		for _, uid := range res.SourceUIDs {
 			t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: srcID, UID: uid, ModSeq: res.SourceModSeq})
 		}
-		return t.event("message.move", mailboxObject(srcID), copyDetails(srcID, dstID, res))
+		return t.mailboxEvent(srcID, "message.move", mailboxObject(srcID), copyDetails(srcID, dstID, res))
 	})
 	if err != nil {
 		return storage.CopyResult{}, err
@@ -321,7 +321,7 @@ func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) (stor
 		for _, uid := range out {
 			t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: mailboxID, UID: uid, ModSeq: modseq})
 		}
-		if err := t.event("message.expunge", mailboxObject(mailboxID), map[string]string{
+		if err := t.mailboxEvent(mailboxID, "message.expunge", mailboxObject(mailboxID), map[string]string{
 			"mailbox": strconv.FormatInt(mailboxID, 10), "uids": uidList(out)}); err != nil {
 			return err
 		}

@@ -34,6 +34,7 @@ func RunAudit(t *testing.T, open AuditOpenFunc) {
 		{"TwoHandles", testAuditTwoHandles},
 		{"Checkpoints", testAuditCheckpoints},
 		{"Purge", testAuditPurge},
+		{"ByAccount", testAuditByAccount},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -339,5 +340,98 @@ func testAuditPurge(t *testing.T, s AuditStore, _ func() AuditStore) {
 	}
 	if left := events(t, s); left[len(left)-1].Seq != 7 {
 		t.Fatalf("the next event is %d, want 7", left[len(left)-1].Seq)
+	}
+}
+
+// testAuditByAccount: the events that concern an account (its mailboxes'
+// changes, whoever made them, and the appended events that name it) are
+// found by AuditQuery.Account, newest first, and no other account's.
+func testAuditByAccount(t *testing.T, s AuditStore, _ func() AuditStore) {
+	ctx := t.Context()
+	for _, a := range []string{"carol@a.test", "dave@a.test"} {
+		if err := s.CreateAccount(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	carolInbox, err := s.GetMailbox(ctx, "carol@a.test", "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	daveInbox, err := s.GetMailbox(ctx, "dave@a.test", "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := events(t, s) // the default mailboxes: theirs too
+	for _, r := range created {
+		if r.Account == "" || !strings.HasPrefix(r.Object, r.Account+"/") {
+			t.Errorf("%s %s: account %q", r.Action, r.Object, r.Account)
+		}
+	}
+	after := created[len(created)-1].Seq
+	// dave, a delegate, changes carol's mailbox; carol changes dave's.
+	dave := auth.WithPrincipal(ctx, &auth.Principal{Address: "dave@a.test", Mechanism: auth.MechPlain})
+	carol := auth.WithPrincipal(ctx, &auth.Principal{Address: "carol@a.test", Mechanism: auth.MechPlain})
+	app, err := s.DeliverAll(ctx, []storage.Delivery{
+		{Body: strings.NewReader("Subject: c\r\n\r\n"), Targets: []storage.Target{{MailboxID: carolInbox.ID}}, MessageID: "c@a.test"},
+		{Body: strings.NewReader("Subject: d\r\n\r\n"), Targets: []storage.Target{{MailboxID: daveInbox.ID}}, MessageID: "d@a.test"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StoreFlags(dave, carolInbox.ID, []uint32{app[0].UID}, storage.FlagsAdd, []string{`\Seen`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Copy(dave, carolInbox.ID, []uint32{app[0].UID}, daveInbox.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StoreFlags(carol, daveInbox.ID, []uint32{app[1].UID}, storage.FlagsAdd, []string{`\Flagged`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(ctx, []storage.AuditRecord{
+		{Actor: "dave@a.test", Action: "message.read", Object: "mailbox:1", Account: "carol@a.test"},
+		{Actor: "x", Action: "imap.login", Outcome: "refused", Account: "nobody@a.test"},
+		{Actor: "carol@a.test", Action: "imap.login", Account: "carol@a.test"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.AuditEvents(ctx, storage.AuditQuery{Account: "carol@a.test", Newest: true, After: after})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"imap.login", "message.read", "message.copy", "message.flags", "message.deliver"}
+	if !slices.Equal(actions(got), want) {
+		t.Fatalf("carol's events: %q, want %q", actions(got), want)
+	}
+	for i, r := range got {
+		if r.Account != "carol@a.test" {
+			t.Errorf("event %d (%s): account %q", i, r.Action, r.Account)
+		}
+		if i > 0 && r.Seq >= got[i-1].Seq {
+			t.Errorf("event %d: not newest first (%d after %d)", i, r.Seq, got[i-1].Seq)
+		}
+	}
+	if got[2].Actor != "dave@a.test" || got[3].Actor != "dave@a.test" {
+		t.Errorf("the delegate's changes name another actor: %+v, %+v", got[2], got[3])
+	}
+	got, err = s.AuditEvents(ctx, storage.AuditQuery{Account: "dave@a.test", After: after})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"message.deliver", "message.flags"}; !slices.Equal(actions(got), want) {
+		t.Errorf("dave's events: %q, want %q", actions(got), want)
+	}
+	got, err = s.AuditEvents(ctx, storage.AuditQuery{Account: "carol@a.test", Limit: 2, Newest: true,
+		Since: time.Now().Add(-time.Minute)})
+	if err != nil || len(got) != 2 || got[0].Action != "imap.login" {
+		t.Errorf("carol's newest 2: %q, %v", actions(got), err)
+	}
+	// An address that is no account has no events, and its appended
+	// event concerns no account.
+	if got, err := s.AuditEvents(ctx, storage.AuditQuery{Account: "nobody@a.test"}); err != nil || len(got) != 0 {
+		t.Errorf("nobody's events: %q, %v", actions(got), err)
+	}
+	all, err := s.AuditEvents(ctx, storage.AuditQuery{Action: "imap.login", Actor: "x"})
+	if err != nil || len(all) != 1 || all[0].Account != "" {
+		t.Errorf("the refused login of no account: %+v, %v", all, err)
 	}
 }
