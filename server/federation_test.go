@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/crypto/smime"
 	"github.com/carepost/carepost/server"
 	"github.com/carepost/carepost/server/servertest"
@@ -424,4 +426,54 @@ func TestFederationBothWaysAndOutsider(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "550") || !strings.Contains(err.Error(), "c.test") {
 		t.Fatalf("A to C: %v, want a 550 naming c.test", err)
 	}
+}
+
+// The trace of a message that crossed two operators shows every step on
+// each side (issue 25): at A, Alice's submission, the queue and the relay
+// to B's server; at B, the delivery by A's server (its certificate) and
+// Bob's read.
+func TestFederationTrace(t *testing.T) {
+	p := startPair(t, "", fastQueue())
+	msg := message(p.alice, p.bob, "Compte rendu", "Texte du compte rendu.")
+	id := regexp.MustCompile(`Message-ID: <([^>]+)>`).FindStringSubmatch(msg)[1]
+	if err := submit(t, p.a, p.alice, p.alice, []string{p.bob}, msg); err != nil {
+		t.Fatal(err)
+	}
+	inbox(t, p.b, p.bob, 1)
+	waitQueueEmpty(t, p.a)
+	ic := p.b.DialIMAP(t, p.bob, password, nil)
+	if _, err := ic.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ic.Fetch(imap.UIDSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{}}}).Collect(); err != nil {
+		t.Fatal(err)
+	}
+	ic.Logout().Wait()
+	p.a.FlushAuditEvents()
+	p.b.FlushAuditEvents()
+	steps := func(s *servertest.Instance) []string {
+		recs, err := audit.Trace(context.Background(), s.Store, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range recs {
+			out = append(out, r.Action+" "+r.Actor+" "+r.Outcome)
+		}
+		return out
+	}
+	a, b := steps(p.a), steps(p.b)
+	has := func(side string, got []string, prefix string) {
+		t.Helper()
+		for _, s := range got {
+			if strings.HasPrefix(s, prefix) {
+				return
+			}
+		}
+		t.Errorf("%s's trace has no %q:\n%s", side, prefix, strings.Join(got, "\n"))
+	}
+	has("A", a, "queue.add "+p.alice+" ok")
+	has("A", a, "relay.attempt system delivered")
+	has("B", b, "message.deliver peer:CN=")
+	has("B", b, "message.read "+p.bob+" ok")
 }

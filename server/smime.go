@@ -17,6 +17,7 @@ import (
 
 	"github.com/carepost/carepost/crypto/keyring"
 	"github.com/carepost/carepost/delivery"
+	"github.com/carepost/carepost/storage"
 )
 
 // SMIMEConfig is the [smime] section: where the S/MIME certificates of
@@ -112,6 +113,12 @@ func (s *Server) autoIssue() func(ctx context.Context, address string) error {
 	}
 	return func(ctx context.Context, address string) error {
 		_, err := s.Keyring.Issue(ctx, s.PKI, address, false, false)
+		ev := storage.AuditRecord{Actor: "system", Action: "pki.issue", Object: address, Outcome: "ok",
+			Details: map[string]string{"why": "first use by the S/MIME gateway", "ca": "development"}}
+		if err != nil {
+			ev.Outcome, ev.Details["error"] = "failed", err.Error()
+		}
+		s.events.Record(ev) // a PKI change (issue 25)
 		return err
 	}
 }

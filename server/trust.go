@@ -9,10 +9,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/storage"
 )
 
 // TrustConfig is the [trust] section: where the white list of the trust
@@ -198,12 +200,17 @@ func (s *Server) refreshTrust(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		ev := storage.AuditRecord{Actor: "system", Action: "trust.refresh", Object: cfg.RefreshURL, Outcome: "ok"}
 		if err != nil {
 			lg.Error("the white list could not be refreshed; the last list is kept", "url", cfg.RefreshURL, "err", err)
+			ev.Outcome, ev.Details = "failed", map[string]string{"error": err.Error()}
 		} else {
 			lg.Info("white list refreshed", "url", cfg.RefreshURL, "domains", rep.Total,
 				"added", len(rep.Added), "removed", len(rep.Removed), "changed", len(rep.Changed), "skipped", len(rep.Skipped))
+			ev.Details = map[string]string{"domains": strconv.Itoa(rep.Total), "added": strings.Join(rep.Added, ","),
+				"removed": strings.Join(rep.Removed, ","), "changed": strings.Join(rep.Changed, ",")}
 		}
+		s.events.Record(ev) // the trust space changed (issue 25)
 		s.warnIfStale(ctx)
 		select {
 		case <-ctx.Done():

@@ -58,12 +58,31 @@ var adminActions = map[string]string{
 	"audit checkpoint":         "admin.audit.checkpoint",
 }
 
-// adminReads are the commands that change nothing in the store (serve
-// and init are the server itself and the creation of the store).
+// adminReads are the commands that change nothing in the store. Those
+// that show what the store holds (the directory, the queue, the trail)
+// are recorded too, as "admin.<command>" (issue 25: every administrative
+// command); the others (adminQuiet) are not.
 var adminReads = []string{"serve", "init", "version", "dir members", "dir show", "dir search", "dir list",
 	"user app-password list", "user app-passwords", "trust list", "pki dkim", "pki export", "pki list",
 	"queue list", "queue show", "bench smtp", "bench imap", "bench push",
 	"audit verify", "audit show", "audit export", "trace"}
+
+// adminQuiet are the reads that leave no event: the server itself, the
+// creation of the store, the version, public keys and certificates, and
+// the load tools, which read nothing of the store.
+var adminQuiet = []string{"serve", "init", "version", "pki dkim", "pki export", "bench smtp", "bench imap", "bench push"}
+
+// adminAction is the audit action of a command, "" when it leaves none.
+func adminAction(path []string) string {
+	p := strings.Join(path, " ")
+	if a, ok := adminActions[p]; ok {
+		return a
+	}
+	if slices.Contains(adminQuiet, p) {
+		return ""
+	}
+	return "admin." + strings.ReplaceAll(p, " ", ".")
+}
 
 // secretFlag reports whether a flag's value must not be recorded.
 func secretFlag(name string) bool {
@@ -95,14 +114,13 @@ func withoutURLPassword(a string) string {
 	return u.String()
 }
 
-// recordAdmin writes the event of an administrative command that changes
-// something: actor system, the operating-system user in its details, the
+// recordAdmin writes the event of an administrative command (adminAction): actor system, the operating-system user in its details, the
 // flags given (the values of secret ones left out) and the arguments,
 // and whether it succeeded. Passwords are read from standard input, never
 // from the arguments, and are never in an event.
 func recordAdmin(e *env, srv *server.Server, path []string, fs *flag.FlagSet, pos []string, runErr error) error {
-	action, ok := adminActions[strings.Join(path, " ")]
-	if !ok || srv.Audit == nil {
+	action := adminAction(path)
+	if action == "" || srv.Audit == nil {
 		return nil
 	}
 	d := map[string]string{}

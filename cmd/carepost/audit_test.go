@@ -69,8 +69,10 @@ func allEvents(t *testing.T, log storage.AuditLog) []storage.AuditRecord {
 	return recs
 }
 
-// An administrative change records admin.<command> with its outcome, the
-// OS user and the arguments, never a password; a read records nothing.
+// An administrative command records admin.<command> with its outcome, the
+// OS user and the arguments, never a password: a change, and a read of
+// what the store holds (dir show); the public keys and the load tools
+// record nothing.
 func TestAdminEvents(t *testing.T) {
 	data := newData(t)
 	const pw = "a secret passphrase that must not leak"
@@ -82,6 +84,7 @@ func TestAdminEvents(t *testing.T) {
 		t.Fatal("suspended an address that does not exist")
 	}
 	mustCarepost(t, data, "", "dir", "show", "marie@carepost.test")
+	mustCarepost(t, data, "", "pki", "export", "ca")
 	srv := openStore(t, data)
 	var admin []storage.AuditRecord
 	for _, r := range allEvents(t, srv.Store) {
@@ -98,6 +101,7 @@ func TestAdminEvents(t *testing.T) {
 		{"admin.user.set-password", "marie@carepost.test", "ok"},
 		{"admin.bench.users", "", "ok"},
 		{"admin.dir.suspend", "nobody@carepost.test", "failed"},
+		{"admin.dir.show", "marie@carepost.test", "ok"},
 	}
 	if len(admin) != len(want) {
 		t.Fatalf("admin events: %+v", admin)

@@ -4,11 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/server"
 	"github.com/carepost/carepost/storage"
 )
@@ -31,7 +31,7 @@ and its actor.`,
 			if id == "" {
 				return usageError("trace: give a Message-ID")
 			}
-			steps, err := traceMessage(e.ctx, srv.Store, id)
+			steps, err := audit.Trace(e.ctx, srv.Store, id)
 			if err != nil {
 				return err
 			}
@@ -58,167 +58,6 @@ and its actor.`,
 			return tw.Flush()
 		})
 	}}
-
-// copyOf is one copy of the message: a mailbox and a UID in it.
-type copyOf struct {
-	mailbox string // its id
-	uid     string
-}
-
-// traceMessage returns the events of a message's life, in order: those
-// naming its Message-ID, then those on each copy delivered, followed
-// through copies and moves.
-func traceMessage(ctx context.Context, log storage.AuditLog, id string) ([]storage.AuditRecord, error) {
-	recs, err := log.AuditEvents(ctx, storage.AuditQuery{Object: id})
-	if err != nil {
-		return nil, err
-	}
-	var steps, queue []storage.AuditRecord
-	live := map[copyOf]int64{} // a copy and the event that made it
-	for _, r := range recs {
-		if r.Object != id {
-			continue
-		}
-		steps = append(steps, r)
-		if m, u := r.Details["mailbox"], r.Details["uid"]; m != "" && u != "" && (r.Action == "message.deliver" || r.Action == "message.append") {
-			live[copyOf{m, u}] = r.Seq
-		}
-	}
-	fetched := map[string]bool{}
-	watch := func(mailbox string, after int64) error {
-		if fetched[mailbox] {
-			return nil
-		}
-		fetched[mailbox] = true
-		evs, err := log.AuditEvents(ctx, storage.AuditQuery{Object: "mailbox:" + mailbox, After: after})
-		if err != nil {
-			return err
-		}
-		for _, r := range evs {
-			if r.Object == "mailbox:"+mailbox {
-				queue = append(queue, r)
-			}
-		}
-		dels, err := log.AuditEvents(ctx, storage.AuditQuery{Action: "mailbox.delete", After: after})
-		if err != nil {
-			return err
-		}
-		for _, r := range dels {
-			if r.Details["mailbox"] == mailbox {
-				queue = append(queue, r)
-			}
-		}
-		slices.SortFunc(queue, func(a, b storage.AuditRecord) int { return int(a.Seq - b.Seq) })
-		return nil
-	}
-	for c, seq := range live {
-		if err := watch(c.mailbox, seq); err != nil {
-			return nil, err
-		}
-	}
-	seen := map[int64]bool{}
-	for _, s := range steps {
-		seen[s.Seq] = true
-	}
-	for len(queue) > 0 {
-		r := queue[0]
-		queue = queue[1:]
-		if seen[r.Seq] {
-			continue
-		}
-		mailbox := strings.TrimPrefix(r.Object, "mailbox:")
-		if r.Action == "mailbox.delete" {
-			mailbox = r.Details["mailbox"]
-		}
-		if r.Action == "mailbox.delete" {
-			gone := false
-			for c, made := range live {
-				if c.mailbox == mailbox && made < r.Seq {
-					delete(live, c)
-					gone = true
-				}
-			}
-			if gone {
-				seen[r.Seq] = true
-				steps = append(steps, r)
-			}
-			continue
-		}
-		// The copies of the message this event touches.
-		var hit []int
-		uids := splitUIDs(r.Details)
-		for i, u := range uids {
-			if made, ok := live[copyOf{mailbox, u}]; ok && made < r.Seq {
-				hit = append(hit, i)
-			}
-		}
-		if len(hit) == 0 {
-			continue
-		}
-		seen[r.Seq] = true
-		dests := strings.Split(r.Details["dest_uids"], ",")
-		for _, i := range hit {
-			c := copyOf{mailbox, uids[i]}
-			switch r.Action {
-			case "message.expunge":
-				delete(live, c)
-			case "message.move", "message.copy":
-				if r.Action == "message.move" {
-					delete(live, c)
-				}
-				if d := r.Details["dest"]; d != "" && i < len(dests) && dests[i] != "" {
-					live[copyOf{d, dests[i]}] = r.Seq
-					if err := watch(d, r.Seq); err != nil {
-						return nil, err
-					}
-				}
-			}
-		}
-		// Only this message's UIDs in the step.
-		if len(uids) > 1 {
-			r.Details = onlyUIDs(r.Details, uids, dests, hit)
-		}
-		steps = append(steps, r)
-	}
-	slices.SortFunc(steps, func(a, b storage.AuditRecord) int { return int(a.Seq - b.Seq) })
-	return steps, nil
-}
-
-// splitUIDs reads the UIDs of an event: "uids" ("3,5,7") or "uid".
-func splitUIDs(d map[string]string) []string {
-	if u := d["uids"]; u != "" {
-		return strings.Split(u, ",")
-	}
-	if u := d["uid"]; u != "" {
-		return []string{u}
-	}
-	return nil
-}
-
-// onlyUIDs keeps, in a copy of an event's details, the UIDs of the
-// message traced.
-func onlyUIDs(d map[string]string, uids, dests []string, hit []int) map[string]string {
-	out := make(map[string]string, len(d))
-	for k, v := range d {
-		out[k] = v
-	}
-	var u, du []string
-	for _, i := range hit {
-		if i < len(uids) {
-			u = append(u, uids[i])
-		}
-		if i < len(dests) && d["dest_uids"] != "" {
-			du = append(du, dests[i])
-		}
-	}
-	if _, ok := d["uids"]; ok {
-		out["uids"] = strings.Join(u, ",")
-	}
-	if du != nil {
-		out["dest_uids"] = strings.Join(du, ",")
-	}
-	return out
-}
 
 // mailboxNames maps mailbox ids to "account/name" from the trail's
 // mailbox events (their latest name).
