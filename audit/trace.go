@@ -174,4 +174,3 @@ func onlyUIDs(d map[string]string, uids, dests []string, hit []int) map[string]s
 	}
 	return out
 }
-
