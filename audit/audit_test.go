@@ -118,7 +118,7 @@ func TestTampering(t *testing.T) {
 		{"inserted", func(t *testing.T, raw *sql.DB) {
 			exec(t, raw, `UPDATE audit_events SET seq = seq + 100 WHERE seq > 6`)
 			exec(t, raw, `UPDATE audit_events SET seq = seq - 99 WHERE seq > 100`)
-			exec(t, raw, `INSERT INTO audit_events (seq, at, actor, action, hash) SELECT 7, at, 'mallory@a.test', 'message.read', hash FROM audit_events WHERE seq = 6`)
+			exec(t, raw, `INSERT INTO audit_events (seq, at, actor, action) SELECT 7, at, 'mallory@a.test', 'message.read' FROM audit_events WHERE seq = 6`)
 		}, 7},
 		{"swapped", func(t *testing.T, raw *sql.DB) {
 			exec(t, raw, `UPDATE audit_events SET seq = 100 WHERE seq = 3`)
@@ -173,7 +173,7 @@ func TestCheckpoints(t *testing.T) {
 		var prev []byte
 		for _, r := range recs {
 			prev = audit.Hash(prev, r)
-			exec(t, raw, `UPDATE audit_events SET hash = ? WHERE seq = ?`, prev, r.Seq)
+			exec(t, raw, `UPDATE audit_hashes SET hash = ? WHERE seq = ?`, prev, r.Seq)
 		}
 		rep := verify(t, db, key)
 		if rep.Intact() || !strings.Contains(rep.Broken.Reason, "checkpoint") {

@@ -76,7 +76,7 @@ func TestPurgeAtCheckpoint(t *testing.T) {
 	var prev []byte
 	for _, r := range recs {
 		prev = audit.Hash(prev, r)
-		exec(t, raw, `UPDATE audit_events SET hash = ? WHERE seq = ?`, prev, r.Seq)
+		exec(t, raw, `UPDATE audit_hashes SET hash = ? WHERE seq = ?`, prev, r.Seq)
 	}
 	exec(t, raw, `DELETE FROM audit_checkpoints`)
 	cp, _ := audit.SignCheckpoint(key, 8, mustHash(t, db, 8), time.Now())

@@ -21,6 +21,7 @@ func undoV5(t *testing.T, raw *sql.DB) {
 		"ALTER TABLE queue DROP COLUMN message_id", // queueSchemaV2
 		"DROP TABLE audit_checkpoints",             // auditSchemaV1 (V2 with it)
 		"DROP TABLE audit_events",
+		"DROP TABLE audit_hashes",
 		"DROP TABLE dir_mailbox_certs",                            // directorySchemaV6
 		"DROP TABLE dir_trust_list",                               // directorySchemaV5
 		"DROP TABLE dir_trust_anchors",                            // directorySchemaV5
