@@ -161,10 +161,6 @@ const pageSize = 10000
 // and counts the newer ones that are not sealed yet; an event sealed
 // between two pages of the walk cannot look like a break.
 func Verify(ctx context.Context, log storage.AuditLog, key crypto.PublicKey) (Report, error) {
-	cps, err := log.AuditCheckpoints(ctx, 0)
-	if err != nil {
-		return Report{}, err
-	}
 	head, err := log.AuditEvents(ctx, storage.AuditQuery{Sealed: true, Newest: true, Limit: 1})
 	if err != nil {
 		return Report{}, err
@@ -173,13 +169,21 @@ func Verify(ctx context.Context, log storage.AuditLog, key crypto.PublicKey) (Re
 	if len(head) == 1 {
 		last = head[0].Seq
 	}
-	v := NewVerifier(key, cps)
 	var after int64
+	recs, err := log.AuditEvents(ctx, storage.AuditQuery{After: after, Limit: pageSize})
+	if err != nil {
+		return Report{}, err
+	}
+	// The checkpoints after the first events: a purge beside this walk
+	// signs its checkpoint before it removes the events it vouches for
+	// (Purge), so a trail read after the purge finds the checkpoint its
+	// start needs.
+	cps, err := log.AuditCheckpoints(ctx, 0)
+	if err != nil {
+		return Report{}, err
+	}
+	v := NewVerifier(key, cps)
 	for {
-		recs, err := log.AuditEvents(ctx, storage.AuditQuery{After: after, Limit: pageSize})
-		if err != nil {
-			return Report{}, err
-		}
 		for _, r := range recs {
 			if r.Seq > last {
 				// Past the head: only the count of those not sealed.
@@ -196,5 +200,8 @@ func Verify(ctx context.Context, log storage.AuditLog, key crypto.PublicKey) (Re
 			return v.Finish(), nil
 		}
 		after = recs[len(recs)-1].Seq
+		if recs, err = log.AuditEvents(ctx, storage.AuditQuery{After: after, Limit: pageSize}); err != nil {
+			return Report{}, err
+		}
 	}
 }
