@@ -49,7 +49,9 @@ func trail(t *testing.T, n int, key *ecdsa.PrivateKey) (*sqlite.DB, *sql.DB) {
 	if got, err := s.SealOnce(t.Context()); err != nil || got != n {
 		t.Fatalf("SealOnce = %d, %v", got, err)
 	}
-	raw, err := sql.Open("sqlite", filepath.Join(dir, "carepost.db"))
+	// A busy timeout: the store beside it may be writing (its sealer,
+	// its pruning); tampering waits for the lock like any writer.
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "carepost.db")+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -134,7 +134,7 @@ func mustCarepost(t *testing.T, data, stdin string, args ...string) string {
 // rawDB opens the store's database file directly, to tamper with it.
 func rawDB(t *testing.T, data string) *sql.DB {
 	t.Helper()
-	raw, err := sql.Open("sqlite", filepath.Join(data, "store", "carepost.db"))
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(data, "store", "carepost.db")+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
