@@ -2,8 +2,8 @@ package audit
 
 import (
 	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/carepost/carepost/storage"
 )
 
 // Words of the events the protocol adapters record (storage.AuditRecord).
@@ -28,13 +28,5 @@ const (
 func UIDList(uids []uint32) string {
 	s := slices.Clone(uids)
 	slices.Sort(s)
-	s = slices.Compact(s)
-	var b strings.Builder
-	for i, u := range s {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatUint(uint64(u), 10))
-	}
-	return b.String()
+	return storage.FormatUIDs(slices.Compact(s))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/carepost/carepost/storage"
 )
@@ -29,7 +30,8 @@ func Trace(ctx context.Context, log storage.AuditLog, id string) ([]storage.Audi
 		return nil, err
 	}
 	var steps, queue []storage.AuditRecord
-	live := map[copyOf]int64{} // a copy and the event that made it
+	live := map[copyOf]int64{}        // a copy and the event that made it
+	removed := map[copyOf]time.Time{} // a copy moved or expunged, and when
 	for _, r := range recs {
 		if r.Object != id {
 			continue
@@ -90,6 +92,7 @@ func Trace(ctx context.Context, log storage.AuditLog, id string) ([]storage.Audi
 			for c, made := range live {
 				if c.mailbox == mailbox && made < r.Seq {
 					delete(live, c)
+					removed[c] = r.Time
 					gone = true
 				}
 			}
@@ -103,7 +106,13 @@ func Trace(ctx context.Context, log storage.AuditLog, id string) ([]storage.Audi
 		var hit []int
 		uids := splitUIDs(r.Details)
 		for i, u := range uids {
-			if made, ok := live[copyOf{mailbox, u}]; ok && made < r.Seq {
+			c := copyOf{mailbox, u}
+			if made, ok := live[c]; ok && made < r.Seq {
+				hit = append(hit, i)
+			} else if until, ok := removed[c]; ok && r.Action == "message.read" && !r.Time.After(until) {
+				// A read is written after the command (audit.Recorder),
+				// so after a move or expunge that followed it: it counts
+				// by its time.
 				hit = append(hit, i)
 			}
 		}
@@ -117,9 +126,11 @@ func Trace(ctx context.Context, log storage.AuditLog, id string) ([]storage.Audi
 			switch r.Action {
 			case "message.expunge":
 				delete(live, c)
+				removed[c] = r.Time
 			case "message.move", "message.copy":
 				if r.Action == "message.move" {
 					delete(live, c)
+					removed[c] = r.Time
 				}
 				if d := r.Details["dest"]; d != "" && i < len(dests) && dests[i] != "" {
 					live[copyOf{d, dests[i]}] = r.Seq
@@ -135,7 +146,14 @@ func Trace(ctx context.Context, log storage.AuditLog, id string) ([]storage.Audi
 		}
 		steps = append(steps, r)
 	}
-	slices.SortFunc(steps, func(a, b storage.AuditRecord) int { return int(a.Seq - b.Seq) })
+	// In the order they happened: a read is recorded after the command
+	// that made it, changes in their transaction.
+	slices.SortFunc(steps, func(a, b storage.AuditRecord) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return int(a.Seq - b.Seq)
+	})
 	return steps, nil
 }
 

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -109,4 +111,17 @@ type AuditLog interface {
 	// the chain that remains: audit.Verifier), and unless a newer event
 	// remains, so that a sequence number is never given twice.
 	PurgeAudit(ctx context.Context, through int64) (int64, error)
+}
+
+// FormatUIDs writes UIDs for an event's details, in the order given:
+// "3,5,7".
+func FormatUIDs(uids []uint32) string {
+	var b strings.Builder
+	for i, u := range uids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(u), 10))
+	}
+	return b.String()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
@@ -211,14 +212,8 @@ Exits 0 when the trail is intact, 1 when it is not.`,
 			if err != nil {
 				return err
 			}
-			if release, err := server.HoldData(srv.Config.Data); err == nil {
-				// No server runs: seal what the last one (or the
-				// command line) left.
-				_, serr := (&audit.Sealer{Log: srv.Store}).SealOnce(e.ctx)
-				release()
-				if serr != nil {
-					return fmt.Errorf("sealing the events left unsealed: %w", serr)
-				}
+			if err := sealIfIdle(e.ctx, srv); err != nil {
+				return err
 			}
 			rep, err := audit.Verify(e.ctx, srv.Store, key)
 			if err != nil {
@@ -633,12 +628,8 @@ unnoticed. --json prints it as the export writes checkpoints.`,
 			if err != nil {
 				return err
 			}
-			if release, err := server.HoldData(srv.Config.Data); err == nil {
-				_, serr := (&audit.Sealer{Log: srv.Store}).SealOnce(e.ctx)
-				release()
-				if serr != nil {
-					return fmt.Errorf("sealing the events left unsealed: %w", serr)
-				}
+			if err := sealIfIdle(e.ctx, srv); err != nil {
+				return err
 			}
 			head, err := srv.Store.AuditEvents(e.ctx, storage.AuditQuery{Sealed: true, Newest: true, Limit: 1})
 			if err != nil {
@@ -673,3 +664,18 @@ unnoticed. --json prints it as the export writes checkpoints.`,
 			return nil
 		})
 	}}
+
+// sealIfIdle seals the events left unsealed when no server holds the data
+// directory (the last one stopped, or only the command line wrote); a
+// running server seals them itself.
+func sealIfIdle(ctx context.Context, srv *server.Server) error {
+	release, err := server.HoldData(srv.Config.Data)
+	if err != nil {
+		return nil // a server runs
+	}
+	defer release()
+	if _, err := (&audit.Sealer{Log: srv.Store}).SealOnce(ctx); err != nil {
+		return fmt.Errorf("sealing the events left unsealed: %w", err)
+	}
+	return nil
+}

@@ -19,7 +19,6 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	gosmtp "github.com/emersion/go-smtp"
 
-	"github.com/carepost/carepost/server"
 	"github.com/carepost/carepost/storage"
 )
 
@@ -181,15 +180,7 @@ checkpoint_events = 50
 		t.Fatalf("audit verify after the kills: exit %d\n%s%s", code, out, errs)
 	}
 
-	cfg, err := server.Load(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Open(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := openConfigured(t, conf)
 	ctx := context.Background()
 	recs, err := srv.Store.AuditEvents(ctx, storage.AuditQuery{})
 	if err != nil {

@@ -155,15 +155,7 @@ func TestKillDuringDeliveryToTwoRecipients(t *testing.T) {
 	}
 
 	// Read both INBOXes with the server's own store.
-	cfg, err := server.Load(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Open(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := openConfigured(t, conf)
 	ids := func(account string) map[string]bool {
 		ctx := context.Background()
 		mb, err := srv.Store.GetMailbox(ctx, account, "INBOX")
@@ -212,4 +204,20 @@ func TestKillDuringDeliveryToTwoRecipients(t *testing.T) {
 		}
 	}
 	t.Logf("%d rounds, %d messages acknowledged, %d stored", rounds, len(acked), len(b))
+}
+
+// openConfigured opens the data directory of a configuration file as the
+// server would, once the server process is gone, to read its store.
+func openConfigured(t *testing.T, conf string) *server.Server {
+	t.Helper()
+	cfg, err := server.Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }

@@ -105,6 +105,12 @@ func describe(r storage.AuditRecord, names map[string]string) string {
 		return fmt.Sprintf("expunged UID %s from %s", d["uids"], mb)
 	case "mailbox.delete":
 		return fmt.Sprintf("the mailbox %s was deleted, with the message", r.Object)
+	case "message.read":
+		return fmt.Sprintf("read UID %s of %s (%s)", d["uids"], mb, orDash(d["sections"]))
+	case "relay.attempt":
+		return fmt.Sprintf("relayed to %s: %s, %s", d["rcpt"], r.Outcome, orDash(d["reply"]))
+	case "dsn":
+		return fmt.Sprintf("delivery status notification to <%s> for %s", d["to"], orDash(d["failed"]))
 	}
 	// Steps recorded by the protocol adapters (relay attempts and their
 	// replies, reads): the object and the details as they are.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -120,18 +119,6 @@ func encodeDetails(d map[string]string) (string, error) {
 	}
 	b, err := json.Marshal(d) // keys sorted
 	return string(b), err
-}
-
-// uidList writes UIDs compactly for an event's details: "3,5,7".
-func uidList(uids []uint32) string {
-	var b strings.Builder
-	for i, u := range uids {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatUint(uint64(u), 10))
-	}
-	return b.String()
 }
 
 // AppendAudit implements storage.AuditLog: one lazy op for all of recs.

@@ -110,7 +110,7 @@ func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op
 			}
 		}
 		return t.mailboxEvent(mailboxID, "message.flags", mailboxObject(mailboxID), map[string]string{
-			"mailbox": strconv.FormatInt(mailboxID, 10), "uids": uidList(uidsChanged),
+			"mailbox": strconv.FormatInt(mailboxID, 10), "uids": storage.FormatUIDs(uidsChanged),
 			"op": flagOpNames[op], "flags": strings.Join(flags, " ")})
 	})
 	if err != nil {
@@ -322,7 +322,7 @@ func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []uint32) (stor
 			t.publish(storage.Change{Kind: storage.MessageExpunged, MailboxID: mailboxID, UID: uid, ModSeq: modseq})
 		}
 		if err := t.mailboxEvent(mailboxID, "message.expunge", mailboxObject(mailboxID), map[string]string{
-			"mailbox": strconv.FormatInt(mailboxID, 10), "uids": uidList(out)}); err != nil {
+			"mailbox": strconv.FormatInt(mailboxID, 10), "uids": storage.FormatUIDs(out)}); err != nil {
 			return err
 		}
 		return t.collectGarbage()
@@ -346,6 +346,6 @@ func currentModSeq(t *wtx, mailboxID int64, modseq *uint64) error {
 // copyDetails are the details of a copy's or a move's audit event.
 func copyDetails(srcID, dstID int64, res storage.CopyResult) map[string]string {
 	return map[string]string{
-		"mailbox": strconv.FormatInt(srcID, 10), "uids": uidList(res.SourceUIDs),
-		"dest": strconv.FormatInt(dstID, 10), "dest_uids": uidList(res.DestUIDs)}
+		"mailbox": strconv.FormatInt(srcID, 10), "uids": storage.FormatUIDs(res.SourceUIDs),
+		"dest": strconv.FormatInt(dstID, 10), "dest_uids": storage.FormatUIDs(res.DestUIDs)}
 }
