@@ -147,10 +147,18 @@ func Trace(ctx context.Context, log storage.AuditLog, id string) ([]storage.Audi
 		steps = append(steps, r)
 	}
 	// In the order they happened: a read is recorded after the command
-	// that made it, changes in their transaction.
+	// that made it, changes in their transaction. In the same millisecond
+	// a read goes first: one of a copy that was moved or expunged came
+	// before that (it read the copy).
 	slices.SortFunc(steps, func(a, b storage.AuditRecord) int {
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
+		}
+		if ar, br := a.Action == "message.read", b.Action == "message.read"; ar != br {
+			if ar {
+				return -1
+			}
+			return 1
 		}
 		return int(a.Seq - b.Seq)
 	})
