@@ -65,6 +65,7 @@ type Config struct {
 	Trust  TrustConfig       `toml:"trust"`
 	SMIME  SMIMEConfig       `toml:"smime"`
 	Audit  AuditConfig       `toml:"audit"`
+	Auth   AuthConfig        `toml:"auth"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -229,6 +230,7 @@ func Defaults() Config {
 		Trust: TrustConfig{RefreshInterval: Duration(24 * time.Hour), StaleAfter: Duration(72 * time.Hour), DKIMLookup: "dns"},
 		Audit: AuditConfig{Enabled: true, CheckpointEvents: 1000, CheckpointInterval: Duration(10 * time.Minute),
 			Retention: Duration(365 * 24 * time.Hour), SealInterval: Duration(time.Second)},
+		Auth:  defaultAuth(),
 		SMIME: SMIMEConfig{Gateway: true, AutoIssue: true, CacheTTL: Duration(keyring.DefaultCacheTTL), FetchTimeout: Duration(keyring.DefaultFetchTimeout)},
 	}
 }
@@ -349,6 +351,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Trust.validate()...)
 	errs = append(errs, c.SMIME.validate()...)
 	errs = append(errs, c.Audit.validate()...)
+	errs = append(errs, c.Auth.validate()...)
 	if c.Debug.Pprof != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))
