@@ -23,22 +23,23 @@ type Directory interface {
 // Authenticator turns a successful authentication by the directory into a
 // *Principal. Safe for concurrent use.
 type Authenticator struct {
-	dir Directory
-	lim Limiter
+	dir  Directory
+	lim  Limiter
+	opts Options
 }
 
 // NewAuthenticator returns an Authenticator over dir with a limiter of its
 // own (NewMemoryLimiter's defaults). Services of one process should share
 // one limiter: see NewLimitedAuthenticator.
 func NewAuthenticator(dir Directory) *Authenticator {
-	return NewLimitedAuthenticator(dir, NewMemoryLimiter(0))
+	return New(dir, Options{})
 }
 
 // NewLimitedAuthenticator returns an Authenticator over dir whose password
 // checks are slowed by lim (never nil). The server gives one limiter to
 // every listener, so that IMAP and SMTP AUTH count the same failures.
 func NewLimitedAuthenticator(dir Directory, lim Limiter) *Authenticator {
-	return &Authenticator{dir: dir, lim: lim}
+	return New(dir, Options{Limiter: lim})
 }
 
 // Plain checks the credentials of SASL PLAIN (RFC 4616) or IMAP LOGIN,
