@@ -61,19 +61,10 @@ func (d *Directory) RegisterClientCert(ctx context.Context, address string, cert
 	if err != nil {
 		return ClientCert{}, err
 	}
-	switch e.Kind {
-	case KindApplicative, KindOrganisational, KindPractice:
-	default:
-		return ClientCert{}, invalid(e.Address, "Only applicative, organisational and practice mailboxes take a registered certificate: %s is a %s mailbox, whose holder logs in with a certificate naming its address or national identifier.", e.Address, e.Kind)
+	if err := d.ValidateClientCert(e.Address, e.Kind, cert); err != nil {
+		return ClientCert{}, err
 	}
 	now := d.now()
-	if now.After(cert.NotAfter) || now.Before(cert.NotBefore) {
-		return ClientCert{}, invalid(e.Address, "The certificate %q is not valid now (valid from %s to %s).", cert.Subject.String(),
-			cert.NotBefore.UTC().Format(time.DateOnly), cert.NotAfter.UTC().Format(time.DateOnly))
-	}
-	if !clientAuthAllowed(cert) {
-		return ClientCert{}, invalid(e.Address, "The certificate %q does not allow TLS client authentication (its extended key usage lacks clientAuth).", cert.Subject.String())
-	}
 	c := ClientCert{Fingerprint: Fingerprint(cert.Raw), Address: e.Address, DER: cert.Raw, Subject: cert.Subject.String(),
 		NotAfter: cert.NotAfter, Created: now}
 	if err := d.store.AddClientCert(ctx, c); err != nil {
@@ -85,6 +76,30 @@ func (d *Directory) RegisterClientCert(ctx context.Context, address string, cert
 		return ClientCert{}, err
 	}
 	return c, nil
+}
+
+// ValidateClientCert checks that cert may be registered for the mailbox
+// address of kind (RegisterClientCert's rules), before the mailbox exists.
+func (d *Directory) ValidateClientCert(address string, kind Kind, cert *x509.Certificate) error {
+	now := d.now()
+	switch kind {
+	case KindApplicative, KindOrganisational, KindPractice:
+	default:
+		return invalid(address, "Only applicative, organisational and practice mailboxes take a registered certificate: %s is a %s mailbox, whose holder logs in with a certificate naming its address or national identifier.", address, kind)
+	}
+	if now.After(cert.NotAfter) || now.Before(cert.NotBefore) {
+		return invalid(address, "The certificate %q is not valid now (valid from %s to %s).", cert.Subject.String(),
+			cert.NotBefore.UTC().Format(time.DateOnly), cert.NotAfter.UTC().Format(time.DateOnly))
+	}
+	for _, a := range cert.EmailAddresses {
+		if canon, err := ParseAddress(a); err != nil || canon != address {
+			return invalid(address, "The certificate %q names the address %s: it is a certificate of that mailbox's holder, not of the software of %s.", cert.Subject.String(), a, address)
+		}
+	}
+	if !clientAuthAllowed(cert) {
+		return invalid(address, "The certificate %q does not allow TLS client authentication (its extended key usage lacks clientAuth).", cert.Subject.String())
+	}
+	return nil
 }
 
 // clientAuthAllowed: no extended key usage (any use) or one that names

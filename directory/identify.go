@@ -63,7 +63,7 @@ func (d *Directory) ByNationalID(ctx context.Context, id string) ([]string, erro
 	if id == "" {
 		return nil, nil
 	}
-	es, err := d.store.List(ctx, ListFilter{NationalID: id, Status: StatusActive, IncludeListeRouge: true})
+	es, err := d.store.List(ctx, ListFilter{NationalID: id, Status: StatusActive, IncludeListeRouge: true, Limit: 100})
 	if err != nil {
 		return nil, fmt.Errorf("directory: mailboxes of national id: %w", err)
 	}
