@@ -182,10 +182,24 @@ lists (members of its shared mailboxes); anything else is refused.`,
 						if err != nil {
 							return err
 						}
-						if *asJSON {
-							return writeJSON(e.stdout, entryJSONOf(ent))
+						certs, err := srv.Dir.ClientCerts(e.ctx, ent.Address)
+						if err != nil {
+							return err
 						}
-						return printEntry(e.stdout, ent)
+						if *asJSON {
+							j := entryJSONOf(ent)
+							for _, c := range certs {
+								j.ClientCerts = append(j.ClientCerts, clientCertJSON{c.Fingerprint, c.Subject, jsonTime(c.NotAfter)})
+							}
+							return writeJSON(e.stdout, j)
+						}
+						if err := printEntry(e.stdout, ent); err != nil {
+							return err
+						}
+						for _, c := range certs {
+							fmt.Fprintf(e.stdout, "client certificate  %s, SHA-256 %s, until %s\n", c.Subject, c.Fingerprint, c.NotAfter.UTC().Format(time.DateOnly))
+						}
+						return nil
 					})
 				}},
 			{name: "search", summary: "find entries whose address, names, identifiers, profession or organisation contain every word of QUERY",
@@ -322,6 +336,15 @@ type entryJSON struct {
 	DuplicateIDReason string   `json:"duplicate_id_reason,omitempty"`
 	Created           string   `json:"created,omitempty"`
 	LastLogin         string   `json:"last_login,omitempty"`
+	// ClientCerts are the TLS client certificates registered for the
+	// mailbox (dir show only).
+	ClientCerts []clientCertJSON `json:"client_certificates,omitempty"`
+}
+
+type clientCertJSON struct {
+	Fingerprint string `json:"sha256"`
+	Subject     string `json:"subject"`
+	NotAfter    string `json:"not_after"`
 }
 
 func jsonTime(t time.Time) string {
