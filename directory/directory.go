@@ -291,6 +291,9 @@ type Store interface {
 	// The TLS client certificates registered for mailboxes
 	// (clientcerts.go).
 	ClientCertStore
+	// The national directory, imported from the public extractions
+	// (national.go).
+	NationalStore
 }
 
 // Errors of the directory. Protocol adapters map them to their codes with

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"sort"
 	"strings"
 )
 
@@ -21,6 +22,9 @@ type Listing struct {
 	LastName   string
 	Profession string // TRE_G15 code; ProfessionLabel(Profession) names it
 	Specialty  string // TRE_R38 code; SpecialtyLabel names it
+	// ProfessionName and SpecialtyName are the labels the national
+	// extraction gives (a national listing), "" otherwise.
+	ProfessionName, SpecialtyName string
 	// Organisation names the structure (its name when known, else its
 	// identifier); City is the town of the practice place.
 	Organisation string
@@ -52,21 +56,92 @@ type ListingQuery struct {
 	// (the operator's view).
 	IncludeInactive bool
 	WithCerts       bool
+	// People also returns the professionals of the national directory
+	// who have no secure-messaging address (Address ""): the operator's
+	// `dir search` and the JSON search ask for them, an address book
+	// (LDAP) does not.
+	People bool
 	// Limit (≤ 0: DefaultSearchLimit, capped at MaxSearchLimit) and
 	// Offset page the results, ordered by last name, first name, address.
 	Limit, Offset int
 }
 
-// SearchListings returns the listings matching q. Today it searches the
-// mailboxes hosted here (the directory's entries); the import of the
-// national directory (issue #27) adds its records.
+// SearchListings returns the listings matching q: the mailboxes hosted
+// here (the directory's entries) and the national directory's
+// secure-messaging addresses (NationalStore.SearchNational, with their
+// holder's record), and with q.People the national professionals who
+// have none. A mailbox hosted here wins over the national record of the
+// same address (the backend leaves that record out). The result is in
+// ListingSortKey order (last name, first name, address), paged by
+// q.Limit and q.Offset over the merged list.
+//
+// Words of q.Text and q.Profession are widened by SearchStems
+// ("cardiologue" finds the label "Cardiologie…"). Over the national
+// records, whose backend answers from a full-text index (see the
+// storage backend: storage/sqlite/national.go), "contains" means that
+// a word of the field starts with each word of the condition ("dup" finds
+// "Dupont" and "Jean-Pierre Dupont", not "Ledupont"): the price of an
+// answer in milliseconds over a million records.
 func (d *Directory) SearchListings(ctx context.Context, q ListingQuery) ([]Listing, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = DefaultSearchLimit
 	}
 	limit = min(limit, MaxSearchLimit)
-	f := ListFilter{Query: q.Text, Kind: q.Kind, NationalID: q.NationalID, Limit: limit + q.Offset + 1000}
+	q.Offset = max(q.Offset, 0)
+	q.Text = stemWords(q.Text)
+	q.Profession = stemWords(q.Profession)
+	locals, err := d.localListings(ctx, q, q.Offset+limit)
+	if err != nil {
+		return nil, err
+	}
+	national, err := d.store.SearchNational(ctx, q, 0, q.Offset+limit)
+	if err != nil {
+		return nil, err
+	}
+	// Merge the two sorted lists.
+	out := make([]Listing, 0, min(len(locals)+len(national), q.Offset+limit))
+	i, j := 0, 0
+	for len(out) < q.Offset+limit && (i < len(locals) || j < len(national)) {
+		if j >= len(national) || i < len(locals) && ListingSortKey(locals[i]) <= ListingSortKey(national[j]) {
+			out = append(out, locals[i])
+			i++
+		} else {
+			out = append(out, national[j])
+			j++
+		}
+	}
+	if q.Offset >= len(out) {
+		return nil, nil
+	}
+	return out[q.Offset:], nil
+}
+
+// NationalListings searches the national directory alone (the operator's
+// `dir search` lists the entries hosted here itself): q as in
+// SearchListings, first page.
+func (d *Directory) NationalListings(ctx context.Context, q ListingQuery) ([]Listing, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultSearchLimit
+	}
+	q.Text, q.Profession = stemWords(q.Text), stemWords(q.Profession)
+	return d.store.SearchNational(ctx, q, max(q.Offset, 0), min(limit, MaxSearchLimit))
+}
+
+// stemWords folds s and widens each word with SearchStems.
+func stemWords(s string) string {
+	ws := strings.Fields(FoldSearch(s))
+	for i, w := range ws {
+		ws[i] = SearchStems(w)
+	}
+	return strings.Join(ws, " ")
+}
+
+// localListings returns the first n listings of the mailboxes hosted
+// here matching q, in ListingSortKey order.
+func (d *Directory) localListings(ctx context.Context, q ListingQuery, n int) ([]Listing, error) {
+	f := ListFilter{Query: q.Text, Kind: q.Kind, NationalID: q.NationalID, Limit: n + 1000}
 	if !q.IncludeInactive {
 		f.Status = StatusActive
 	}
@@ -95,11 +170,8 @@ func (d *Directory) SearchListings(ctx context.Context, q ListingQuery) ([]Listi
 		}
 		out = append(out, l)
 	}
-	if q.Offset >= len(out) {
-		return nil, nil
-	}
-	out = out[q.Offset:]
-	return out[:min(len(out), limit)], nil
+	sort.SliceStable(out, func(i, j int) bool { return ListingSortKey(out[i]) < ListingSortKey(out[j]) })
+	return out[:min(len(out), n)], nil
 }
 
 // matches checks the field conditions of q on l.

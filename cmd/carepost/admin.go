@@ -203,10 +203,13 @@ lists (members of its shared mailboxes); anything else is refused.`,
 					})
 				}},
 			{name: "search", summary: "find entries whose address, names, identifiers, profession or organisation contain every word of QUERY",
-				args: "QUERY", minArgs: 1, maxArgs: 1,
+				args: "QUERY…", minArgs: 1, maxArgs: -1,
 				long: `This is the operator's search: it includes the entries on the liste rouge
 and the patients (--kind patient), which the searches of users and other
-operators never show.`,
+operators never show. It also searches the national directory imported
+with dir import (column WHERE: here or national): names, identifiers,
+professions and specialties ("cardiologue" finds "Cardiologie…"), cities
+and organisations, accents and case folded.`,
 				setup: func(fs *flag.FlagSet) runner {
 					return listRunner(fs, true)
 				}},
@@ -214,6 +217,7 @@ operators never show.`,
 				setup: func(fs *flag.FlagSet) runner {
 					return listRunner(fs, false)
 				}},
+			dirImportCommand(), // dirimport.go
 			{name: "suspend", summary: "suspend a mailbox: no login, no delivery; its open sessions end within seconds",
 				args: "ADDRESS", minArgs: 1, maxArgs: 1,
 				setup: func(fs *flag.FlagSet) runner { return statusRunner(directory.StatusSuspended) }},
@@ -259,18 +263,30 @@ func listRunner(fs *flag.FlagSet, query bool) runner {
 			}
 		}
 		if query {
-			f.Query = pos[0]
+			f.Query = strings.Join(pos, " ")
 		}
 		es, err := srv.Dir.List(e.ctx, f)
 		if err != nil {
 			return err
+		}
+		var ls []directory.Listing // dirimport.go
+		if query {
+			if ls, err = nationalSearch(e, srv, f); err != nil {
+				return err
+			}
 		}
 		if *asJSON {
 			out := make([]entryJSON, 0, len(es))
 			for _, ent := range es {
 				out = append(out, entryJSONOf(ent))
 			}
+			for _, l := range ls {
+				out = append(out, listingJSONOf(l))
+			}
 			return writeJSON(e.stdout, out)
+		}
+		if query {
+			return printSearch(e.stdout, es, ls)
 		}
 		return printEntries(e.stdout, es)
 	})
@@ -336,6 +352,9 @@ type entryJSON struct {
 	DuplicateIDReason string   `json:"duplicate_id_reason,omitempty"`
 	Created           string   `json:"created,omitempty"`
 	LastLogin         string   `json:"last_login,omitempty"`
+	// City and Where are those of a national listing (dir search).
+	City  string `json:"city,omitempty"`
+	Where string `json:"where,omitempty"`
 	// ClientCerts are the TLS client certificates registered for the
 	// mailbox (dir show only).
 	ClientCerts []clientCertJSON `json:"client_certificates,omitempty"`

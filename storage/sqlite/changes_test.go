@@ -18,6 +18,11 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
+		"DROP TABLE dir_national_mailboxes_fts", // nationalSchemaV1
+		"DROP TABLE dir_national_people_fts",
+		"DROP TABLE dir_national_mailboxes",
+		"DROP TABLE dir_national_people",
+		"DROP TABLE dir_national_imports",
 		"DROP TABLE dir_client_certs",              // directorySchemaV7
 		"ALTER TABLE queue DROP COLUMN message_id", // queueSchemaV2
 		"DROP TABLE audit_checkpoints",             // auditSchemaV1 (V2 with it)

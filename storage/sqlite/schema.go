@@ -31,4 +31,5 @@ var migrations = []string{
 	auditSchemaV2,
 	queueSchemaV2,
 	directorySchemaV7,
+	nationalSchemaV1, // national_schema.go: the national directory (#27)
 }
