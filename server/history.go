@@ -171,6 +171,12 @@ func historyError(w http.ResponseWriter, code int, sentence string) {
 // auditHistoryLogin records a login to the history (https.login), like
 // SMTP AUTH and IMAP LOGIN: the user name tried, never the password.
 func (s *Server) auditHistoryLogin(user string, p *auth.Principal, err error, source string) {
+	s.auditHTTPSLogin("history", user, p, err, source)
+}
+
+// auditHTTPSLogin records a login to a service of the https listener
+// (history, directory).
+func (s *Server) auditHTTPSLogin(service, user string, p *auth.Principal, err error, source string) {
 	if s.events == nil {
 		return
 	}
@@ -179,7 +185,7 @@ func (s *Server) auditHistoryLogin(user string, p *auth.Principal, err error, so
 	}
 	rec := storage.AuditRecord{Actor: audit.Anonymous, Mechanism: string(auth.MechPlain), Source: source,
 		Action: "https.login", Object: strings.ToLower(user), Outcome: audit.OutcomeOK, Account: strings.ToLower(user),
-		Details: map[string]string{"user": user, "service": "history"}}
+		Details: map[string]string{"user": user, "service": service}}
 	switch {
 	case err == nil:
 		rec.Actor, rec.Mechanism, _ = p.Actor()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 	"unicode"
@@ -55,6 +56,10 @@ var (
 			"profession_label", "specialty", "specialty_label", "organisation", "post_code", "city", "sort_key"}}
 )
 
+// natCacheKiB is the page cache of the import's connection, per database
+// (main and temp).
+const natCacheKiB = 128 << 10
+
 // natStageRows is the number of records of one INSERT into the stage.
 const natStageRows = 100
 
@@ -102,9 +107,9 @@ func natMailboxRow(m directory.NationalMailbox, args []any) []any {
 		m.Profession, m.ProfessionLabel, m.Specialty, m.SpecialtyLabel, m.Organisation, m.PostCode, m.City, key)
 }
 
-// stageInsert is the INSERT of n records into the stage: a mailbox given
-// twice keeps its last line; a professional's lines that are not
-// consecutive add their places to the first.
+// stageInsert is the INSERT of n records into the stage, in file order
+// (the stage is appended to; its index is built once it is full, and
+// natDedup folds the records given twice).
 func (t natTable) stageInsert(n int) string {
 	cols := append(append([]string{"k"}, t.cols...), t.extra...)
 	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
@@ -116,18 +121,34 @@ func (t natTable) stageInsert(n int) string {
 		}
 		b.WriteString(row)
 	}
-	b.WriteString(" ON CONFLICT (k) DO UPDATE SET ")
-	if t.name == natPeople.name {
-		b.WriteString(`places = places || char(30) || excluded.places, f_org = f_org || ' ; ' || excluded.f_org,
-			f_city = f_city || ' ; ' || excluded.f_city, f_ids = f_ids || ' ' || excluded.f_ids`)
-	} else {
-		var set []string
-		for _, c := range t.cols {
-			set = append(set, c+" = excluded."+c)
-		}
-		b.WriteString(strings.Join(set, ", "))
-	}
 	return b.String()
+}
+
+// natDedup indexes the stage by key and folds the keys given more than
+// once: an address keeps its last line; a professional whose lines are
+// not consecutive keeps the first, with the practice places of all.
+func natDedup(ctx context.Context, conn *sql.Conn, t natTable) error {
+	qs := []string{
+		`CREATE INDEX temp.nat_stage_k ON nat_stage(k)`,
+		`CREATE TEMP TABLE nat_dups AS SELECT k, min(rowid) AS first, max(rowid) AS last FROM temp.nat_stage GROUP BY k HAVING count(*) > 1`,
+	}
+	keep := "last"
+	if t.name == natPeople.name {
+		keep = "first"
+		qs = append(qs, `UPDATE temp.nat_stage AS s SET places = g.places, f_org = g.f_org, f_city = g.f_city, f_ids = g.f_ids
+			FROM (SELECT d.first AS first, group_concat(x.places, char(30)) AS places, group_concat(x.f_org, ' ; ') AS f_org,
+				group_concat(x.f_city, ' ; ') AS f_city, group_concat(x.f_ids, ' ') AS f_ids
+				FROM temp.nat_dups AS d JOIN temp.nat_stage AS x ON x.k = d.k GROUP BY d.k) AS g
+			WHERE s.rowid = g.first`)
+	}
+	qs = append(qs, `DELETE FROM temp.nat_stage WHERE k IN (SELECT k FROM temp.nat_dups) AND rowid NOT IN (SELECT `+keep+` FROM temp.nat_dups)`,
+		`DROP TABLE temp.nat_dups`)
+	for _, q := range qs {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("sqlite: national import: %w", err)
+		}
+	}
+	return nil
 }
 
 // ImportNational implements directory.NationalStore.
@@ -147,14 +168,26 @@ func (db *DB) ImportNational(ctx context.Context, format directory.NationalForma
 		n, err := res.RowsAffected()
 		return int(n), err
 	}
-	cols := append(append([]string{"k TEXT PRIMARY KEY"}, t.cols...), t.extra...)
+	cols := append(append([]string{"k TEXT NOT NULL"}, t.cols...), t.extra...)
 	for i := 1; i < len(cols); i++ {
 		cols[i] += " TEXT NOT NULL"
+	}
+	// A larger page cache for the import's connection (the writer's,
+	// back to the default after): the stage and the indexes of a
+	// million records are written in key order, not file order, and
+	// with the default 2 MiB every insert went to the disk. The cache
+	// is a bound, not a share of the file: memory stays flat whatever
+	// the file's size.
+	for _, schema := range []string{"main", "temp"} {
+		if _, err := exec(`PRAGMA ` + schema + `.cache_size = -` + fmt.Sprint(natCacheKiB)); err != nil {
+			return counts, err
+		}
+		defer conn.ExecContext(context.Background(), `PRAGMA `+schema+`.cache_size = -2000`)
 	}
 	if _, err := exec(`DROP TABLE IF EXISTS temp.nat_stage`); err != nil {
 		return counts, err
 	}
-	if _, err := exec(`CREATE TEMP TABLE nat_stage (` + strings.Join(cols, ", ") + `) WITHOUT ROWID`); err != nil {
+	if _, err := exec(`CREATE TEMP TABLE nat_stage (` + strings.Join(cols, ", ") + `)`); err != nil {
 		return counts, err
 	}
 	defer conn.ExecContext(context.Background(), `DROP TABLE IF EXISTS temp.nat_stage`)
@@ -166,6 +199,10 @@ func (db *DB) ImportNational(ctx context.Context, format directory.NationalForma
 		return counts, err
 	}
 	if err := db.natStage(ctx, conn, t, next); err != nil {
+		conn.ExecContext(context.Background(), `ROLLBACK`)
+		return counts, err
+	}
+	if err := natDedup(ctx, conn, t); err != nil {
 		conn.ExecContext(context.Background(), `ROLLBACK`)
 		return counts, err
 	}
@@ -275,17 +312,17 @@ func natApply(ctx context.Context, tx *sql.Tx, format directory.NationalFormat, 
 		q string
 	}{
 		{&c.Reopened, `UPDATE ` + t.name + ` AS m SET status = 'active', closed_at = 0, ` + strings.Join(set, ", ") +
-			`, last_seen = :at, seen_seq = :seq, changed_seq = :seq` + from + ` AND m.status = 'closed'`},
+			`, changed_at = :at, changed_seq = :seq` + from + ` AND m.status = 'closed'`},
 		{&c.Changed, `UPDATE ` + t.name + ` AS m SET ` + strings.Join(set, ", ") +
-			`, last_seen = :at, seen_seq = :seq, changed_seq = :seq` + from + ` AND m.seen_seq <> :seq AND (` + strings.Join(differ, " OR ") + `)`},
+			`, changed_at = :at, changed_seq = :seq` + from + ` AND m.changed_seq <> :seq AND (` + strings.Join(differ, " OR ") + `)`},
 		// The index documents of the records reopened or changed go;
 		// those of the records added do not exist yet.
 		{nil, `DELETE FROM ` + t.fts + ` WHERE rowid IN (SELECT id FROM ` + t.name + ` WHERE changed_seq = :seq)`},
-		{&c.Unchanged, `UPDATE ` + t.name + ` AS m SET last_seen = :at, seen_seq = :seq` + from + ` AND m.seen_seq <> :seq`},
-		{&c.Closed, `UPDATE ` + t.name + ` SET status = 'closed', closed_at = :at WHERE status = 'active' AND seen_seq <> :seq`},
+		{&c.Closed, `UPDATE ` + t.name + ` AS m SET status = 'closed', closed_at = :at WHERE m.status = 'active'
+			AND NOT EXISTS (SELECT 1 FROM temp.nat_stage AS s WHERE s.k = m.` + t.key + `)`},
 		{&c.Added, `INSERT INTO ` + t.name + ` (` + t.key + `, ` + strings.Join(colList, ", ") +
-			`, status, first_seen, last_seen, seen_seq, changed_seq) SELECT s.k, ` + strings.Join(sCols, ", ") +
-			`, 'active', :at, :at, :seq, :seq FROM temp.nat_stage AS s WHERE NOT EXISTS (SELECT 1 FROM ` + t.name + ` AS m WHERE m.` + t.key + ` = s.k)`},
+			`, status, first_seen, changed_at, changed_seq) SELECT s.k, ` + strings.Join(sCols, ", ") +
+			`, 'active', :at, :at, :seq FROM temp.nat_stage AS s WHERE NOT EXISTS (SELECT 1 FROM ` + t.name + ` AS m WHERE m.` + t.key + ` = s.k)`},
 	}
 	if t.name == natPeople.name {
 		steps = append(steps, struct {
@@ -314,13 +351,18 @@ func natApply(ctx context.Context, tx *sql.Tx, format directory.NationalFormat, 
 		}{nil, natMailboxDocs + ` WHERE m.changed_seq = :seq`})
 	}
 	for _, st := range steps {
+		t0 := time.Now()
 		if err := exec(st.n, st.q); err != nil {
 			return c, err
+		}
+		if os.Getenv("NATTRACE") != "" {
+			fmt.Fprintf(os.Stderr, "%v %.60s\n", time.Since(t0), st.q)
 		}
 	}
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.nat_stage`).Scan(&c.Records); err != nil {
 		return c, fmt.Errorf("sqlite: national import: %w", err)
 	}
+	c.Unchanged = c.Records - c.Added - c.Changed - c.Reopened
 	if _, err := tx.ExecContext(ctx, `UPDATE dir_national_imports SET records = ?, added = ?, changed = ?, closed = ?,
 		reopened = ?, unchanged = ? WHERE id = ?`, c.Records, c.Added, c.Changed, c.Closed, c.Reopened, c.Unchanged, seq); err != nil {
 		return c, fmt.Errorf("sqlite: national import: %w", err)

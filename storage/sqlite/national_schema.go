@@ -9,9 +9,11 @@ package sqlite
 // this server (those are dir_entries, which an import never touches).
 //
 // A record absent from a new extraction is closed (status, closed_at),
-// never deleted: the trace stays. seen_seq and changed_seq are the
-// import (dir_national_imports.id) that last saw and last changed the
-// row: the import compares them instead of anti-joining a million rows.
+// never deleted: the trace stays. first_seen is the time of the import
+// that added it, changed_at of the last that changed it (changed_seq its
+// dir_national_imports.id); an active record was last seen by the last
+// import of its format (dir_national_imports), so that an import does not
+// rewrite the million rows it finds unchanged.
 //
 // sort_key is directory.ListingSortKey of the record (folded last name,
 // first name, address, national id): the order of searches, indexed so
@@ -55,12 +57,12 @@ CREATE TABLE IF NOT EXISTS dir_national_people (
 	sort_key         TEXT NOT NULL DEFAULT '',
 	status           TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'closed')),
 	first_seen       INTEGER NOT NULL,
-	last_seen        INTEGER NOT NULL,
+	changed_at       INTEGER NOT NULL,
 	closed_at        INTEGER NOT NULL DEFAULT 0,
-	seen_seq         INTEGER NOT NULL,
 	changed_seq      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dir_national_people_sort ON dir_national_people(sort_key);
+CREATE INDEX IF NOT EXISTS dir_national_people_changed ON dir_national_people(changed_seq);
 
 CREATE TABLE IF NOT EXISTS dir_national_mailboxes (
 	id               INTEGER PRIMARY KEY,
@@ -81,18 +83,18 @@ CREATE TABLE IF NOT EXISTS dir_national_mailboxes (
 	sort_key         TEXT NOT NULL DEFAULT '',
 	status           TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'closed')),
 	first_seen       INTEGER NOT NULL,
-	last_seen        INTEGER NOT NULL,
+	changed_at       INTEGER NOT NULL,
 	closed_at        INTEGER NOT NULL DEFAULT 0,
-	seen_seq         INTEGER NOT NULL,
 	changed_seq      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dir_national_mailboxes_sort ON dir_national_mailboxes(sort_key);
+CREATE INDEX IF NOT EXISTS dir_national_mailboxes_changed ON dir_national_mailboxes(changed_seq);
 CREATE INDEX IF NOT EXISTS dir_national_mailboxes_holder ON dir_national_mailboxes(national_id) WHERE national_id <> '';
 
 CREATE VIRTUAL TABLE IF NOT EXISTS dir_national_people_fts USING fts5(
 	mail, last, first, prof, org, city, ids,
-	content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2', prefix='2 3');
+	content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2');
 CREATE VIRTUAL TABLE IF NOT EXISTS dir_national_mailboxes_fts USING fts5(
 	mail, last, first, prof, org, city, ids,
-	content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2', prefix='2 3');
+	content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2');
 `
