@@ -58,7 +58,7 @@ var (
 
 // natCacheKiB is the page cache of the import's connection, per database
 // (main and temp).
-const natCacheKiB = 128 << 10
+const natCacheKiB = 64 << 10
 
 // natStageRows is the number of records of one INSERT into the stage.
 const natStageRows = 100
@@ -198,14 +198,18 @@ func (db *DB) ImportNational(ctx context.Context, format directory.NationalForma
 	if _, err := exec(`BEGIN DEFERRED`); err != nil {
 		return counts, err
 	}
+	t0 := time.Now()
 	if err := db.natStage(ctx, conn, t, next); err != nil {
 		conn.ExecContext(context.Background(), `ROLLBACK`)
 		return counts, err
 	}
+	natTrace(t0, "stage")
+	t0 = time.Now()
 	if err := natDedup(ctx, conn, t); err != nil {
 		conn.ExecContext(context.Background(), `ROLLBACK`)
 		return counts, err
 	}
+	natTrace(t0, "index the stage, fold duplicates")
 	if _, err := exec(`COMMIT`); err != nil {
 		return counts, err
 	}
@@ -355,9 +359,7 @@ func natApply(ctx context.Context, tx *sql.Tx, format directory.NationalFormat, 
 		if err := exec(st.n, st.q); err != nil {
 			return c, err
 		}
-		if os.Getenv("NATTRACE") != "" {
-			fmt.Fprintf(os.Stderr, "%v %.60s\n", time.Since(t0), st.q)
-		}
+		natTrace(t0, st.q)
 	}
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.nat_stage`).Scan(&c.Records); err != nil {
 		return c, fmt.Errorf("sqlite: national import: %w", err)
@@ -368,6 +370,14 @@ func natApply(ctx context.Context, tx *sql.Tx, format directory.NationalFormat, 
 		return c, fmt.Errorf("sqlite: national import: %w", err)
 	}
 	return c, nil
+}
+
+// natTrace prints how long a step took when CAREPOST_NATTRACE is set
+// (the figures of BENCHMARKS.md).
+func natTrace(since time.Time, step string) {
+	if os.Getenv("CAREPOST_NATTRACE") != "" {
+		fmt.Fprintf(os.Stderr, "%8.2fs  %.70s\n", time.Since(since).Seconds(), strings.Join(strings.Fields(step), " "))
+	}
 }
 
 // natMailboxDocs inserts the index documents of the mailboxes selected by
@@ -427,7 +437,9 @@ func natMatch(q directory.ListingQuery) string {
 	}
 	field("mail", q.Mail, false)
 	field("{last first}", q.Name, true)
-	field("last", q.LastName, false)
+	if _, _, ok := natSortRange(q); !ok {
+		field("last", q.LastName, false) // else a range of sort_key
+	}
 	field("first", q.FirstName, false)
 	field("prof", q.Profession, true)
 	field("org", q.Organisation, true)
@@ -469,6 +481,19 @@ func (db *DB) SearchNational(ctx context.Context, q directory.ListingQuery, offs
 	return out[offset:], nil
 }
 
+// natSortRange is the range of sort keys of q's last-name prefix
+// condition (LastName with Prefix), if it has one.
+func natSortRange(q directory.ListingQuery) (lo, hi string, ok bool) {
+	if !q.Prefix || q.LastName == "" {
+		return "", "", false
+	}
+	lo = directory.FoldSearch(q.LastName)
+	if lo == "" || strings.ContainsRune(lo, 0) {
+		return "", "", false
+	}
+	return lo, lo + "\U0010FFFF", true
+}
+
 type natListing struct {
 	directory.Listing
 	key string
@@ -493,17 +518,24 @@ func (db *DB) natSearchMailboxes(ctx context.Context, q directory.ListingQuery, 
 		args = append(args, strings.ToLower(q.Address))
 	}
 	if q.NationalID != "" {
-		where = append(where, `m.national_id = ?`)
+		where = append(where, `m.national_id = ?`, `m.national_id <> ''`) // the partial index
 		args = append(args, q.NationalID)
 	}
 	where = append(where, `NOT EXISTS (SELECT 1 FROM dir_entries AS e WHERE e.address = m.address)`)
 	order := `m.sort_key`
-	if match != "" {
-		// Sort the (few) matches rather than walk the whole sort index
+	if lo, hi, ok := natSortRange(q); ok {
+		// "sn=dup*": the sort key starts with the folded last name, so
+		// the page is a range of its index, read in order.
+		where = append(where, `m.sort_key >= ?`, `m.sort_key < ?`)
+		args = append(args, lo, hi)
+	} else if match != "" {
+		// Sort the matches rather than walk the whole sort index
 		// testing each row against them.
 		order = `+m.sort_key`
 	}
 	args = append(args, n)
+	// The page's rows are chosen and sorted on the mailbox table alone;
+	// only they are then completed with their holder's record.
 	rows, err := db.r.QueryContext(ctx, `SELECT m.address, m.kind, m.status, m.national_id, m.first_name, m.last_name,
 		CASE WHEN m.profession <> '' THEN m.profession ELSE coalesce(p.profession, '') END,
 		CASE WHEN m.profession <> '' THEN m.profession_label ELSE coalesce(p.profession_label, '') END,
@@ -512,8 +544,10 @@ func (db *DB) natSearchMailboxes(ctx context.Context, q directory.ListingQuery, 
 		CASE WHEN m.organisation <> '' THEN m.organisation WHEN coalesce(p.organisation, '') <> '' THEN p.organisation ELSE m.structure_id END,
 		CASE WHEN m.city <> '' THEN m.city ELSE coalesce(p.city, '') END,
 		m.sort_key
-		FROM dir_national_mailboxes AS m LEFT JOIN dir_national_people AS p ON m.national_id <> '' AND p.national_id = m.national_id
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`, args...)
+		FROM (SELECT m.id AS id FROM dir_national_mailboxes AS m WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?) AS page
+		JOIN dir_national_mailboxes AS m ON m.id = page.id
+		LEFT JOIN dir_national_people AS p ON m.national_id <> '' AND p.national_id = m.national_id
+		ORDER BY m.sort_key`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: national search: %w", err)
 	}
@@ -546,10 +580,15 @@ func (db *DB) natSearchPeople(ctx context.Context, q directory.ListingQuery, mat
 		where = append(where, `p.national_id = ?`)
 		args = append(args, q.NationalID)
 	}
-	where = append(where, `NOT EXISTS (SELECT 1 FROM dir_national_mailboxes AS m WHERE m.national_id = p.national_id AND m.status = 'active')`,
-		`NOT EXISTS (SELECT 1 FROM dir_entries AS e WHERE e.national_id = p.national_id)`)
+	// (The "<> ''" terms let the planner use the partial indexes on
+	// national_id.)
+	where = append(where, `NOT EXISTS (SELECT 1 FROM dir_national_mailboxes AS m WHERE m.national_id = p.national_id AND m.national_id <> '' AND m.status = 'active')`,
+		`NOT EXISTS (SELECT 1 FROM dir_entries AS e WHERE e.national_id = p.national_id AND e.national_id <> '')`)
 	order := `p.sort_key`
-	if match != "" {
+	if lo, hi, ok := natSortRange(q); ok {
+		where = append(where, `p.sort_key >= ?`, `p.sort_key < ?`)
+		args = append(args, lo, hi)
+	} else if match != "" {
 		order = `+p.sort_key`
 	}
 	args = append(args, n)

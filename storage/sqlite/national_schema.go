@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS dir_national_people (
 );
 CREATE INDEX IF NOT EXISTS dir_national_people_sort ON dir_national_people(sort_key);
 CREATE INDEX IF NOT EXISTS dir_national_people_changed ON dir_national_people(changed_seq);
+CREATE INDEX IF NOT EXISTS dir_national_people_closed ON dir_national_people(national_id) WHERE status = 'closed';
 
 CREATE TABLE IF NOT EXISTS dir_national_mailboxes (
 	id               INTEGER PRIMARY KEY,
@@ -89,6 +90,7 @@ CREATE TABLE IF NOT EXISTS dir_national_mailboxes (
 );
 CREATE INDEX IF NOT EXISTS dir_national_mailboxes_sort ON dir_national_mailboxes(sort_key);
 CREATE INDEX IF NOT EXISTS dir_national_mailboxes_changed ON dir_national_mailboxes(changed_seq);
+CREATE INDEX IF NOT EXISTS dir_national_mailboxes_closed ON dir_national_mailboxes(address) WHERE status = 'closed';
 CREATE INDEX IF NOT EXISTS dir_national_mailboxes_holder ON dir_national_mailboxes(national_id) WHERE national_id <> '';
 
 CREATE VIRTUAL TABLE IF NOT EXISTS dir_national_people_fts USING fts5(

@@ -40,6 +40,7 @@ func RunDirectory(t *testing.T, open func(t *testing.T) directory.Store) {
 		{"TrustAnchors", testDirTrustAnchors},
 		{"MailboxCerts", testDirMailboxCerts},
 		{"ClientCerts", testDirClientCerts},
+		{"National", testDirNational}, // national.go
 		{"Concurrent", testDirConcurrent},
 		{"Persistence", testDirPersistence},
 	}
