@@ -2,7 +2,6 @@ package directory_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -71,8 +70,8 @@ func TestNationalSearchLatency(t *testing.T) {
 			n = len(ls)
 		}
 		slices.Sort(times)
-		t.Log(fmt.Sprintf("%-38s %3d results  p50 %8v  p99 %8v  (%d runs)", qq.name, n,
-			times[len(times)/2].Round(10*time.Microsecond), times[len(times)*99/100].Round(10*time.Microsecond), len(times)))
+		t.Logf("%-38s %3d results  p50 %8v  p99 %8v  (%d runs)", qq.name, n,
+			times[len(times)/2].Round(10*time.Microsecond), times[len(times)*99/100].Round(10*time.Microsecond), len(times))
 	}
 }
 
