@@ -10,9 +10,11 @@
 // directory.MSSanteHeader, valid RPPS numbers (Luhn key), French names
 // with their accents, TRE_G15 profession codes, specialties, practice
 // places in French towns. One professional in ten has two practice
-// places (two consecutive lines). The same -seed and -n give the same
+// places (two consecutive lines). The same -seed gives the same
 // professionals in both formats, so the MSSanté file's PER addresses
-// belong to the PS_LibreAcces file's professionals. -latin1 writes the
+// belong to the PS_LibreAcces file's professionals; -start N begins at the
+// N-th professional (a later extraction: the first N have left, as many
+// new ones came). -latin1 writes the
 // file in ISO 8859-1, like the older extractions; -malformed F makes a
 // fraction F of the lines malformed (a field missing).
 //
@@ -97,11 +99,7 @@ func main() {
 		}
 		w.WriteString(s)
 	}
-	rng := rand.New(rand.NewPCG(*seed, 1))
 	bad := rand.New(rand.NewPCG(*seed, 2))
-	// extra draws what one format has and the other not (ORG mailboxes),
-	// so that rng gives the same professionals to both.
-	extra := rand.New(rand.NewPCG(*seed, 3))
 	var g gen
 	switch *format {
 	case "ps-libreacces":
@@ -115,8 +113,11 @@ func main() {
 		os.Exit(2)
 	}
 	for i, lines := *start, 0; lines < *n; i++ {
+		// Each professional has a generator of its own: the same in
+		// both formats, and the same whatever -start.
+		rng := rand.New(rand.NewPCG(*seed, uint64(i)))
 		p := person(rng, i)
-		for _, l := range g.lines(p, extra) {
+		for _, l := range g.lines(p, rng) {
 			if lines == *n {
 				break
 			}
