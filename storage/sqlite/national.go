@@ -58,7 +58,7 @@ var (
 
 // natCacheKiB is the page cache of the import's connection, per database
 // (main and temp).
-const natCacheKiB = 64 << 10
+const natCacheKiB = 16 << 10
 
 // natStageRows is the number of records of one INSERT into the stage.
 const natStageRows = 100
@@ -176,8 +176,10 @@ func (db *DB) ImportNational(ctx context.Context, format directory.NationalForma
 	// back to the default after): the stage and the indexes of a
 	// million records are written in key order, not file order, and
 	// with the default 2 MiB every insert went to the disk. The cache
-	// is a bound, not a share of the file: memory stays flat whatever
-	// the file's size.
+	// is a bound, not a share of the file, so memory stays flat
+	// whatever the file's size: measured on a million lines, 16 MiB a
+	// database gave a peak RSS of 164 MiB and 64 MiB 512 MiB for a few
+	// seconds less (BENCHMARKS.md).
 	for _, schema := range []string{"main", "temp"} {
 		if _, err := exec(`PRAGMA ` + schema + `.cache_size = -` + fmt.Sprint(natCacheKiB)); err != nil {
 			return counts, err
