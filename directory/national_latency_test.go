@@ -59,6 +59,7 @@ func TestNationalSearchLatency(t *testing.T) {
 		{"national id as text", directory.ListingQuery{Text: id}},
 		{"text \"helene martin\"", directory.ListingQuery{Text: "hélène martin"}},
 		{"broad: text \"medecin\"", directory.ListingQuery{Text: "medecin"}},
+		{"broad: text \"medecin\" with people", directory.ListingQuery{Text: "medecin", People: true}},
 		{"no condition (first page)", directory.ListingQuery{}},
 	}
 	const runs = 100

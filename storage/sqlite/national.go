@@ -483,6 +483,24 @@ func (db *DB) SearchNational(ctx context.Context, q directory.ListingQuery, offs
 	return out[offset:], nil
 }
 
+// natBroadMatches is the number of matches over which a search walks the
+// sort index (testing each record against the matches) instead of
+// sorting the matches: sorting the 400,000 matches of "medecin" took
+// 0.6 s.
+var natBroadMatches = 20000
+
+// natBroad reports whether the full-text query match selects at least
+// natBroadMatches records of fts (counting stops there).
+func (db *DB) natBroad(ctx context.Context, fts, match string) (bool, error) {
+	var n int
+	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT rowid FROM `+fts+` WHERE `+fts+` MATCH ? LIMIT ?)`,
+		match, natBroadMatches).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: national search: %w", err)
+	}
+	return n >= natBroadMatches, nil
+}
+
 // natSortRange is the range of sort keys of q's last-name prefix
 // condition (LastName with Prefix), if it has one.
 func natSortRange(q directory.ListingQuery) (lo, hi string, ok bool) {
@@ -505,8 +523,22 @@ func (db *DB) natSearchMailboxes(ctx context.Context, q directory.ListingQuery, 
 	var where []string
 	var args []any
 	if match != "" {
-		where = append(where, `m.id IN (SELECT rowid FROM dir_national_mailboxes_fts WHERE dir_national_mailboxes_fts MATCH ?)`)
+		broad, err := db.natBroad(ctx, "dir_national_mailboxes_fts", match)
+		if err != nil {
+			return nil, err
+		}
+		if broad {
+			// Most records match: walk the sort index and test each
+			// record against the matches (gathered once, "+m.id" keeps
+			// them from driving the query) until the page is full.
+			where = append(where, `+m.id IN (SELECT rowid FROM dir_national_mailboxes_fts WHERE dir_national_mailboxes_fts MATCH ?)`)
+		} else {
+			where = append(where, `m.id IN (SELECT rowid FROM dir_national_mailboxes_fts WHERE dir_national_mailboxes_fts MATCH ?)`)
+		}
 		args = append(args, match)
+		if broad {
+			match = "" // ordered by the walk of the sort index below
+		}
 	}
 	if !q.IncludeInactive {
 		where = append(where, `m.status = 'active'`)
@@ -572,6 +604,9 @@ func (db *DB) natSearchPeople(ctx context.Context, q directory.ListingQuery, mat
 	var where []string
 	var args []any
 	if match != "" {
+		// (Never the walk of the sort index here: most professionals
+		// have an address, and are left out, so the walk would read
+		// most of the index before it fills a page.)
 		where = append(where, `p.id IN (SELECT rowid FROM dir_national_people_fts WHERE dir_national_people_fts MATCH ?)`)
 		args = append(args, match)
 	}
