@@ -356,6 +356,16 @@ func natApply(ctx context.Context, tx *sql.Tx, format directory.NationalFormat, 
 			q string
 		}{nil, natMailboxDocs + ` WHERE m.changed_seq = :seq`})
 	}
+	// Whether each professional has an active address, for the searches
+	// of professionals without one; only the rows that change are
+	// written.
+	steps = append(steps, struct {
+		n *int
+		q string
+	}{nil, `UPDATE dir_national_people AS p SET has_address = x.h
+		FROM (SELECT q.id AS id, EXISTS (SELECT 1 FROM dir_national_mailboxes AS m WHERE m.national_id = q.national_id
+			AND m.national_id <> '' AND m.status = 'active') AS h FROM dir_national_people AS q) AS x
+		WHERE p.id = x.id AND p.has_address <> x.h`})
 	for _, st := range steps {
 		t0 := time.Now()
 		if err := exec(st.n, st.q); err != nil {
@@ -604,11 +614,21 @@ func (db *DB) natSearchPeople(ctx context.Context, q directory.ListingQuery, mat
 	var where []string
 	var args []any
 	if match != "" {
-		// (Never the walk of the sort index here: most professionals
-		// have an address, and are left out, so the walk would read
-		// most of the index before it fills a page.)
-		where = append(where, `p.id IN (SELECT rowid FROM dir_national_people_fts WHERE dir_national_people_fts MATCH ?)`)
+		broad, err := db.natBroad(ctx, "dir_national_people_fts", match)
+		if err != nil {
+			return nil, err
+		}
+		if broad {
+			// Walk the index of the professionals without an address,
+			// testing each against the matches.
+			where = append(where, `+p.id IN (SELECT rowid FROM dir_national_people_fts WHERE dir_national_people_fts MATCH ?)`)
+		} else {
+			where = append(where, `p.id IN (SELECT rowid FROM dir_national_people_fts WHERE dir_national_people_fts MATCH ?)`)
+		}
 		args = append(args, match)
+		if broad {
+			match = ""
+		}
 	}
 	if !q.IncludeInactive {
 		where = append(where, `p.status = 'active'`)
@@ -619,7 +639,7 @@ func (db *DB) natSearchPeople(ctx context.Context, q directory.ListingQuery, mat
 	}
 	// (The "<> ''" terms let the planner use the partial indexes on
 	// national_id.)
-	where = append(where, `NOT EXISTS (SELECT 1 FROM dir_national_mailboxes AS m WHERE m.national_id = p.national_id AND m.national_id <> '' AND m.status = 'active')`,
+	where = append(where, `p.has_address = 0`,
 		`NOT EXISTS (SELECT 1 FROM dir_entries AS e WHERE e.national_id = p.national_id AND e.national_id <> '')`)
 	order := `p.sort_key`
 	if lo, hi, ok := natSortRange(q); ok {

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS dir_national_people (
 	city             TEXT NOT NULL DEFAULT '',
 	places           TEXT NOT NULL DEFAULT '',
 	sort_key         TEXT NOT NULL DEFAULT '',
+	has_address      INTEGER NOT NULL DEFAULT 0,
 	status           TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'closed')),
 	first_seen       INTEGER NOT NULL,
 	changed_at       INTEGER NOT NULL,
@@ -64,6 +65,9 @@ CREATE TABLE IF NOT EXISTS dir_national_people (
 CREATE INDEX IF NOT EXISTS dir_national_people_sort ON dir_national_people(sort_key);
 CREATE INDEX IF NOT EXISTS dir_national_people_changed ON dir_national_people(changed_seq);
 CREATE INDEX IF NOT EXISTS dir_national_people_closed ON dir_national_people(national_id) WHERE status = 'closed';
+-- The professionals with no active address, in order (searches that
+-- include them: has_address is kept by every import).
+CREATE INDEX IF NOT EXISTS dir_national_people_unaddressed ON dir_national_people(sort_key) WHERE has_address = 0;
 
 CREATE TABLE IF NOT EXISTS dir_national_mailboxes (
 	id               INTEGER PRIMARY KEY,
