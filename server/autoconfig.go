@@ -577,7 +577,7 @@ func (c clientSetup) mobileconfigDocument(addr string) ([]byte, error) {
 		return nil, errNoListeners
 	}
 	in, out := c.imap[0], c.smtp[0] // implicit TLS first (MailServices)
-	id := reverseDNS(c.hostname) // the profile is the server's: its name, reversed
+	id := reverseDNS(c.hostname)    // the profile is the server's: its name, reversed
 	profileUUID := stableUUID("carepost mobileconfig profile", c.hostname, addr)
 	mailUUID := stableUUID("carepost mobileconfig mail", c.hostname, addr)
 	desc := "The mail account " + addr + " on " + c.hostname + ", over TLS."
