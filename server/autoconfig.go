@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -131,8 +130,14 @@ func (s *Server) clientSetup() clientSetup {
 	return c
 }
 
+// refusalText is an error that is a whole sentence, said to the client as
+// it is.
+type refusalText string
+
+func (s refusalText) Error() string { return string(s) }
+
 // errNoListeners: a document would name no server to read or to send.
-var errNoListeners = errors.New("This server has no listener for mail clients to read (listen.imaps or listen.imap) or to send (listen.submissions or listen.submission): there is nothing to configure.")
+var errNoListeners error = refusalText("This server has no listener for mail clients to read (listen.imaps or listen.imap) or to send (listen.submissions or listen.submission): there is nothing to configure.")
 
 // autoconfigRoutes adds the documents to the https listener's mux.
 func (s *Server) autoconfigRoutes(mux *http.ServeMux) {
@@ -337,7 +342,7 @@ type autodiscoverRequest struct {
 func parseAutodiscoverRequest(body []byte) (autodiscoverRequest, error) {
 	var req autodiscoverRequest
 	if len(body) > autodiscoverMaxBody {
-		return autodiscoverRequest{}, fmt.Errorf("The Autodiscover request is longer than %d bytes.", autodiscoverMaxBody)
+		return autodiscoverRequest{}, refusalText(fmt.Sprintf("The Autodiscover request is longer than %d bytes.", autodiscoverMaxBody))
 	}
 	d := xml.NewDecoder(bytes.NewReader(body))
 	d.Strict = true
@@ -350,19 +355,19 @@ func parseAutodiscoverRequest(body []byte) (autodiscoverRequest, error) {
 			break
 		}
 		if err != nil {
-			return autodiscoverRequest{}, errors.New("The Autodiscover request is not well-formed XML.")
+			return autodiscoverRequest{}, refusalText("The Autodiscover request is not well-formed XML.")
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
 			if len(path) == 0 {
 				if seenRoot || t.Name.Local != "Autodiscover" {
-					return autodiscoverRequest{}, errors.New("The Autodiscover request's root element is not Autodiscover.")
+					return autodiscoverRequest{}, refusalText("The Autodiscover request's root element is not Autodiscover.")
 				}
 				seenRoot = true
 			}
 			path = append(path, t.Name.Local)
 			if len(path) > 4 {
-				return autodiscoverRequest{}, errors.New("The Autodiscover request nests elements deeper than an Autodiscover request does.")
+				return autodiscoverRequest{}, refusalText("The Autodiscover request nests elements deeper than an Autodiscover request does.")
 			}
 			text.Reset()
 		case xml.EndElement:
@@ -371,7 +376,7 @@ func parseAutodiscoverRequest(body []byte) (autodiscoverRequest, error) {
 				switch path[2] {
 				case "EMailAddress":
 					if seenAddr {
-						return autodiscoverRequest{}, errors.New("The Autodiscover request has more than one EMailAddress.")
+						return autodiscoverRequest{}, refusalText("The Autodiscover request has more than one EMailAddress.")
 					}
 					addr, err := directory.ParseAddress(v)
 					if err != nil {
@@ -385,23 +390,23 @@ func parseAutodiscoverRequest(body []byte) (autodiscoverRequest, error) {
 			path = path[:len(path)-1]
 		case xml.CharData:
 			if len(path) == 0 && len(bytes.TrimSpace(t)) > 0 {
-				return autodiscoverRequest{}, errors.New("The Autodiscover request is not well-formed XML: it has text outside its root element.")
+				return autodiscoverRequest{}, refusalText("The Autodiscover request is not well-formed XML: it has text outside its root element.")
 			}
 			if len(path) == 3 {
 				if text.Len()+len(t) > 1024 {
-					return autodiscoverRequest{}, errors.New("The Autodiscover request has a value longer than 1024 bytes.")
+					return autodiscoverRequest{}, refusalText("The Autodiscover request has a value longer than 1024 bytes.")
 				}
 				text.Write(t)
 			}
 		case xml.Directive:
-			return autodiscoverRequest{}, errors.New("The Autodiscover request has a DTD or another directive: none is accepted.")
+			return autodiscoverRequest{}, refusalText("The Autodiscover request has a DTD or another directive: none is accepted.")
 		}
 	}
 	if !seenRoot {
-		return autodiscoverRequest{}, errors.New("The request has no Autodiscover element: POST <Autodiscover><Request><EMailAddress>ADDRESS</EMailAddress>…")
+		return autodiscoverRequest{}, refusalText("The request has no Autodiscover element: POST <Autodiscover><Request><EMailAddress>ADDRESS</EMailAddress>…")
 	}
 	if !seenAddr {
-		return autodiscoverRequest{}, errors.New("The Autodiscover request has no Request/EMailAddress.")
+		return autodiscoverRequest{}, refusalText("The Autodiscover request has no Request/EMailAddress.")
 	}
 	return req, nil
 }
