@@ -2,13 +2,24 @@ package server_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"encoding/xml"
 	"io"
+	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smallstep/pkcs7"
 
@@ -469,5 +480,57 @@ func TestMobileconfigApple(t *testing.T) {
 	}
 	if code, _, _ := fetch(t, client, "GET", base+server.MobileconfigPath, ""); code != 400 {
 		t.Errorf("without an address: %d", code)
+	}
+}
+
+// TestMobileconfigUnsigned: with an operator certificate whose key CMS
+// signing cannot use here (Ed25519), profiles are served unsigned, and
+// the log says so once, not at every download.
+func TestMobileconfigUnsigned(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mail.carepost.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: []string{"mail.carepost.test", "localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	inst := servertest.StartLogged(t, slog.New(slog.NewTextHandler(io.MultiWriter(logs, testLog{t}), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		func(c *server.Config) {
+			c.Listen.HTTPS = "127.0.0.1:0"
+			c.TLS.Cert, c.TLS.Key = certFile, keyFile
+		})
+	roots := x509.NewCertPool()
+	cert, _ := x509.ParseCertificate(der)
+	roots.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	defer client.CloseIdleConnections()
+	for range 2 {
+		code, h, b := fetch(t, client, "GET", "https://"+inst.AddrOf("https")+server.MobileconfigPath+"?emailaddress=a@carepost.test", "")
+		if code != 200 || h.Get("Content-Type") != "application/x-apple-aspen-config" || !bytes.HasPrefix(b, []byte("<?xml")) {
+			t.Fatalf("%d %q %.80s", code, h.Get("Content-Type"), b)
+		}
+		if mail := plist(t, b)["PayloadContent"].([]any)[0].(map[string]any); mail["IncomingMailServerPortNumber"] != port(t, inst, "imaps") {
+			t.Errorf("unsigned profile: %v", mail)
+		}
+	}
+	if n := len(logs.lines("Apple configuration profiles are served unsigned", "ed25519")); n != 1 {
+		t.Errorf("%d log lines about the unsigned profiles, want 1:\n%s", n, logs)
 	}
 }
