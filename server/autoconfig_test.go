@@ -154,6 +154,19 @@ func TestAutoconfigThunderbird(t *testing.T) {
 	if code, b := get(server.AutoconfigWellKnownPath); code != 200 || !bytes.Equal(b, newDoc) {
 		t.Errorf("without an address: %d\n%s", code, b)
 	}
+	// Thunderbird asks https://autoconfig.DOMAIN/.well-known/… without
+	// an address: the domain is the one of the Host asked.
+	req, _ := http.NewRequest("GET", base+server.AutoconfigWellKnownPath, nil)
+	req.Host = "autoconfig.patient.carepost.test"
+	if resp, err := client.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Contains(b, []byte(`<emailProvider id="patient.carepost.test">`)) {
+			t.Errorf("Host autoconfig.patient.carepost.test: %d\n%s", resp.StatusCode, b)
+		}
+	}
 	// The patient domain: its document names it first.
 	if _, b := get(server.AutoconfigPath + "?emailaddress=" + url.QueryEscape("123@patient.carepost.test")); !bytes.Contains(b, []byte(`<emailProvider id="patient.carepost.test">`)) {
 		t.Errorf("patient domain:\n%s", b)
