@@ -200,12 +200,14 @@ func TestAutoconfigThunderbird(t *testing.T) {
 
 // TestAutoconfigFollowsConfig: OIDC on, client certificates off, the
 // STARTTLS IMAP listener and implicit-TLS submission off: the documents
-// name OAuth2 and the password only, and only the two listeners left.
+// name OAuth2 and the password only, and only the two listeners left;
+// with application passwords required, the Apple profile says so.
 func TestAutoconfigFollowsConfig(t *testing.T) {
 	inst, client, base := autoconfInstance(t, func(c *server.Config) {
 		c.Auth.External = false
 		c.Auth.OIDC.Issuer, c.Auth.OIDC.Audience = "http://127.0.0.1:9/issuer", "carepost-mail" // never fetched here
 		c.Listen.IMAP, c.Listen.Submissions = "", ""
+		c.Auth.RequireAppPasswords = true
 	})
 	code, _, b := fetch(t, client, "GET", base+server.AutoconfigPath+"?emailaddress=a@carepost.test", "")
 	if code != 200 {
@@ -226,6 +228,9 @@ func TestAutoconfigFollowsConfig(t *testing.T) {
 	pl := mobileconfig(t, inst, client, base, "a@carepost.test")
 	if pl["IncomingMailServerPortNumber"] != port(t, inst, "imaps") || pl["OutgoingMailServerPortNumber"] != port(t, inst, "submission") || pl["OutgoingMailServerUseSSL"] != true {
 		t.Errorf("mobileconfig: %v", pl)
+	}
+	if d, _ := pl["PayloadDescription"].(string); !strings.Contains(d, "application password") {
+		t.Errorf("the profile does not say that the password is an application password: %q", d)
 	}
 }
 
