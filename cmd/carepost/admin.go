@@ -21,6 +21,7 @@ func rootCommand() *command {
 	return &command{subs: []*command{
 		serveCommand, initCommand, versionCommand,
 		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), auditCommand(), traceCommand, benchCommand(),
+		dnsCommand(), // dns.go
 	}}
 }
 
