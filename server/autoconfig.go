@@ -213,9 +213,11 @@ type tbServer struct {
 
 // autoconfigDocument is the autoconfig document for domain. The
 // authentication methods, most preferred first (a client takes the first
-// it supports): OAuth2 (a client without a client ID for the issuer
-// skips it), the password over TLS ("password-cleartext": SASL PLAIN or
-// LOGIN, only ever inside TLS here), the TLS client certificate.
+// it supports): the password over TLS ("password-cleartext": SASL PLAIN or
+// LOGIN, only ever inside TLS here; an application password where they
+// are required), which every client can do, then OAuth2 (Thunderbird
+// offers it only for issuers it knows, and would otherwise stop at it),
+// then the TLS client certificate.
 //
 // The draft's <oAuth2> element (authURL, tokenURL, issuer, scope,
 // clientID) is left out: the authorization and token endpoints are in the
@@ -226,11 +228,10 @@ func (c clientSetup) autoconfigDocument(domain string) ([]byte, error) {
 	if len(c.imap) == 0 || len(c.smtp) == 0 {
 		return nil, errNoListeners
 	}
-	var auths []string
+	auths := []string{"password-cleartext"}
 	if c.oauth {
 		auths = append(auths, "OAuth2")
 	}
-	auths = append(auths, "password-cleartext")
 	if c.external {
 		auths = append(auths, "TLS-client-cert")
 	}

@@ -217,7 +217,7 @@ func TestAutoconfigFollowsConfig(t *testing.T) {
 	if err := xml.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	auths := []string{"OAuth2", "password-cleartext"}
+	auths := []string{"password-cleartext", "OAuth2"}
 	checkTB(t, inst, doc.Provider.Incoming, []want{{"imap", "imaps", "SSL"}}, auths)
 	checkTB(t, inst, doc.Provider.Outgoing, []want{{"smtp", "submission", "STARTTLS"}}, auths)
 
