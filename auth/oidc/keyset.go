@@ -52,7 +52,7 @@ func (ks *keySet) VerifySignature(ctx context.Context, token string) ([]byte, er
 }
 
 func (ks *keySet) verify(ctx context.Context, token string) ([]byte, error) {
-	jws, err := jose.ParseSigned(token, joseAlgorithms())
+	jws, err := jose.ParseSignedCompact(token, joseAlgorithms())
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, invalid(ReasonMalformed, "not a signed JWT")
 	}

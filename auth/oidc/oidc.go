@@ -270,7 +270,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (string, error) {
 	}
 	// Parsed first, before the issuer is asked anything: garbage costs
 	// no request.
-	jws, err := jose.ParseSigned(token, joseAlgorithms())
+	jws, err := jose.ParseSignedCompact(token, joseAlgorithms())
 	if err != nil {
 		if alg, ok := headerAlgorithm(token); ok && !slices.Contains(Algorithms, alg) {
 			return "", invalid(ReasonAlgorithm, "signed with %q, not %s", alg, strings.Join(Algorithms, ", "))
