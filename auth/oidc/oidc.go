@@ -432,68 +432,63 @@ func headerAlgorithm(token string) (string, bool) {
 // issuer if it was not yet. A failed discovery is not tried again before
 // its back-off has passed: the tokens meanwhile get the same error.
 func (v *Verifier) discover(ctx context.Context) (*gooidc.IDTokenVerifier, error) {
-	for {
-		v.mu.Lock()
-		if v.idv != nil {
-			idv := v.idv
-			v.mu.Unlock()
-			return idv, nil
-		}
-		if ch := v.inflight; ch != nil {
-			v.mu.Unlock()
-			select {
-			case <-ch:
-				v.mu.Lock()
-				idv, err := v.idv, v.lastErr
-				v.mu.Unlock()
-				if idv != nil {
-					return idv, nil
-				}
-				return nil, err
-			case <-ctx.Done():
-				return nil, fmt.Errorf("%w: waiting for the discovery of %s: %v", ErrUnavailable, v.cfg.Issuer, ctx.Err())
-			}
-		}
-		if !v.lastTry.IsZero() && v.now().Sub(v.lastTry) < v.backoff {
-			err := fmt.Errorf("%w (not tried again before %s)", v.lastErr, v.lastTry.Add(v.backoff).UTC().Format(time.RFC3339))
-			v.mu.Unlock()
-			return nil, err
-		}
-		ch := make(chan struct{})
-		v.inflight = ch
-		v.discovery++
+	v.mu.Lock()
+	if v.idv != nil {
+		idv := v.idv
 		v.mu.Unlock()
-
-		// Detached from the login that caused it: the discovery serves
-		// every later one, and its back-off must not be set by a client
-		// that hung up.
-		dctx, cancel := context.WithTimeout(gooidc.ClientContext(context.WithoutCancel(ctx), v.client), fetchTimeout)
-		idv, ks, err := v.discoverOnce(dctx)
-		cancel()
-
-		v.mu.Lock()
-		v.inflight = nil
-		v.lastTry = v.now()
-		if err != nil {
-			if v.backoff == 0 {
-				v.backoff = v.cfg.DiscoveryBackoff
-			} else {
-				v.backoff = min(2*v.backoff, maxDiscoveryBackoff)
-			}
-			v.lastErr = err
-			v.log.Warn("oidc: the token issuer could not be discovered; OAUTHBEARER and XOAUTH2 logins fail until it is",
-				"issuer", v.cfg.Issuer, "retry_in", v.backoff.String(), "err", err)
-		} else {
-			v.idv, v.keys, v.lastErr, v.backoff = idv, ks, nil, 0
-			v.log.Info("oidc: token issuer discovered", "issuer", v.cfg.Issuer, "jwks_uri", ks.url)
-		}
-		close(ch)
-		v.mu.Unlock()
-		if err != nil {
-			return nil, err
-		}
 		return idv, nil
 	}
+	if ch := v.inflight; ch != nil {
+		v.mu.Unlock()
+		select {
+		case <-ch:
+			v.mu.Lock()
+			idv, err := v.idv, v.lastErr
+			v.mu.Unlock()
+			if idv != nil {
+				return idv, nil
+			}
+			return nil, err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: waiting for the discovery of %s: %v", ErrUnavailable, v.cfg.Issuer, ctx.Err())
+		}
+	}
+	if !v.lastTry.IsZero() && v.now().Sub(v.lastTry) < v.backoff {
+		err := fmt.Errorf("%w (not tried again before %s)", v.lastErr, v.lastTry.Add(v.backoff).UTC().Format(time.RFC3339))
+		v.mu.Unlock()
+		return nil, err
+	}
+	ch := make(chan struct{})
+	v.inflight = ch
+	v.discovery++
+	v.mu.Unlock()
+
+	// Detached from the login that caused it: the discovery serves every
+	// later one, and its back-off must not be set by a client that hung
+	// up.
+	dctx, cancel := context.WithTimeout(gooidc.ClientContext(context.WithoutCancel(ctx), v.client), fetchTimeout)
+	idv, ks, err := v.discoverOnce(dctx)
+	cancel()
+
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	defer close(ch)
+	v.inflight = nil
+	v.lastTry = v.now()
+	if err != nil {
+		if v.backoff == 0 {
+			v.backoff = v.cfg.DiscoveryBackoff
+		} else {
+			v.backoff = min(2*v.backoff, maxDiscoveryBackoff)
+		}
+		v.lastErr = err
+		v.log.Warn("oidc: the token issuer could not be discovered; OAUTHBEARER and XOAUTH2 logins fail until it is",
+			"issuer", v.cfg.Issuer, "retry_in", v.backoff.String(), "err", err)
+		return nil, err
+	}
+	v.idv, v.keys, v.lastErr, v.backoff = idv, ks, nil, 0
+	v.log.Info("oidc: token issuer discovered", "issuer", v.cfg.Issuer, "jwks_uri", ks.url)
+	return idv, nil
 }
 
 func (v *Verifier) discoverOnce(ctx context.Context) (*gooidc.IDTokenVerifier, *keySet, error) {

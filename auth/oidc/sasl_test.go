@@ -15,7 +15,7 @@ import (
 // test records that behaviour, and the two others of that condition: a
 // one-byte response other than %x01 and a longer one starting with %x01
 // are both taken as the dummy response.
-func TestOAuthBearerGoSASLEmptyResponseAfterFailure(t *testing.T) {
+func TestOIDCGoSASLOAuthBearerEmptyResponseAfterFailure(t *testing.T) {
 	fail := func(sasl.OAuthBearerOptions) *sasl.OAuthBearerError {
 		return &sasl.OAuthBearerError{Status: "invalid_token", Schemes: "bearer"}
 	}

@@ -19,6 +19,7 @@ func rootCommand() *command {
 	return &command{subs: []*command{
 		serveCommand, initCommand, versionCommand,
 		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), auditCommand(), traceCommand, benchCommand(),
+		oidcCommand(),
 	}}
 }
 
