@@ -174,6 +174,11 @@ func New(opts Options) (*Issuer, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", i.serveDiscovery)
 	mux.HandleFunc("GET /jwks", i.serveJWKS)
+	noLogin := func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "This test issuer has no login page and issues no token here: mint one with carepost oidc token.", http.StatusNotImplemented)
+	}
+	mux.HandleFunc("/authorize", noLogin)
+	mux.HandleFunc("/token", noLogin)
 	tlsConf := cpcrypto.ServerTLSConfig(cert)
 	i.srv = &http.Server{Handler: mux, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second}
 	go i.srv.Serve(tls.NewListener(ln, tlsConf))
