@@ -26,6 +26,7 @@ type keySet struct {
 	mu       sync.Mutex
 	keys     []jose.JSONWebKey
 	fetched  time.Time     // of the keys
+	gen      int           // successful fetches: 0 before the first
 	tried    time.Time     // last fetch attempted
 	inflight chan struct{} // closed when the fetch under way ends
 	fetchErr error         // of the last fetch
@@ -57,30 +58,30 @@ func (ks *keySet) verify(ctx context.Context, token string) ([]byte, error) {
 		return nil, invalid(ReasonMalformed, "not a signed JWT")
 	}
 	kid, alg := jws.Signatures[0].Header.KeyID, jws.Signatures[0].Header.Algorithm
-	keys, fetched, err := ks.cached(ctx)
+	snap, err := ks.cached(ctx)
 	if err != nil {
 		return nil, err
 	}
-	payload, known := verifyWith(jws, keys, kid, alg)
+	payload, known := verifyWith(jws, snap.keys, kid, alg)
 	if payload != nil {
 		return payload, nil
 	}
 	// Not verified by the keys in the cache: fetch them again, unless
 	// that was done a moment ago (OpenID Connect Core 1.0 §10.1.1: the
 	// issuer publishes a new key before it signs with it).
-	if ks.v.now().Sub(fetched) >= ks.v.cfg.KeyRefreshInterval {
-		if keys, err = ks.refresh(ctx, fetched); err != nil {
+	if ks.v.now().Sub(snap.fetched) >= ks.v.cfg.KeyRefreshInterval {
+		if snap, err = ks.refresh(ctx, snap.gen); err != nil {
 			return nil, err
 		}
-		payload, known = verifyWith(jws, keys, kid, alg)
+		payload, known = verifyWith(jws, snap.keys, kid, alg)
 		if payload != nil {
 			return payload, nil
 		}
 	}
 	if !known {
-		return nil, invalid(ReasonUnknownKey, "the issuer publishes no key with ID %q", kid)
+		return nil, invalid(ReasonUnknownKey, "the issuer publishes no key with ID %.40q", kid)
 	}
-	return nil, invalid(ReasonSignature, "the issuer's key %q does not verify its signature", kid)
+	return nil, invalid(ReasonSignature, "the issuer's key %.40q does not verify its signature", kid)
 }
 
 // verifyWith tries the keys whose ID is kid (all of them when the token
@@ -106,46 +107,54 @@ func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid, alg str
 	return nil, known || kid == ""
 }
 
+// snapshot is the cache at one time: the keys of the gen-th successful
+// fetch, made at fetched.
+type snapshot struct {
+	keys    []jose.JSONWebKey
+	fetched time.Time
+	gen     int
+}
+
+func (ks *keySet) snapshot() snapshot {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	return snapshot{ks.keys, ks.fetched, ks.gen}
+}
+
 // cached returns the keys, fetching them when there are none yet or
 // when they are older than KeyMaxAge (then, if the issuer does not
-// answer, the old keys serve until it does).
-func (ks *keySet) cached(ctx context.Context) ([]jose.JSONWebKey, time.Time, error) {
-	ks.mu.Lock()
-	keys, fetched := ks.keys, ks.fetched
-	ks.mu.Unlock()
-	if fetched.IsZero() {
-		keys, err := ks.refresh(ctx, fetched)
-		ks.mu.Lock()
-		fetched = ks.fetched
-		ks.mu.Unlock()
-		return keys, fetched, err
+// answer, the old keys serve until it does, and it is asked again at
+// most once per KeyRefreshInterval).
+func (ks *keySet) cached(ctx context.Context) (snapshot, error) {
+	snap := ks.snapshot()
+	if snap.gen == 0 {
+		return ks.refresh(ctx, 0)
 	}
-	if ks.v.now().Sub(fetched) > ks.v.cfg.KeyMaxAge {
+	if ks.v.now().Sub(snap.fetched) > ks.v.cfg.KeyMaxAge {
 		ks.mu.Lock()
 		recent := ks.v.now().Sub(ks.tried) < ks.v.cfg.KeyRefreshInterval
 		ks.mu.Unlock()
 		if !recent {
-			if fresh, err := ks.refresh(ctx, fetched); err == nil {
-				keys = fresh
-			} else {
-				ks.v.log.Warn("oidc: the issuer's keys could not be fetched again; the cached keys are used meanwhile",
-					"issuer", ks.v.cfg.Issuer, "age", ks.v.now().Sub(fetched).Round(time.Second).String(), "err", err)
+			if fresh, err := ks.refresh(ctx, snap.gen); err == nil {
+				return fresh, nil
 			}
+			ks.v.log.Warn("oidc: the cached keys of the issuer are used until it answers again",
+				"issuer", ks.v.cfg.Issuer, "age", ks.v.now().Sub(snap.fetched).Round(time.Second).String())
 		}
 	}
-	return keys, fetched, nil
+	return snap, nil
 }
 
-// refresh fetches the keys, once for all the callers that see the same
-// cache (fetched); a caller whose cache is already stale waits for the
-// fetch under way.
-func (ks *keySet) refresh(ctx context.Context, fetched time.Time) ([]jose.JSONWebKey, error) {
+// refresh fetches the keys, once for all the callers that saw the same
+// generation of the cache: a caller whose keys are already stale waits
+// for the fetch under way, or takes the newer keys.
+func (ks *keySet) refresh(ctx context.Context, gen int) (snapshot, error) {
 	for {
 		ks.mu.Lock()
-		if !ks.fetched.Equal(fetched) { // fetched meanwhile by another
-			keys := ks.keys
+		if ks.gen != gen { // fetched meanwhile by another
+			snap := snapshot{ks.keys, ks.fetched, ks.gen}
 			ks.mu.Unlock()
-			return keys, nil
+			return snap, nil
 		}
 		if ch := ks.inflight; ch != nil {
 			ks.mu.Unlock()
@@ -155,18 +164,18 @@ func (ks *keySet) refresh(ctx context.Context, fetched time.Time) ([]jose.JSONWe
 				err := ks.fetchErr
 				ks.mu.Unlock()
 				if err != nil {
-					return nil, err
+					return snapshot{}, err
 				}
 				continue
 			case <-ctx.Done():
-				return nil, fmt.Errorf("%w: waiting for the keys of %s: %v", ErrUnavailable, ks.v.cfg.Issuer, ctx.Err())
+				return snapshot{}, fmt.Errorf("%w: waiting for the keys of %s: %v", ErrUnavailable, ks.v.cfg.Issuer, ctx.Err())
 			}
 		}
 		if ks.fetchErr != nil && ks.v.now().Sub(ks.tried) < ks.v.cfg.KeyRefreshInterval {
 			// The issuer failed a moment ago: not asked again at once.
 			err := ks.fetchErr
 			ks.mu.Unlock()
-			return nil, err
+			return snapshot{}, err
 		}
 		ch := make(chan struct{})
 		ks.inflight = ch
@@ -183,15 +192,17 @@ func (ks *keySet) refresh(ctx context.Context, fetched time.Time) ([]jose.JSONWe
 		ks.fetchErr = err
 		if err == nil {
 			ks.keys, ks.fetched = keys, ks.tried
+			ks.gen++
 		}
+		snap := snapshot{ks.keys, ks.fetched, ks.gen}
 		close(ch)
 		ks.mu.Unlock()
 		if err != nil {
 			ks.v.log.Warn("oidc: the issuer's keys could not be fetched", "issuer", ks.v.cfg.Issuer, "jwks_uri", ks.url, "err", err)
-			return nil, err
+			return snapshot{}, err
 		}
 		ks.v.log.Info("oidc: the issuer's keys were fetched", "issuer", ks.v.cfg.Issuer, "keys", len(keys))
-		return keys, nil
+		return snap, nil
 	}
 }
 

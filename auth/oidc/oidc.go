@@ -273,7 +273,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (string, error) {
 	jws, err := jose.ParseSignedCompact(token, joseAlgorithms())
 	if err != nil {
 		if alg, ok := headerAlgorithm(token); ok && !slices.Contains(Algorithms, alg) {
-			return "", invalid(ReasonAlgorithm, "signed with %q, not %s", alg, strings.Join(Algorithms, ", "))
+			return "", invalid(ReasonAlgorithm, "signed with %.20q, not %s", alg, strings.Join(Algorithms, ", "))
 		}
 		return "", invalid(ReasonMalformed, "not a signed JWT (JWS compact serialization, RFC 7515)")
 	}

@@ -334,3 +334,33 @@ func hs256(t *testing.T, issuer, audience, addr string) string {
 	}
 	return tok
 }
+
+// Keys are fetched again when they are KeyMaxAge old: a key the issuer
+// withdrew stops verifying even under its own ID; an issuer down then
+// leaves the cached keys in use.
+func TestOIDCKeyMaxAge(t *testing.T) {
+	iss := oidctest.Start(t)
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	v := newVerifier(t, iss, func(c *oidc.Config) { c.Now = clock; c.KeyRefreshInterval = 0; c.KeyMaxAge = time.Hour })
+	long := map[string]any{"exp": time.Now().Add(5 * time.Hour)}
+	old := iss.TokenFor("a@carepost.test", long)
+	wantAccepted(t, v, old, "a@carepost.test")
+	if _, err := iss.Rotate("RS256"); err != nil {
+		t.Fatal(err)
+	}
+	advance(30 * time.Minute)
+	wantAccepted(t, v, old, "a@carepost.test") // cached
+	advance(31 * time.Minute)
+	wantRefused(t, v, old, oidc.ReasonUnknownKey)
+	cur := iss.TokenFor("a@carepost.test", long)
+	wantAccepted(t, v, cur, "a@carepost.test")
+	iss.SetDown(true)
+	advance(2 * time.Hour)
+	wantAccepted(t, v, cur, "a@carepost.test")
+	if n := v.KeyFetches(); n < 3 {
+		t.Fatalf("%d key fetches", n)
+	}
+}
