@@ -71,8 +71,12 @@ type Config struct {
 	// be a non-empty string in the token. A token whose "email_verified"
 	// is false is refused when Claim is "email".
 	Claim string
+	// CAFile is a PEM file of the CA of the issuer's https certificate
+	// ([auth.oidc] ca_file), for the client New makes when HTTPClient is
+	// nil: NewHTTPClient(CAFile).
+	CAFile string
 	// HTTPClient fetches the discovery document and the keys; nil gets
-	// NewHTTPClient("").
+	// NewHTTPClient(CAFile).
 	HTTPClient *http.Client
 	// Logger receives the issuer's events (discovered, keys fetched,
 	// unreachable); nil discards them.
@@ -181,7 +185,7 @@ func New(cfg Config) (*Verifier, error) {
 		v.log = slog.New(slog.DiscardHandler)
 	}
 	if v.client == nil {
-		if v.client, err = NewHTTPClient(""); err != nil {
+		if v.client, err = NewHTTPClient(cfg.CAFile); err != nil {
 			return nil, err
 		}
 	}
@@ -201,6 +205,26 @@ func isLoopback(host string) bool {
 
 // Issuer returns the issuer's URL.
 func (v *Verifier) Issuer() string { return v.cfg.Issuer }
+
+// DiscoveryURL is the issuer's discovery document, which RFC 7628 §3.2.2
+// puts in the failure status ("openid-configuration").
+func (v *Verifier) DiscoveryURL() string {
+	return strings.TrimSuffix(v.cfg.Issuer, "/") + "/.well-known/openid-configuration"
+}
+
+// FailureStatus is the JSON status of a refused token that the server
+// sends as its last challenge of OAUTHBEARER (RFC 7628 §3.2.2) and of
+// XOAUTH2: "invalid_token" (RFC 6750 §3.1), the scope to ask for
+// ([auth.oidc] scope, none when empty) and the discovery document.
+func (v *Verifier) FailureStatus(scope string) []byte {
+	st := struct {
+		Status string `json:"status"`
+		Scope  string `json:"scope,omitempty"`
+		Config string `json:"openid-configuration"`
+	}{"invalid_token", scope, v.DiscoveryURL()}
+	b, _ := json.Marshal(st)
+	return b
+}
 
 // ErrUnavailable is wrapped by the errors of Verify that are no refusal
 // of the token: the issuer's discovery document or keys could not be

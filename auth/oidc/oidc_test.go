@@ -364,3 +364,20 @@ func TestOIDCKeyMaxAge(t *testing.T) {
 		t.Fatalf("%d key fetches", n)
 	}
 }
+
+// The RFC 7628 §3.2.2 status, and a verifier made from a CA file.
+func TestOIDCFailureStatusAndCAFile(t *testing.T) {
+	iss := oidctest.Start(t)
+	v, err := oidc.New(oidc.Config{Issuer: iss.URL(), Audience: iss.Audience(), Claim: "email", CAFile: iss.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAccepted(t, v, iss.TokenFor("a@carepost.test", nil), "a@carepost.test")
+	want := `{"status":"invalid_token","scope":"openid email","openid-configuration":"` + iss.URL() + `/.well-known/openid-configuration"}`
+	if got := string(v.FailureStatus("openid email")); got != want {
+		t.Fatalf("status %s, want %s", got, want)
+	}
+	if _, err := oidc.New(oidc.Config{Issuer: iss.URL(), Audience: "a", Claim: "email", CAFile: "/nonexistent.pem"}); err == nil {
+		t.Fatal("a missing CA file accepted")
+	}
+}
