@@ -106,7 +106,7 @@ type Config struct {
 // NewHTTPClient returns the client that talks to the issuer: TLS 1.2 at
 // least (SPEC §3), trusting the CA certificates of the PEM file caFile
 // only when it is given (a private or test issuer), the system's
-// otherwise; a 10 s timeout.
+// otherwise; a 10 s timeout; redirects to https only.
 func NewHTTPClient(caFile string) (*http.Client, error) {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
@@ -123,7 +123,19 @@ func NewHTTPClient(caFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConf
 	tr.MaxIdleConnsPerHost = 4
-	return &http.Client{Transport: tr, Timeout: fetchTimeout}, nil
+	return &http.Client{Transport: tr, Timeout: fetchTimeout, CheckRedirect: httpsRedirects}, nil
+}
+
+// httpsRedirects follows at most 5 redirects, to https URLs only (http on
+// a loopback address): the keys are never fetched in the clear.
+func httpsRedirects(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("more than 5 redirects")
+	}
+	if req.URL.Scheme != "https" && !(req.URL.Scheme == "http" && isLoopback(req.URL.Hostname())) {
+		return fmt.Errorf("redirected to %s, not an https URL", req.URL.Redacted())
+	}
+	return nil
 }
 
 // Verifier checks access tokens of one issuer; it implements
