@@ -67,13 +67,14 @@ func (a *Authenticator) Plain(ctx context.Context, username, password, source st
 	}
 	a.lim.Success(username, source)
 	return &Principal{
-		Address:     dp.Address,
-		Kind:        dp.Kind,
-		NationalID:  dp.NationalID,
-		Mechanism:   MechPlain,
-		Source:      source,
-		Delegations: slices.Clone(dp.Delegations),
-		Epoch:       dp.Epoch,
+		Address:      dp.Address,
+		Kind:         dp.Kind,
+		NationalID:   dp.NationalID,
+		Organisation: dp.Organisation,
+		Mechanism:    MechPlain,
+		Source:       source,
+		Delegations:  slices.Clone(dp.Delegations),
+		Epoch:        dp.Epoch,
 	}, nil
 }
 

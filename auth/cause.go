@@ -38,6 +38,15 @@ const (
 	// CauseUnavailable: the directory could not answer (a temporary
 	// failure, not the client's).
 	CauseUnavailable
+	// CauseBadCertificate: EXTERNAL without a client certificate, or
+	// with one no client CA vouches for.
+	CauseBadCertificate
+	// CauseInvalidToken: OAUTHBEARER or XOAUTH2 with a token refused
+	// (signature, issuer, audience, expiry).
+	CauseInvalidToken
+	// CauseNoIdentity: a certificate or a token that names no mailbox,
+	// or not the one asked for.
+	CauseNoIdentity
 	causeEnd
 )
 
@@ -50,6 +59,9 @@ var causeNames = [...]string{
 	CauseTLSRequired:    "tls-required",
 	CauseMalformed:      "malformed",
 	CauseUnavailable:    "unavailable",
+	CauseBadCertificate: "bad-certificate",
+	CauseInvalidToken:   "invalid-token",
+	CauseNoIdentity:     "no-identity",
 }
 
 // String names the cause for logs and metric labels.
@@ -88,6 +100,12 @@ func CauseOf(err error) Cause {
 		return CauseInactive
 	case errors.Is(err, ErrAuthzIdentity):
 		return CauseAuthzIdentity
+	case errors.Is(err, ErrNoCertificate), errors.Is(err, ErrBadCertificate):
+		return CauseBadCertificate
+	case errors.Is(err, ErrInvalidToken), errors.Is(err, ErrTokensOff):
+		return CauseInvalidToken
+	case errors.Is(err, ErrNoIdentity):
+		return CauseNoIdentity
 	}
 	switch refusal.KindOf(err) {
 	case refusal.TLSRequired:

@@ -46,8 +46,12 @@ type Principal struct {
 	Address    string         // canonical address of the account that logged in
 	Kind       directory.Kind // professional, patient, organisation, application...
 	NationalID string         // RPPS/ADELI-based id or INS, "" if none
-	Mechanism  Mechanism
-	Source     string // remote address ("ip:port"), "" for local actors
+	// Organisation is the structure (idNatStruct) of an ORG, APP or CAB
+	// mailbox: what software logged in with its certificate may send
+	// for (SoftwareMaySendAs).
+	Organisation string
+	Mechanism    Mechanism
+	Source       string // remote address ("ip:port"), "" for local actors
 	// Delegations are the shared mailboxes the principal is a member of,
 	// active ones only, read at authentication.
 	Delegations []Delegation

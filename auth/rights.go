@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/refusal"
 )
 
@@ -154,4 +155,42 @@ func FlagRights(flags []string, replace bool) Right {
 		}
 	}
 	return r
+}
+
+// SendAsTarget is what SoftwareMaySendAs needs to know of the address a
+// piece of software wants to send as: its directory entry, and the
+// organisations (Entry.Organisation) of the shared mailboxes it is a
+// member of, by which an organisation lists its professionals.
+type SendAsTarget struct {
+	Entry    directory.Entry
+	ListedBy []string
+}
+
+// SoftwareMaySendAs decides what practice software may send as beyond its
+// own mailbox (SPEC §3): p must be an applicative (APP) mailbox logged in
+// with its certificate (MechExternal, mutual TLS) and belong to an
+// organisation; it may then send as the active ORG, APP and CAB mailboxes
+// of the same organisation, and as the active professionals that
+// organisation lists, members of one of its shared mailboxes (a hospital's
+// software sends the discharge letter as the doctor of the ward).
+// Anything else is refused. A password does not give these rights: a
+// leaked application password must not let anyone write as every doctor.
+func SoftwareMaySendAs(p *Principal, t SendAsTarget) bool {
+	if p == nil || p.Kind != directory.KindApplicative || p.Mechanism != MechExternal || p.Organisation == "" {
+		return false
+	}
+	if t.Entry.Status != directory.StatusActive {
+		return false
+	}
+	switch t.Entry.Kind {
+	case directory.KindOrganisational, directory.KindApplicative, directory.KindPractice:
+		return t.Entry.Organisation == p.Organisation
+	case directory.KindPersonal:
+		for _, o := range t.ListedBy {
+			if o == p.Organisation {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -353,3 +353,57 @@ func keyID(pub any) []byte {
 	sum := sha256.Sum256(der)
 	return sum[:20]
 }
+
+// IssueClient creates a TLS client certificate and key from the CA for a
+// mailbox holder or a piece of software (SASL EXTERNAL, mutual TLS on
+// submission): extKeyUsage clientAuth (RFC 5280 §4.2.1.12), the address
+// in an rfc822Name subjectAltName, or, when nationalID is set instead,
+// the holder's national identifier as the subject's serialNumber, as the
+// health sector's smart cards name their holder. The key is ECDSA P-256.
+// Nothing is written: the caller writes the files it gives the user.
+func (p *PKI) IssueClient(address, nationalID string, validity time.Duration) (IssuedMailbox, error) {
+	address = strings.ToLower(strings.TrimSpace(address))
+	if !strings.Contains(address, "@") || strings.ContainsAny(address, "/\\ \t<>") {
+		return IssuedMailbox{}, fmt.Errorf("%q is not a mailbox address", address)
+	}
+	if validity <= 0 {
+		validity = 3 * 365 * 24 * time.Hour
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return IssuedMailbox{}, err
+	}
+	now := time.Now()
+	notAfter := now.Add(validity)
+	if notAfter.After(p.caCert.NotAfter) {
+		notAfter = p.caCert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: randomSerial(),
+		Subject:      pkix.Name{CommonName: address, Organization: []string{"Carepost (development PKI)"}, OrganizationalUnit: []string{"TLS client"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		SubjectKeyId: keyID(&k.PublicKey),
+	}
+	if nationalID != "" {
+		tmpl.Subject.CommonName = nationalID
+		tmpl.Subject.SerialNumber = nationalID
+	} else {
+		tmpl.EmailAddresses = []string{address}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &k.PublicKey, p.caKey)
+	if err != nil {
+		return IssuedMailbox{}, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return IssuedMailbox{}, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return IssuedMailbox{}, err
+	}
+	return IssuedMailbox{Cert: cert, KeyDER: keyDER, Chain: []*x509.Certificate{p.caCert}}, nil
+}

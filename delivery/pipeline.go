@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -308,9 +309,42 @@ func (t *Transaction) maySendAs(ctx context.Context, addr, role string) *refusal
 	if auth.Rights(&q, canon).Has(auth.Post) {
 		return nil
 	}
+	if p.Kind == directory.KindApplicative && p.Mechanism == auth.MechExternal {
+		return t.softwareMaySendAs(ctx, p, canon)
+	}
 	return refusal.New(refusal.NotYourAddress, canon,
 		fmt.Errorf("%s has %s on %s, needs post", p.Address, auth.Rights(&q, canon), canon),
 		"You may not send as %s: it is neither your address (%s) nor a mailbox delegated to you.", canon, p.Address)
+}
+
+// softwareMaySendAs checks an address that practice software logged in
+// with its certificate wants to send as (auth.SoftwareMaySendAs decides):
+// the directory entry of the address and the organisations that list it
+// are read here.
+func (t *Transaction) softwareMaySendAs(ctx context.Context, p *auth.Principal, canon string) *refusal.Error {
+	e, err := t.p.dir.Lookup(ctx, canon)
+	if err != nil && !errors.Is(err, directory.ErrNotFound) {
+		return refusal.Internal(fmt.Errorf("delivery: entry of %s: %w", canon, err))
+	}
+	target := auth.SendAsTarget{Entry: e}
+	if err == nil && e.Kind == directory.KindPersonal {
+		ds, err := t.p.dir.MemberOf(ctx, canon)
+		if err != nil {
+			return refusal.Internal(fmt.Errorf("delivery: memberships of %s: %w", canon, err))
+		}
+		for _, d := range ds {
+			if m, err := t.p.dir.Lookup(ctx, d.Mailbox); err == nil && m.Organisation != "" {
+				target.ListedBy = append(target.ListedBy, m.Organisation)
+			}
+		}
+	}
+	if auth.SoftwareMaySendAs(p, target) {
+		return nil
+	}
+	return refusal.New(refusal.NotYourAddress, canon,
+		fmt.Errorf("software %s (organisation %s) may not send as %s", p.Address, p.Organisation, canon),
+		"The software of %s may send only as the mailboxes of its organisation (%s) and the professionals it lists: %s is neither.",
+		p.Address, p.Organisation, canon)
 }
 
 // peerAddress checks an address presented by another operator (envelope

@@ -180,24 +180,46 @@ func (d *Directory) AddPatient(ctx context.Context, in PatientInput) (Entry, err
 // AddMailbox creates an ORG, APP or CAB mailbox with its delegated members,
 // who must already exist.
 func (d *Directory) AddMailbox(ctx context.Context, kind Kind, address string, members []string, description string) (Entry, error) {
-	addr, err := d.ourAddress(address)
+	return d.AddSharedMailbox(ctx, MailboxInput{Kind: kind, Address: address, Members: members, Description: description})
+}
+
+// MailboxInput describes a new ORG, APP or CAB mailbox.
+type MailboxInput struct {
+	Kind        Kind
+	Address     string
+	Members     []string // addresses that must exist
+	Description string
+	// Organisation is the structure (idNatStruct: FINESS, SIRET…) the
+	// mailbox belongs to: practice software logged in with its
+	// certificate sends as the mailboxes and listed professionals of its
+	// organisation (auth.SoftwareMaySendAs).
+	Organisation string
+}
+
+// AddSharedMailbox creates an ORG, APP or CAB mailbox.
+func (d *Directory) AddSharedMailbox(ctx context.Context, in MailboxInput) (Entry, error) {
+	addr, err := d.ourAddress(in.Address)
 	if err != nil {
 		return Entry{}, err
 	}
-	switch kind {
+	switch in.Kind {
 	case KindOrganisational, KindApplicative, KindPractice:
 	default:
-		return Entry{}, invalid(addr, "A shared mailbox must be of kind ORG, APP or CAB, not %q (professionals and patients have commands of their own).", kind)
+		return Entry{}, invalid(addr, "A shared mailbox must be of kind ORG, APP or CAB, not %q (professionals and patients have commands of their own).", in.Kind)
 	}
-	desc, err := text(addr, "description", description)
+	desc, err := text(addr, "description", in.Description)
 	if err != nil {
 		return Entry{}, err
 	}
-	ms, err := d.checkMembers(ctx, addr, members)
+	org, err := text(addr, "organisation", in.Organisation)
 	if err != nil {
 		return Entry{}, err
 	}
-	e := Entry{Address: addr, Kind: kind, Status: StatusActive, Description: desc, Members: ms, CreatedAt: d.now()}
+	ms, err := d.checkMembers(ctx, addr, in.Members)
+	if err != nil {
+		return Entry{}, err
+	}
+	e := Entry{Address: addr, Kind: in.Kind, Status: StatusActive, Description: desc, Organisation: org, Members: ms, CreatedAt: d.now()}
 	return e, d.add(ctx, e)
 }
 

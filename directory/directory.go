@@ -288,6 +288,9 @@ type Store interface {
 
 	// The S/MIME certificates of mailboxes (certs.go).
 	CertStore
+	// The TLS client certificates registered for mailboxes
+	// (clientcerts.go).
+	ClientCertStore
 }
 
 // Errors of the directory. Protocol adapters map them to their codes with

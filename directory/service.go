@@ -84,6 +84,9 @@ type Principal struct {
 	Address    string // canonical address of the account that logged in
 	Kind       Kind
 	NationalID string // Entry.NationalID
+	// Organisation is Entry.Organisation: the structure a software or
+	// organisational mailbox belongs to.
+	Organisation string
 	// Delegations are the active ORG/APP/CAB mailboxes this user is a
 	// member of, with its role in each: auth.Rights decides from them what
 	// it may do there.

@@ -33,6 +33,7 @@ package imap
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -64,6 +65,16 @@ type Accounts interface {
 	Refresh(ctx context.Context, p *auth.Principal) (*auth.Principal, error)
 }
 
+// ExternalAccounts is implemented by Accounts that also log in with TLS
+// client certificates and access tokens (auth.Authenticator): SASL
+// EXTERNAL, OAUTHBEARER and XOAUTH2 are offered when they are.
+type ExternalAccounts interface {
+	External(ctx context.Context, chain []*x509.Certificate, authzid, source string) (*auth.Principal, error)
+	Bearer(ctx context.Context, token, authzid, source string) (*auth.Principal, error)
+	HasClientCAs() bool
+	HasTokens() bool
+}
+
 // Options configure the service.
 type Options struct {
 	// Store is the mail store. A *cache.Store (one the server shares with
@@ -71,6 +82,9 @@ type Options struct {
 	// a cache of the service's own, stopped by Close.
 	Store    storage.Store
 	Accounts Accounts
+	// OAuthScope is the scope named in the failure status of OAUTHBEARER
+	// and XOAUTH2 (RFC 7628 §3.2.2).
+	OAuthScope string
 	// Appender stores APPENDed messages through the message path (the
 	// one way into the store: delivery.Pipeline.Append). Nil refuses
 	// APPEND.

@@ -2,6 +2,9 @@ package imap
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -127,6 +130,15 @@ func (s *session) login(mech metrics.Mech, username, password string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	p, err := s.srv.opts.Accounts.Authenticate(ctx, username, password, s.remote())
+	return s.finishLogin(mech, username, p, err)
+}
+
+// finishLogin ends a login by any mechanism: the session logs in as p, or
+// the failure err is logged with its cause, counted, traced and answered.
+// A password's refusal is one sentence whatever the cause; a certificate's
+// or a token's says what was wrong with it (the refusal's own sentence,
+// which never tells whether an account exists).
+func (s *session) finishLogin(mech metrics.Mech, username string, p *auth.Principal, err error) error {
 	if err != nil {
 		cause := auth.CauseOf(err)
 		s.srv.opts.Metrics.Logins().Failed(mech, cause)
@@ -134,8 +146,11 @@ func (s *session) login(mech metrics.Mech, username, password string) error {
 			s.srv.log.Info("login failed", "remote", s.remote(), "user", truncateForLog(username), "mechanism", mechName(mech),
 				"cause", cause.String(), "reason", errorReason(err))
 			s.auditLogin(mechName(mech), username, audit.OutcomeRefused, cause.String())
-			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed,
-				Text: "Invalid user name or password, or account not active"}
+			text := "Invalid user name or password, or account not active"
+			if r, ok := refusal.As(err); ok && mech != metrics.MechLogin && mech != metrics.MechPlain {
+				text = r.Text
+			}
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: text}
 		}
 		s.srv.log.Error("login: directory unavailable", "remote", s.remote(), "user", truncateForLog(username),
 			"mechanism", mechName(mech), "cause", cause.String(), "err", err)
@@ -162,8 +177,15 @@ func (s *session) loginFailed(mech metrics.Mech, username string, cause auth.Cau
 }
 
 func mechName(m metrics.Mech) string {
-	if m == metrics.MechLogin {
+	switch m {
+	case metrics.MechLogin:
 		return "LOGIN"
+	case metrics.MechExternal:
+		return "AUTHENTICATE EXTERNAL"
+	case metrics.MechOAuthBearer:
+		return "AUTHENTICATE OAUTHBEARER"
+	case metrics.MechXOAuth2:
+		return "AUTHENTICATE XOAUTH2"
 	}
 	return "AUTHENTICATE PLAIN"
 }
@@ -206,26 +228,94 @@ func (s *session) remote() string {
 	return s.conn.NetConn().RemoteAddr().String()
 }
 
-// AuthenticateMechanisms lists the SASL mechanisms: PLAIN only (RFC 4616),
-// offered only under TLS by the library.
-func (s *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
+// AuthenticateMechanisms lists the SASL mechanisms, offered only under TLS
+// by the library: PLAIN (RFC 4616); EXTERNAL (RFC 4422 Appendix A) when
+// the client presented a certificate and client CAs are configured;
+// OAUTHBEARER (RFC 7628) and XOAUTH2 when a token issuer is.
+func (s *session) AuthenticateMechanisms() []string {
+	mechs := []string{sasl.Plain}
+	if ea, ok := s.srv.opts.Accounts.(ExternalAccounts); ok {
+		if ea.HasClientCAs() && len(s.peerCertificates()) > 0 {
+			mechs = append(mechs, sasl.External)
+		}
+		if ea.HasTokens() {
+			mechs = append(mechs, auth.SASLOAuthBearer, auth.SASLXOAuth2)
+		}
+	}
+	return mechs
+}
 
-// Authenticate runs SASL PLAIN through Login.
+// peerCertificates is the chain the client presented in the TLS
+// handshake, nil if none (or no TLS).
+func (s *session) peerCertificates() []*x509.Certificate {
+	if s.conn == nil {
+		return nil
+	}
+	if tc, ok := s.conn.NetConn().(*tls.Conn); ok {
+		return tc.ConnectionState().PeerCertificates
+	}
+	return nil
+}
+
+// Authenticate runs a SASL exchange: PLAIN through login, EXTERNAL and the
+// token mechanisms through the authenticator's External and Bearer.
 func (s *session) Authenticate(mech string) (_ sasl.Server, err error) {
 	defer s.guard("authenticate", &err)
-	if !strings.EqualFold(mech, sasl.Plain) {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported authentication mechanism"}
+	ea, _ := s.srv.opts.Accounts.(ExternalAccounts)
+	switch {
+	case strings.EqualFold(mech, sasl.Plain):
+		return sasl.NewPlainServer(func(identity, username, password string) (err error) {
+			defer s.guard("authenticate", &err)
+			if identity != "" && !strings.EqualFold(identity, username) {
+				s.loginFailed(metrics.MechPlain, username, auth.CauseAuthzIdentity)
+				return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
+					Text: "Acting as another user is not allowed"}
+			}
+			return s.login(metrics.MechPlain, username, password)
+		}), nil
+	case strings.EqualFold(mech, sasl.External) && ea != nil && ea.HasClientCAs():
+		return sasl.NewExternalServer(func(identity string) (err error) {
+			defer s.guard("authenticate", &err)
+			ctx, cancel := s.ctx()
+			defer cancel()
+			p, err := ea.External(ctx, s.peerCertificates(), identity, s.remote())
+			return s.finishLogin(metrics.MechExternal, identity, p, err)
+		}), nil
+	case strings.EqualFold(mech, auth.SASLOAuthBearer) && ea != nil && ea.HasTokens():
+		return s.saslGuard(metrics.MechOAuthBearer, auth.NewOAuthBearerServer(s.srv.opts.OAuthScope, s.bearer(ea, metrics.MechOAuthBearer))), nil
+	case strings.EqualFold(mech, auth.SASLXOAuth2) && ea != nil && ea.HasTokens():
+		return s.saslGuard(metrics.MechXOAuth2, auth.NewXOAuth2Server(s.srv.opts.OAuthScope, s.bearer(ea, metrics.MechXOAuth2))), nil
 	}
-	return sasl.NewPlainServer(func(identity, username, password string) (err error) {
-		defer s.guard("authenticate", &err)
-		if identity != "" && !strings.EqualFold(identity, username) {
-			s.loginFailed(metrics.MechPlain, username, auth.CauseAuthzIdentity)
-			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed,
-				Text: "Acting as another user is not allowed"}
-		}
-		return s.login(metrics.MechPlain, username, password)
-	}), nil
+	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported authentication mechanism"}
 }
+
+// bearer checks a token and logs the session in.
+func (s *session) bearer(ea ExternalAccounts, mech metrics.Mech) auth.BearerCheck {
+	return func(authzid, token string) (err error) {
+		defer s.guard("authenticate", &err)
+		ctx, cancel := s.ctx()
+		defer cancel()
+		p, err := ea.Bearer(ctx, token, authzid, s.remote())
+		return s.finishLogin(mech, authzid, p, err)
+	}
+}
+
+// saslGuard turns a malformed exchange into a logged, counted and traced
+// NO, like any other failed login.
+func (s *session) saslGuard(mech metrics.Mech, srv sasl.Server) sasl.Server {
+	return saslFunc(func(response []byte) ([]byte, bool, error) {
+		challenge, done, err := srv.Next(response)
+		if errors.Is(err, auth.ErrMalformedSASL) {
+			s.loginFailed(mech, "", auth.CauseMalformed)
+			err = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "The authentication exchange is malformed"}
+		}
+		return challenge, done, err
+	})
+}
+
+type saslFunc func(response []byte) ([]byte, bool, error)
+
+func (f saslFunc) Next(response []byte) ([]byte, bool, error) { return f(response) }
 
 // AppendLimit is advertised as APPENDLIMIT (RFC 7889). go-imap also checks
 // each APPEND literal against it before Append runs, and that check

@@ -10,16 +10,21 @@ import (
 )
 
 // Mech is the login mechanism of a metric: IMAP LOGIN or SASL PLAIN
-// (both check a password: auth.MechPlain).
+// (both check a password: auth.MechPlain), SASL EXTERNAL (a TLS client
+// certificate), OAUTHBEARER or XOAUTH2 (an access token).
 type Mech int
 
 const (
 	MechLogin Mech = iota
 	MechPlain
+	MechExternal
+	MechOAuthBearer
+	MechXOAuth2
 	mechEnd
 )
 
-var mechNames = [mechEnd]string{MechLogin: "login", MechPlain: "plain"}
+var mechNames = [mechEnd]string{MechLogin: "login", MechPlain: "plain", MechExternal: "external",
+	MechOAuthBearer: "oauthbearer", MechXOAuth2: "xoauth2"}
 
 // Auth counts the logins of one service (imap, smtp).
 type Auth struct {

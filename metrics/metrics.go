@@ -98,8 +98,8 @@ func New() *Metrics {
 		m.authSuccesses, m.authFailures, m.deliveryMessages, m.deliveryBytes, m.deliverySeconds,
 		m.commitSeconds, m.fsyncSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.imapAuth = m.newAuth("imap", MechLogin, MechPlain)
-	m.smtpAuth = m.newAuth("smtp", MechPlain)
+	m.imapAuth = m.newAuth("imap", MechLogin, MechPlain, MechExternal, MechOAuthBearer, MechXOAuth2)
+	m.smtpAuth = m.newAuth("smtp", MechPlain, MechExternal, MechOAuthBearer, MechXOAuth2)
 	for i, src := range sources {
 		m.delivery[i] = deliveryChildren{m.deliveryMessages.WithLabelValues(src), m.deliveryBytes.WithLabelValues(src),
 			m.deliverySeconds.WithLabelValues(src)}

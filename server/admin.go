@@ -31,7 +31,13 @@ func (s *Server) AddPatient(ctx context.Context, in directory.PatientInput) (dir
 
 // AddMailbox adds an organisational, applicative or practice mailbox.
 func (s *Server) AddMailbox(ctx context.Context, kind directory.Kind, address string, members []string, description string) (directory.Entry, error) {
-	e, err := s.Dir.AddMailbox(ctx, kind, address, members, description)
+	return s.AddSharedMailbox(ctx, directory.MailboxInput{Kind: kind, Address: address, Members: members, Description: description})
+}
+
+// AddSharedMailbox adds an ORG, APP or CAB mailbox and creates its mail
+// folders.
+func (s *Server) AddSharedMailbox(ctx context.Context, in directory.MailboxInput) (directory.Entry, error) {
+	e, err := s.Dir.AddSharedMailbox(ctx, in)
 	if err != nil {
 		return e, err
 	}

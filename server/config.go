@@ -82,8 +82,8 @@ type ListenConfig struct {
 	IMAPS       string `toml:"imaps"`       // implicit TLS (993)
 	// HTTPS serves, over TLS 1.2 or later with the server certificate,
 	// the publication of the mailboxes' S/MIME certificates
-	// (/.well-known/carepost/smime/ADDRESS, crypto/keyring); later the
-	// portal and its APIs.
+	// (/.well-known/carepost/smime/ADDRESS, crypto/keyring), the settings
+	// of mail clients (autoconfig.go); later the portal and its APIs.
 	HTTPS string `toml:"https"`
 	// Metrics serves Prometheus metrics (/metrics) and the health
 	// endpoints (/healthz, /readyz) over plain HTTP, without

@@ -310,15 +310,22 @@ func (s *Server) Start() error {
 	// One limiter of password guesses for every listener, so that IMAP
 	// and SMTP AUTH count the same failures (auth.MemoryLimiter: this
 	// process only).
-	authn := auth.NewLimitedAuthenticator(s.Dir, auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
+	aopts, err := s.authOptions(auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
+	if err != nil {
+		s.Close()
+		return err
+	}
+	authn := auth.New(s.Dir, aopts)
 	s.authn = authn
+	userTLS := s.clientTLS() // IMAP and submission: client certificates asked for
 	s.Cache = cache.New(s.Store, cache.Options{Logger: s.Logger.With("component", "cache")})
 	s.Metrics.WatchCache(s.Cache)
 	imapServer := imap.New(imap.Options{
 		Store:          s.Cache,
 		Accounts:       imapAccounts{authn, s.Store},
+		OAuthScope:     cfg.Auth.OIDC.Scope,
 		Appender:       s.Pipeline,
-		TLSConfig:      s.TLS,
+		TLSConfig:      userTLS,
 		Logger:         s.Logger.With("component", "imap"),
 		MaxMessageSize: cfg.MaxMessageSize,
 		LiteralTimeout: time.Duration(cfg.Limits.TransferTimeout),
@@ -329,10 +336,15 @@ func (s *Server) Start() error {
 	s.closers = append(s.closers, imapServer.Close, s.Cache.Stop)
 	s.startQueue()
 	newSMTP := func(name string, mode smtp.Mode, implicit bool) *smtp.Server {
+		tc := s.TLS
+		if mode == smtp.ModeSubmission {
+			tc = userTLS
+		}
 		srv := smtp.New(s.Pipeline, s.Dir, smtp.Options{
 			Mode:           mode,
 			Hostname:       cfg.Hostname,
-			TLSConfig:      s.TLS,
+			TLSConfig:      tc,
+			OAuthScope:     cfg.Auth.OIDC.Scope,
 			ImplicitTLS:    implicit,
 			MaxMessageSize: cfg.MaxMessageSize,
 			Logger:         s.Logger.With("component", "smtp"),
@@ -359,13 +371,13 @@ func (s *Server) Start() error {
 		ls = append(ls, listener{"submission", cfg.Listen.Submission, false, newSMTP("submission", smtp.ModeSubmission, false).Serve, nil})
 	}
 	if cfg.Listen.Submissions != "" {
-		ls = append(ls, listener{"submissions", cfg.Listen.Submissions, true, newSMTP("submissions", smtp.ModeSubmission, true).Serve, nil})
+		ls = append(ls, listener{"submissions", cfg.Listen.Submissions, true, newSMTP("submissions", smtp.ModeSubmission, true).Serve, userTLS})
 	}
 	if cfg.Listen.IMAP != "" {
 		ls = append(ls, listener{"imap", cfg.Listen.IMAP, false, imapServer.Serve, nil})
 	}
 	if cfg.Listen.IMAPS != "" {
-		ls = append(ls, listener{"imaps", cfg.Listen.IMAPS, true, imapServer.Serve, nil})
+		ls = append(ls, listener{"imaps", cfg.Listen.IMAPS, true, imapServer.Serve, userTLS})
 	}
 	if cfg.Listen.HTTPS != "" {
 		ls = append(ls, listener{"https", cfg.Listen.HTTPS, true, s.serveHTTPS(), s.httpsTLS()})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/carepost/carepost/audit"
 	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/storage"
 )
 
@@ -78,7 +79,7 @@ func (ss *session) auditConnect() {
 }
 
 // auditAuth records an AUTH attempt; err nil is a success.
-func (ss *session) auditAuth(username string, err error, r *gosmtp.SMTPError) {
+func (ss *session) auditAuth(m metrics.Mech, username string, err error, r *gosmtp.SMTPError) {
 	if ss.s.opts.Audit == nil {
 		return
 	}
@@ -86,7 +87,7 @@ func (ss *session) auditAuth(username string, err error, r *gosmtp.SMTPError) {
 		ss.auditRecord("smtp.auth", ss.principal.Address, audit.OutcomeOK, map[string]string{"user": truncateForLog(username)})
 		return
 	}
-	ss.s.opts.Audit.Record(storage.AuditRecord{Actor: audit.Anonymous, Mechanism: string(auth.MechPlain), Source: ss.remote,
+	ss.s.opts.Audit.Record(storage.AuditRecord{Actor: audit.Anonymous, Mechanism: mechLabel(m), Source: ss.remote,
 		Action: "smtp.auth", Object: truncateForLog(username), Outcome: replyOutcome(r),
 		Details: map[string]string{"service": ss.s.opts.Mode.String(), "user": truncateForLog(username),
 			"cause": auth.CauseOf(err).String(), "code": strconv.Itoa(r.Code)},

@@ -99,6 +99,9 @@ type Options struct {
 	// with a limiter of its own. The server passes the one it gives IMAP,
 	// so that both count the same failed logins (auth.Limiter).
 	Authenticator *auth.Authenticator
+	// OAuthScope is the scope named in the failure status of OAUTHBEARER
+	// and XOAUTH2 (RFC 7628 §3.2.2).
+	OAuthScope string
 	// Sessions, when set, ends an authenticated session with 421 when its
 	// account is suspended or its credentials change (revoke.go).
 	Sessions *auth.Sessions

@@ -2,9 +2,12 @@ package smtp
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/emersion/go-sasl"
@@ -63,14 +66,32 @@ func (s *Server) newSession(c *gosmtp.Conn) *session {
 	return ss
 }
 
-// AuthMechanisms lists SASL mechanisms; go-smtp asks only over TLS. PLAIN
-// with an application password is the one mechanism today (SPEC §3:
-// EXTERNAL and OAUTHBEARER come next). MX offers none.
+// AuthMechanisms lists SASL mechanisms; go-smtp asks only over TLS. MX
+// offers none. Submission offers PLAIN (a password: an application
+// password where they are required), EXTERNAL (RFC 4422 Appendix A) when
+// the client presented a certificate and client CAs are configured, and
+// OAUTHBEARER (RFC 7628) and XOAUTH2 when a token issuer is.
 func (ss *session) AuthMechanisms() []string {
 	if ss.s.opts.Mode != ModeSubmission {
 		return nil
 	}
-	return []string{sasl.Plain}
+	mechs := []string{sasl.Plain}
+	if ss.s.auth.HasClientCAs() && len(ss.peerCertificates()) > 0 {
+		mechs = append(mechs, sasl.External)
+	}
+	if ss.s.auth.HasTokens() {
+		mechs = append(mechs, auth.SASLOAuthBearer, auth.SASLXOAuth2)
+	}
+	return mechs
+}
+
+// peerCertificates is the chain the client presented in the TLS
+// handshake, nil if none.
+func (ss *session) peerCertificates() []*x509.Certificate {
+	if state, ok := ss.conn.TLSConnectionState(); ok {
+		return state.PeerCertificates
+	}
+	return nil
 }
 
 // Auth starts a SASL exchange.
@@ -78,17 +99,40 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if ss.s.opts.Mode != ModeSubmission {
 		return nil, gosmtp.ErrAuthUnsupported
 	}
-	if mech != sasl.Plain {
+	m, ok := map[string]metrics.Mech{sasl.Plain: metrics.MechPlain, sasl.External: metrics.MechExternal,
+		auth.SASLOAuthBearer: metrics.MechOAuthBearer, auth.SASLXOAuth2: metrics.MechXOAuth2}[strings.ToUpper(mech)]
+	if !ok || !slices.Contains(ss.AuthMechanisms(), strings.ToUpper(mech)) {
 		return nil, gosmtp.ErrAuthUnknownMechanism
 	}
 	if !ss.tls { // go-smtp checks it already; never rely on one check only
 		err := refusal.New(refusal.TLSRequired, "", nil, "Must issue a STARTTLS command first: passwords are only sent over TLS.")
 		r := reply(stepAuth, err, 0)
-		ss.authFailed("", err, r)
-		ss.auditAuth("", err, r)
+		ss.authFailed(m, "", err, r)
+		ss.auditAuth(m, "", err, r)
 		return nil, r
 	}
-	return saslServer{sasl.NewPlainServer(ss.authPlain), ss}, nil
+	switch m {
+	case metrics.MechExternal:
+		return sasl.NewExternalServer(func(identity string) error {
+			ss.pace()
+			p, err := ss.s.auth.External(ss.ctx, ss.peerCertificates(), identity, ss.remote)
+			return ss.authDone(m, identity, p, err)
+		}), nil
+	case metrics.MechOAuthBearer:
+		return saslServer{auth.NewOAuthBearerServer(ss.s.opts.OAuthScope, ss.bearer(m)), ss, m}, nil
+	case metrics.MechXOAuth2:
+		return saslServer{auth.NewXOAuth2Server(ss.s.opts.OAuthScope, ss.bearer(m)), ss, m}, nil
+	}
+	return saslServer{sasl.NewPlainServer(ss.authPlain), ss, m}, nil
+}
+
+// bearer checks a token of OAUTHBEARER or XOAUTH2.
+func (ss *session) bearer(m metrics.Mech) auth.BearerCheck {
+	return func(authzid, token string) error {
+		ss.pace()
+		p, err := ss.s.auth.Bearer(ss.ctx, token, authzid, ss.remote)
+		return ss.authDone(m, authzid, p, err)
+	}
 }
 
 // authPlain checks PLAIN credentials (RFC 4616). An authorization identity
@@ -99,42 +143,68 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 // IMAP (auth.Limiter), before the password is checked.
 func (ss *session) authPlain(identity, username, password string) error {
 	ss.pace()
-	var err error
 	if identity != "" && identity != username {
-		err = refusal.New(refusal.AuthFailed, username, auth.ErrAuthzIdentity, refusal.AuthFailedText)
-	} else {
-		var p *auth.Principal
-		p, err = ss.s.auth.Plain(ss.ctx, username, password, ss.remote)
-		if err == nil {
-			// In the context too: what the message path and the store
-			// do for this session is done by p (Change.Actor).
-			ss.principal, ss.ctx = p, auth.WithPrincipal(ss.ctx, p)
-			ss.registerEnd(p)
-			ss.s.opts.Metrics.Logins().Succeeded(metrics.MechPlain)
-			ss.s.log.Info("auth ok", "remote", ss.remote, "user", p.Address, "mechanism", p.Mechanism)
-			ss.auditAuth(username, nil, nil)
-			return nil
-		}
+		return ss.authDone(metrics.MechPlain, username, nil,
+			refusal.New(refusal.AuthFailed, username, auth.ErrAuthzIdentity, refusal.AuthFailedText))
+	}
+	p, err := ss.s.auth.Plain(ss.ctx, username, password, ss.remote)
+	return ss.authDone(metrics.MechPlain, username, p, err)
+}
+
+// authDone ends a login by any mechanism: the session logs in as p, or
+// the failure err is logged, counted, traced and answered (535 with the
+// refusal's sentence: one sentence for every password refusal; a
+// certificate's or token's says what was wrong with it, never whether an
+// account exists).
+func (ss *session) authDone(m metrics.Mech, username string, p *auth.Principal, err error) error {
+	if err == nil {
+		// In the context too: what the message path and the store do
+		// for this session is done by p (Change.Actor).
+		ss.principal, ss.ctx = p, auth.WithPrincipal(ss.ctx, p)
+		ss.registerEnd(p)
+		ss.s.opts.Metrics.Logins().Succeeded(m)
+		ss.s.log.Info("auth ok", "remote", ss.remote, "user", p.Address, "mechanism", p.Mechanism)
+		ss.auditAuth(m, username, nil, nil)
+		return nil
 	}
 	r := reply(stepAuth, err, 0)
-	ss.authFailed(username, err, r)
-	ss.auditAuth(username, err, r)
+	if rf, ok := refusal.As(err); ok && rf.Kind == refusal.AuthFailed && m != metrics.MechPlain {
+		r.Message = rf.Text
+	}
+	ss.authFailed(m, username, err, r)
+	ss.auditAuth(m, username, err, r)
 	return r
+}
+
+// certificateLogin logs in, on submission, a client that presented a TLS
+// certificate and sends without AUTH: practice software over mutual TLS
+// (SPEC §3). Nothing happens without a certificate or client CAs; a
+// certificate refused is answered with the reason.
+func (ss *session) certificateLogin() error {
+	if ss.principal != nil || ss.s.opts.Mode != ModeSubmission || !ss.tls || !ss.s.auth.HasClientCAs() {
+		return nil
+	}
+	chain := ss.peerCertificates()
+	if len(chain) == 0 {
+		return nil
+	}
+	p, err := ss.s.auth.External(ss.ctx, chain, "", ss.remote)
+	return ss.authDone(metrics.MechExternal, "", p, err)
 }
 
 // authFailed logs a refused AUTH with its cause (auth.CauseOf: unknown
 // account, wrong password, inactive account, TLS required...), which the
 // client is never told, and counts it. The user name is logged
 // (brute-force tracing), never the password.
-func (ss *session) authFailed(username string, err error, r *gosmtp.SMTPError) {
+func (ss *session) authFailed(m metrics.Mech, username string, err error, r *gosmtp.SMTPError) {
 	cause := auth.CauseOf(err)
-	ss.s.opts.Metrics.Logins().Failed(metrics.MechPlain, cause)
+	ss.s.opts.Metrics.Logins().Failed(m, cause)
 	ss.s.opts.Metrics.Refused(metrics.StepAuth, refusalKind(err), r.Code/100 == 4)
 	lvl := ss.s.log.Info
 	if r.Code/100 == 4 {
 		lvl = ss.s.log.Error
 	}
-	lvl("auth refused", "remote", ss.remote, "user", truncateForLog(username), "mechanism", "PLAIN", "tls", ss.tls,
+	lvl("auth refused", "remote", ss.remote, "user", truncateForLog(username), "mechanism", mechLabel(m), "tls", ss.tls,
 		"code", r.Code, "cause", cause.String(), "reason", errText(err))
 }
 
@@ -142,7 +212,21 @@ func (ss *session) authFailed(username string, err error, r *gosmtp.SMTPError) {
 // message) reach the client as SMTP replies, not as err.Error().
 type saslServer struct {
 	sasl.Server
-	ss *session
+	ss   *session
+	mech metrics.Mech
+}
+
+// mechLabel names a mechanism in logs and audit events.
+func mechLabel(m metrics.Mech) string {
+	switch m {
+	case metrics.MechExternal:
+		return string(auth.MechExternal)
+	case metrics.MechOAuthBearer:
+		return auth.SASLOAuthBearer
+	case metrics.MechXOAuth2:
+		return auth.SASLXOAuth2
+	}
+	return string(auth.MechPlain)
 }
 
 func (s saslServer) Next(response []byte) ([]byte, bool, error) {
@@ -151,9 +235,15 @@ func (s saslServer) Next(response []byte) ([]byte, bool, error) {
 		if _, ok := err.(*gosmtp.SMTPError); !ok {
 			r := &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2},
 				Message: "The authentication data is malformed (RFC 4616 PLAIN expected)."}
+			switch s.mech {
+			case metrics.MechOAuthBearer:
+				r.Message = "The authentication data is malformed (RFC 7628 OAUTHBEARER expected)."
+			case metrics.MechXOAuth2:
+				r.Message = "The authentication data is malformed (XOAUTH2 expected)."
+			}
 			rerr := refusal.New(refusal.MalformedMessage, "", err, "%s", r.Message)
-			s.ss.authFailed("", rerr, r)
-			s.ss.auditAuth("", rerr, r)
+			s.ss.authFailed(s.mech, "", rerr, r)
+			s.ss.auditAuth(s.mech, "", rerr, r)
 			err = r
 		}
 	}
@@ -189,6 +279,9 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if ss.tx != nil {
 		return &gosmtp.SMTPError{Code: 503, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1},
 			Message: "A transaction is already in progress: send RSET to start another one."}
+	}
+	if err := ss.certificateLogin(); err != nil {
+		return err
 	}
 	if ss.s.opts.Mode == ModeMX && ss.tls {
 		if err := ss.verifyPeer(); err != nil {

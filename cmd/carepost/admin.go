@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -19,7 +21,8 @@ func rootCommand() *command {
 	return &command{subs: []*command{
 		serveCommand, initCommand, versionCommand,
 		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), auditCommand(), traceCommand, benchCommand(),
-		oidcCommand(),
+		dnsCommand(),  // dns.go
+		oidcCommand(), // oidc.go
 	}}
 }
 
@@ -88,23 +91,47 @@ a national identifier already in the directory is refused unless
 			{name: "add-mailbox", summary: "add an organisational (org), applicative (app) or practice (cab) mailbox",
 				args:     "--kind org|app|cab --address ADDRESS",
 				required: []string{"kind", "address"},
+				long: `An applicative mailbox (app) is the mailbox of a piece of software: with
+--cert, the software logs in over mutual TLS with that certificate (on
+submission without AUTH, or with SASL EXTERNAL), and may then send as the
+mailboxes of its --organisation and as the professionals that organisation
+lists (members of its shared mailboxes); anything else is refused.`,
 				setup: func(fs *flag.FlagSet) runner {
-					var kind, address, description string
+					var kind, address, description, org, certFile string
 					var members stringList
 					fs.StringVar(&kind, "kind", "", "`KIND` of shared mailbox: org, app or cab")
 					fs.StringVar(&address, "address", "", "mailbox `ADDRESS`, in a domain of this server")
 					fs.Var(&members, "member", "`ADDRESS` of a member, who must exist (repeat, or separate with commas); none by default")
 					fs.StringVar(&description, "description", "", "what the mailbox is for (`TEXT`)")
+					fs.StringVar(&org, "organisation", "", "structure `ID` the mailbox belongs to (FINESS, SIRET…); none by default")
+					fs.StringVar(&certFile, "cert", "", "PEM `FILE` of the TLS client certificate the software logs in with (its first certificate)")
 					return withServer(func(e *env, srv *server.Server, _ []string) error {
 						k, err := directory.ParseKind(kind)
 						if err != nil {
 							return err
 						}
-						ent, err := srv.AddMailbox(e.ctx, k, address, members, description)
+						var cert *x509.Certificate
+						if certFile != "" {
+							if cert, err = readCertFile(certFile); err != nil {
+								return err
+							}
+							if err := srv.Dir.ValidateClientCert(strings.ToLower(address), k, cert); err != nil {
+								return err
+							}
+						}
+						ent, err := srv.AddSharedMailbox(e.ctx, directory.MailboxInput{Kind: k, Address: address, Members: members,
+							Description: description, Organisation: org})
 						if err != nil {
 							return err
 						}
 						fmt.Fprintf(e.stdout, "added %s mailbox <%s> with %d member(s)\n", ent.Kind, ent.Address, len(ent.Members))
+						if cert != nil {
+							c, err := srv.Dir.RegisterClientCert(e.ctx, ent.Address, cert)
+							if err != nil {
+								return fmt.Errorf("the mailbox was added, its certificate was not: %w", err)
+							}
+							fmt.Fprintf(e.stdout, "certificate %q (SHA-256 %s) logs in as <%s>\n", c.Subject, c.Fingerprint, ent.Address)
+						}
 						return nil
 					})
 				}},
@@ -157,10 +184,24 @@ a national identifier already in the directory is refused unless
 						if err != nil {
 							return err
 						}
-						if *asJSON {
-							return writeJSON(e.stdout, entryJSONOf(ent))
+						certs, err := srv.Dir.ClientCerts(e.ctx, ent.Address)
+						if err != nil {
+							return err
 						}
-						return printEntry(e.stdout, ent)
+						if *asJSON {
+							j := entryJSONOf(ent)
+							for _, c := range certs {
+								j.ClientCerts = append(j.ClientCerts, clientCertJSON{c.Fingerprint, c.Subject, jsonTime(c.NotAfter)})
+							}
+							return writeJSON(e.stdout, j)
+						}
+						if err := printEntry(e.stdout, ent); err != nil {
+							return err
+						}
+						for _, c := range certs {
+							fmt.Fprintf(e.stdout, "client certificate  %s, SHA-256 %s, until %s\n", c.Subject, c.Fingerprint, c.NotAfter.UTC().Format(time.DateOnly))
+						}
+						return nil
 					})
 				}},
 			{name: "search", summary: "find entries whose address, names, identifiers, profession or organisation contain every word of QUERY",
@@ -297,6 +338,15 @@ type entryJSON struct {
 	DuplicateIDReason string   `json:"duplicate_id_reason,omitempty"`
 	Created           string   `json:"created,omitempty"`
 	LastLogin         string   `json:"last_login,omitempty"`
+	// ClientCerts are the TLS client certificates registered for the
+	// mailbox (dir show only).
+	ClientCerts []clientCertJSON `json:"client_certificates,omitempty"`
+}
+
+type clientCertJSON struct {
+	Fingerprint string `json:"sha256"`
+	Subject     string `json:"subject"`
+	NotAfter    string `json:"not_after"`
 }
 
 func jsonTime(t time.Time) string {
@@ -491,4 +541,26 @@ without any valid domain changes nothing.`,
 					})
 				}},
 		}}
+}
+
+// readCertFile reads the first certificate of a PEM file.
+func readCertFile(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return nil, fmt.Errorf("%s holds no PEM certificate", path)
+		}
+		if blk.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			return c, nil
+		}
+	}
 }

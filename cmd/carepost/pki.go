@@ -2,8 +2,10 @@ package main
 
 import (
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/carepost/carepost/crypto/keyring"
 	"github.com/carepost/carepost/directory"
@@ -91,11 +95,29 @@ signature key ECDSA P-256. ` + rsaOnlyNote + `
 The private keys are kept in the store, sealed with the at-rest key: a
 server running on the same data directory uses them within 30 seconds.
 A mailbox with certificates valid now is refused unless --force; then the
-old keys stay, so that mail encrypted to the old certificate stays readable.`,
+old keys stay, so that mail encrypted to the old certificate stays readable.
+
+With --client, a TLS client certificate is issued instead, to log in with
+SASL EXTERNAL on IMAP and submission (a professional's smart-card model,
+or practice software over mutual TLS): it is written to --out DIR as
+client.pem (the certificate, then the CA), client.key (PKCS#8) and
+client.p12 (PKCS#12 for a mail client or a browser; its password is
+printed). It names the address in its subjectAltName, or with
+--national-id the holder's national identifier (subject serialNumber), as
+the health sector's cards do. The server keeps no copy of the key.`,
 	setup: func(fs *flag.FlagSet) runner {
 		force := fs.Bool("force", false, "issue new certificates although the mailbox has some valid now (the old keys are kept)")
 		useECDSA := fs.Bool("ecdsa", false, "make the signature key ECDSA P-256 instead of RSA-2048 (the encryption key stays RSA)")
+		client := fs.Bool("client", false, "issue a TLS client certificate (SASL EXTERNAL, mutual TLS) instead of S/MIME certificates")
+		out := fs.String("out", "", "with --client: the directory to write client.pem, client.key and client.p12 to (created)")
+		natID := fs.Bool("national-id", false, "with --client: name the mailbox holder's national identifier instead of the address")
 		return withServer(func(e *env, srv *server.Server, pos []string) error {
+			if *client {
+				return issueClient(e, srv, pos[0], *out, *natID)
+			}
+			if *out != "" || *natID {
+				return usageError("--out and --national-id go with --client")
+			}
 			certs, err := srv.Keyring.Issue(e.ctx, srv.PKI, pos[0], *useECDSA, *force)
 			if err != nil {
 				return err
@@ -225,4 +247,72 @@ func printCerts(w io.Writer, certs []directory.MailboxCert) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Address, c.Usage, keyLabel(c.DER), held, until, source, c.Fingerprint)
 	}
 	return tw.Flush()
+}
+
+// issueClient writes a TLS client certificate for a mailbox of the
+// directory (pki issue --client).
+func issueClient(e *env, srv *server.Server, address, out string, byNationalID bool) error {
+	if out == "" {
+		return usageError("--client needs --out DIR: where to write client.pem, client.key and client.p12")
+	}
+	entry, err := srv.Dir.Lookup(e.ctx, address)
+	if err != nil {
+		return err
+	}
+	id := ""
+	if byNationalID {
+		if entry.NationalID == "" {
+			return fmt.Errorf("%s has no national identifier in the directory: issue the certificate without --national-id", entry.Address)
+		}
+		id = entry.NationalID
+	}
+	issued, err := srv.PKI.IssueClient(entry.Address, id, 0)
+	if err != nil {
+		return err
+	}
+	key, err := x509.ParsePKCS8PrivateKey(issued.KeyDER)
+	if err != nil {
+		return err
+	}
+	password := rand.Text()[:20]
+	p12, err := pkcs12.Modern.Encode(key, issued.Cert, issued.Chain, password)
+	if err != nil {
+		return fmt.Errorf("PKCS#12: %w", err)
+	}
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return err
+	}
+	var certPEM []byte
+	for _, c := range append([]*x509.Certificate{issued.Cert}, issued.Chain...) {
+		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	files := []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{"client.pem", certPEM, 0o644},
+		{"client.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: issued.KeyDER}), 0o600},
+		{"client.p12", p12, 0o600},
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(out, f.name), f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	names := "the address " + entry.Address
+	if id != "" {
+		names = "the national identifier " + id
+	}
+	fmt.Fprintf(e.stdout, "TLS client certificate for %s (naming %s), by %s, valid until %s:\n",
+		entry.Address, names, srv.PKI.CACert().Subject.CommonName, issued.Cert.NotAfter.UTC().Format(time.DateOnly))
+	for _, f := range files {
+		fmt.Fprintf(e.stdout, "  %s\n", filepath.Join(out, f.name))
+	}
+	fmt.Fprintf(e.stdout, "client.p12 password: %s\n", password)
+	if imaps := srv.Config.Listen.IMAPS; imaps != "" {
+		fmt.Fprintf(e.stdout, "Log in with it: openssl s_client -connect %s -CAfile %s -cert %s -key %s, then: a1 AUTHENTICATE EXTERNAL =\n",
+			imaps, srv.PKI.CAPath(), filepath.Join(out, "client.pem"), filepath.Join(out, "client.key"))
+	}
+	return nil
 }

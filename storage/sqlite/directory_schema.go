@@ -134,3 +134,19 @@ CREATE TABLE IF NOT EXISTS dir_mailbox_certs (
 	PRIMARY KEY (address, usage, fingerprint)
 ) WITHOUT ROWID;
 `
+
+// directorySchemaV7: the TLS client certificates registered for mailboxes
+// (directory.ClientCert, directory_clientcerts.go): practice software logs
+// in as its applicative mailbox with one. The fingerprint is the key: one
+// certificate logs in as one mailbox.
+const directorySchemaV7 = `
+CREATE TABLE IF NOT EXISTS dir_client_certs (
+	fingerprint TEXT PRIMARY KEY,
+	address     TEXT NOT NULL REFERENCES dir_entries(address),
+	der         BLOB NOT NULL,
+	subject     TEXT NOT NULL DEFAULT '',
+	not_after   INTEGER NOT NULL,
+	created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dir_client_certs_address ON dir_client_certs(address);
+`

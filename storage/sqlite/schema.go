@@ -5,10 +5,10 @@ package sqlite
 //
 // mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs; V7
 // the keys of deliveries taken once),
-// directorySchemaV1 to V6 in directory_schema.go (entries, credentials,
+// directorySchemaV1 to V7 in directory_schema.go (entries, credentials,
 // trust space; members' roles; credential epochs; the reason of a
 // duplicate national identifier; trust list provenance and CA anchors;
-// mailbox S/MIME certificates);
+// mailbox S/MIME certificates; registered client certificates);
 // queueSchemaV1 in queue.go (the outbound queue; V2 the Message-ID of an
 // entry); auditSchemaV1 in audit.go (the audit trail; V2 the account an
 // event concerns).
@@ -30,4 +30,5 @@ var migrations = []string{
 	auditSchemaV1,
 	auditSchemaV2,
 	queueSchemaV2,
+	directorySchemaV7,
 }

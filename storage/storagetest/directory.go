@@ -39,6 +39,7 @@ func RunDirectory(t *testing.T, open func(t *testing.T) directory.Store) {
 		{"ReplaceTrustedDomains", testDirReplaceTrustedDomains},
 		{"TrustAnchors", testDirTrustAnchors},
 		{"MailboxCerts", testDirMailboxCerts},
+		{"ClientCerts", testDirClientCerts},
 		{"Concurrent", testDirConcurrent},
 		{"Persistence", testDirPersistence},
 	}
