@@ -21,7 +21,8 @@ func rootCommand() *command {
 	return &command{subs: []*command{
 		serveCommand, initCommand, versionCommand,
 		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), auditCommand(), traceCommand, benchCommand(),
-		dnsCommand(), // dns.go
+		dnsCommand(),  // dns.go
+		oidcCommand(), // oidc.go
 	}}
 }
 
