@@ -27,7 +27,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -185,9 +184,19 @@ func New(opts Options) (*Issuer, error) {
 	return i, nil
 }
 
+// TB is what Start needs of a test (testing.TB): an interface of its own,
+// so that the carepost binary, which runs the issuer for `carepost oidc
+// test-issuer`, does not link package testing.
+type TB interface {
+	Helper()
+	TempDir() string
+	Fatal(args ...any)
+	Cleanup(func())
+}
+
 // Start starts an issuer on 127.0.0.1 with a random port and its keys in
 // a temporary directory of t, stopped at the end of the test.
-func Start(t testing.TB) *Issuer {
+func Start(t TB) *Issuer {
 	t.Helper()
 	i, err := New(Options{Dir: t.TempDir()})
 	if err != nil {
