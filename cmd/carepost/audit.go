@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"crypto"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -225,24 +223,11 @@ Exits 0 when the trail is intact, 1 when it is not.`,
 
 // readCertKey reads the public key of the first certificate of a PEM file.
 func readCertKey(path string) (crypto.PublicKey, error) {
-	b, err := os.ReadFile(path)
+	c, err := readCertFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (carepost pki export server writes the operator's)", err)
 	}
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("%s: no PEM certificate in it (carepost pki export server writes the operator's)", path)
-		}
-		if blk.Type == "CERTIFICATE" {
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			return c.PublicKey, nil
-		}
-	}
+	return c.PublicKey, nil
 }
 
 // printReport prints what a verification found; a broken trail is an
