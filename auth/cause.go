@@ -38,18 +38,27 @@ const (
 	// CauseUnavailable: the directory could not answer (a temporary
 	// failure, not the client's).
 	CauseUnavailable
+	// CauseLockedOut: the account or the address is locked out after too
+	// many failures (Limiter); the password was not checked.
+	CauseLockedOut
+	// CauseAppPasswordRequired: the account's own password was right but
+	// mail clients must use an application password
+	// (Options.RequireAppPasswords).
+	CauseAppPasswordRequired
 	causeEnd
 )
 
 var causeNames = [...]string{
-	CauseUnknownAccount: "unknown-account",
-	CauseWrongPassword:  "wrong-password",
-	CauseInactive:       "inactive",
-	CauseThrottled:      "throttled",
-	CauseAuthzIdentity:  "authz-identity",
-	CauseTLSRequired:    "tls-required",
-	CauseMalformed:      "malformed",
-	CauseUnavailable:    "unavailable",
+	CauseUnknownAccount:      "unknown-account",
+	CauseWrongPassword:       "wrong-password",
+	CauseInactive:            "inactive",
+	CauseThrottled:           "throttled",
+	CauseAuthzIdentity:       "authz-identity",
+	CauseTLSRequired:         "tls-required",
+	CauseMalformed:           "malformed",
+	CauseUnavailable:         "unavailable",
+	CauseLockedOut:           "locked-out",
+	CauseAppPasswordRequired: "app-password-required",
 }
 
 // String names the cause for logs and metric labels.
@@ -78,6 +87,10 @@ var ErrAuthzIdentity = errors.New("the authorization identity differs from the u
 // failing: CauseUnavailable.
 func CauseOf(err error) Cause {
 	switch {
+	case errors.Is(err, ErrLockedOut):
+		return CauseLockedOut
+	case errors.Is(err, ErrAppPasswordRequired):
+		return CauseAppPasswordRequired
 	case errors.Is(err, ErrTooManyAttempts):
 		return CauseThrottled
 	case errors.Is(err, directory.ErrUnknownAccount):
