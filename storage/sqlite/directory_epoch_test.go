@@ -29,6 +29,7 @@ func TestMigrateCredentialEpochs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
+		"DROP TABLE dir_inactive_warnings",         // directorySchemaV7
 		"ALTER TABLE queue DROP COLUMN message_id", // queueSchemaV2
 		"DROP TABLE audit_checkpoints",             // auditSchemaV1 (V2 with it)
 		"DROP TABLE audit_events",

@@ -11,7 +11,8 @@ package sqlite
 // mailbox S/MIME certificates);
 // queueSchemaV1 in queue.go (the outbound queue; V2 the Message-ID of an
 // entry); auditSchemaV1 in audit.go (the audit trail; V2 the account an
-// event concerns).
+// event concerns); directorySchemaV7 in inactive.go (the warnings of
+// inactive accounts).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -30,4 +31,5 @@ var migrations = []string{
 	auditSchemaV1,
 	auditSchemaV2,
 	queueSchemaV2,
+	directorySchemaV7,
 }
