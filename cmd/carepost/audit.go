@@ -43,6 +43,7 @@ var adminActions = map[string]string{
 	"dir remove-member":        "admin.dir.remove-member",
 	"dir suspend":              "admin.dir.suspend",
 	"dir activate":             "admin.dir.activate",
+	"dir resume":               "admin.dir.resume",
 	"user set-password":        "admin.user.set-password",
 	"user app-password":        "admin.user.app-password",
 	"user app-password revoke": "admin.user.app-password.revoke",
