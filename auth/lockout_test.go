@@ -252,3 +252,26 @@ func TestAppPasswordRequired(t *testing.T) {
 		t.Errorf("wrong password: %v", err)
 	}
 }
+
+// An attempt whose outcome is never reported (the directory failed)
+// stops counting after a few minutes.
+func TestLimiterForgetsAttemptsNeverReported(t *testing.T) {
+	l, clock, _ := newLockingLimiter()
+	const acct = "lost@ch-x.mssante.fr"
+	for i := range 20 {
+		if err := l.Wait(context.Background(), acct, fmt.Sprintf("192.0.2.%d:1", i)); err != nil {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	if err := l.Wait(context.Background(), acct, "192.0.2.99:1"); !errors.Is(err, auth.ErrTooManyAttempts) {
+		t.Fatalf("the 21st attempt under way: %v", err)
+	}
+	clock.advance(5 * time.Minute)
+	clock.last()
+	if err := l.Wait(context.Background(), acct, "192.0.2.99:1"); err != nil {
+		t.Fatalf("after the attempts under way were forgotten: %v", err)
+	}
+	if d := clock.last(); d != 0 {
+		t.Errorf("waited %v", d)
+	}
+}

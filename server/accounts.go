@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"mime"
@@ -10,12 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"crypto/rand"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/refusal"
 	"github.com/carepost/carepost/storage"
 	"github.com/carepost/carepost/storage/sqlite"
 )
@@ -149,13 +149,16 @@ func (s *Server) lockedOut(e auth.Lockout) {
 // notifyLockout writes to the owner of the account e locked.
 func (s *Server) notifyLockout(ctx context.Context, e auth.Lockout) error {
 	entry, err := s.Dir.Lookup(ctx, e.Account)
-	if errors.Is(err, directory.ErrNotFound) {
-		return nil // guesses on an address that is no account: nobody to tell
+	if errors.Is(err, directory.ErrNotFound) || refusal.Is(err, refusal.InvalidAddress) {
+		return nil // guesses on a name that is no account: nobody to tell
 	}
 	if err != nil {
 		return err
 	}
 	rcpt := s.ownerAddress(ctx, entry)
+	if rcpt == entry.Address && entry.Status != directory.StatusActive {
+		return nil // a suspended or closed mailbox takes no mail
+	}
 	loc := frenchTime()
 	when, until := e.At.In(loc).Format("02/01/2006 15:04"), e.Until.In(loc).Format("02/01/2006 15:04")
 	whenEN, untilEN := e.At.UTC().Format("2006-01-02 15:04 MST"), e.Until.UTC().Format("2006-01-02 15:04 MST")

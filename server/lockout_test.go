@@ -21,9 +21,9 @@ import (
 	"github.com/carepost/carepost/storage"
 )
 
-// imapLogin dials IMAPS and tries a LOGIN; it returns the refusal (nil
-// when logged in) and how long the LOGIN took.
-func imapLogin(t *testing.T, srv *servertest.Instance, user, pw string) (error, time.Duration) {
+// imapLogin dials IMAPS and tries a LOGIN; it returns how long the LOGIN
+// took and the refusal (nil when logged in).
+func imapLogin(t *testing.T, srv *servertest.Instance, user, pw string) (time.Duration, error) {
 	t.Helper()
 	c, err := imapclient.DialTLS(srv.AddrOf("imaps"), &imapclient.Options{TLSConfig: srv.ClientTLS()})
 	if err != nil {
@@ -32,7 +32,7 @@ func imapLogin(t *testing.T, srv *servertest.Instance, user, pw string) (error, 
 	defer c.Close()
 	start := time.Now()
 	err = c.Login(user, pw).Wait()
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 // inboxText logs in and returns the text of every message of the INBOX.
@@ -77,7 +77,7 @@ func TestLockoutAfterTwentyGuesses(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i], _ = imapLogin(t, srv, bob, wrong)
+			_, errs[i] = imapLogin(t, srv, bob, wrong)
 		}()
 	}
 	wg.Wait()
@@ -95,7 +95,7 @@ func TestLockoutAfterTwentyGuesses(t *testing.T) {
 
 	// Locked: the right password is refused at once, with the sentence of
 	// a wrong password.
-	err, d := imapLogin(t, srv, bob, password)
+	d, err := imapLogin(t, srv, bob, password)
 	var ie *imap.Error
 	if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAuthenticationFailed || !strings.Contains(ie.Text, "Invalid user name or password") {
 		t.Fatalf("the right password while locked: %v", err)
@@ -132,7 +132,7 @@ func TestLockoutAfterTwentyGuesses(t *testing.T) {
 	time.Sleep(time.Until(start.Add(3*time.Second + 500*time.Millisecond)))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err, _ := imapLogin(t, srv, bob, password)
+		_, err := imapLogin(t, srv, bob, password)
 		if err == nil {
 			break
 		}
@@ -174,7 +174,7 @@ func TestAppPasswordRequiredIMAPAndSMTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err, _ = imapLogin(t, srv, bob, password)
+	_, err = imapLogin(t, srv, bob, password)
 	var ie *imap.Error
 	if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAuthenticationFailed {
 		t.Fatalf("IMAP with the account password: %v", err)
@@ -197,7 +197,7 @@ func TestAppPasswordRequiredIMAPAndSMTP(t *testing.T) {
 	if len(logs.lines("user="+bob, "cause=app-password-required", "smtp")) == 0 {
 		t.Error("no SMTP log line with cause=app-password-required")
 	}
-	if err, _ := imapLogin(t, srv, bob, app); err != nil {
+	if _, err := imapLogin(t, srv, bob, app); err != nil {
 		t.Errorf("IMAP with the application password: %v", err)
 	}
 	if err := smtpAuth(app); err != nil {
@@ -208,7 +208,7 @@ func TestAppPasswordRequiredIMAPAndSMTP(t *testing.T) {
 	for range 21 {
 		imapLogin(t, srv, bob, password)
 	}
-	if err, _ := imapLogin(t, srv, bob, app); err != nil {
+	if _, err := imapLogin(t, srv, bob, app); err != nil {
 		t.Errorf("after 21 refusals of the account password, the application password: %v", err)
 	}
 	if n := len(trail(t, srv, "auth.lockout")); n != 0 {
@@ -286,7 +286,7 @@ func TestInactiveAccountsWarnedThenSuspended(t *testing.T) {
 	if ev.Actor != "system" || ev.Details["reason"] != "inactive" || ev.Details["never_logged_in"] != "true" {
 		t.Errorf("account.suspend: %+v", ev)
 	}
-	if err, _ := imapLogin(t, srv, bob, password); err == nil {
+	if _, err := imapLogin(t, srv, bob, password); err == nil {
 		t.Error("a suspended account logged in")
 	}
 	// Resumed, bob reads the warning.
