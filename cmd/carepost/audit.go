@@ -41,6 +41,7 @@ var adminActions = map[string]string{
 	"dir remove-member":        "admin.dir.remove-member",
 	"dir suspend":              "admin.dir.suspend",
 	"dir activate":             "admin.dir.activate",
+	"dir resume":               "admin.dir.resume",
 	"user set-password":        "admin.user.set-password",
 	"user app-password":        "admin.user.app-password",
 	"user app-password revoke": "admin.user.app-password.revoke",
@@ -64,12 +65,14 @@ var adminActions = map[string]string{
 var adminReads = []string{"serve", "init", "version", "dir members", "dir show", "dir search", "dir list",
 	"user app-password list", "user app-passwords", "trust list", "pki dkim", "pki export", "pki list",
 	"queue list", "queue show", "bench smtp", "bench imap", "bench push",
-	"audit verify", "audit show", "audit export", "trace", "dns records"}
+	"audit verify", "audit show", "audit export", "trace", "dns records",
+	"oidc test-issuer", "oidc token"}
 
 // adminQuiet are the reads that leave no event: the server itself, the
 // creation of the store, the version, public keys, certificates and DNS records,
 // and the load tools, which read nothing of the store.
-var adminQuiet = []string{"serve", "init", "version", "pki dkim", "pki export", "bench smtp", "bench imap", "bench push", "dns records"}
+var adminQuiet = []string{"serve", "init", "version", "pki dkim", "pki export", "bench smtp", "bench imap", "bench push", "dns records",
+	"oidc test-issuer", "oidc token"}
 
 // adminAction is the audit action of a command, "" when it leaves none.
 func adminAction(path []string) string {
