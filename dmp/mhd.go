@@ -215,9 +215,15 @@ func (c *MHDConnector) Deposit(ctx context.Context, sub *Submission, by Deposito
 	for i, d := range sub.Documents {
 		outcomes[i] = Outcome{UniqueID: documentUniqueID(sub, i), Title: d.Title}
 	}
-	pending := make([]int, len(sub.Documents))
-	for i := range pending {
-		pending[i] = i
+	// ReadXDM and Validate checked these already; a document that still
+	// fails them is refused here rather than sent, or retried for ever.
+	var pending []int
+	for i := range sub.Documents {
+		if code, reason := mhdPrecheck(sub, i); code != "" {
+			outcomes[i].Code, outcomes[i].Reason = code, reason
+			continue
+		}
+		pending = append(pending, i)
 	}
 	// At most two rounds: the second only resends the documents a
 	// duplicate-only refusal did not name (Implementation notes).
@@ -466,7 +472,7 @@ func (c *MHDConnector) buildBundle(sub *Submission, by Depositor, idx []int) ([]
 	if ins == "" {
 		return nil, bundlePlan{}, errors.New("dmp: mhd: the submission has no patient INS")
 	}
-	listID := newUUID()
+	listID := mhdUUID()
 	entries := []fhirEntry{{FullURL: "urn:uuid:" + listID, Request: &fhirRequest{Method: "POST", URL: "List"}}}
 	plan := bundlePlan{}
 	list := fhirList{
@@ -511,7 +517,7 @@ func (c *MHDConnector) buildBundle(sub *Submission, by Depositor, idx []int) ([]
 
 	for _, i := range idx {
 		d := &sub.Documents[i]
-		refURL, binURL := "urn:uuid:"+newUUID(), "urn:uuid:"+newUUID()
+		refURL, binURL := "urn:uuid:"+mhdUUID(), "urn:uuid:"+mhdUUID()
 		list.Entry = append(list.Entry, fhirListEntry{Item: fhirReference{Reference: refURL}})
 		docRef, err := documentReference(sub, i, ins, binURL, now)
 		if err != nil {
@@ -551,13 +557,6 @@ func (c *MHDConnector) buildBundle(sub *Submission, by Depositor, idx []int) ([]
 func documentReference(sub *Submission, i int, ins, binURL string, now time.Time) (fhirDocumentReference, error) {
 	d := &sub.Documents[i]
 	sum := sha1.Sum(d.Content)
-	if d.SHA1 != "" && !strings.EqualFold(d.SHA1, hex.EncodeToString(sum[:])) {
-		// ReadXDM checked it already: this is a programming error.
-		return fhirDocumentReference{}, fmt.Errorf("dmp: mhd: document %q: content does not match its SHA-1", d.Title)
-	}
-	if d.Size != 0 && d.Size != int64(len(d.Content)) {
-		return fhirDocumentReference{}, fmt.Errorf("dmp: mhd: document %q: content does not match its size", d.Title)
-	}
 	if d.PatientINS != "" && d.PatientINS != ins {
 		return fhirDocumentReference{}, fmt.Errorf("dmp: mhd: document %q is for another patient than its submission", d.Title)
 	}
@@ -610,6 +609,30 @@ func documentReference(sub *Submission, i int, ins, binURL string, now time.Time
 		r.RelatesTo = []fhirRelatesTo{{Code: "replaces", Target: fhirReference{Type: "DocumentReference", Identifier: &target}}}
 	}
 	return r, nil
+}
+
+// The codes of documents refused before sending (the same codes as the
+// XDM reader's, docs/dmp.md).
+const (
+	mhdCodeHash    = "HASH_MISMATCH"
+	mhdCodeSize    = "SIZE_MISMATCH"
+	mhdCodePatient = "PATIENT_MISMATCH"
+)
+
+// mhdPrecheck refuses a document whose content does not match its
+// metadata, or whose patient is not its submission's.
+func mhdPrecheck(sub *Submission, i int) (code, reason string) {
+	d := &sub.Documents[i]
+	sum := sha1.Sum(d.Content)
+	switch {
+	case d.SHA1 != "" && !strings.EqualFold(d.SHA1, hex.EncodeToString(sum[:])):
+		return mhdCodeHash, "The document's content does not match the SHA-1 hash of its metadata."
+	case d.Size != 0 && d.Size != int64(len(d.Content)):
+		return mhdCodeSize, "The document's content does not match the size of its metadata."
+	case d.PatientINS != "" && sub.PatientINS != "" && d.PatientINS != sub.PatientINS:
+		return mhdCodePatient, "The document is for another patient than the rest of the submission."
+	}
+	return "", ""
 }
 
 // patientReference is a logical reference to the patient by INS (FHIR R4
@@ -775,7 +798,7 @@ func derivedOID(s string) string {
 	return mhdPlainAttachmentPrefix + new(big.Int).SetBytes(b).String()
 }
 
-func newUUID() string {
+func mhdUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])  // never fails (crypto/rand.Read)
 	b[6] = b[6]&0x0f | 0x40 // RFC 9562 §5.4

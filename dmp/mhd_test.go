@@ -22,7 +22,7 @@ import (
 	"github.com/carepost/carepost/crypto"
 )
 
-const testINS = "279035121518989"
+const mhdTestINS = "279035121518989"
 
 // fakeRecipient is a loopback MHD Document Recipient: it checks each
 // ITI-65 Bundle strictly (checkBundle) and answers like a FHIR server:
@@ -184,7 +184,7 @@ func checkBundle(body []byte) ([]checkedDoc, error) {
 		return nil, fmt.Errorf("want one List first, have %v", lists)
 	}
 	checkSubject := func(where string, s fhirReference) error {
-		if s.Identifier == nil || s.Identifier.System != "urn:oid:1.2.250.1.213.1.4.8" || s.Identifier.Value != testINS {
+		if s.Identifier == nil || s.Identifier.System != "urn:oid:1.2.250.1.213.1.4.8" || s.Identifier.Value != mhdTestINS {
 			return fmt.Errorf("%s: subject %+v is not the patient's INS", where, s)
 		}
 		return nil
@@ -303,12 +303,12 @@ func checkBundle(body []byte) ([]checkedDoc, error) {
 	return docs, nil
 }
 
-// testSubmission is a submission of n documents for testINS.
+// testSubmission is a submission of n documents for mhdTestINS.
 func testSubmission(n int) *Submission {
 	sub := &Submission{
 		UniqueID:   "1.2.250.1.999.1.7",
 		SourceID:   "1.2.250.1.999.1",
-		PatientINS: testINS,
+		PatientINS: mhdTestINS,
 		Authors:    []Author{{PersonID: "810001045367", FirstName: "Jeanne", LastName: "Martin", InstitutionID: "1750000000", InstitutionName: "CH Exemple"}},
 		Submitted:  time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
 		Title:      "Compte rendu",
@@ -319,7 +319,7 @@ func testSubmission(n int) *Submission {
 		sum := sha1.Sum(content)
 		sub.Documents = append(sub.Documents, Document{
 			UniqueID:        fmt.Sprintf("1.2.250.1.999.1.7.%d", i+1),
-			PatientINS:      testINS,
+			PatientINS:      mhdTestINS,
 			ClassCode:       Code{"10", "1.2.250.1.213.1.1.4.1", "Compte rendu"},
 			TypeCode:        Code{"11490-0", "2.16.840.1.113883.6.1", "Lettre de sortie"},
 			FormatCode:      Code{"urn:ihe:iti:xds-sd:pdf:2008", "1.3.6.1.4.1.19376.1.2.3", "PDF"},
@@ -646,5 +646,26 @@ func TestMHDConfig(t *testing.T) {
 	}
 	if _, err := NewMHD(MHDConfig{Endpoint: "http://[::1]:8080/fhir"}); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestMHDPrecheckRefuses(t *testing.T) {
+	f := newFakeRecipient(t)
+	cfg, _ := startRecipient(t, f, false)
+	c := newTestMHD(t, cfg)
+	sub := testSubmission(3)
+	sub.Documents[0].SHA1 = strings.Repeat("0", 40)
+	sub.Documents[1].Size++
+	out, err := c.Deposit(context.Background(), sub, Depositor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Code != "HASH_MISMATCH" || out[1].Code != "SIZE_MISMATCH" || !out[2].Deposited || f.posts != 1 {
+		t.Errorf("%+v (%d POSTs)", out, f.posts)
+	}
+	all := testSubmission(1)
+	all.Documents[0].PatientINS = "1840275123456"
+	if out, err := c.Deposit(context.Background(), all, Depositor{}); err != nil || out[0].Code != "PATIENT_MISMATCH" || f.posts != 1 {
+		t.Errorf("%v %+v", err, out)
 	}
 }

@@ -173,7 +173,7 @@ func MDN(in ReceiptInput) ([]byte, error) {
 		}
 		fmt.Fprintf(&f, "X-Carepost-Document: %d; %s; %s", i+1, fieldValue(o.UniqueID), result)
 		if !o.Deposited {
-			fmt.Fprintf(&f, "; %s", fieldValue(refusalCode(o)))
+			fmt.Fprintf(&f, "; %s", fieldValue(receiptCode(o)))
 		}
 		f.WriteString("\r\n")
 	}
@@ -286,7 +286,7 @@ func (in *ReceiptInput) header(contentType string, params map[string]string) (ma
 func (in *ReceiptInput) subject() string {
 	if o, ok := firstRefused(in.Outcomes); ok {
 		label := in.documentTitle(o)
-		s := "[KO Intégration système !][" + refusalCode(o) + "] XDM/1.0/DDM+" + label
+		s := "[KO Intégration système !][" + receiptCode(o) + "] XDM/1.0/DDM+" + label
 		for _, p := range []string{in.PatientName, in.PatientBirthDate} {
 			if p = strings.TrimSpace(oneLine(p)); p != "" {
 				s += " " + p
@@ -334,7 +334,7 @@ func (in *ReceiptInput) writeText(w *message.Writer) error {
 			t.WriteString("     Résultat : déposé\n")
 		} else {
 			t.WriteString("     Résultat : refusé\n")
-			fmt.Fprintf(&t, "     Motif : %s (code %s)\n", reasonOf(o), refusalCode(o))
+			fmt.Fprintf(&t, "     Motif : %s (code %s)\n", reasonOf(o), receiptCode(o))
 		}
 	}
 	t.WriteString("\n----\n\nDeposit into the shared medical record (DMP)")
@@ -356,7 +356,7 @@ func (in *ReceiptInput) writeText(w *message.Writer) error {
 			t.WriteString("     Result: deposited\n")
 		} else {
 			t.WriteString("     Result: refused\n")
-			fmt.Fprintf(&t, "     Reason: %s (code %s)\n", reasonOf(o), refusalCode(o))
+			fmt.Fprintf(&t, "     Reason: %s (code %s)\n", reasonOf(o), receiptCode(o))
 		}
 	}
 	t.WriteString("\nCe message est automatique. / This message was sent automatically.\n")
@@ -472,10 +472,10 @@ func disposition(outs []Outcome) string {
 	if !ok {
 		return DispositionOK
 	}
-	return DispositionKO + refusalCode(o) + "^" + asciiLabel(reasonOf(o))
+	return DispositionKO + receiptCode(o) + "^" + asciiLabel(reasonOf(o))
 }
 
-func refusalCode(o Outcome) string {
+func receiptCode(o Outcome) string {
 	c := strings.Map(func(r rune) rune {
 		if r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.' {
 			return r
