@@ -225,10 +225,18 @@ func FromAttachments(msg io.Reader, patientINS string, by Depositor, now time.Ti
 	if err != nil {
 		return nil, err
 	}
-	// The type of the documents the CDA did not type: the header's when it
-	// names one code (X-MSS-CODECDA lists the code of each CDA, Réf #2).
+	// The type of the documents no CDA typed: the header's when it names
+	// one code (X-MSS-CODECDA lists the code of each CDA, Réf #2).
+	// With a CDA among the attachments, the header is that CDA's code,
+	// not the other documents'.
 	headerCode := ""
-	if v := strings.TrimSpace(h.Get("X-MSS-CODECDA")); v != "" && !strings.Contains(v, ",") {
+	cdas := 0
+	for _, d := range sub.Documents {
+		if d.TypeCode.Code != "" {
+			cdas++
+		}
+	}
+	if v := strings.TrimSpace(h.Get("X-MSS-CODECDA")); v != "" && !strings.Contains(v, ",") && cdas == 0 {
 		headerCode = v
 	}
 	for i := range sub.Documents {
