@@ -316,6 +316,14 @@ func readCDA(b []byte) (*cdaDoc, bool) {
 	return &doc, true
 }
 
+// CDATitle is the title of a CDA document, "" when b is not one.
+func CDATitle(b []byte) string {
+	if d, ok := readCDA(b); ok {
+		return strings.TrimSpace(d.Title)
+	}
+	return ""
+}
+
 // qualifiedINS is the INS of the CDA's patient when it is qualified: an
 // INS (NIR or NIA, or their test authorities) with a valid key and the
 // four traits (birth name, first given name, birth date, sex:

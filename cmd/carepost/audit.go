@@ -66,12 +66,14 @@ var adminActions = map[string]string{
 var adminReads = []string{"serve", "init", "version", "dir members", "dir show", "dir search", "dir list",
 	"user app-password list", "user app-passwords", "trust list", "pki dkim", "pki export", "pki list",
 	"queue list", "queue show", "bench smtp", "bench imap", "bench push",
-	"audit verify", "audit show", "audit export", "trace", "dns records"}
+	"audit verify", "audit show", "audit export", "trace", "dns records",
+	"dmp pack"}
 
 // adminQuiet are the reads that leave no event: the server itself, the
 // creation of the store, the version, public keys, certificates and DNS records,
 // and the load tools, which read nothing of the store.
-var adminQuiet = []string{"serve", "init", "version", "pki dkim", "pki export", "bench smtp", "bench imap", "bench push", "dns records"}
+var adminQuiet = []string{"serve", "init", "version", "pki dkim", "pki export", "bench smtp", "bench imap", "bench push", "dns records",
+	"dmp pack"} // dmp pack reads files and writes a package, nothing of the store
 
 // adminAction is the audit action of a command, "" when it leaves none.
 func adminAction(path []string) string {
