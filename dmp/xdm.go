@@ -236,6 +236,9 @@ func readZip(r io.ReaderAt, size int64, lim Limits, depth int) (map[string][]byt
 		return nil, refuse(CodeZipTooLarge, "", "The archive has %d bytes; the limit is %d.", size, lim.MaxTotalSize)
 	}
 	zr, err := zip.NewReader(r, size)
+	if errors.Is(err, zip.ErrInsecurePath) && zr != nil {
+		err = nil // GODEBUG=zipinsecurepath=0: the names are checked below, with their reason
+	}
 	if err != nil {
 		return nil, refuse(CodeBadZip, "", "The archive cannot be read as a zip file (%s).", zipReason(err))
 	}
