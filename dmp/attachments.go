@@ -50,7 +50,7 @@ func walkMessage(msg io.Reader, fn func(p part) error) (textproto.Header, error)
 	br := bufio.NewReader(msg)
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
-		return h, refuse(CodeBadZip, "", "The message cannot be read (%s).", short(err.Error()))
+		return h, refuse(RefusedBadZip, "", "The message cannot be read (%s).", short(err.Error()))
 	}
 	return h, walkPart(h, br, 0, fn)
 }
@@ -111,10 +111,10 @@ func FindXDM(msg io.Reader) ([]byte, error) {
 		}
 		b, err := io.ReadAll(io.LimitReader(p.body, max+1))
 		if err != nil {
-			return refuse(CodeBadZip, "", "The %s attachment cannot be read (%s).", XDMName, short(err.Error()))
+			return refuse(RefusedBadZip, "", "The %s attachment cannot be read (%s).", XDMName, short(err.Error()))
 		}
 		if int64(len(b)) > max {
-			return refuse(CodeZipTooLarge, "", "The %s attachment is larger than %d bytes.", XDMName, max)
+			return refuse(RefusedZipTooLarge, "", "The %s attachment is larger than %d bytes.", XDMName, max)
 		}
 		found = b
 		return errStop
@@ -150,7 +150,7 @@ func isPDF(mt, name string) bool {
 func FromAttachments(msg io.Reader, patientINS string, by Depositor, now time.Time) (*Submission, error) {
 	ins, err := directory.ParseINS(patientINS)
 	if err != nil {
-		return nil, refuse(CodeBadINS, "", "The addressed patient has no valid INS: %s", err)
+		return nil, refuse(RefusedBadINS, "", "The addressed patient has no valid INS: %s", err)
 	}
 	if now.IsZero() {
 		now = time.Now()
@@ -170,13 +170,13 @@ func FromAttachments(msg io.Reader, patientINS string, by Depositor, now time.Ti
 		}
 		b, err := io.ReadAll(io.LimitReader(p.body, lim.MaxEntrySize+1))
 		if err != nil {
-			return refuse(CodeBadZip, "", "The attachment %q cannot be read (%s).", short(p.filename), short(err.Error()))
+			return refuse(RefusedBadZip, "", "The attachment %q cannot be read (%s).", short(p.filename), short(err.Error()))
 		}
 		if int64(len(b)) > lim.MaxEntrySize {
-			return refuse(CodeTooLarge, "", "The attachment %q is larger than %d bytes.", short(p.filename), lim.MaxEntrySize)
+			return refuse(RefusedTooLarge, "", "The attachment %q is larger than %d bytes.", short(p.filename), lim.MaxEntrySize)
 		}
 		if total += int64(len(b)); total > lim.MaxTotalSize {
-			return refuse(CodeTooLarge, "", "The attachments are larger than %d bytes in all.", lim.MaxTotalSize)
+			return refuse(RefusedTooLarge, "", "The attachments are larger than %d bytes in all.", lim.MaxTotalSize)
 		}
 		d := Document{
 			EntryUUID:       "urn:uuid:" + newUUID(),

@@ -73,7 +73,7 @@ func TestDMPFromAttachments(t *testing.T) {
 		t.Fatalf("%+v %v", sub, err)
 	}
 	// A bad patient.
-	if _, err := FromAttachments(bytes.NewReader(msg), "279035121518988", sender, now); refusalCode(err) != CodeBadINS {
+	if _, err := FromAttachments(bytes.NewReader(msg), "279035121518988", sender, now); refusalCode(err) != RefusedBadINS {
 		t.Errorf("bad INS: %v", err)
 	}
 }

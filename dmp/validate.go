@@ -106,7 +106,7 @@ func Validate(sub *Submission, c Check) []Outcome {
 			continue
 		}
 		if seen[d.UniqueID] {
-			out[i].Code, out[i].Reason = CodeDuplicateDoc, fmt.Sprintf("The uniqueId %s is given to two documents of the package.", short(d.UniqueID))
+			out[i].Code, out[i].Reason = RefusedDuplicateDoc, fmt.Sprintf("The uniqueId %s is given to two documents of the package.", short(d.UniqueID))
 			continue
 		}
 		seen[d.UniqueID] = true
@@ -159,22 +159,22 @@ func checkDocument(sub *Submission, d *Document, c Check, now time.Time, want, s
 		req(!d.ServiceStart.IsZero(), "serviceStartTime")
 	}
 	if len(missing) > 0 {
-		return refuse(CodeMissingField, id, "The document %q lacks required metadata: %s.", short(name), strings.Join(missing, ", "))
+		return refuse(RefusedMissingField, id, "The document %q lacks required metadata: %s.", short(name), strings.Join(missing, ", "))
 	}
 
 	// The patient.
 	ins, err := directory.ParseINS(d.PatientINS)
 	if err != nil {
 		if strings.Contains(d.PatientINS, "^") {
-			return refuse(CodeBadINS, id, "The patient of the document %q, %q, is not an INS: its patientId must be <INS>^^^&%s&ISO.", short(name), short(d.PatientINS), OIDINSNIR)
+			return refuse(RefusedBadINS, id, "The patient of the document %q, %q, is not an INS: its patientId must be <INS>^^^&%s&ISO.", short(name), short(d.PatientINS), OIDINSNIR)
 		}
-		return refuse(CodeBadINS, id, "The patient of the document %q has no valid INS: %s", short(name), err)
+		return refuse(RefusedBadINS, id, "The patient of the document %q has no valid INS: %s", short(name), err)
 	}
 	if want != "" && ins != want {
-		return refuse(CodeWrongPatient, id, "The document %q concerns the patient with INS %s, but the message is addressed to the patient with INS %s.", short(name), ins, want)
+		return refuse(RefusedWrongPatient, id, "The document %q concerns the patient with INS %s, but the message is addressed to the patient with INS %s.", short(name), ins, want)
 	}
 	if setINS != "" && ins != setINS {
-		return refuse(CodeWrongPatient, id, "The document %q concerns the patient with INS %s, but its submission set concerns %s.", short(name), ins, setINS)
+		return refuse(RefusedWrongPatient, id, "The document %q concerns the patient with INS %s, but its submission set concerns %s.", short(name), ins, setINS)
 	}
 
 	// The author is the sender, or belongs to the sender's organisation.
@@ -185,7 +185,7 @@ func checkDocument(sub *Submission, d *Document, c Check, now time.Time, want, s
 
 	// Dates.
 	if d.CreationTime.After(now.Add(clockSkew)) {
-		return refuse(CodeBadDate, id, "The creation time of the document %q, %s, is in the future.", short(name), d.CreationTime.UTC().Format(time.RFC3339))
+		return refuse(RefusedBadDate, id, "The creation time of the document %q, %s, is in the future.", short(name), d.CreationTime.UTC().Format(time.RFC3339))
 	}
 
 	// Codes (a signature document has codes of its own, outside the lists;
@@ -195,7 +195,7 @@ func checkDocument(sub *Submission, d *Document, c Check, now time.Time, want, s
 			if len(list) == 0 || list[code.Code] || (!sub.FromXDM && code.Code == UnknownType) {
 				return nil
 			}
-			return refuse(CodeUnknownCode, id, "The %s %q of the document %q is not in the accepted value set.", field, short(code.Code), short(name))
+			return refuse(RefusedUnknownCode, id, "The %s %q of the document %q is not in the accepted value set.", field, short(code.Code), short(name))
 		}
 		for _, r := range []*Refusal{
 			check(c.Codes.TypeCodes, d.TypeCode, "typeCode"),
@@ -214,7 +214,7 @@ func checkDocument(sub *Submission, d *Document, c Check, now time.Time, want, s
 // national identifier) or belongs to the sending organisation.
 func checkAuthor(d *Document, by Depositor, name string) *Refusal {
 	if by.NationalID == "" && by.Organisation == "" {
-		return refuse(CodeAuthorMismatch, "", "The sender's mailbox has neither a professional's national identifier nor an organisation, so it cannot deposit documents.")
+		return refuse(RefusedAuthorMismatch, "", "The sender's mailbox has neither a professional's national identifier nor an organisation, so it cannot deposit documents.")
 	}
 	byID := normNationalID(by.NationalID)
 	var seen []string
@@ -239,7 +239,7 @@ func checkAuthor(d *Document, by Depositor, name string) *Refusal {
 	case by.Organisation != "":
 		who += " or the organisation " + by.Organisation
 	}
-	return refuse(CodeAuthorMismatch, "", "The author of the document %q (%s) is not the sender: only %s may deposit from this mailbox.", short(name), short(strings.Join(seen, ", ")), who)
+	return refuse(RefusedAuthorMismatch, "", "The author of the document %q (%s) is not the sender: only %s may deposit from this mailbox.", short(name), short(strings.Join(seen, ", ")), who)
 }
 
 func normNationalID(s string) string {

@@ -88,55 +88,55 @@ func refuse(code, doc, format string, args ...any) *Refusal {
 
 // The refusal codes (docs/dmp.md "Packages and checks").
 const (
-	CodeBadZip          = "BAD_ZIP"
-	CodeZipTooLarge     = "ZIP_TOO_LARGE"
-	CodeZipBomb         = "ZIP_BOMB"
-	CodeTooManyEntries  = "TOO_MANY_ENTRIES"
-	CodePathTraversal   = "PATH_TRAVERSAL"
-	CodeSymlink         = "SYMLINK"
-	CodeDuplicateEntry  = "DUPLICATE_ENTRY"
-	CodeNestedArchive   = "NESTED_ARCHIVE"
-	CodeMissingMetadata = "MISSING_METADATA"
-	CodeManySubsets     = "MULTIPLE_SUBSETS"
-	CodeBadMetadata     = "BAD_METADATA"
-	CodeNoDocument      = "NO_DOCUMENT"
-	CodeMissingDocument = "MISSING_DOCUMENT"
-	CodeSizeMismatch    = "SIZE_MISMATCH"
-	CodeHashMismatch    = "HASH_MISMATCH"
-	CodeBadINS          = "BAD_INS"
-	CodeWrongPatient    = "WRONG_PATIENT"
-	CodeAuthorMismatch  = "AUTHOR_MISMATCH"
-	CodeMissingField    = "MISSING_FIELD"
-	CodeUnknownCode     = "UNKNOWN_CODE"
-	CodeBadDate         = "BAD_DATE"
-	CodeDuplicateDoc    = "DUPLICATE_DOCUMENT"
-	CodeTooLarge        = "MESSAGE_TOO_LARGE"
+	RefusedBadZip          = "BAD_ZIP"
+	RefusedZipTooLarge     = "ZIP_TOO_LARGE"
+	RefusedZipBomb         = "ZIP_BOMB"
+	RefusedTooManyEntries  = "TOO_MANY_ENTRIES"
+	RefusedPathTraversal   = "PATH_TRAVERSAL"
+	RefusedSymlink         = "SYMLINK"
+	RefusedDuplicateEntry  = "DUPLICATE_ENTRY"
+	RefusedNestedArchive   = "NESTED_ARCHIVE"
+	RefusedMissingMetadata = "MISSING_METADATA"
+	RefusedManySubsets     = "MULTIPLE_SUBSETS"
+	RefusedBadMetadata     = "BAD_METADATA"
+	RefusedNoDocument      = "NO_DOCUMENT"
+	RefusedMissingDocument = "MISSING_DOCUMENT"
+	RefusedSizeMismatch    = "SIZE_MISMATCH"
+	RefusedHashMismatch    = "HASH_MISMATCH"
+	RefusedBadINS          = "BAD_INS"
+	RefusedWrongPatient    = "WRONG_PATIENT"
+	RefusedAuthorMismatch  = "AUTHOR_MISMATCH"
+	RefusedMissingField    = "MISSING_FIELD"
+	RefusedUnknownCode     = "UNKNOWN_CODE"
+	RefusedBadDate         = "BAD_DATE"
+	RefusedDuplicateDoc    = "DUPLICATE_DOCUMENT"
+	RefusedTooLarge        = "MESSAGE_TOO_LARGE"
 )
 
 var labelsFR = map[string]string{
-	CodeBadZip:          "Archive IHE_XDM.ZIP illisible",
-	CodeZipTooLarge:     "Archive trop volumineuse",
-	CodeZipBomb:         "Archive refusée : taille décompressée excessive",
-	CodeTooManyEntries:  "Archive refusée : trop de fichiers",
-	CodePathTraversal:   "Archive refusée : chemin de fichier interdit",
-	CodeSymlink:         "Archive refusée : lien symbolique",
-	CodeDuplicateEntry:  "Archive refusée : fichier en double",
-	CodeNestedArchive:   "Archive refusée : archives imbriquées",
-	CodeMissingMetadata: "METADATA.XML absent",
-	CodeManySubsets:     "Plusieurs lots de soumission dans l'archive",
-	CodeBadMetadata:     "METADATA.XML illisible",
-	CodeNoDocument:      "Aucun document à déposer",
-	CodeMissingDocument: "Document absent de l'archive",
-	CodeSizeMismatch:    "Taille du document différente des métadonnées",
-	CodeHashMismatch:    "Empreinte SHA-1 du document différente des métadonnées",
-	CodeBadINS:          "INS du patient invalide",
-	CodeWrongPatient:    "Le document concerne un autre patient",
-	CodeAuthorMismatch:  "L'auteur du document n'est pas l'expéditeur",
-	CodeMissingField:    "Métadonnée obligatoire absente",
-	CodeUnknownCode:     "Code hors des jeux de valeurs",
-	CodeBadDate:         "Date invalide",
-	CodeDuplicateDoc:    "Document en double",
-	CodeTooLarge:        "Message trop volumineux",
+	RefusedBadZip:          "Archive IHE_XDM.ZIP illisible",
+	RefusedZipTooLarge:     "Archive trop volumineuse",
+	RefusedZipBomb:         "Archive refusée : taille décompressée excessive",
+	RefusedTooManyEntries:  "Archive refusée : trop de fichiers",
+	RefusedPathTraversal:   "Archive refusée : chemin de fichier interdit",
+	RefusedSymlink:         "Archive refusée : lien symbolique",
+	RefusedDuplicateEntry:  "Archive refusée : fichier en double",
+	RefusedNestedArchive:   "Archive refusée : archives imbriquées",
+	RefusedMissingMetadata: "METADATA.XML absent",
+	RefusedManySubsets:     "Plusieurs lots de soumission dans l'archive",
+	RefusedBadMetadata:     "METADATA.XML illisible",
+	RefusedNoDocument:      "Aucun document à déposer",
+	RefusedMissingDocument: "Document absent de l'archive",
+	RefusedSizeMismatch:    "Taille du document différente des métadonnées",
+	RefusedHashMismatch:    "Empreinte SHA-1 du document différente des métadonnées",
+	RefusedBadINS:          "INS du patient invalide",
+	RefusedWrongPatient:    "Le document concerne un autre patient",
+	RefusedAuthorMismatch:  "L'auteur du document n'est pas l'expéditeur",
+	RefusedMissingField:    "Métadonnée obligatoire absente",
+	RefusedUnknownCode:     "Code hors des jeux de valeurs",
+	RefusedBadDate:         "Date invalide",
+	RefusedDuplicateDoc:    "Document en double",
+	RefusedTooLarge:        "Message trop volumineux",
 }
 
 // CodeLabelFR is the French label of a refusal code, for the "code^libellé"
@@ -173,13 +173,13 @@ func ReadXDM(r io.ReaderAt, size int64, lim Limits) (*Submission, error) {
 		parts := strings.Split(strings.TrimSuffix(dir, "/"), "/")
 		if strings.EqualFold(base, metadataName) && len(parts) == 2 && strings.EqualFold(parts[0], xdmDir) {
 			if metaPath != "" {
-				return nil, refuse(CodeManySubsets, "", "The archive holds more than one submission set (%s and %s); send one per message.", metaPath, name)
+				return nil, refuse(RefusedManySubsets, "", "The archive holds more than one submission set (%s and %s); send one per message.", metaPath, name)
 			}
 			metaPath = name
 		}
 	}
 	if metaPath == "" {
-		return nil, refuse(CodeMissingMetadata, "", "The archive has no %s/SUBSET01/%s: it is not an IHE XDM package.", xdmDir, metadataName)
+		return nil, refuse(RefusedMissingMetadata, "", "The archive has no %s/SUBSET01/%s: it is not an IHE XDM package.", xdmDir, metadataName)
 	}
 	sub, err := ParseMetadata(files[metaPath])
 	if err != nil {
@@ -193,21 +193,21 @@ func ReadXDM(r io.ReaderAt, size int64, lim Limits) (*Submission, error) {
 			id = d.EntryUUID
 		}
 		if d.URI == "" {
-			return nil, refuse(CodeMissingField, id, "The document's metadata has no URI: it does not say which file of the archive it is.")
+			return nil, refuse(RefusedMissingField, id, "The document's metadata has no URI: it does not say which file of the archive it is.")
 		}
 		content, ok := lookup(files, subset+"/"+d.URI)
 		if !ok {
-			return nil, refuse(CodeMissingDocument, id, "The document %q named in the metadata is not in the archive (expected %s/%s).", d.Title, subset, d.URI)
+			return nil, refuse(RefusedMissingDocument, id, "The document %q named in the metadata is not in the archive (expected %s/%s).", d.Title, subset, d.URI)
 		}
 		if d.Size < 0 || d.SHA1 == "" {
-			return nil, refuse(CodeMissingField, id, "The metadata of the document %q lacks its size or its SHA-1 hash, which check that it arrived whole.", d.Title)
+			return nil, refuse(RefusedMissingField, id, "The metadata of the document %q lacks its size or its SHA-1 hash, which check that it arrived whole.", d.Title)
 		}
 		if d.Size != int64(len(content)) {
-			return nil, refuse(CodeSizeMismatch, id, "The document %q has %d bytes, but its metadata says %d: it was altered or truncated.", d.Title, len(content), d.Size)
+			return nil, refuse(RefusedSizeMismatch, id, "The document %q has %d bytes, but its metadata says %d: it was altered or truncated.", d.Title, len(content), d.Size)
 		}
 		sum := sha1.Sum(content)
 		if got := hex.EncodeToString(sum[:]); got != d.SHA1 {
-			return nil, refuse(CodeHashMismatch, id, "The SHA-1 of the document %q is %s, but its metadata says %q: it was altered.", d.Title, got, d.SHA1)
+			return nil, refuse(RefusedHashMismatch, id, "The SHA-1 of the document %q is %s, but its metadata says %q: it was altered.", d.Title, got, d.SHA1)
 		}
 		d.Content = content
 	}
@@ -233,17 +233,17 @@ func lookup(files map[string][]byte, name string) ([]byte, bool) {
 // a zip) is checked the same way up to lim.MaxDepth.
 func readZip(r io.ReaderAt, size int64, lim Limits, depth int) (map[string][]byte, error) {
 	if size > lim.MaxTotalSize {
-		return nil, refuse(CodeZipTooLarge, "", "The archive has %d bytes; the limit is %d.", size, lim.MaxTotalSize)
+		return nil, refuse(RefusedZipTooLarge, "", "The archive has %d bytes; the limit is %d.", size, lim.MaxTotalSize)
 	}
 	zr, err := zip.NewReader(r, size)
 	if errors.Is(err, zip.ErrInsecurePath) && zr != nil {
 		err = nil // GODEBUG=zipinsecurepath=0: the names are checked below, with their reason
 	}
 	if err != nil {
-		return nil, refuse(CodeBadZip, "", "The archive cannot be read as a zip file (%s).", zipReason(err))
+		return nil, refuse(RefusedBadZip, "", "The archive cannot be read as a zip file (%s).", zipReason(err))
 	}
 	if len(zr.File) > lim.MaxEntries {
-		return nil, refuse(CodeTooManyEntries, "", "The archive has %d entries; the limit is %d.", len(zr.File), lim.MaxEntries)
+		return nil, refuse(RefusedTooManyEntries, "", "The archive has %d entries; the limit is %d.", len(zr.File), lim.MaxEntries)
 	}
 	files := map[string][]byte{}
 	seen := map[string]string{}
@@ -255,18 +255,18 @@ func readZip(r io.ReaderAt, size int64, lim Limits, depth int) (map[string][]byt
 		}
 		key := strings.ToLower(strings.TrimSuffix(name, "/"))
 		if prev, dup := seen[key]; dup {
-			return nil, refuse(CodeDuplicateEntry, "", "The archive holds %q twice (as %q and %q).", short(name), short(prev), short(name))
+			return nil, refuse(RefusedDuplicateEntry, "", "The archive holds %q twice (as %q and %q).", short(name), short(prev), short(name))
 		}
 		seen[key] = name
 		mode := f.Mode()
 		if mode&fs.ModeSymlink != 0 || (f.ExternalAttrs>>16)&0o170000 == 0o120000 {
-			return nil, refuse(CodeSymlink, "", "The entry %q is a symbolic link; an XDM package holds files only.", short(name))
+			return nil, refuse(RefusedSymlink, "", "The entry %q is a symbolic link; an XDM package holds files only.", short(name))
 		}
 		if mode.IsDir() || strings.HasSuffix(name, "/") {
 			continue
 		}
 		if mode&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice|fs.ModeCharDevice|fs.ModeIrregular) != 0 {
-			return nil, refuse(CodeBadZip, "", "The entry %q is not a regular file.", short(name))
+			return nil, refuse(RefusedBadZip, "", "The entry %q is not a regular file.", short(name))
 		}
 		b, err := readEntry(f, lim, lim.MaxTotalSize-total)
 		if err != nil {
@@ -275,7 +275,7 @@ func readZip(r io.ReaderAt, size int64, lim Limits, depth int) (map[string][]byt
 		total += int64(len(b))
 		if bytes.HasPrefix(b, zipMagic) || strings.EqualFold(path.Ext(name), ".zip") {
 			if depth+1 > lim.MaxDepth {
-				return nil, refuse(CodeNestedArchive, "", "The entry %q is an archive within an archive; at most %d level(s) of nesting are accepted.", short(name), lim.MaxDepth)
+				return nil, refuse(RefusedNestedArchive, "", "The entry %q is an archive within an archive; at most %d level(s) of nesting are accepted.", short(name), lim.MaxDepth)
 			}
 			inner := lim
 			inner.MaxTotalSize = lim.MaxTotalSize - total
@@ -318,15 +318,15 @@ func readEntry(f *zip.File, lim Limits, left int64) ([]byte, error) {
 	}
 	rc, err := f.Open()
 	if err != nil {
-		return nil, refuse(CodeBadZip, "", "The entry %q cannot be read (%s).", name, zipReason(err))
+		return nil, refuse(RefusedBadZip, "", "The entry %q cannot be read (%s).", name, zipReason(err))
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, bound+1))
 	if int64(len(b)) > bound {
-		return nil, refuse(CodeZipBomb, "", "The entry %q expands past %d bytes (%s): refused as a possible zip bomb.", name, bound, why)
+		return nil, refuse(RefusedZipBomb, "", "The entry %q expands past %d bytes (%s): refused as a possible zip bomb.", name, bound, why)
 	}
 	if err != nil {
-		return nil, refuse(CodeBadZip, "", "The entry %q is damaged (%s).", name, zipReason(err))
+		return nil, refuse(RefusedBadZip, "", "The entry %q is damaged (%s).", name, zipReason(err))
 	}
 	return b, nil
 }
@@ -358,7 +358,7 @@ func zipReason(err error) string {
 // separators, ".." elements, drive letters, NUL and control characters.
 func checkEntryName(name string) error {
 	bad := func(why string) error {
-		return refuse(CodePathTraversal, "", "The entry name %q is refused: %s.", short(name), why)
+		return refuse(RefusedPathTraversal, "", "The entry name %q is refused: %s.", short(name), why)
 	}
 	switch {
 	case name == "":
@@ -535,10 +535,10 @@ func ParseMetadata(b []byte) (*Submission, error) {
 		return nil, fmt.Errorf("the encoding %q is not supported; use UTF-8", short(charset))
 	}
 	if err := dec.Decode(&req); err != nil {
-		return nil, refuse(CodeBadMetadata, "", "%s is not well-formed XML (%s).", metadataName, short(err.Error()))
+		return nil, refuse(RefusedBadMetadata, "", "%s is not well-formed XML (%s).", metadataName, short(err.Error()))
 	}
 	if req.XMLName.Local != "SubmitObjectsRequest" {
-		return nil, refuse(CodeBadMetadata, "", "%s must be an ebRIM SubmitObjectsRequest, not a %q element.", metadataName, short(req.XMLName.Local))
+		return nil, refuse(RefusedBadMetadata, "", "%s must be an ebRIM SubmitObjectsRequest, not a %q element.", metadataName, short(req.XMLName.Local))
 	}
 	list := &req.List
 	sub := &Submission{FromXDM: true}
@@ -611,7 +611,7 @@ func ParseMetadata(b []byte) (*Submission, error) {
 		if s := o.slot("size"); s != "" {
 			n, err := strconv.ParseInt(s, 10, 64)
 			if err != nil || n < 0 {
-				return nil, refuse(CodeBadMetadata, d.UniqueID, "The size %q of a document is not a number of bytes.", short(s))
+				return nil, refuse(RefusedBadMetadata, d.UniqueID, "The size %q of a document is not a number of bytes.", short(s))
 			}
 			d.Size = n
 		} else {
@@ -631,7 +631,7 @@ func ParseMetadata(b []byte) (*Submission, error) {
 		sub.Documents = append(sub.Documents, d)
 	}
 	if len(sub.Documents) == 0 {
-		return nil, refuse(CodeNoDocument, "", "%s describes no document (no ExtrinsicObject).", metadataName)
+		return nil, refuse(RefusedNoDocument, "", "%s describes no document (no ExtrinsicObject).", metadataName)
 	}
 	if sub.PatientINS == "" {
 		sub.PatientINS = sub.Documents[0].PatientINS

@@ -224,46 +224,46 @@ func TestDMPHostileArchives(t *testing.T) {
 		doc  bool // the refusal names a document
 	}{
 		{"valid", valid, nil, "", false},
-		{"not a zip", []byte("hello, this is not an archive"), nil, CodeBadZip, false},
-		{"truncated", valid[:len(valid)/2], nil, CodeBadZip, false},
-		{"bomb (ratio)", zipOf(t, zent{name: "IHE_XDM/SUBSET01/DOC0001.PDF", body: zeros}), nil, CodeZipBomb, false},
-		{"bomb (entry size)", zipOf(t, zent{name: "big.bin", body: zeros}), func(l *Limits) { l.MaxRatio = 0 }, CodeZipBomb, false},
+		{"not a zip", []byte("hello, this is not an archive"), nil, RefusedBadZip, false},
+		{"truncated", valid[:len(valid)/2], nil, RefusedBadZip, false},
+		{"bomb (ratio)", zipOf(t, zent{name: "IHE_XDM/SUBSET01/DOC0001.PDF", body: zeros}), nil, RefusedZipBomb, false},
+		{"bomb (entry size)", zipOf(t, zent{name: "big.bin", body: zeros}), func(l *Limits) { l.MaxRatio = 0 }, RefusedZipBomb, false},
 		{"bomb (total)", zipOf(t, zent{name: "a", body: zeros[:600<<10]}, zent{name: "b", body: zeros[:600<<10]}),
-			func(l *Limits) { l.MaxRatio = 0; l.MaxTotalSize = 1 << 20 }, CodeZipBomb, false},
-		{"archive too large", valid, func(l *Limits) { l.MaxTotalSize = 100 }, CodeZipTooLarge, false},
-		{"dot-dot", zipOf(t, zent{name: "IHE_XDM/../../etc/passwd", body: []byte("x")}), nil, CodePathTraversal, false},
-		{"absolute", zipOf(t, zent{name: "/etc/passwd", body: []byte("x")}), nil, CodePathTraversal, false},
-		{"backslash", zipOf(t, zent{name: `IHE_XDM\..\x`, body: []byte("x")}), nil, CodePathTraversal, false},
-		{"drive letter", zipOf(t, zent{name: "C:/Windows/x", body: []byte("x")}), nil, CodePathTraversal, false},
-		{"symlink", zipOf(t, zent{name: "IHE_XDM/SUBSET01/DOC0001.PDF", body: []byte("/etc/passwd"), mode: fs.ModeSymlink | 0o777}), nil, CodeSymlink, false},
-		{"duplicate", zipOf(t, zent{name: "README.TXT", body: []byte("a")}, zent{name: "readme.txt", body: []byte("b")}), nil, CodeDuplicateEntry, false},
-		{"too many entries", zipOf(t, many...), nil, CodeTooManyEntries, false},
-		{"no metadata", zipOf(t, zent{name: "README.TXT", body: []byte("a")}), nil, CodeMissingMetadata, false},
+			func(l *Limits) { l.MaxRatio = 0; l.MaxTotalSize = 1 << 20 }, RefusedZipBomb, false},
+		{"archive too large", valid, func(l *Limits) { l.MaxTotalSize = 100 }, RefusedZipTooLarge, false},
+		{"dot-dot", zipOf(t, zent{name: "IHE_XDM/../../etc/passwd", body: []byte("x")}), nil, RefusedPathTraversal, false},
+		{"absolute", zipOf(t, zent{name: "/etc/passwd", body: []byte("x")}), nil, RefusedPathTraversal, false},
+		{"backslash", zipOf(t, zent{name: `IHE_XDM\..\x`, body: []byte("x")}), nil, RefusedPathTraversal, false},
+		{"drive letter", zipOf(t, zent{name: "C:/Windows/x", body: []byte("x")}), nil, RefusedPathTraversal, false},
+		{"symlink", zipOf(t, zent{name: "IHE_XDM/SUBSET01/DOC0001.PDF", body: []byte("/etc/passwd"), mode: fs.ModeSymlink | 0o777}), nil, RefusedSymlink, false},
+		{"duplicate", zipOf(t, zent{name: "README.TXT", body: []byte("a")}, zent{name: "readme.txt", body: []byte("b")}), nil, RefusedDuplicateEntry, false},
+		{"too many entries", zipOf(t, many...), nil, RefusedTooManyEntries, false},
+		{"no metadata", zipOf(t, zent{name: "README.TXT", body: []byte("a")}), nil, RefusedMissingMetadata, false},
 		{"rezip identity", rezip(t, valid, func(e zent) *zent { return &e }), nil, "", false},
-		{"bad metadata", zipOf(t, zent{name: "IHE_XDM/SUBSET01/METADATA.XML", body: []byte("<SubmitObjectsRequest><unclosed>")}), nil, CodeBadMetadata, false},
-		{"not ebRIM", zipOf(t, zent{name: "IHE_XDM/SUBSET01/METADATA.XML", body: []byte("<html/>")}), nil, CodeBadMetadata, false},
+		{"bad metadata", zipOf(t, zent{name: "IHE_XDM/SUBSET01/METADATA.XML", body: []byte("<SubmitObjectsRequest><unclosed>")}), nil, RefusedBadMetadata, false},
+		{"not ebRIM", zipOf(t, zent{name: "IHE_XDM/SUBSET01/METADATA.XML", body: []byte("<html/>")}), nil, RefusedBadMetadata, false},
 		{"missing document", rezip(t, valid, func(e zent) *zent {
 			if strings.HasSuffix(e.name, "DOC0002.XML") {
 				return nil
 			}
 			return &e
-		}), nil, CodeMissingDocument, true},
+		}), nil, RefusedMissingDocument, true},
 		{"size mismatch", rezip(t, valid, func(e zent) *zent {
 			if strings.HasSuffix(e.name, "DOC0001.PDF") {
 				e.body = append(e.body, '\n')
 			}
 			return &e
-		}), nil, CodeSizeMismatch, true},
+		}), nil, RefusedSizeMismatch, true},
 		{"hash mismatch", rezip(t, valid, func(e zent) *zent {
 			if strings.HasSuffix(e.name, "DOC0001.PDF") {
 				e.body = bytes.Replace(e.body, []byte("test"), []byte("TEST"), 1)
 			}
 			return &e
-		}), nil, CodeHashMismatch, true},
+		}), nil, RefusedHashMismatch, true},
 		{"nested zip, one level", withDoc(inner, "application/zip"), nil, "", false},
-		{"nested zip, two levels", withDoc(zipOf(t, zent{name: "in.zip", body: inner}), "application/zip"), nil, CodeNestedArchive, false},
-		{"nested zip refused at depth 0", withDoc(inner, "application/zip"), func(l *Limits) { l.MaxDepth = 0 }, CodeNestedArchive, false},
-		{"nested bomb", withDoc(zipOf(t, zent{name: "z", body: zeros}), "application/zip"), nil, CodeZipBomb, false},
+		{"nested zip, two levels", withDoc(zipOf(t, zent{name: "in.zip", body: inner}), "application/zip"), nil, RefusedNestedArchive, false},
+		{"nested zip refused at depth 0", withDoc(inner, "application/zip"), func(l *Limits) { l.MaxDepth = 0 }, RefusedNestedArchive, false},
+		{"nested bomb", withDoc(zipOf(t, zent{name: "z", body: zeros}), "application/zip"), nil, RefusedZipBomb, false},
 	}
 	two := zipOf(t, zent{name: "IHE_XDM/SUBSET01/METADATA.XML", body: meta}, zent{name: "IHE_XDM/SUBSET02/METADATA.XML", body: meta})
 	tests = append(tests, struct {
@@ -272,7 +272,7 @@ func TestDMPHostileArchives(t *testing.T) {
 		lim  func(*Limits)
 		code string
 		doc  bool
-	}{"two subsets", two, nil, CodeManySubsets, false})
+	}{"two subsets", two, nil, RefusedManySubsets, false})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			lim := DefaultLimits()
@@ -308,7 +308,7 @@ func TestDMPZipBombIsSmall(t *testing.T) {
 		t.Fatalf("the bomb is %d bytes", len(z))
 	}
 	_, err := readXDM(z, DefaultLimits())
-	if refusalCode(err) != CodeZipBomb {
+	if refusalCode(err) != RefusedZipBomb {
 		t.Fatal(err)
 	}
 	if !strings.Contains(err.Error(), "times its compressed size") {
@@ -379,25 +379,25 @@ func TestDMPValidate(t *testing.T) {
 	}{
 		{"valid", func(*Submission, *Check) {}, [2]string{"", ""}},
 		{"deposit address: any patient", func(s *Submission, c *Check) { c.PatientINS = "" }, [2]string{"", ""}},
-		{"bad INS key", func(s *Submission, c *Check) { s.Documents[0].PatientINS = "279035121518988" }, [2]string{CodeBadINS, ""}},
-		{"not an INS", func(s *Submission, c *Check) { s.Documents[0].PatientINS = "0456^^^&1.2.3.4&ISO^PI" }, [2]string{CodeBadINS, ""}},
-		{"another patient (addressed)", func(s *Submission, c *Check) { c.PatientINS = patientB }, [2]string{CodeWrongPatient, CodeWrongPatient}},
-		{"another patient (in the set)", func(s *Submission, c *Check) { c.PatientINS = ""; s.Documents[1].PatientINS = patientB }, [2]string{"", CodeWrongPatient}},
-		{"author not the sender", func(s *Submission, c *Check) { c.By.NationalID = doctor2 }, [2]string{CodeAuthorMismatch, CodeAuthorMismatch}},
+		{"bad INS key", func(s *Submission, c *Check) { s.Documents[0].PatientINS = "279035121518988" }, [2]string{RefusedBadINS, ""}},
+		{"not an INS", func(s *Submission, c *Check) { s.Documents[0].PatientINS = "0456^^^&1.2.3.4&ISO^PI" }, [2]string{RefusedBadINS, ""}},
+		{"another patient (addressed)", func(s *Submission, c *Check) { c.PatientINS = patientB }, [2]string{RefusedWrongPatient, RefusedWrongPatient}},
+		{"another patient (in the set)", func(s *Submission, c *Check) { c.PatientINS = ""; s.Documents[1].PatientINS = patientB }, [2]string{"", RefusedWrongPatient}},
+		{"author not the sender", func(s *Submission, c *Check) { c.By.NationalID = doctor2 }, [2]string{RefusedAuthorMismatch, RefusedAuthorMismatch}},
 		{"author of the organisation", func(s *Submission, c *Check) {
 			c.By = Depositor{Address: "app@ch.test", Software: true, Organisation: "123456789"}
 		}, [2]string{"", ""}},
 		{"organisation differs", func(s *Submission, c *Check) {
 			c.By = Depositor{Address: "app@ch.test", Software: true, Organisation: "999999999"}
-		}, [2]string{CodeAuthorMismatch, CodeAuthorMismatch}},
-		{"sender without identity", func(s *Submission, c *Check) { c.By = Depositor{Address: "x@ch.test"} }, [2]string{CodeAuthorMismatch, CodeAuthorMismatch}},
+		}, [2]string{RefusedAuthorMismatch, RefusedAuthorMismatch}},
+		{"sender without identity", func(s *Submission, c *Check) { c.By = Depositor{Address: "x@ch.test"} }, [2]string{RefusedAuthorMismatch, RefusedAuthorMismatch}},
 		{"bare RPPS as author", func(s *Submission, c *Check) { s.Documents[0].Authors[0].PersonID = doctor[1:] }, [2]string{"", ""}},
-		{"missing title", func(s *Submission, c *Check) { s.Documents[1].Title = "" }, [2]string{"", CodeMissingField}},
-		{"missing class", func(s *Submission, c *Check) { s.Documents[0].ClassCode = Code{} }, [2]string{CodeMissingField, ""}},
-		{"unknown type code", func(s *Submission, c *Check) { c.Codes = codes; s.Documents[1].TypeCode.Code = "99999-9" }, [2]string{"", CodeUnknownCode}},
+		{"missing title", func(s *Submission, c *Check) { s.Documents[1].Title = "" }, [2]string{"", RefusedMissingField}},
+		{"missing class", func(s *Submission, c *Check) { s.Documents[0].ClassCode = Code{} }, [2]string{RefusedMissingField, ""}},
+		{"unknown type code", func(s *Submission, c *Check) { c.Codes = codes; s.Documents[1].TypeCode.Code = "99999-9" }, [2]string{"", RefusedUnknownCode}},
 		{"known type codes", func(s *Submission, c *Check) { c.Codes = codes }, [2]string{"", ""}},
-		{"future", func(s *Submission, c *Check) { s.Documents[0].CreationTime = now.Add(72 * time.Hour) }, [2]string{CodeBadDate, ""}},
-		{"duplicate uniqueId", func(s *Submission, c *Check) { s.Documents[1].UniqueID = s.Documents[0].UniqueID }, [2]string{"", CodeDuplicateDoc}},
+		{"future", func(s *Submission, c *Check) { s.Documents[0].CreationTime = now.Add(72 * time.Hour) }, [2]string{RefusedBadDate, ""}},
+		{"duplicate uniqueId", func(s *Submission, c *Check) { s.Documents[1].UniqueID = s.Documents[0].UniqueID }, [2]string{"", RefusedDuplicateDoc}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
