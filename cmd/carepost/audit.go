@@ -66,13 +66,14 @@ var adminReads = []string{"serve", "init", "version", "dir members", "dir show",
 	"user app-password list", "user app-passwords", "trust list", "pki dkim", "pki export", "pki list",
 	"queue list", "queue show", "bench smtp", "bench imap", "bench push",
 	"audit verify", "audit show", "audit export", "trace", "dns records",
-	"oidc test-issuer", "oidc token"}
+	"oidc test-issuer", "oidc token", "dmp pack"}
 
 // adminQuiet are the reads that leave no event: the server itself, the
 // creation of the store, the version, public keys, certificates and DNS records,
 // and the load tools, which read nothing of the store.
 var adminQuiet = []string{"serve", "init", "version", "pki dkim", "pki export", "bench smtp", "bench imap", "bench push", "dns records",
-	"oidc test-issuer", "oidc token"}
+	"oidc test-issuer", "oidc token",
+	"dmp pack"} // dmp pack reads files and writes a package, nothing of the store
 
 // adminAction is the audit action of a command, "" when it leaves none.
 func adminAction(path []string) string {
