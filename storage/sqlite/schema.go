@@ -11,7 +11,8 @@ package sqlite
 // mailbox S/MIME certificates; registered client certificates);
 // queueSchemaV1 in queue.go (the outbound queue; V2 the Message-ID of an
 // entry); auditSchemaV1 in audit.go (the audit trail; V2 the account an
-// event concerns).
+// event concerns); dmpSchemaV1 in dmp.go (the DMP vault's documents and
+// the patients' controls).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -31,4 +32,5 @@ var migrations = []string{
 	auditSchemaV2,
 	queueSchemaV2,
 	directorySchemaV7,
+	dmpSchemaV1,
 }
