@@ -66,6 +66,8 @@ type Config struct {
 	SMIME  SMIMEConfig       `toml:"smime"`
 	Audit  AuditConfig       `toml:"audit"`
 	Auth   AuthConfig        `toml:"auth"`
+	// DMP configures the DMP deposit and its embedded vault (dmpapi.go).
+	DMP DMPConfig `toml:"dmp"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -352,6 +354,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.SMIME.validate()...)
 	errs = append(errs, c.Audit.validate()...)
 	errs = append(errs, c.Auth.validate()...)
+	errs = append(errs, c.DMP.validate()...) // dmpapi.go
 	if c.Debug.Pprof != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))
