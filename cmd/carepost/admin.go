@@ -21,8 +21,9 @@ func rootCommand() *command {
 	return &command{subs: []*command{
 		serveCommand, initCommand, versionCommand,
 		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), auditCommand(), traceCommand, benchCommand(),
-		dnsCommand(),  // dns.go
-		oidcCommand(), // oidc.go
+		dnsCommand(),    // dns.go
+		oidcCommand(),   // oidc.go
+		dmpVaultGroup(), // dmpvault.go (until the dmp group of dmp.go is merged)
 	}}
 }
 
