@@ -376,7 +376,7 @@ func (g *Grid) Decide(r Reader, doc *StoredDocument, ctl PatientControls) Decisi
 	}
 	if vis&HiddenFromProfessionals != 0 && !author && !traitant {
 		if d, ok := emergencyPass(r, ctl, "This document is hidden from professionals (MASQUE_PS)."); !ok {
-			d.Hidden = !r.Emergency
+			d.Hidden = true
 			return d
 		}
 		emergency = true

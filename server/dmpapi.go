@@ -159,13 +159,13 @@ func (s *Server) dmpBegin(w http.ResponseWriter, r *http.Request) (*dmpRequest, 
 		return nil, false
 	}
 	ctx := r.Context()
+	p, ok := s.dmpAuthenticate(w, r)
+	if !ok {
+		return nil, false
+	}
 	ins, err := directory.ParseINS(r.PathValue("ins"))
 	if err != nil {
 		historyError(w, http.StatusBadRequest, "The patient's identifier in the address is not a valid INS: "+err.Error())
-		return nil, false
-	}
-	p, ok := s.dmpAuthenticate(w, r)
-	if !ok {
 		return nil, false
 	}
 	q := &dmpRequest{p: p, ins: ins, account: s.patientAccount(ctx, ins)}

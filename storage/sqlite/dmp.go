@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"database/sql"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -32,10 +34,17 @@ import (
 // A document's ID is 128 random bits in hex, never reused. In clear are
 // only what the queries need: the patient's INS, the uniqueId (an OID the
 // producer gives), the version, which document replaced it, the address
-// that deposited it, when, and the size. The content is held in its row
-// (documents are bounded by dmp.Limits and held in memory along the whole
-// deposit path anyway), in a table apart from the metadata so that a list
-// never reads it.
+// that deposited it, when, and the size.
+//
+// The content is kept like a message body (inline.go, blobs.go): up to the
+// inline limit sealed in its dmp_contents row (a table apart from the
+// metadata, so that a list never reads it), larger in the blob store
+// (Options.Blobs, sealed there with its name, "dmp-" and 128 random bits
+// in hex, never reused), put and durable before the row that names it
+// commits. A name of that form no row names (a crash between the two, or
+// a deposit that turned out to be there already) is an orphan, which the
+// sweep at Open deletes (sweepDMPBlobs); the body sweep never touches
+// these names (isBlobName).
 //
 // Writes go through the committer (db.write): durable when they return,
 // with their audit event (dmp.deposit, dmp.controls) in the same
@@ -55,7 +64,8 @@ CREATE TABLE dmp_documents (
 CREATE INDEX dmp_documents_patient ON dmp_documents(patient_ins, deposited_at);
 CREATE TABLE dmp_contents (
 	id   TEXT PRIMARY KEY REFERENCES dmp_documents(id),
-	data BLOB NOT NULL             -- sealed, dmp-content:<id>
+	blob TEXT NOT NULL DEFAULT '', -- the name in the blob store, '' when inline
+	data BLOB                      -- inline: sealed, dmp-content:<id>
 );
 CREATE TABLE dmp_controls (
 	ins        TEXT PRIMARY KEY,
@@ -128,9 +138,21 @@ func (db *DB) PutDocument(ctx context.Context, d dmp.StoredDocument, content []b
 	if err != nil {
 		return d, false, err
 	}
-	sealed, err := db.sealBytes(content, dmpContentContext(id))
-	if err != nil {
-		return d, false, err
+	var sealed []byte
+	var blob string
+	if db.inline >= 0 && int64(len(content)) <= db.inline {
+		if sealed, err = db.sealBytes(content, dmpContentContext(id)); err != nil {
+			return d, false, err
+		}
+	} else {
+		name, err := newBlobName()
+		if err != nil {
+			return d, false, err
+		}
+		blob = dmpBlobPrefix + name
+		if _, err := db.blobs.Put(ctx, blob, bytes.NewReader(content)); err != nil {
+			return d, false, fmt.Errorf("sqlite: store DMP document: %w", err)
+		}
 	}
 	var existing dmp.StoredDocument
 	var existed bool
@@ -175,7 +197,7 @@ func (db *DB) PutDocument(ctx context.Context, d dmp.StoredDocument, content []b
 			id, d.PatientINS, d.Document.UniqueID, version, d.DepositedBy, d.DepositedAt.UnixNano(), len(content), meta); err != nil {
 			return err
 		}
-		if _, err := t.ExecContext(t.ctx, "INSERT INTO dmp_contents (id, data) VALUES (?, ?)", id, sealed); err != nil {
+		if _, err := t.ExecContext(t.ctx, "INSERT INTO dmp_contents (id, blob, data) VALUES (?, ?, ?)", id, blob, sealed); err != nil {
 			return err
 		}
 		d.Version = version
@@ -186,6 +208,10 @@ func (db *DB) PutDocument(ctx context.Context, d dmp.StoredDocument, content []b
 		}
 		return db.dmpEvent(t, d.DepositedBy, "dmp.deposit", id, d.PatientINS, details)
 	})
+	if blob != "" && (err != nil || existed) {
+		// Not referenced: the row did not commit.
+		db.blobs.Delete(context.Background(), blob)
+	}
 	if err != nil {
 		return d, false, err
 	}
@@ -193,6 +219,33 @@ func (db *DB) PutDocument(ctx context.Context, d dmp.StoredDocument, content []b
 		return existing, true, nil
 	}
 	return d, false, nil
+}
+
+// dmpBlobPrefix starts the names of the vault's documents in the blob
+// store.
+const dmpBlobPrefix = "dmp-"
+
+// sweepDMPBlobs deletes the documents in the blob store that no
+// dmp_contents row names; like sweepBlobs, at Open, only when no other
+// process has the directory open.
+func (db *DB) sweepDMPBlobs(ctx context.Context) error {
+	var found []string
+	if err := db.blobs.List(ctx, dmpBlobPrefix, func(name string) error {
+		found = append(found, name)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range found {
+		var n int
+		if err := db.w.QueryRowContext(ctx, "SELECT count(*) FROM dmp_contents WHERE blob = ?", name).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			db.blobs.Delete(ctx, name)
+		}
+	}
+	return nil
 }
 
 // dmpEvent records an event of a change of a patient's record in t.
@@ -256,14 +309,28 @@ func (db *DB) DocumentContent(ctx context.Context, id string) ([]byte, error) {
 		return nil, err
 	}
 	var sealed []byte
-	if err := db.r.QueryRowContext(ctx, "SELECT data FROM dmp_contents WHERE id = ?", id).Scan(&sealed); err != nil {
+	var blob string
+	if err := db.r.QueryRowContext(ctx, "SELECT blob, data FROM dmp_contents WHERE id = ?", id).Scan(&blob, &sealed); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, dmp.ErrNoDocument
 		}
 		return nil, fmt.Errorf("sqlite: DMP document %s: %w", id, err)
 	}
-	plain, err := db.unsealBytes(sealed, dmpContentContext(id))
-	if err != nil {
+	var plain []byte
+	if blob != "" {
+		b, err := db.blobs.Open(ctx, blob)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: DMP document %s: %w", id, err)
+		}
+		defer b.Close()
+		if b.Size() != d.Document.Size {
+			return nil, fmt.Errorf("sqlite: DMP document %s: %w: %d bytes, %d recorded", id, crypto.ErrSealed, b.Size(), d.Document.Size)
+		}
+		plain = make([]byte, b.Size())
+		if _, err := io.ReadFull(b, plain); err != nil {
+			return nil, fmt.Errorf("sqlite: DMP document %s: %w", id, err)
+		}
+	} else if plain, err = db.unsealBytes(sealed, dmpContentContext(id)); err != nil {
 		return nil, fmt.Errorf("sqlite: DMP document %s: %w", id, err)
 	}
 	sum := sha1.Sum(plain)

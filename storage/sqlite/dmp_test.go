@@ -20,14 +20,19 @@ import (
 )
 
 func TestDMPConformance(t *testing.T) {
-	storagetest.RunDMP(t, func(t *testing.T) dmp.Store {
-		db, err := Open(t.TempDir(), Options{Key: testKey, Audit: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	})
+	// Documents inline (the default) and in the blob store.
+	for name, limit := range map[string]int64{"inline": 0, "files": -1} {
+		t.Run(name, func(t *testing.T) {
+			storagetest.RunDMP(t, func(t *testing.T) dmp.Store {
+				db, err := Open(t.TempDir(), Options{Key: testKey, Audit: true, InlineLimit: limit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				return db
+			})
+		})
+	}
 }
 
 const dmpTestINS = "255081416802538"
@@ -42,8 +47,13 @@ func dmpTestDoc(uid, title string) dmp.StoredDocument {
 // is in clear in the data directory (the database, its WAL, any file);
 // a sealed value moved to another document's row fails to open.
 func TestDMPSealedAtRest(t *testing.T) {
+	t.Run("inline", func(t *testing.T) { testDMPSealedAtRest(t, 0) })
+	t.Run("files", func(t *testing.T) { testDMPSealedAtRest(t, -1) })
+}
+
+func testDMPSealedAtRest(t *testing.T, inline int64) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{Key: testKey})
+	db, err := Open(dir, Options{Key: testKey, InlineLimit: inline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,11 +96,11 @@ func TestDMPSealedAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := raw.Exec("UPDATE dmp_contents SET data = (SELECT data FROM dmp_contents WHERE id = ?) WHERE id = ?", d1.ID, d2.ID); err != nil {
+	if _, err := raw.Exec("UPDATE dmp_contents SET data = (SELECT data FROM dmp_contents WHERE id = ?), blob = (SELECT blob FROM dmp_contents WHERE id = ?) WHERE id = ?", d1.ID, d1.ID, d2.ID); err != nil {
 		t.Fatal(err)
 	}
 	raw.Close()
-	db, err = Open(dir, Options{Key: testKey})
+	db, err = Open(dir, Options{Key: testKey, InlineLimit: inline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,5 +173,41 @@ func TestDMPAuditEvents(t *testing.T) {
 	}
 	if evs, _ := db.AuditEvents(ctx, storage.AuditQuery{Action: "dmp.deposit"}); len(evs) != 1 {
 		t.Errorf("deposit events after an idempotent deposit: %d", len(evs))
+	}
+}
+
+// A document in the blob store that no row names (a crash between its put
+// and its commit) is deleted at the next Open; the others stay.
+func TestDMPSweep(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{Key: testKey, InlineLimit: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d, _, err := db.PutDocument(ctx, dmpTestDoc("1.2.250.1.999.1", "kept"), []byte("kept content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := dmpBlobPrefix + "0123456789abcdef0123456789abcdef"
+	if _, err := db.blobs.Put(ctx, orphan, strings.NewReader("orphan")); err != nil {
+		t.Fatal(err)
+	}
+	// The same deposit again leaves no blob behind.
+	if _, existed, err := db.PutDocument(ctx, dmpTestDoc("1.2.250.1.999.1", "kept"), []byte("kept content")); err != nil || !existed {
+		t.Fatal(existed, err)
+	}
+	db.Close()
+	if db, err = Open(dir, Options{Key: testKey, InlineLimit: -1}); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var names []string
+	db.blobs.List(ctx, dmpBlobPrefix, func(n string) error { names = append(names, n); return nil })
+	if len(names) != 1 || names[0] == orphan {
+		t.Fatalf("DMP blobs after the sweep: %v", names)
+	}
+	if b, err := db.DocumentContent(ctx, d.ID); err != nil || string(b) != "kept content" {
+		t.Fatalf("kept document: %q, %v", b, err)
 	}
 }
