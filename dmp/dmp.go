@@ -108,6 +108,11 @@ type Document struct {
 	// the reader (ReadXDM) before anything else sees them. Documents are
 	// bounded by Limits, so they are held in memory.
 	Content []byte
+	// FacilityType and PracticeSetting are the healthcareFacilityTypeCode
+	// (TRE_R02) and practiceSettingCode that XDS requires of every
+	// document (added for xdm.go and pack.go).
+	FacilityType    Code
+	PracticeSetting Code
 }
 
 // Submission is what one message asks to deposit: the documents of one
@@ -124,6 +129,10 @@ type Submission struct {
 	// FromXDM is false for plain attachments, whose metadata was taken
 	// from the message (sender, recipient, attachment).
 	FromXDM bool
+	// ContentType is the submission set's contentTypeCode (the kind of
+	// activity the documents come from), empty for attachments (added for
+	// xdm.go and pack.go).
+	ContentType Code
 }
 
 // Depositor is who deposits: the sender of the message, as the directory

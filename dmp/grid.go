@@ -35,7 +35,7 @@ import (
 //
 // The grid is a TOML file (deploy/dmp-grid.toml; its canonical copy,
 // embedded in the binary, is dmp/grid.toml and a test keeps the two
-// identical) that an operator may replace ([dmp] grid_file).
+// identical) that an operator may replace ([dmp] grid).
 
 //go:embed grid.toml
 var defaultGridFile []byte

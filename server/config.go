@@ -66,8 +66,7 @@ type Config struct {
 	SMIME  SMIMEConfig       `toml:"smime"`
 	Audit  AuditConfig       `toml:"audit"`
 	Auth   AuthConfig        `toml:"auth"`
-	// DMP configures the DMP deposit and its embedded vault (dmpapi.go).
-	DMP DMPConfig `toml:"dmp"`
+	DMP    DMPConfig         `toml:"dmp"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -233,6 +232,7 @@ func Defaults() Config {
 		Audit: AuditConfig{Enabled: true, CheckpointEvents: 1000, CheckpointInterval: Duration(10 * time.Minute),
 			Retention: Duration(365 * 24 * time.Hour), SealInterval: Duration(time.Second)},
 		Auth:  defaultAuth(),
+		DMP:   defaultDMP(),
 		SMIME: SMIMEConfig{Gateway: true, AutoIssue: true, CacheTTL: Duration(keyring.DefaultCacheTTL), FetchTimeout: Duration(keyring.DefaultFetchTimeout)},
 	}
 }
@@ -354,7 +354,8 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.SMIME.validate()...)
 	errs = append(errs, c.Audit.validate()...)
 	errs = append(errs, c.Auth.validate()...)
-	errs = append(errs, c.DMP.validate()...) // dmpapi.go
+	errs = append(errs, c.DMP.validate()...)
+	errs = append(errs, c.DMP.validateGrid()...) // dmpapi.go
 	if c.Debug.Pprof != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))

@@ -57,19 +57,14 @@ import (
 // DMPDocumentsPath is the prefix of the API.
 const DMPDocumentsPath = "/api/v1/patients/"
 
-// DMPConfig is [dmp].
-type DMPConfig struct {
-	// GridFile is the authorization grid (deploy/dmp-grid.toml's format);
-	// "" is the grid embedded in the binary, the same as that file.
-	GridFile string `toml:"grid_file"`
-}
-
-func (c DMPConfig) validate() []error {
-	if c.GridFile == "" {
+// validateGrid checks the grid file of [dmp] grid (DMPConfig, in
+// dmpconfig.go): a grid with a mistake stops the configuration, naming it.
+func (c DMPConfig) validateGrid() []error {
+	if c.Grid == "" {
 		return nil
 	}
-	if _, err := dmp.LoadGrid(c.GridFile); err != nil {
-		return []error{fmt.Errorf("dmp.grid_file: %w", err)}
+	if _, err := dmp.LoadGrid(c.Grid); err != nil {
+		return []error{fmt.Errorf("dmp.grid: %w", err)}
 	}
 	return nil
 }
@@ -81,11 +76,11 @@ type dmpState struct {
 	err  error
 }
 
-// DMPGrid returns the authorization grid of [dmp] grid_file, or the
-// default one.
+// DMPGrid returns the authorization grid of [dmp] grid, or the default
+// one.
 func (s *Server) DMPGrid() (*dmp.Grid, error) {
 	s.dmp.once.Do(func() {
-		if f := s.Config.DMP.GridFile; f != "" {
+		if f := s.Config.DMP.Grid; f != "" {
 			s.dmp.grid, s.dmp.err = dmp.LoadGrid(f)
 			return
 		}
@@ -183,7 +178,7 @@ func (s *Server) dmpBegin(w http.ResponseWriter, r *http.Request) (*dmpRequest, 
 	}
 	if q.grid, err = s.DMPGrid(); err != nil {
 		s.Logger.Error("dmp: the authorization grid cannot be loaded", "err", err)
-		historyError(w, http.StatusServiceUnavailable, "The DMP authorization grid cannot be loaded: the operator must correct [dmp] grid_file.")
+		historyError(w, http.StatusServiceUnavailable, "The DMP authorization grid cannot be loaded: the operator must correct [dmp] grid.")
 		return nil, false
 	}
 	if q.ctl, err = s.Store.Controls(ctx, ins); err != nil {

@@ -336,12 +336,12 @@ func TestDMPAPIBlockAndEmergency(t *testing.T) {
 	}
 }
 
-// [dmp] grid_file: the operator's grid replaces the default; a broken one
+// [dmp] grid: the operator's grid replaces the default; a broken one
 // stops the configuration with its mistake named.
 func TestDMPGridFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "grid.toml")
 	os.WriteFile(p, []byte("[types]\n\"11488-4\" = \"CR de consultation\"\n[[rule]]\nprofession = \"10\"\nread = [\"11488-4\"]\ndeposit = [\"*\"]\n"), 0o600)
-	f := newDMPFixture(t, func(c *server.Config) { c.DMP.GridFile = p })
+	f := newDMPFixture(t, func(c *server.Config) { c.DMP.Grid = p })
 	gp := f.client(clientCert(t, f.srv.PKI, f.other, ""))
 	if _, body := dmpGet(t, gp, f.url("")); len(listIDs(t, body)) != 1 {
 		t.Fatalf("list under the operator's grid: %s", body)
@@ -349,8 +349,8 @@ func TestDMPGridFile(t *testing.T) {
 	cfg := server.Defaults()
 	cfg.Data = t.TempDir()
 	os.WriteFile(p, []byte("[[rule]]\nprofession = \"77\"\n"), 0o600)
-	cfg.DMP.GridFile = p
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dmp.grid_file") || !strings.Contains(err.Error(), "TRE_G15") {
+	cfg.DMP.Grid = p
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dmp.grid") || !strings.Contains(err.Error(), "TRE_G15") {
 		t.Fatalf("broken grid: %v", err)
 	}
 }

@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -39,6 +38,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/limit"
 )
 
 // Algorithms are the signature algorithms accepted (RFC 7518 §3.1): the
@@ -207,13 +207,7 @@ func New(cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopback(host string) bool { return limit.IsLoopbackHost(host) }
 
 // Issuer returns the issuer's URL.
 func (v *Verifier) Issuer() string { return v.cfg.Issuer }

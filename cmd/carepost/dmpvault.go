@@ -388,12 +388,10 @@ func dmpVisibility(d *dmp.StoredDocument) []string {
 	return out
 }
 
-// dmpVaultGroup is the `dmp` group holding the vault's subcommands alone,
-// for as long as the group of the deposit (cmd/carepost/dmp.go,
-// dmpCommand, with `dmp pack`) is not on main. Once it is, this function
-// and its line in rootCommand go, and dmpCommand's subs take
+// dmpWithVault adds the vault's subcommands to the `dmp` group of
+// dmp.go (rootCommand). Equivalently, dmp.go's subs could list
 // dmpVaultCommands()... after pack.
-func dmpVaultGroup() *command {
-	return &command{name: "dmp", summary: "the DMP: documents of the embedded vault, patients' controls",
-		subs: dmpVaultCommands()}
+func dmpWithVault(c *command) *command {
+	c.subs = append(c.subs, dmpVaultCommands()...)
+	return c
 }

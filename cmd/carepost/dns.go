@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/carepost/carepost/limit"
 	"github.com/carepost/carepost/server"
 )
 
@@ -58,7 +59,7 @@ func listenerNotes(name, addr string) []string {
 		return nil
 	}
 	var notes []string
-	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+	if limit.IsLoopbackHost(host) {
 		notes = append(notes, fmt.Sprintf("; note: listen.%s is %s, a loopback address: no client or server elsewhere reaches it until it listens on a public address", name, addr))
 	}
 	if port, _ := strconv.Atoi(p); port != standardPorts[name] {

@@ -32,6 +32,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	cpcrypto "github.com/carepost/carepost/crypto"
+	"github.com/carepost/carepost/limit"
 )
 
 // DefaultAudience is the "aud" of tokens minted without one, and the
@@ -102,17 +103,7 @@ type Issuer struct {
 
 // IsLoopback says whether addr ("host:port") is on a loopback address,
 // the only ones the test issuer listens on.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func IsLoopback(addr string) bool { return limit.IsLoopback(addr) }
 
 // New starts an issuer as opts say. Close stops it.
 func New(opts Options) (*Issuer, error) {
