@@ -21,9 +21,9 @@ func rootCommand() *command {
 	return &command{subs: []*command{
 		serveCommand, initCommand, versionCommand,
 		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), auditCommand(), traceCommand, benchCommand(),
-		dnsCommand(),               // dns.go
-		oidcCommand(),              // oidc.go
-		dmpWithVault(dmpCommand()), // dmp.go; the vault's subcommands: dmpvault.go
+		dnsCommand(),  // dns.go
+		oidcCommand(), // oidc.go
+		dmpWithVault(dmpCommand()),
 	}}
 }
 
