@@ -146,6 +146,10 @@ type Depositor struct {
 	// Software is true for an applicative mailbox (practice software
 	// depositing for its organisation's professionals).
 	Software bool
+	// Patient is the depositor's INS when the patient adds a document to
+	// their own record (the portal's "my documents"), "" otherwise; the
+	// grid's patient_deposit then decides (grid.go).
+	Patient string
 }
 
 // Reader is a professional reading documents through the API, or the

@@ -355,6 +355,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Audit.validate()...)
 	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.DMP.validate()...)
+	errs = append(errs, c.DMP.validateGrid()...) // dmpapi.go
 	if c.Debug.Pprof != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))

@@ -86,6 +86,8 @@ type Server struct {
 	started, closing bool
 	down             []string
 	readyStore       *sqlite.DB
+	// dmp is the DMP vault's grid, loaded once (dmpapi.go).
+	dmp dmpState
 }
 
 // Open validates cfg and opens its data directory: the at-rest key (created

@@ -194,6 +194,7 @@ func (s *Server) serveHTTPS() func(net.Listener) error {
 	mux.Handle(keyring.PublicationPath, s.Keyring.Handler())
 	mux.Handle(HistoryPath, s.historyHandler()) // history.go
 	s.autoconfigRoutes(mux)                     // autoconfig.go
+	s.dmpRoutes(mux)                            // dmpapi.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Nothing is served at this address: the S/MIME certificates are at "+keyring.PublicationPath+"ADDRESS, a mailbox's access history at "+HistoryPath+", "+autoconfigPaths+".", http.StatusNotFound)
 	})

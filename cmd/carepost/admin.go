@@ -23,7 +23,7 @@ func rootCommand() *command {
 		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), auditCommand(), traceCommand, benchCommand(),
 		dnsCommand(),  // dns.go
 		oidcCommand(), // oidc.go
-		dmpCommand(),  // dmp.go
+		dmpWithVault(dmpCommand()),
 	}}
 }
 

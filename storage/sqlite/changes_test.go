@@ -18,6 +18,9 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
+		"DROP TABLE dmp_controls",                  // dmpSchemaV1
+		"DROP TABLE dmp_contents",                  // dmpSchemaV1
+		"DROP TABLE dmp_documents",                 // dmpSchemaV1
 		"DROP TABLE dir_client_certs",              // directorySchemaV8
 		"DROP TABLE dir_inactive_warnings",         // directorySchemaV7
 		"ALTER TABLE queue DROP COLUMN message_id", // queueSchemaV2

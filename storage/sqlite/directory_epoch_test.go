@@ -29,6 +29,9 @@ func TestMigrateCredentialEpochs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
+		"DROP TABLE dmp_controls",                  // dmpSchemaV1
+		"DROP TABLE dmp_contents",                  // dmpSchemaV1
+		"DROP TABLE dmp_documents",                 // dmpSchemaV1
 		"DROP TABLE dir_client_certs",              // directorySchemaV8
 		"DROP TABLE dir_inactive_warnings",         // directorySchemaV7
 		"ALTER TABLE queue DROP COLUMN message_id", // queueSchemaV2

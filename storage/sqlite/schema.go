@@ -13,7 +13,8 @@ package sqlite
 // queueSchemaV1 in queue.go (the outbound queue; V2 the Message-ID of an
 // entry); auditSchemaV1 in audit.go (the audit trail; V2 the account an
 // event concerns); directorySchemaV7 in inactive.go (the warnings of
-// inactive accounts).
+// inactive accounts); dmpSchemaV1 in dmp.go (the DMP vault's documents
+// and the patients' controls).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -34,4 +35,5 @@ var migrations = []string{
 	queueSchemaV2,
 	directorySchemaV7,
 	directorySchemaV8,
+	dmpSchemaV1,
 }
