@@ -21,6 +21,7 @@ import (
 	"github.com/carepost/carepost/crypto/keyring"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/directory/ldap"
 	"github.com/carepost/carepost/imap"
 	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/queue"
@@ -382,6 +383,22 @@ func (s *Server) Start() error {
 	if cfg.Listen.HTTPS != "" {
 		ls = append(ls, listener{"https", cfg.Listen.HTTPS, true, s.serveHTTPS(), s.httpsTLS()})
 	}
+	if cfg.Listen.LDAP != "" || cfg.Listen.LDAPS != "" {
+		// The read-only LDAP view of the directory (address books):
+		// plain on loopback with StartTLS, and LDAPS.
+		view, err := s.ldapView(authn)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		s.closers = append(s.closers, view.Close)
+		if cfg.Listen.LDAP != "" {
+			ls = append(ls, listener{"ldap", cfg.Listen.LDAP, false, view.Serve, nil})
+		}
+		if cfg.Listen.LDAPS != "" {
+			ls = append(ls, listener{"ldaps", cfg.Listen.LDAPS, true, view.Serve, nil})
+		}
+	}
 	if cfg.Listen.Metrics != "" {
 		ls = append(ls, listener{"metrics", cfg.Listen.Metrics, false, s.serveMetrics(), nil})
 	}
@@ -463,6 +480,8 @@ func (s *Server) limitListener(ln net.Listener, name string, implicitTLS bool, t
 		refuse = smtpRefusal(s.Config.Hostname, s.TLS, implicitTLS)
 	case "imap", "imaps":
 		refuse = imapRefusal(s.TLS, implicitTLS)
+	case "ldap", "ldaps":
+		refuse = func(c net.Conn, sentence string) { refuseWith(c, s.TLS, implicitTLS, string(ldap.Refusal(sentence))) }
 	default:
 		return ln
 	}
@@ -479,7 +498,8 @@ func tlsMode(implicit bool) string {
 }
 
 // Addr returns the address a listener is bound to ("smtp", "submission",
-// "submissions", "imap", "imaps", "metrics", "pprof"), or nil.
+// "submissions", "imap", "imaps", "ldap", "ldaps", "metrics", "pprof"), or
+// nil.
 func (s *Server) Addr(name string) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
