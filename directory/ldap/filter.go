@@ -83,7 +83,7 @@ func decodeFilterNode(p *ber.Packet, depth int, nodes *int) (*Filter, error) {
 		}
 		attr, err1 := octets(p.Children[0])
 		val, err2 := octets(p.Children[1])
-		if err1 != nil || err2 != nil || attr == "" {
+		if err1 != nil || err2 != nil || !validAttrDesc(attr) {
 			return nil, errFilter
 		}
 		f.Attr, f.Value = canonicalAttr(attr), val
@@ -92,7 +92,7 @@ func decodeFilterNode(p *ber.Packet, depth int, nodes *int) (*Filter, error) {
 			return nil, errFilter
 		}
 		attr, err := octets(p.Children[0])
-		if err != nil || attr == "" || len(p.Children[1].Children) == 0 {
+		if err != nil || !validAttrDesc(attr) || len(p.Children[1].Children) == 0 {
 			return nil, errFilter
 		}
 		f.Attr = canonicalAttr(attr)
@@ -120,7 +120,7 @@ func decodeFilterNode(p *ber.Packet, depth int, nodes *int) (*Filter, error) {
 			}
 		}
 	case FilterPresent:
-		if p.TagType != ber.TypePrimitive || p.Data.Len() == 0 {
+		if p.TagType != ber.TypePrimitive || !validAttrDesc(string(p.Data.Bytes())) {
 			return nil, errFilter
 		}
 		f.Attr = canonicalAttr(string(p.Data.Bytes()))
@@ -134,6 +134,27 @@ func decodeFilterNode(p *ber.Packet, depth int, nodes *int) (*Filter, error) {
 		return nil, errFilter
 	}
 	return f, nil
+}
+
+// validAttrDesc checks the form of an AttributeDescription (RFC 4512
+// §2.5): a name or an OID, then options, each of letters, digits, '-'
+// (and '.' in an OID).
+func validAttrDesc(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, part := range strings.Split(s, ";") {
+		if part == "" {
+			return false
+		}
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // octets returns the content of an OCTET STRING (or of any primitive
