@@ -452,7 +452,7 @@ func TestPlan(t *testing.T) {
 func TestParseDN(t *testing.T) {
 	for in, want := range map[string]string{
 		"ou=people, dc=Carepost,dc=test": "ou=people,dc=carepost,dc=test",
-		`mail=a\2Bb@x.test,ou=p`:          `mail=a\+b@x.test,ou=p`,
+		`mail=a\2Bb@x.test,ou=p`:         `mail=a\+b@x.test,ou=p`,
 		"":                               "",
 	} {
 		r, ok := parseDN(in)
