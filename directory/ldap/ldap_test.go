@@ -437,6 +437,12 @@ func TestPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := planFilter(f)
+		for i := range got.qs {
+			if got.qs[i].Profession == "" && got.qs[i].NationalID == "" && got.qs[i].Kind == "" && got.qs[i].Text == "" {
+				t.Errorf("%s: query %d without Text: %+v", tc.filter, i, got.qs[i])
+			}
+			got.qs[i].Text = "" // checked above
+		}
 		if got.all != tc.want.all || got.none != tc.want.none || len(got.qs) != len(tc.want.qs) {
 			t.Errorf("%s: plan %+v, want %+v", tc.filter, got, tc.want)
 			continue

@@ -116,8 +116,38 @@ func planFilter(f *Filter) plan {
 	return planItem(f)
 }
 
-// planItem plans an equality, substrings or approximate item.
+// planItem plans an equality, substrings or approximate item. Each query
+// also carries the searched value as Text (every word of it occurs in
+// the listing): implied by the field condition, so nothing more is
+// filtered out, but it is the condition that SearchListings on main
+// applies in the store (the field conditions are checked on the rows the
+// store returned, the first thousand or so in name order), so that
+// searches find every match however many mailboxes there are. Once
+// SearchListings indexes the fields themselves (the national directory's
+// import), withText may go.
 func planItem(f *Filter) plan {
+	p := planItemFields(f)
+	for i := range p.qs {
+		p.qs[i] = withText(p.qs[i])
+	}
+	return p
+}
+
+func withText(q directory.ListingQuery) directory.ListingQuery {
+	if q.Text == "" {
+		// Not the profession: the store's words hold the profession's
+		// label but not the specialty's.
+		for _, v := range []string{q.Address, q.Mail, q.Name, q.LastName, q.FirstName, q.Organisation, q.City} {
+			if v != "" {
+				q.Text = v
+				break
+			}
+		}
+	}
+	return q
+}
+
+func planItemFields(f *Filter) plan {
 	// The value to search and whether it is a prefix of the attribute's.
 	v, prefix := f.Value, f.Op == FilterEqual
 	if f.Op == FilterSubstrings {
@@ -194,12 +224,15 @@ func planItem(f *Filter) plan {
 // merge joins two conditions into one query when ListingQuery can hold
 // both: no field set in both, the same Prefix for the fields.
 func merge(a, b directory.ListingQuery) (directory.ListingQuery, bool) {
+	text := strings.TrimSpace(a.Text + " " + b.Text) // every word of both
+	a.Text, b.Text = "", ""
 	af, bf := fields(&a), fields(&b)
 	for i := range af {
 		if *af[i] != "" && *bf[i] != "" {
 			return a, false
 		}
 	}
+	a.Text = text
 	if a.Kind != "" && b.Kind != "" || hasPrefixable(a) && hasPrefixable(b) && a.Prefix != b.Prefix {
 		return a, false
 	}
