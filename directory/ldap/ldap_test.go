@@ -455,6 +455,23 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+func TestCollapse(t *testing.T) {
+	p, _ := goldap.CompileFilter("(|(cn=dupo*)(mail=dupo*)(sn=dupo*)(givenName=dupo*))")
+	f, err := decodeFilter(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := collapse(planFilter(f).qs)
+	if len(qs) != 1 || qs[0].Text != "dupo" || hasPrefixable(qs[0]) {
+		t.Errorf("Thunderbird's filter: %+v", qs)
+	}
+	p, _ = goldap.CompileFilter("(|(sn=dupo*)(mail=jean*))")
+	f, _ = decodeFilter(p)
+	if qs := collapse(planFilter(f).qs); len(qs) != 3 {
+		t.Errorf("different words: %+v", qs)
+	}
+}
+
 func TestParseDN(t *testing.T) {
 	for in, want := range map[string]string{
 		"ou=people, dc=Carepost,dc=test": "ou=people,dc=carepost,dc=test",

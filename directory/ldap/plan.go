@@ -301,3 +301,23 @@ func (p plan) score() int {
 	}
 	return low - (len(p.qs) - 1)
 }
+
+// collapse turns a union of queries that all carry the same Text into
+// that Text alone: a superset of each (withText), answered by one
+// SearchListings instead of one per field. Thunderbird's
+// (|(cn=dupo*)(mail=dupo*)(sn=dupo*)(givenName=dupo*)) is five queries
+// (cn and sn add the organisation's) that the store answers with five
+// scans of the same words; collapsed, one. The filter's evaluation then
+// keeps what each field condition would have.
+func collapse(qs []directory.ListingQuery) []directory.ListingQuery {
+	if len(qs) < 2 {
+		return qs
+	}
+	text := directory.FoldSearch(qs[0].Text)
+	for _, q := range qs {
+		if text == "" || directory.FoldSearch(q.Text) != text || q.Address != "" || q.NationalID != "" || q.Kind != "" {
+			return qs
+		}
+	}
+	return []directory.ListingQuery{{Text: qs[0].Text}}
+}

@@ -263,7 +263,7 @@ func (s *Server) listings(ctx context.Context, f *Filter, only string, withCerts
 	if p.none || limit <= 0 {
 		return nil, limit <= 0, nil
 	}
-	qs := p.qs
+	qs := collapse(p.qs)
 	if p.all {
 		qs = []directory.ListingQuery{{}}
 	}
