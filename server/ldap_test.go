@@ -102,6 +102,19 @@ func TestLDAPAddressBook(t *testing.T) {
 		t.Fatalf("bind: %v", err)
 	}
 	i.DialIMAP(t, jean, "correct horse battery", nil).Close() // the same credentials
+	// Both binds are in the audit trail, without the password.
+	var outcomes []string
+	for _, r := range trail(t, i, "ldap.bind") {
+		outcomes = append(outcomes, r.Outcome+":"+r.Account)
+		for _, v := range r.Details {
+			if strings.Contains(v, "correct horse") || v == "wrong" {
+				t.Errorf("password in the audit trail: %v", r.Details)
+			}
+		}
+	}
+	if !slices.Equal(outcomes, []string{"refused:" + jean, "ok:" + jean}) {
+		t.Errorf("ldap.bind events: %v", outcomes)
+	}
 
 	// Item 4: the published S/MIME certificate.
 	issued, err := i.Keyring.Issue(ctx, i.PKI, jean, false, false)

@@ -458,7 +458,7 @@ func (s *Server) Start() error {
 func (s *Server) logNotServed() {
 	l := s.Config.Listen
 	for _, off := range []struct{ name, addr string }{{"smtp", l.SMTP}, {"submission", l.Submission},
-		{"submissions", l.Submissions}, {"imap", l.IMAP}, {"imaps", l.IMAPS}, {"metrics", l.Metrics}} {
+		{"submissions", l.Submissions}, {"imap", l.IMAP}, {"imaps", l.IMAPS}, {"ldap", l.LDAP}, {"ldaps", l.LDAPS}, {"metrics", l.Metrics}} {
 		if off.addr == "" {
 			s.Logger.Info("not listening", "listener", off.name, "reason", "listen."+off.name+" is empty in the configuration")
 		}

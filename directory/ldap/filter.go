@@ -101,7 +101,7 @@ func decodeFilterNode(p *ber.Packet, depth int, nodes *int) (*Filter, error) {
 			if s.ClassType != ber.ClassContext || s.TagType != ber.TypePrimitive {
 				return nil, errFilter
 			}
-			v := string(s.Data.Bytes())
+			v := s.Data.String()
 			switch s.Tag {
 			case 0: // initial: first, at most once
 				if i != 0 {
@@ -120,10 +120,10 @@ func decodeFilterNode(p *ber.Packet, depth int, nodes *int) (*Filter, error) {
 			}
 		}
 	case FilterPresent:
-		if p.TagType != ber.TypePrimitive || !validAttrDesc(string(p.Data.Bytes())) {
+		if p.TagType != ber.TypePrimitive || !validAttrDesc(p.Data.String()) {
 			return nil, errFilter
 		}
-		f.Attr = canonicalAttr(string(p.Data.Bytes()))
+		f.Attr = canonicalAttr(p.Data.String())
 	case FilterExtensible:
 		// Evaluated as Undefined (no extensible matching here): kept so
 		// that (!(...)) and (|...) around it still work.
@@ -163,7 +163,7 @@ func octets(p *ber.Packet) (string, error) {
 	if p == nil || p.TagType != ber.TypePrimitive {
 		return "", errFilter
 	}
-	return string(p.Data.Bytes()), nil
+	return p.Data.String(), nil
 }
 
 // String writes f in the string form of RFC 4515 (for the log).

@@ -305,6 +305,39 @@ func TestSizeLimitAndPaging(t *testing.T) {
 	}
 }
 
+// Clients search at once, each on its connection (the sessions are
+// independent; the store's readers serve them together).
+func TestConcurrentClients(t *testing.T) {
+	f := newFixture(t, Options{})
+	for i := range 20 {
+		f.add("Luc", fmt.Sprintf("Besson%02d", i), "10", "", fmt.Sprintf("luc.besson%02d", i), false)
+	}
+	errs := make(chan error, 16)
+	for range 16 {
+		go func() {
+			c, err := goldap.DialURL("ldap://" + f.addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			for range 20 {
+				res, err := c.Search(goldap.NewSearchRequest(testBase, goldap.ScopeWholeSubtree, goldap.NeverDerefAliases, 0, 0, false, "(sn=besson*)", []string{"mail"}, nil))
+				if err != nil || len(res.Entries) != 20 {
+					errs <- fmt.Errorf("search: %v %v", res, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestMalformedInputDoesNotStopTheServer(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.add("Jean", "Dupont", "10", "", "jean.dupont", false)

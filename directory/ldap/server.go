@@ -343,7 +343,7 @@ func (c *conn) bind(req *request) bool {
 	if authn.ClassType != ber.ClassContext || authn.Tag != 0 || authn.TagType != ber.TypePrimitive {
 		return reply(resultAuthMethodNotSupported, "Only simple binds are supported: bind with your mailbox address and password, over TLS (ldaps or StartTLS).")
 	}
-	password := string(authn.Data.Bytes())
+	password := authn.Data.String()
 	c.bound, c.anonOK = nil, false
 	if name == "" && password == "" {
 		if !c.anonymousAllowed() {
@@ -451,7 +451,7 @@ func (c *conn) extended(req *request) bool {
 		reply(resultProtocolError, "The extended request is malformed (RFC 4511 §4.12).", nil)
 		return true
 	}
-	switch oid := string(name.Data.Bytes()); oid {
+	switch oid := name.Data.String(); oid {
 	case oidWhoAmI:
 		id := ""
 		if c.bound != nil {
