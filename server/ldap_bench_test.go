@@ -30,12 +30,21 @@ import (
 // CAREPOST_LDAP_BENCH_DATA=/path/to/data (no server may be running on it):
 // the benchmark then serves that data directory as it is.
 func BenchmarkLDAPSearch(b *testing.B) {
-	addr := ldapBenchServer(b)
+	addr, dir := ldapBenchServer(b)
 	c, err := goldap.DialURL("ldap://" + addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
+	// The store's part: the one SearchListings that Thunderbird's
+	// search becomes (plan.go), without LDAP around it.
+	b.Run("SearchListingsAlone", func(b *testing.B) {
+		for range b.N {
+			if _, err := dir.SearchListings(context.Background(), directory.ListingQuery{Text: "dupo", Limit: 201}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, s := range []struct{ name, filter string }{
 		{"Thunderbird", "(|(cn=dupo*)(mail=dupo*)(sn=dupo*)(givenName=dupo*))"},
 		{"LastNamePrefix", "(sn=Lef*)"},
@@ -83,7 +92,7 @@ func benchAddress(k int) string {
 
 // ldapBenchServer starts a server with the LDAP view and returns its
 // plain listener's address.
-func ldapBenchServer(b *testing.B) string {
+func ldapBenchServer(b *testing.B) (string, *directory.Directory) {
 	if data := os.Getenv("CAREPOST_LDAP_BENCH_DATA"); data != "" {
 		cfg := server.Defaults()
 		cfg.Data = data
@@ -97,7 +106,7 @@ func ldapBenchServer(b *testing.B) string {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { srv.Close() })
-		return srv.Addr("ldap").String()
+		return srv.Addr("ldap").String(), srv.Dir
 	}
 	n := 20000
 	if v := os.Getenv("CAREPOST_LDAP_BENCH_N"); v != "" {
@@ -122,5 +131,5 @@ func ldapBenchServer(b *testing.B) string {
 		}
 	}
 	b.Logf("%d mailboxes made in %v", n, time.Since(start).Round(time.Millisecond))
-	return i.AddrOf("ldap")
+	return i.AddrOf("ldap"), i.Dir
 }

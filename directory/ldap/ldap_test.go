@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"github.com/carepost/carepost/auth"
@@ -375,6 +376,21 @@ func TestMalformedInputDoesNotStopTheServer(t *testing.T) {
 		}
 		nc.Close()
 	}
+	// A message announced too large gets the Notice of Disconnection
+	// (RFC 4511 §4.4.1) before the connection closes.
+	nc, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	nc.Write([]byte{0x30, 0x84, 0x7f, 0xff, 0xff, 0xff})
+	p, err := ber.ReadPacket(nc)
+	nc.Close()
+	if err != nil || len(p.Children) != 2 || p.Children[1].Tag != opExtendedResponse ||
+		!strings.Contains(p.Children[1].Children[2].Data.String(), "not a valid LDAPv3 message") ||
+		p.Children[1].Children[3].Data.String() != oidNoticeOfDiscon {
+		t.Errorf("notice of disconnection: %v", err)
+	}
 	c := f.dial()
 	if got := mails(search(t, c, "(sn=Dupont)")); len(got) != 1 {
 		t.Fatalf("after the garbage: %v", got)
@@ -452,6 +468,8 @@ func TestPlan(t *testing.T) {
 		{"(&(givenName=jea*)(mail=du*))", planOf(q(func(q *directory.ListingQuery) { q.FirstName, q.Mail, q.Prefix = "jea", "du", true }))},
 		{"(|(mail=mar*)(givenName=mar*))", planOf(q(func(q *directory.ListingQuery) { q.Mail, q.Prefix = "mar", true }),
 			q(func(q *directory.ListingQuery) { q.FirstName, q.Prefix = "mar", true }))},
+		{"(&(sn=martin)(givenName=jul*))", planOf(q(func(q *directory.ListingQuery) { q.LastName, q.FirstName, q.Prefix = "martin", "jul", true }),
+			q(func(q *directory.ListingQuery) { q.Organisation, q.FirstName, q.Prefix = "martin", "jul", true }))},
 		{"(objectClass=*)", planAll},
 		{"(&(objectClass=inetOrgPerson)(!(sn=x)))", planAll},
 		{"(|(sn=*)(nosuch=1))", planAll},

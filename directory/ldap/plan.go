@@ -19,8 +19,9 @@ import (
 //     its attribute: Address for an equality on mail or uid, NationalID
 //     for one on employeeNumber, a prefix condition for an initial
 //     substring or an equality, "contains" otherwise;
-//   - (&...) keeps the most selective of its operands, merged with the
-//     others when ListingQuery can hold them together;
+//   - (&...) keeps the most selective of its operands (a union of
+//     queries or one), each query narrowed by the other operands that are
+//     one query when ListingQuery can hold them together;
 //   - (|...) is the union of its operands' plans (one SearchListings
 //     each): Thunderbird's (|(cn=mar*)(mail=mar*)(sn=mar*)) is three
 //     indexed prefix searches, not a scan;
@@ -71,18 +72,19 @@ func planFilter(f *Filter) plan {
 		if !found {
 			return planAll
 		}
-		if len(best.qs) == 1 {
-			q := best.qs[0]
+		// The other operands that are one query each narrow every query
+		// of the chosen plan where ListingQuery can hold both.
+		qs := slices.Clone(best.qs)
+		for i := range qs {
 			for _, r := range rest {
 				if len(r.qs) == 1 {
-					if m, ok := merge(q, r.qs[0]); ok {
-						q = m
+					if m, ok := merge(qs[i], r.qs[0]); ok {
+						qs[i] = m
 					}
 				}
 			}
-			best = planOf(q)
 		}
-		return best
+		return plan{qs: qs}
 	case FilterOr:
 		var qs []directory.ListingQuery
 		for _, s := range f.Sub {

@@ -204,7 +204,6 @@ type conn struct {
 	loopback bool
 	tls      bool
 	bound    *auth.Principal // nil: anonymous
-	anonOK   bool            // an anonymous bind was accepted (or none was needed)
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -262,7 +261,9 @@ func Refusal(sentence string) []byte {
 
 // disconnect sends the Notice of Disconnection (RFC 4511 §4.4.1).
 func (c *conn) disconnect(code int, text string) {
-	c.send(message(0, extendedResponse(code, text, oidNoticeOfDiscon, nil)))
+	if c.send(message(0, extendedResponse(code, text, oidNoticeOfDiscon, nil))) == nil {
+		c.flush()
+	}
 }
 
 func (c *conn) send(p *ber.Packet) error {
@@ -344,12 +345,11 @@ func (c *conn) bind(req *request) bool {
 		return reply(resultAuthMethodNotSupported, "Only simple binds are supported: bind with your mailbox address and password, over TLS (ldaps or StartTLS).")
 	}
 	password := authn.Data.String()
-	c.bound, c.anonOK = nil, false
+	c.bound = nil // a bind that fails leaves the session anonymous (RFC 4511 §4.2.1)
 	if name == "" && password == "" {
 		if !c.anonymousAllowed() {
 			return reply(resultInappropriateAuthentication, c.anonymousRefusal())
 		}
-		c.anonOK = true
 		return reply(resultSuccess, "")
 	}
 	if password == "" {
