@@ -35,8 +35,15 @@
 // each candidate: see plan.go for how and for the limits. A search
 // returns at most Options.MaxResults entries (and at most the client's
 // size limit), then sizeLimitExceeded (4); the paged-results control (RFC
-// 2696) pages within that bound. The root DSE gives namingContexts and
-// supportedLDAPVersion 3.
+// 2696) pages within that bound. The client's time limit is not used:
+// every search is bounded to 10 seconds here. Aliases do not exist, so
+// derefAliases changes nothing. The root DSE gives namingContexts,
+// supportedLDAPVersion 3, the extensions (StartTLS on a plain listener,
+// "Who am I?", RFC 4532) and the paging control.
+//
+// Anonymous "loopback" trusts the address the connection comes from: a
+// proxy on this machine that forwards remote clients to the plain
+// listener makes them all loopback (set anonymous to "never" then).
 //
 // # Why no LDAP server library
 //

@@ -149,6 +149,8 @@ func TestSearchAnonymousOnLoopback(t *testing.T) {
 		{"(|(cn=*martin*)(mail=*martin*))", []string{"p.martinez@carepost.test", "helene.martin@carepost.test"}},
 		// Thunderbird's default autocomplete filter, for "mar".
 		{"(|(cn=mar*)(mail=mar*)(sn=mar*)(givenName=mar*))", []string{"helene.martin@carepost.test", "marie.dupuis@carepost.test"}},
+		// Its two-word form, "jean dup": (|(cn=%v1*%v2-*)(mail=%v1*%v2-*)(sn=%v1*%v2-*)).
+		{"(|(cn=jean*dup*)(mail=jean*dup*)(sn=jean*dup*))", []string{jean}},
 		{"(givenName=helene)", []string{"helene.martin@carepost.test"}},
 		{"(cn=Jean Dupont)", []string{jean}},
 		{"(&(sn=du*)(!(givenName=jean)))", []string{"marie.dupuis@carepost.test", "p.martinez@carepost.test"}},

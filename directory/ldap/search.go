@@ -145,7 +145,8 @@ func (c *conn) search(req *request) bool {
 	only := ""
 	switch {
 	case n == c.s.baseN:
-		withBase, withListings = sr.scope != 1, sr.scope != 0
+		// subordinateSubtree (3) is wholeSubtree without the base.
+		withBase, withListings = sr.scope == 0 || sr.scope == 2, sr.scope != 0
 	case n == "" || strings.HasSuffix(c.s.baseN, ","+n):
 		parentOfBase := len(rdns) == len(c.s.base)-1
 		withBase = sr.scope >= 2 || sr.scope == 1 && parentOfBase
