@@ -67,6 +67,7 @@ type Config struct {
 	Audit  AuditConfig       `toml:"audit"`
 	Auth   AuthConfig        `toml:"auth"`
 	LDAP   LDAPConfig        `toml:"ldap"`
+	DMP    DMPConfig         `toml:"dmp"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -83,8 +84,8 @@ type ListenConfig struct {
 	IMAPS       string `toml:"imaps"`       // implicit TLS (993)
 	// HTTPS serves, over TLS 1.2 or later with the server certificate,
 	// the publication of the mailboxes' S/MIME certificates
-	// (/.well-known/carepost/smime/ADDRESS, crypto/keyring); later the
-	// portal and its APIs.
+	// (/.well-known/carepost/smime/ADDRESS, crypto/keyring), the settings
+	// of mail clients (autoconfig.go); later the portal and its APIs.
 	HTTPS string `toml:"https"`
 	// Metrics serves Prometheus metrics (/metrics) and the health
 	// endpoints (/healthz, /readyz) over plain HTTP, without
@@ -240,6 +241,7 @@ func Defaults() Config {
 			Retention: Duration(365 * 24 * time.Hour), SealInterval: Duration(time.Second)},
 		Auth:  defaultAuth(),
 		LDAP:  defaultLDAP(),
+		DMP:   defaultDMP(),
 		SMIME: SMIMEConfig{Gateway: true, AutoIssue: true, CacheTTL: Duration(keyring.DefaultCacheTTL), FetchTimeout: Duration(keyring.DefaultFetchTimeout)},
 	}
 }
@@ -362,6 +364,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Audit.validate()...)
 	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.validateLDAP()...)
+	errs = append(errs, c.DMP.validate()...)
 	if c.Debug.Pprof != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))

@@ -60,6 +60,9 @@ type Server struct {
 	// one limiter (HTTPS too: history.go). Set by Start.
 	events *audit.Recorder
 	authn  *auth.Authenticator
+	// acct is the guessing defence's lockouts and the inactivity job
+	// (accounts.go). Set by Start.
+	acct *accounts
 
 	// Keyring holds the mailboxes' S/MIME certificates and keys and finds
 	// other operators' recipients' (crypto/keyring): the smime.Keyring
@@ -310,8 +313,9 @@ func (s *Server) Start() error {
 	s.closers = append(s.closers, sessions.Close)
 	// One limiter of password guesses for every listener, so that IMAP
 	// and SMTP AUTH count the same failures (auth.MemoryLimiter: this
-	// process only).
-	aopts, err := s.authOptions(auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
+	// process only); its lockouts, and the inactive accounts, are
+	// accounts.go's.
+	aopts, err := s.authOptions(s.startAccounts())
 	if err != nil {
 		s.Close()
 		return err

@@ -18,7 +18,8 @@ import (
 func undoV5(t *testing.T, raw *sql.DB) {
 	t.Helper()
 	for _, q := range []string{
-		"DROP TABLE dir_client_certs",              // directorySchemaV7
+		"DROP TABLE dir_client_certs",              // directorySchemaV8
+		"DROP TABLE dir_inactive_warnings",         // directorySchemaV7
 		"ALTER TABLE queue DROP COLUMN message_id", // queueSchemaV2
 		"DROP TABLE audit_checkpoints",             // auditSchemaV1 (V2 with it)
 		"DROP TABLE audit_events",
