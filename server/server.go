@@ -21,6 +21,7 @@ import (
 	"github.com/carepost/carepost/crypto/keyring"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/directory/ldap"
 	"github.com/carepost/carepost/imap"
 	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/queue"
@@ -388,6 +389,22 @@ func (s *Server) Start() error {
 	if cfg.Listen.HTTPS != "" {
 		ls = append(ls, listener{"https", cfg.Listen.HTTPS, true, s.serveHTTPS(), s.httpsTLS()})
 	}
+	if cfg.Listen.LDAP != "" || cfg.Listen.LDAPS != "" {
+		// The read-only LDAP view of the directory (address books):
+		// plain on loopback with StartTLS, and LDAPS.
+		view, err := s.ldapView(authn)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		s.closers = append(s.closers, view.Close)
+		if cfg.Listen.LDAP != "" {
+			ls = append(ls, listener{"ldap", cfg.Listen.LDAP, false, view.Serve, nil})
+		}
+		if cfg.Listen.LDAPS != "" {
+			ls = append(ls, listener{"ldaps", cfg.Listen.LDAPS, true, view.Serve, nil})
+		}
+	}
 	if cfg.Listen.Metrics != "" {
 		ls = append(ls, listener{"metrics", cfg.Listen.Metrics, false, s.serveMetrics(), nil})
 	}
@@ -447,7 +464,7 @@ func (s *Server) Start() error {
 func (s *Server) logNotServed() {
 	l := s.Config.Listen
 	for _, off := range []struct{ name, addr string }{{"smtp", l.SMTP}, {"submission", l.Submission},
-		{"submissions", l.Submissions}, {"imap", l.IMAP}, {"imaps", l.IMAPS}, {"metrics", l.Metrics}} {
+		{"submissions", l.Submissions}, {"imap", l.IMAP}, {"imaps", l.IMAPS}, {"ldap", l.LDAP}, {"ldaps", l.LDAPS}, {"metrics", l.Metrics}} {
 		if off.addr == "" {
 			s.Logger.Info("not listening", "listener", off.name, "reason", "listen."+off.name+" is empty in the configuration")
 		}
@@ -469,6 +486,8 @@ func (s *Server) limitListener(ln net.Listener, name string, implicitTLS bool, t
 		refuse = smtpRefusal(s.Config.Hostname, s.TLS, implicitTLS)
 	case "imap", "imaps":
 		refuse = imapRefusal(s.TLS, implicitTLS)
+	case "ldap", "ldaps":
+		refuse = func(c net.Conn, sentence string) { refuseWith(c, s.TLS, implicitTLS, string(ldap.Refusal(sentence))) }
 	default:
 		return ln
 	}
@@ -485,7 +504,8 @@ func tlsMode(implicit bool) string {
 }
 
 // Addr returns the address a listener is bound to ("smtp", "submission",
-// "submissions", "imap", "imaps", "metrics", "pprof"), or nil.
+// "submissions", "imap", "imaps", "ldap", "ldaps", "metrics", "pprof"), or
+// nil.
 func (s *Server) Addr(name string) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -226,6 +226,8 @@ submissions = %q
 imap = ""
 imaps = ""
 https = ""
+ldap = ""
+ldaps = ""
 `, data, submissions), 0o600); err != nil {
 		t.Fatal(err)
 	}
