@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"strings"
 	"time"
 
@@ -160,6 +161,18 @@ func (h *Hook) process(ctx context.Context, m *delivery.Delivered, c delivery.De
 		outcomes, err = h.deposit(ctx, sub, ins, by, now)
 		if err != nil {
 			return err
+		}
+	}
+	if sub == nil {
+		// Refused as a whole: the receipt names the message's subject.
+		subj, err := new(mime.WordDecoder).DecodeHeader(hdr.Get("Subject"))
+		if err != nil {
+			subj = hdr.Get("Subject")
+		}
+		for i := range outcomes {
+			if outcomes[i].Title == "" {
+				outcomes[i].Title = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(subj), SubjectPrefix))
+			}
 		}
 	}
 	for _, o := range outcomes {

@@ -324,6 +324,20 @@ func CDATitle(b []byte) string {
 	return ""
 }
 
+// CDAType is the type code of a CDA document (ClinicalDocument/code, LOINC),
+// the zero Code when b is not one or names none.
+func CDAType(b []byte) Code {
+	d, ok := readCDA(b)
+	if !ok || strings.TrimSpace(d.Code.Code) == "" {
+		return Code{}
+	}
+	scheme := d.Code.CodeSystem
+	if scheme == "" {
+		scheme = OIDLOINC
+	}
+	return Code{Code: strings.TrimSpace(d.Code.Code), Scheme: scheme}
+}
+
 // qualifiedINS is the INS of the CDA's patient when it is qualified: an
 // INS (NIR or NIA, or their test authorities) with a valid key and the
 // four traits (birth name, first given name, birth date, sex:

@@ -176,17 +176,27 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	// encrypt for other operators), then the DKIM signature of what
 	// leaves.
 	transforms := []delivery.Transform{delivery.DKIMVerifier{AuthServID: cfg.Hostname, Keys: cfg.Trust.dkimKeys(), LookupTXT: cfg.Trust.dkimLookup()}}
-	if in, out := s.smimeTransforms(crls); in != nil {
-		transforms = append(transforms, in, out)
+	in, out := s.smimeTransforms(crls)
+	if in != nil {
+		transforms = append(transforms, in)
+	}
+	// The headers of a DMP package, read in clear (after the inbound
+	// gateway decrypted it, before the outbound one encrypts).
+	if h := s.dmpHeaders(); h != nil {
+		transforms = append(transforms, h)
+	}
+	if out != nil {
+		transforms = append(transforms, out)
 	}
 	transforms = append(transforms, signer)
+	hooks := delivery.NewHookRunner(logger.With("component", "hooks"), 0)
 	s.Pipeline = delivery.New(dir, store, delivery.Options{
 		Hostname:       cfg.Hostname,
 		MaxMessageSize: cfg.MaxMessageSize,
 		Logger:         logger.With("component", "delivery"),
 		Spool:          &delivery.Spooler{Dir: spoolDir},
 		Summarize:      summarizer(imap.Limits{Depth: cfg.MaxMIMEDepth, Parts: cfg.MaxMIMEParts}),
-		Hooks:          delivery.NewHookRunner(logger.With("component", "hooks"), 0),
+		Hooks:          hooks,
 		Observe:        m.ObserveDelivery,
 		// Inbound DKIM (RFC 6376) recorded in Authentication-Results
 		// (RFC 8601), fields claiming our name from outside removed; then
@@ -199,6 +209,14 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 			}
 		},
 	})
+	if cfg.DMP.Enabled {
+		h, err := s.dmpHook()
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		hooks.Add(h)
+	}
 	return s, nil
 }
 

@@ -122,6 +122,10 @@ func TestNothingCreatedByAccident(t *testing.T) {
 			if path[1] != "users" {
 				return // load generators: no data directory
 			}
+		case "dmp":
+			if path[1] == "pack" {
+				return // writes a package from files: no data directory
+			}
 		}
 		n++
 		args := append([]string(nil), path...)

@@ -32,7 +32,8 @@ type, class and format codes, size, SHA-1) and the documents. It reads the
 files and writes --out only: no data directory is needed.
 
 A .pdf file is application/pdf, a .xml file text/xml (a CDA document: its
-title is the CDA's when --title is not given). --hide-from-patient adds the
+type is the CDA's code rather than --type, and its title the CDA's when
+--title is not given). --hide-from-patient adds the
 INVISIBLE_PATIENT code (TRE_A07): the patient does not see the documents
 until a professional makes them visible.`,
 	setup: func(fs *flag.FlagSet) runner {
@@ -96,6 +97,11 @@ until a professional makes them visible.`,
 				}
 				if *hide {
 					d.Visibility |= dmp.InvisiblePatient
+				}
+				if t := dmp.CDAType(b); t.Code != "" {
+					// A CDA document says what it is: a package may hold a
+					// letter (--type) and a lab report (its CDA code).
+					d.TypeCode = t
 				}
 				if d.Title == "" {
 					d.Title = dmp.CDATitle(b)
