@@ -174,6 +174,12 @@ func TestDMPDepositWalkthrough(t *testing.T) {
 		!strings.Contains(got[0], "Lettre de liaison") || !strings.Contains(got[0], "Compte rendu de biologie") {
 		t.Fatalf("receipt:\n%s", got[0])
 	}
+	// The original, in the receipt, as it was stored: with the headers of
+	// the clients' referential added (a qualified INS needs the CDA's four
+	// traits, which this CDA lacks: N).
+	if !strings.Contains(got[0], "X-MSS-CODECDA: 11502-2\r\n") || !strings.Contains(got[0], "X-MSS-INS: N\r\n") {
+		t.Errorf("X-MSS-CODECDA / X-MSS-INS not added:\n%s", got[0])
+	}
 	vault, err := srv.DMPVault()
 	if err != nil {
 		t.Fatal(err)
