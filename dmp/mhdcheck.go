@@ -203,7 +203,7 @@ func checkBundle(body []byte) ([]checkedDoc, error) {
 	}
 	for u, r := range byURL {
 		if r.typ == "Binary" && referenced[u] != 1 {
-			return nil, fmt.Errorf("Binary %s referenced %d times", u, referenced[u])
+			return nil, fmt.Errorf("the Binary %s is referenced %d times", u, referenced[u])
 		}
 	}
 	if len(docs) == 0 {
