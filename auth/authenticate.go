@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/refusal"
@@ -43,15 +44,34 @@ func NewLimitedAuthenticator(dir Directory, lim Limiter) *Authenticator {
 }
 
 // Plain checks the credentials of SASL PLAIN (RFC 4616) or IMAP LOGIN,
-// given by a client at source ("ip:port"). The directory's refusal is
+// given by a mail client at source ("ip:port"). The directory's refusal is
 // returned as it is (one sentence whatever the cause); any other error is
 // the directory failing.
 //
 // The limiter is asked before the directory computes the password's hash,
 // so that a flood of guesses waits instead of using the processor; an
-// attempt it turns away is refused with the same sentence as a wrong
-// password (refusal.AuthFailed, Reason ErrTooManyAttempts, for the log).
+// attempt it turns away (slowed past the deadline, or locked out) is
+// refused with the same sentence as a wrong password (refusal.AuthFailed,
+// Reason ErrTooManyAttempts or a *LockedError, for the log).
+//
+// With Options.RequireAppPasswords the account's own password is refused
+// with that sentence too (Reason ErrAppPasswordRequired): mail clients
+// use application passwords (SPEC §3). Such an attempt is not a guess,
+// the password was right: it counts as a success for the limiter, so that
+// a device still configured with the old password does not lock its owner
+// out (docs/auth.md).
 func (a *Authenticator) Plain(ctx context.Context, username, password, source string) (*Principal, error) {
+	return a.plain(ctx, username, password, source, a.opts.RequireAppPasswords)
+}
+
+// PlainAccount is Plain for the owner's own web tools (the access history
+// on [listen] https): the account's password is accepted whatever
+// RequireAppPasswords says, which concerns mail clients (IMAP, SMTP).
+func (a *Authenticator) PlainAccount(ctx context.Context, username, password, source string) (*Principal, error) {
+	return a.plain(ctx, username, password, source, false)
+}
+
+func (a *Authenticator) plain(ctx context.Context, username, password, source string, appOnly bool) (*Principal, error) {
 	if err := a.lim.Wait(ctx, username, source); err != nil {
 		if errors.Is(err, ErrTooManyAttempts) {
 			return nil, refusal.New(refusal.AuthFailed, "", err, refusal.AuthFailedText)
@@ -66,6 +86,9 @@ func (a *Authenticator) Plain(ctx context.Context, username, password, source st
 		return nil, err
 	}
 	a.lim.Success(username, source)
+	if appOnly && dp.AppPassword == 0 {
+		return nil, refusal.New(refusal.AuthFailed, dp.Address, ErrAppPasswordRequired, refusal.AuthFailedText)
+	}
 	return &Principal{
 		Address:      dp.Address,
 		Kind:         dp.Kind,
@@ -77,6 +100,18 @@ func (a *Authenticator) Plain(ctx context.Context, username, password, source st
 		Epoch:        dp.Epoch,
 	}, nil
 }
+
+// Locked says until when a login as account from source is refused by the
+// guessing defence's lockout (docs/auth.md), without counting anything.
+// Plain asks it itself (Limiter.Wait); a mechanism that checks no password
+// may ask it before logging in.
+func (a *Authenticator) Locked(account, source string) (time.Time, bool) {
+	return a.lim.Locked(account, source)
+}
+
+// ErrAppPasswordRequired is the Reason of the refusal of an account's own
+// password by Plain when Options.RequireAppPasswords is set.
+var ErrAppPasswordRequired = errors.New("the account's own password is refused to mail clients: an application password is required")
 
 // Refresh returns a copy of p whose delegations are read again from the
 // directory, so that a member added, removed or given another role is seen

@@ -47,21 +47,30 @@ const (
 	// CauseNoIdentity: a certificate or a token that names no mailbox,
 	// or not the one asked for.
 	CauseNoIdentity
+	// CauseLockedOut: the account or the address is locked out after too
+	// many failures (Limiter); the password was not checked.
+	CauseLockedOut
+	// CauseAppPasswordRequired: the account's own password was right but
+	// mail clients must use an application password
+	// (Options.RequireAppPasswords).
+	CauseAppPasswordRequired
 	causeEnd
 )
 
 var causeNames = [...]string{
-	CauseUnknownAccount: "unknown-account",
-	CauseWrongPassword:  "wrong-password",
-	CauseInactive:       "inactive",
-	CauseThrottled:      "throttled",
-	CauseAuthzIdentity:  "authz-identity",
-	CauseTLSRequired:    "tls-required",
-	CauseMalformed:      "malformed",
-	CauseUnavailable:    "unavailable",
-	CauseBadCertificate: "bad-certificate",
-	CauseInvalidToken:   "invalid-token",
-	CauseNoIdentity:     "no-identity",
+	CauseUnknownAccount:      "unknown-account",
+	CauseWrongPassword:       "wrong-password",
+	CauseInactive:            "inactive",
+	CauseThrottled:           "throttled",
+	CauseAuthzIdentity:       "authz-identity",
+	CauseTLSRequired:         "tls-required",
+	CauseMalformed:           "malformed",
+	CauseUnavailable:         "unavailable",
+	CauseBadCertificate:      "bad-certificate",
+	CauseInvalidToken:        "invalid-token",
+	CauseNoIdentity:          "no-identity",
+	CauseLockedOut:           "locked-out",
+	CauseAppPasswordRequired: "app-password-required",
 }
 
 // String names the cause for logs and metric labels.
@@ -90,6 +99,10 @@ var ErrAuthzIdentity = errors.New("the authorization identity differs from the u
 // failing: CauseUnavailable.
 func CauseOf(err error) Cause {
 	switch {
+	case errors.Is(err, ErrLockedOut):
+		return CauseLockedOut
+	case errors.Is(err, ErrAppPasswordRequired):
+		return CauseAppPasswordRequired
 	case errors.Is(err, ErrTooManyAttempts):
 		return CauseThrottled
 	case errors.Is(err, directory.ErrUnknownAccount):

@@ -9,7 +9,8 @@ import (
 // Options configure an Authenticator beyond its directory (New).
 type Options struct {
 	// Limiter slows and locks out password guessing; nil gets
-	// NewMemoryLimiter's defaults. Services of one process share one.
+	// NewMemoryLimiter's defaults (which never lock). Services of one
+	// process share one.
 	Limiter Limiter
 	// RequireAppPasswords refuses the account's own password in Plain:
 	// mail clients log in with an application password, a certificate or

@@ -44,6 +44,8 @@ submissions = "127.0.0.1:34465"
 imap = ""
 imaps = "127.0.0.1:39993"
 https = ""
+ldap = ""
+ldaps = ""
 TOML
 for label in old new; do
 	cp "$work/carepost.toml" "$work/carepost-$label.toml"

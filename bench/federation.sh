@@ -48,6 +48,8 @@ submissions = "127.0.0.1:${me}465"
 imap = ""
 imaps = "127.0.0.1:${me}993"
 https = "127.0.0.1:${me}443"
+ldap = ""
+ldaps = ""
 [trust]
 dkim_lookup = "config"
 [routes]

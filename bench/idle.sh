@@ -23,6 +23,8 @@ submissions = ""
 imap = ""
 imaps = "127.0.0.1:49994"
 https = ""
+ldap = ""
+ldaps = ""
 $limits
 TOML
 	c=(--config "$d/c.toml" --data "$d/data")

@@ -33,6 +33,8 @@ submissions = "127.0.0.1:44465"
 imap = ""
 imaps = "127.0.0.1:49993"
 https = ""
+ldap = ""
+ldaps = ""
 [debug]
 pprof = "127.0.0.1:46060"
 TOML

@@ -3,7 +3,9 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"fmt"
 
+	"github.com/carepost/carepost/auth"
 	"github.com/carepost/carepost/directory"
 	"github.com/carepost/carepost/refusal"
 	"github.com/carepost/carepost/storage"
@@ -78,4 +80,31 @@ func (t *Transaction) remoteRecipient(r directory.Recipient) error {
 			"%s belongs to another operator of the secure health messaging space, and delivery to other operators is not enabled on this server yet.", r.Address)
 	}
 	return nil
+}
+
+// SendAs sends a message the server writes on behalf of one of its own
+// mailboxes (a DMP deposit receipt from the patient's mailbox or the
+// deposit address) to rcpt, local or of another operator, through the
+// whole path as that mailbox would submit it: sender rules, trace field,
+// DKIM, the S/MIME gateway (signed with the mailbox's certificate,
+// encrypted to a remote recipient), the outbound queue. The principal is
+// the mailbox with mechanism SYSTEM: the audit trail names it as the
+// actor, done by the server.
+func (p *Pipeline) SendAs(ctx context.Context, from, rcpt string, msg []byte) error {
+	e, err := p.dir.Lookup(ctx, from)
+	if err != nil {
+		return fmt.Errorf("delivery: send as %s: %w", from, err)
+	}
+	pr := &auth.Principal{Address: e.Address, Kind: e.Kind, NationalID: e.NationalID, Organisation: e.Organisation,
+		Mechanism: auth.MechSystem}
+	ctx = auth.WithPrincipal(ctx, pr)
+	t := p.Begin(ctx, Source{Principal: pr, Submission: true, TLS: true, Helo: p.opts.Hostname})
+	defer t.Abort()
+	if err := t.Sender(ctx, e.Address); err != nil {
+		return err
+	}
+	if err := t.AddRecipient(ctx, rcpt); err != nil {
+		return err
+	}
+	return t.Deliver(ctx, bytes.NewReader(msg))
 }

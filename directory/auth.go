@@ -101,7 +101,7 @@ func (d *Directory) Authenticate(ctx context.Context, username, password string)
 			return Principal{}, fmt.Errorf("directory: record login of %s: %w", addr, err)
 		}
 	}
-	return Principal{Address: addr, Kind: e.Kind, NationalID: e.NationalID, Organisation: e.Organisation, Delegations: delegations, Epoch: creds.Epoch}, nil
+	return Principal{Address: addr, Kind: e.Kind, NationalID: e.NationalID, Organisation: e.Organisation, Delegations: delegations, Epoch: creds.Epoch, AppPassword: appID}, nil
 }
 
 // verifyCredentials checks password against the account's password, then

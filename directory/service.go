@@ -95,6 +95,10 @@ type Principal struct {
 	// that were checked (AccountState.Epoch): the session ends when it
 	// moves.
 	Epoch int64
+	// AppPassword is the ID of the application password that matched, 0
+	// when it was the account's own password (auth.Options
+	// RequireAppPasswords refuses those to mail clients).
+	AppPassword int64
 }
 
 // Route says where a recipient lives.

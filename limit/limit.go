@@ -192,3 +192,19 @@ func ClientGone(args []any) bool {
 	}
 	return false
 }
+
+// IsLoopback says whether addr ("host:port") is on a loopback address:
+// "localhost" or a loopback IP. An empty host (every interface) is not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && IsLoopbackHost(host)
+}
+
+// IsLoopbackHost says whether host is "localhost" or a loopback IP.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,9 +1,10 @@
 package server
 
 import (
-	"net"
 	"path/filepath"
 	"strings"
+
+	"github.com/carepost/carepost/limit"
 )
 
 // atRestKeyWarning is the sentence `serve` logs at start when the at-rest
@@ -39,17 +40,7 @@ func isDevelopment(cfg Config) bool {
 
 // isLoopback: addr ("host:port") listens on loopback only. An empty host
 // listens on every interface.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopback(addr string) bool { return limit.IsLoopback(addr) }
 
 // insideDir: path is dir or under it, symbolic links resolved where they
 // can be (a data directory reached through a link is the same directory).

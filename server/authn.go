@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/carepost/carepost/auth"
+	"github.com/carepost/carepost/auth/oidc"
 )
 
 // authOptions builds the authenticator's options from [auth]: the client
@@ -30,6 +31,16 @@ func (s *Server) authOptions(lim auth.Limiter) (auth.Options, error) {
 			}
 		}
 		opts.ClientCAs = pool
+	}
+	if o := cfg.OIDC; o.Enabled() {
+		// The issuer is not asked here: the server starts while it is
+		// down, and the first token login discovers it (auth/oidc).
+		v, err := oidc.New(oidc.Config{Issuer: o.Issuer, Audience: o.Audience, Claim: o.Claim, CAFile: o.CAFile,
+			Logger: s.Logger.With("component", "oidc")})
+		if err != nil {
+			return opts, fmt.Errorf("auth.oidc: %w", err)
+		}
+		opts.Tokens, opts.TokenClaimIs = v, o.ClaimIs
 	}
 	return opts, nil
 }

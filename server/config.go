@@ -66,6 +66,8 @@ type Config struct {
 	SMIME  SMIMEConfig       `toml:"smime"`
 	Audit  AuditConfig       `toml:"audit"`
 	Auth   AuthConfig        `toml:"auth"`
+	LDAP   LDAPConfig        `toml:"ldap"`
+	DMP    DMPConfig         `toml:"dmp"`
 
 	// AtRestKeyFile holds the 32-byte key that encrypts message bodies
 	// (raw or 64 hex characters). Default: <data>/keys/at-rest.key, created
@@ -82,8 +84,8 @@ type ListenConfig struct {
 	IMAPS       string `toml:"imaps"`       // implicit TLS (993)
 	// HTTPS serves, over TLS 1.2 or later with the server certificate,
 	// the publication of the mailboxes' S/MIME certificates
-	// (/.well-known/carepost/smime/ADDRESS, crypto/keyring); later the
-	// portal and its APIs.
+	// (/.well-known/carepost/smime/ADDRESS, crypto/keyring), the settings
+	// of mail clients (autoconfig.go); later the portal and its APIs.
 	HTTPS string `toml:"https"`
 	// Metrics serves Prometheus metrics (/metrics) and the health
 	// endpoints (/healthz, /readyz) over plain HTTP, without
@@ -96,6 +98,11 @@ type ListenConfig struct {
 	// (a Prometheus server on another host): keep that address on a
 	// management network or behind a firewall.
 	MetricsAllowRemote bool `toml:"metrics_allow_remote"`
+	// LDAP and LDAPS serve the read-only LDAP view of the directory
+	// ([ldap], directory/ldap): plain LDAP only on a loopback address
+	// (StartTLS offered), LDAPS with implicit TLS.
+	LDAP  string `toml:"ldap"`
+	LDAPS string `toml:"ldaps"`
 }
 
 // LimitsConfig bounds what clients may hold and how fast they may go, so
@@ -209,6 +216,8 @@ func Defaults() Config {
 			IMAP:        "127.0.0.1:1143",
 			IMAPS:       "127.0.0.1:9993",
 			HTTPS:       "127.0.0.1:8443",
+			LDAP:        "127.0.0.1:3389",
+			LDAPS:       "127.0.0.1:6636",
 		},
 		Limits: LimitsConfig{
 			ConnectionsPerAddress: 100,
@@ -231,6 +240,8 @@ func Defaults() Config {
 		Audit: AuditConfig{Enabled: true, CheckpointEvents: 1000, CheckpointInterval: Duration(10 * time.Minute),
 			Retention: Duration(365 * 24 * time.Hour), SealInterval: Duration(time.Second)},
 		Auth:  defaultAuth(),
+		LDAP:  defaultLDAP(),
+		DMP:   defaultDMP(),
 		SMIME: SMIMEConfig{Gateway: true, AutoIssue: true, CacheTTL: Duration(keyring.DefaultCacheTTL), FetchTimeout: Duration(keyring.DefaultFetchTimeout)},
 	}
 }
@@ -352,6 +363,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.SMIME.validate()...)
 	errs = append(errs, c.Audit.validate()...)
 	errs = append(errs, c.Auth.validate()...)
+	errs = append(errs, c.validateLDAP()...)
+	errs = append(errs, c.DMP.validate()...)
+	errs = append(errs, c.DMP.validateGrid()...) // dmpapi.go
 	if c.Debug.Pprof != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.Pprof); err != nil {
 			errs = append(errs, fmt.Errorf("debug.pprof: %q is not HOST:PORT", c.Debug.Pprof))

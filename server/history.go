@@ -97,7 +97,7 @@ func (s *Server) historyHandler() http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 		defer cancel()
-		p, err := s.authn.Plain(ctx, user, password, r.RemoteAddr)
+		p, err := s.authn.PlainAccount(ctx, user, password, r.RemoteAddr)
 		s.auditHistoryLogin(user, p, err, r.RemoteAddr)
 		if err != nil {
 			if refusal.Is(err, refusal.AuthFailed) {

@@ -21,6 +21,7 @@ import (
 	"github.com/carepost/carepost/crypto/keyring"
 	"github.com/carepost/carepost/delivery"
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/directory/ldap"
 	"github.com/carepost/carepost/imap"
 	"github.com/carepost/carepost/metrics"
 	"github.com/carepost/carepost/queue"
@@ -59,6 +60,9 @@ type Server struct {
 	// one limiter (HTTPS too: history.go). Set by Start.
 	events *audit.Recorder
 	authn  *auth.Authenticator
+	// acct is the guessing defence's lockouts and the inactivity job
+	// (accounts.go). Set by Start.
+	acct *accounts
 
 	// Keyring holds the mailboxes' S/MIME certificates and keys and finds
 	// other operators' recipients' (crypto/keyring): the smime.Keyring
@@ -83,6 +87,8 @@ type Server struct {
 	started, closing bool
 	down             []string
 	readyStore       *sqlite.DB
+	// dmp is the DMP vault's grid, loaded once (dmpapi.go).
+	dmp dmpState
 }
 
 // Open validates cfg and opens its data directory: the at-rest key (created
@@ -170,17 +176,27 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 	// encrypt for other operators), then the DKIM signature of what
 	// leaves.
 	transforms := []delivery.Transform{delivery.DKIMVerifier{AuthServID: cfg.Hostname, Keys: cfg.Trust.dkimKeys(), LookupTXT: cfg.Trust.dkimLookup()}}
-	if in, out := s.smimeTransforms(crls); in != nil {
-		transforms = append(transforms, in, out)
+	in, out := s.smimeTransforms(crls)
+	if in != nil {
+		transforms = append(transforms, in)
+	}
+	// The headers of a DMP package, read in clear (after the inbound
+	// gateway decrypted it, before the outbound one encrypts).
+	if h := s.dmpHeaders(); h != nil {
+		transforms = append(transforms, h)
+	}
+	if out != nil {
+		transforms = append(transforms, out)
 	}
 	transforms = append(transforms, signer)
+	hooks := delivery.NewHookRunner(logger.With("component", "hooks"), 0)
 	s.Pipeline = delivery.New(dir, store, delivery.Options{
 		Hostname:       cfg.Hostname,
 		MaxMessageSize: cfg.MaxMessageSize,
 		Logger:         logger.With("component", "delivery"),
 		Spool:          &delivery.Spooler{Dir: spoolDir},
 		Summarize:      summarizer(imap.Limits{Depth: cfg.MaxMIMEDepth, Parts: cfg.MaxMIMEParts}),
-		Hooks:          delivery.NewHookRunner(logger.With("component", "hooks"), 0),
+		Hooks:          hooks,
 		Observe:        m.ObserveDelivery,
 		// Inbound DKIM (RFC 6376) recorded in Authentication-Results
 		// (RFC 8601), fields claiming our name from outside removed; then
@@ -193,6 +209,14 @@ func Open(cfg Config, logger *slog.Logger) (*Server, error) {
 			}
 		},
 	})
+	if cfg.DMP.Enabled {
+		h, err := s.dmpHook()
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		hooks.Add(h)
+	}
 	return s, nil
 }
 
@@ -309,8 +333,9 @@ func (s *Server) Start() error {
 	s.closers = append(s.closers, sessions.Close)
 	// One limiter of password guesses for every listener, so that IMAP
 	// and SMTP AUTH count the same failures (auth.MemoryLimiter: this
-	// process only).
-	aopts, err := s.authOptions(auth.NewMemoryLimiter(time.Duration(cfg.Limits.LoginDelayMax)))
+	// process only); its lockouts, and the inactive accounts, are
+	// accounts.go's.
+	aopts, err := s.authOptions(s.startAccounts())
 	if err != nil {
 		s.Close()
 		return err
@@ -382,6 +407,22 @@ func (s *Server) Start() error {
 	if cfg.Listen.HTTPS != "" {
 		ls = append(ls, listener{"https", cfg.Listen.HTTPS, true, s.serveHTTPS(), s.httpsTLS()})
 	}
+	if cfg.Listen.LDAP != "" || cfg.Listen.LDAPS != "" {
+		// The read-only LDAP view of the directory (address books):
+		// plain on loopback with StartTLS, and LDAPS.
+		view, err := s.ldapView(authn)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		s.closers = append(s.closers, view.Close)
+		if cfg.Listen.LDAP != "" {
+			ls = append(ls, listener{"ldap", cfg.Listen.LDAP, false, view.Serve, nil})
+		}
+		if cfg.Listen.LDAPS != "" {
+			ls = append(ls, listener{"ldaps", cfg.Listen.LDAPS, true, view.Serve, nil})
+		}
+	}
 	if cfg.Listen.Metrics != "" {
 		ls = append(ls, listener{"metrics", cfg.Listen.Metrics, false, s.serveMetrics(), nil})
 	}
@@ -441,7 +482,7 @@ func (s *Server) Start() error {
 func (s *Server) logNotServed() {
 	l := s.Config.Listen
 	for _, off := range []struct{ name, addr string }{{"smtp", l.SMTP}, {"submission", l.Submission},
-		{"submissions", l.Submissions}, {"imap", l.IMAP}, {"imaps", l.IMAPS}, {"metrics", l.Metrics}} {
+		{"submissions", l.Submissions}, {"imap", l.IMAP}, {"imaps", l.IMAPS}, {"ldap", l.LDAP}, {"ldaps", l.LDAPS}, {"metrics", l.Metrics}} {
 		if off.addr == "" {
 			s.Logger.Info("not listening", "listener", off.name, "reason", "listen."+off.name+" is empty in the configuration")
 		}
@@ -463,6 +504,8 @@ func (s *Server) limitListener(ln net.Listener, name string, implicitTLS bool, t
 		refuse = smtpRefusal(s.Config.Hostname, s.TLS, implicitTLS)
 	case "imap", "imaps":
 		refuse = imapRefusal(s.TLS, implicitTLS)
+	case "ldap", "ldaps":
+		refuse = func(c net.Conn, sentence string) { refuseWith(c, s.TLS, implicitTLS, string(ldap.Refusal(sentence))) }
 	default:
 		return ln
 	}
@@ -479,7 +522,8 @@ func tlsMode(implicit bool) string {
 }
 
 // Addr returns the address a listener is bound to ("smtp", "submission",
-// "submissions", "imap", "imaps", "metrics", "pprof"), or nil.
+// "submissions", "imap", "imaps", "ldap", "ldaps", "metrics", "pprof"), or
+// nil.
 func (s *Server) Addr(name string) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -193,9 +193,11 @@ func (s *Server) serveHTTPS() func(net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle(keyring.PublicationPath, s.Keyring.Handler())
 	mux.Handle(HistoryPath, s.historyHandler()) // history.go
+	s.autoconfigRoutes(mux)                     // autoconfig.go
+	s.dmpRoutes(mux)                            // dmpapi.go
 	mux.Handle(DirectoryPath, s.directoryHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "Nothing is served at this address: the S/MIME certificates are at "+keyring.PublicationPath+"ADDRESS, a mailbox's access history at "+HistoryPath+".", http.StatusNotFound)
+		http.Error(w, "Nothing is served at this address: the S/MIME certificates are at "+keyring.PublicationPath+"ADDRESS, a mailbox's access history at "+HistoryPath+", "+autoconfigPaths+".", http.StatusNotFound)
 	})
 	hs := &http.Server{
 		Handler:           mux,

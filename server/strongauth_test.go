@@ -4,15 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/carepost/carepost/auth/oidc/oidctest"
 	"github.com/carepost/carepost/crypto"
 	"github.com/carepost/carepost/directory"
+	"github.com/carepost/carepost/server"
 	"github.com/carepost/carepost/server/servertest"
 )
 
@@ -219,5 +223,138 @@ func TestSoftwareCertificateSubmission(t *testing.T) {
 	}
 	if err := send(c, "dpi@carepost.test", other); err == nil {
 		t.Error("a professional sent as the software's mailbox")
+	}
+}
+
+// bearerClient is a SASL client for OAUTHBEARER (RFC 7628) or XOAUTH2 that
+// answers a failure status the way the RFC says (a dummy response) and
+// keeps it for the test.
+type bearerClient struct {
+	mech, user, token string
+	status            []byte
+}
+
+func (b *bearerClient) Start() (string, []byte, error) {
+	if b.mech == "XOAUTH2" {
+		return b.mech, []byte("user=" + b.user + "\x01auth=Bearer " + b.token + "\x01\x01"), nil
+	}
+	return b.mech, []byte("n,a=" + b.user + ",\x01auth=Bearer " + b.token + "\x01\x01"), nil
+}
+
+func (b *bearerClient) Next(challenge []byte) ([]byte, error) {
+	b.status = challenge
+	if b.mech == "XOAUTH2" {
+		return []byte{}, nil
+	}
+	return []byte{0x01}, nil
+}
+
+// OAUTHBEARER and XOAUTH2 on IMAP and submission (issue #26 item 3),
+// against an OpenID Connect issuer on loopback: a valid token logs in, an
+// expired one, one for another audience or signed with an unknown key is
+// refused with the RFC 7628 status; the claim may name the national
+// identifier; the issuer's key rotation needs no restart.
+func TestBearerTokens(t *testing.T) {
+	iss := oidctest.Start(t)
+	srv := servertest.Start(t, func(c *server.Config) {
+		c.Auth.OIDC = server.OIDCConfig{Issuer: iss.URL(), Audience: iss.Audience(), Claim: "email", ClaimIs: "address",
+			CAFile: iss.CAFile(), Scope: "openid email"}
+	})
+	alice := srv.AddProfessional("alice", "")
+
+	login := func(mech, user, token string) (*bearerClient, error) {
+		c := dialIMAPS(t, srv)
+		if m := imapMechs(t, c); !strings.Contains(strings.Join(m, " "), mech) {
+			t.Fatalf("%s not offered: %v", mech, m)
+		}
+		b := &bearerClient{mech: mech, user: user, token: token}
+		err := c.Authenticate(b)
+		if err == nil {
+			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatalf("SELECT after %s: %v", mech, err)
+			}
+		}
+		return b, err
+	}
+	for _, mech := range []string{"OAUTHBEARER", "XOAUTH2"} {
+		if _, err := login(mech, alice, iss.TokenFor(alice, nil)); err != nil {
+			t.Fatalf("%s with a valid token: %v", mech, err)
+		}
+		if _, err := login(mech, "", iss.TokenFor(alice, nil)); err != nil {
+			t.Fatalf("%s without authorization identity: %v", mech, err)
+		}
+		for name, tok := range map[string]string{
+			"expired":         iss.TokenFor(alice, map[string]any{"exp": time.Now().Add(-time.Hour)}),
+			"other audience":  iss.TokenFor(alice, map[string]any{"aud": "another-service"}),
+			"unpublished key": iss.UnpublishedToken(map[string]any{"email": alice, "email_verified": true}),
+			"forged":          iss.ForgedToken(map[string]any{"email": alice, "email_verified": true}),
+		} {
+			b, err := login(mech, alice, tok)
+			if err == nil {
+				t.Fatalf("%s with an %s token logged in", mech, name)
+			}
+			var st map[string]string
+			if json.Unmarshal(b.status, &st) != nil || st["schemes"] != "bearer" || st["status"] == "" || st["scope"] != "openid email" {
+				t.Errorf("%s, %s token: failure status %q", mech, name, b.status)
+			}
+		}
+		// A valid token for alice does not open bob's mailbox.
+		if _, err := login(mech, "bob@carepost.test", iss.TokenFor(alice, nil)); err == nil {
+			t.Errorf("%s: alice's token opened another mailbox", mech)
+		}
+	}
+
+	// Key rotation at the issuer: the new key's tokens are taken without
+	// a restart (after the verifier's refetch delay).
+	if _, err := iss.Rotate("ES256"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := login("OAUTHBEARER", alice, iss.TokenFor(alice, nil))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a token of the rotated key is still refused: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+
+	// Submission: XOAUTH2, then a message.
+	c := dialSubmissions(t, srv)
+	if err := c.Auth(&bearerClient{mech: "XOAUTH2", user: alice, token: iss.TokenFor(alice, nil)}); err != nil {
+		t.Fatalf("submission XOAUTH2: %v", err)
+	}
+	if err := send(c, alice, alice); err != nil {
+		t.Fatal(err)
+	}
+	c = dialSubmissions(t, srv)
+	b := &bearerClient{mech: "OAUTHBEARER", user: alice, token: iss.TokenFor(alice, map[string]any{"exp": time.Now().Add(-time.Hour)})}
+	if err := c.Auth(b); err == nil || !strings.Contains(err.Error(), "535") {
+		t.Fatalf("submission OAUTHBEARER with an expired token: %v", err)
+	}
+	if !strings.Contains(string(b.status), "invalid_token") {
+		t.Errorf("submission failure status %q", b.status)
+	}
+}
+
+// With claim_is = "national_id", the token's claim names the professional
+// by national identifier.
+func TestBearerNationalID(t *testing.T) {
+	iss := oidctest.Start(t)
+	srv := servertest.Start(t, func(c *server.Config) {
+		c.Auth.OIDC = server.OIDCConfig{Issuer: iss.URL(), Audience: iss.Audience(), Claim: "preferred_username",
+			ClaimIs: "national_id", CAFile: iss.CAFile(), Scope: "openid"}
+	})
+	alice := srv.AddProfessional("alice", "")
+	e, err := srv.Dir.Lookup(context.Background(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialIMAPS(t, srv)
+	tok := iss.Token(map[string]any{"preferred_username": e.NationalID})
+	if err := c.Authenticate(&bearerClient{mech: "OAUTHBEARER", token: tok}); err != nil {
+		t.Fatalf("OAUTHBEARER by national identifier: %v", err)
 	}
 }

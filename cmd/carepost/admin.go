@@ -21,6 +21,9 @@ func rootCommand() *command {
 	return &command{subs: []*command{
 		serveCommand, initCommand, versionCommand,
 		dirCommand(), userCommand(), trustCommand(), pkiCommand(), queueCommand(), auditCommand(), traceCommand, benchCommand(),
+		dnsCommand(),  // dns.go
+		oidcCommand(), // oidc.go
+		dmpWithVault(dmpCommand()),
 	}}
 }
 
@@ -224,6 +227,13 @@ and organisations, accents and case folded.`,
 			{name: "activate", summary: "make a suspended or closed mailbox active again",
 				args: "ADDRESS", minArgs: 1, maxArgs: 1,
 				setup: func(fs *flag.FlagSet) runner { return statusRunner(directory.StatusActive) }},
+			{name: "resume", summary: "make a suspended mailbox active again (one suspended for inactivity, for example); a closed one stays closed",
+				args: "ADDRESS", minArgs: 1, maxArgs: 1,
+				long: `An account without a login for [auth] suspend_inactive_after is suspended
+by the server (docs/auth.md); resume reopens it, and its owner's next login
+restarts the inactivity period. A closed mailbox is not resumed: use
+dir activate if reopening it is intended.`,
+				setup: func(fs *flag.FlagSet) runner { return resumeRunner() }},
 		}}
 }
 
@@ -237,6 +247,29 @@ func statusRunner(st directory.Status) runner {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "%s is now %s\n", strings.ToLower(pos[0]), st)
+		return nil
+	})
+}
+
+// resumeRunner is dir resume: suspended → active, and nothing else.
+func resumeRunner() runner {
+	return withServer(func(e *env, srv *server.Server, pos []string) error {
+		en, err := srv.Dir.Lookup(e.ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		switch en.Status {
+		case directory.StatusActive:
+			fmt.Fprintf(e.stdout, "%s is active already\n", en.Address)
+			return nil
+		case directory.StatusSuspended:
+		default:
+			return fmt.Errorf("%s is %s, not suspended: dir resume reopens only a suspended mailbox (dir activate reopens a closed one)", en.Address, en.Status)
+		}
+		if err := srv.Dir.SetStatus(e.ctx, en.Address, directory.StatusActive); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s is now %s\n", en.Address, directory.StatusActive)
 		return nil
 	})
 }

@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"crypto"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +41,7 @@ var adminActions = map[string]string{
 	"dir remove-member":        "admin.dir.remove-member",
 	"dir suspend":              "admin.dir.suspend",
 	"dir activate":             "admin.dir.activate",
+	"dir resume":               "admin.dir.resume",
 	"dir import":               "admin.dir.import",
 	"user set-password":        "admin.user.set-password",
 	"user app-password":        "admin.user.app-password",
@@ -67,12 +66,15 @@ var adminActions = map[string]string{
 var adminReads = []string{"serve", "init", "version", "dir members", "dir show", "dir search", "dir list",
 	"user app-password list", "user app-passwords", "trust list", "pki dkim", "pki export", "pki list",
 	"queue list", "queue show", "bench smtp", "bench imap", "bench push",
-	"audit verify", "audit show", "audit export", "trace"}
+	"audit verify", "audit show", "audit export", "trace", "dns records",
+	"oidc test-issuer", "oidc token", "dmp pack"}
 
 // adminQuiet are the reads that leave no event: the server itself, the
-// creation of the store, the version, public keys and certificates, and
-// the load tools, which read nothing of the store.
-var adminQuiet = []string{"serve", "init", "version", "pki dkim", "pki export", "bench smtp", "bench imap", "bench push"}
+// creation of the store, the version, public keys, certificates and DNS records,
+// and the load tools, which read nothing of the store.
+var adminQuiet = []string{"serve", "init", "version", "pki dkim", "pki export", "bench smtp", "bench imap", "bench push", "dns records",
+	"oidc test-issuer", "oidc token",
+	"dmp pack"} // dmp pack reads files and writes a package, nothing of the store
 
 // adminAction is the audit action of a command, "" when it leaves none.
 func adminAction(path []string) string {
@@ -226,24 +228,11 @@ Exits 0 when the trail is intact, 1 when it is not.`,
 
 // readCertKey reads the public key of the first certificate of a PEM file.
 func readCertKey(path string) (crypto.PublicKey, error) {
-	b, err := os.ReadFile(path)
+	c, err := readCertFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (carepost pki export server writes the operator's)", err)
 	}
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("%s: no PEM certificate in it (carepost pki export server writes the operator's)", path)
-		}
-		if blk.Type == "CERTIFICATE" {
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			return c.PublicKey, nil
-		}
-	}
+	return c.PublicKey, nil
 }
 
 // printReport prints what a verification found; a broken trail is an

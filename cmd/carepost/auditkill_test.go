@@ -59,6 +59,8 @@ submissions = %q
 imap = ""
 imaps = %q
 https = ""
+ldap = ""
+ldaps = ""
 [audit]
 seal_interval = "50ms"
 checkpoint_events = 50

@@ -57,6 +57,8 @@ submissions = %q
 imap = ""
 imaps = ""
 https = ""
+ldap = ""
+ldaps = ""
 [queue]
 retry_initial = "100ms"
 retry_max = "300ms"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -124,22 +125,28 @@ var pkiDKIM = &command{name: "dkim", summary: "print the DNS TXT records of the 
 carries a signature of each. Publish every record in the zone of its domain.`,
 	setup: func(fs *flag.FlagSet) runner {
 		return withServer(func(e *env, srv *server.Server, _ []string) error {
-			keys, err := srv.DKIMKeys()
+			return printDKIMRecords(e.stdout, srv, srv.Config.Domains)
+		})
+	}}
+
+// printDKIMRecords prints the TXT record of each DKIM key for each of
+// domains (`pki dkim`, `dns records`).
+func printDKIMRecords(w io.Writer, srv *server.Server, domains []string) error {
+	keys, err := srv.DKIMKeys()
+	if err != nil {
+		return err
+	}
+	for _, d := range domains {
+		for _, k := range keys {
+			rec, err := k.TXTRecord(d)
 			if err != nil {
 				return err
 			}
-			for _, d := range srv.Config.Domains {
-				for _, k := range keys {
-					rec, err := k.TXTRecord(d)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintln(e.stdout, rec)
-				}
-			}
-			return nil
-		})
-	}}
+			fmt.Fprintln(w, rec)
+		}
+	}
+	return nil
+}
 
 func queueID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)

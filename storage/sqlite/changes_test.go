@@ -23,7 +23,11 @@ func undoV5(t *testing.T, raw *sql.DB) {
 		"DROP TABLE dir_national_mailboxes",
 		"DROP TABLE dir_national_people",
 		"DROP TABLE dir_national_imports",
-		"DROP TABLE dir_client_certs",              // directorySchemaV7
+		"DROP TABLE dmp_controls",                  // dmpSchemaV1
+		"DROP TABLE dmp_contents",                  // dmpSchemaV1
+		"DROP TABLE dmp_documents",                 // dmpSchemaV1
+		"DROP TABLE dir_client_certs",              // directorySchemaV8
+		"DROP TABLE dir_inactive_warnings",         // directorySchemaV7
 		"ALTER TABLE queue DROP COLUMN message_id", // queueSchemaV2
 		"DROP TABLE audit_checkpoints",             // auditSchemaV1 (V2 with it)
 		"DROP TABLE audit_events",

@@ -233,6 +233,10 @@ func Open(dir string, opts Options) (*DB, error) {
 			db.closeFiles()
 			return nil, fmt.Errorf("sqlite: body store of %s: %w", dir, err)
 		}
+		if err := db.sweepDMPBlobs(context.Background()); err != nil { // dmp.go
+			db.closeFiles()
+			return nil, fmt.Errorf("sqlite: DMP documents of %s: %w", dir, err)
+		}
 	}
 	if exclusive {
 		if err := shareLock(lock); err != nil {

@@ -11,7 +11,7 @@ import (
 )
 
 // The registered client certificates of directory.ClientCertStore
-// (directorySchemaV7).
+// (directorySchemaV8).
 
 const clientCertColumns = `fingerprint, address, der, subject, not_after, created_at`
 

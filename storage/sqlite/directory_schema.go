@@ -135,11 +135,11 @@ CREATE TABLE IF NOT EXISTS dir_mailbox_certs (
 ) WITHOUT ROWID;
 `
 
-// directorySchemaV7: the TLS client certificates registered for mailboxes
+// directorySchemaV8: the TLS client certificates registered for mailboxes
 // (directory.ClientCert, directory_clientcerts.go): practice software logs
 // in as its applicative mailbox with one. The fingerprint is the key: one
 // certificate logs in as one mailbox.
-const directorySchemaV7 = `
+const directorySchemaV8 = `
 CREATE TABLE IF NOT EXISTS dir_client_certs (
 	fingerprint TEXT PRIMARY KEY,
 	address     TEXT NOT NULL REFERENCES dir_entries(address),

@@ -5,13 +5,16 @@ package sqlite
 //
 // mailSchemaV1 lives in mail_schema.go (messages, mailboxes, blobs; V7
 // the keys of deliveries taken once),
-// directorySchemaV1 to V7 in directory_schema.go (entries, credentials,
-// trust space; members' roles; credential epochs; the reason of a
-// duplicate national identifier; trust list provenance and CA anchors;
-// mailbox S/MIME certificates; registered client certificates);
+// directorySchemaV1 to V6 and V8 in directory_schema.go (entries,
+// credentials, trust space; members' roles; credential epochs; the reason
+// of a duplicate national identifier; trust list provenance and CA
+// anchors; mailbox S/MIME certificates; V8 registered client
+// certificates);
 // queueSchemaV1 in queue.go (the outbound queue; V2 the Message-ID of an
 // entry); auditSchemaV1 in audit.go (the audit trail; V2 the account an
-// event concerns).
+// event concerns); directorySchemaV7 in inactive.go (the warnings of
+// inactive accounts); dmpSchemaV1 in dmp.go (the DMP vault's documents
+// and the patients' controls).
 var migrations = []string{
 	mailSchemaV1,
 	directorySchemaV1,
@@ -31,5 +34,7 @@ var migrations = []string{
 	auditSchemaV2,
 	queueSchemaV2,
 	directorySchemaV7,
+	directorySchemaV8,
+	dmpSchemaV1,
 	nationalSchemaV1, // national_schema.go: the national directory (#27)
 }
