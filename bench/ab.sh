@@ -44,11 +44,17 @@ submissions = "127.0.0.1:34465"
 imap = ""
 imaps = "127.0.0.1:39993"
 https = ""
-ldap = ""
-ldaps = ""
 TOML
 for label in old new; do
 	cp "$work/carepost.toml" "$work/carepost-$label.toml"
+done
+# A binary that knows the LDAP listeners (issue 27) has them off too; an
+# older one refuses the keys.
+for label in old new; do
+	bin=$old; [ "$label" = new ] && bin=$new
+	if strings "$bin" | grep -c 'listen.ldaps' >/dev/null; then
+		sed -i 's/^https = ""$/https = ""\nldap = ""\nldaps = ""/' "$work/carepost-$label.toml"
+	fi
 done
 printf '%s\n' "${AB_OLD_EXTRA:-}" >>"$work/carepost-old.toml"
 printf '%s\n' "${AB_NEW_EXTRA:-}" >>"$work/carepost-new.toml"

@@ -38,7 +38,7 @@ type HookConfig struct {
 	// patient its metadata names.
 	DepositAddresses []string
 	Limits           Limits
-	Codes            *CodeLists // nil: no code list check
+	Codes            *CodeLists   // nil: no code list check
 	Grid             DepositRules // nil allows every deposit the checks pass
 	Connector        Connector
 	Hostname         string

@@ -3,9 +3,9 @@ package server_test
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/base64"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
