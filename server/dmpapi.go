@@ -247,23 +247,7 @@ func dmpChallenge(w http.ResponseWriter, sentence string) {
 
 // auditDMPLogin records a login to the API (https.login, service dmp).
 func (s *Server) auditDMPLogin(mech auth.Mechanism, p *auth.Principal, err error, source string) {
-	if s.events == nil {
-		return
-	}
-	rec := storage.AuditRecord{Actor: audit.Anonymous, Mechanism: string(mech), Source: source,
-		Action: "https.login", Outcome: audit.OutcomeOK, Details: map[string]string{"service": "dmp"}}
-	switch {
-	case err == nil:
-		rec.Actor, rec.Mechanism, _ = p.Actor()
-		rec.Object, rec.Account = p.Address, p.Address
-	case refusal.Is(err, refusal.AuthFailed):
-		rec.Outcome = audit.OutcomeRefused
-		rec.Details["cause"] = auth.CauseOf(err).String()
-	default:
-		rec.Outcome = audit.OutcomeFailed
-		rec.Details["cause"] = auth.CauseOf(err).String()
-	}
-	s.events.Record(rec)
+	s.auditHTTPSLoginBy("dmp", mech, "", p, err, source)
 }
 
 // patientAccount is the patient's mailbox here, "" if none.

@@ -175,17 +175,27 @@ func (s *Server) auditHistoryLogin(user string, p *auth.Principal, err error, so
 }
 
 // auditHTTPSLogin records a login to a service of the https listener
-// (history, directory).
+// (history, directory) with a password.
 func (s *Server) auditHTTPSLogin(service, user string, p *auth.Principal, err error, source string) {
+	s.auditHTTPSLoginBy(service, auth.MechPlain, user, p, err, source)
+}
+
+// auditHTTPSLoginBy records a login to a service of the https listener by
+// mech (https.login); user is what the client gave, "" for a certificate
+// or a token.
+func (s *Server) auditHTTPSLoginBy(service string, mech auth.Mechanism, user string, p *auth.Principal, err error, source string) {
 	if s.events == nil {
 		return
 	}
 	if len(user) > 254 {
 		user = user[:254]
 	}
-	rec := storage.AuditRecord{Actor: audit.Anonymous, Mechanism: string(auth.MechPlain), Source: source,
+	rec := storage.AuditRecord{Actor: audit.Anonymous, Mechanism: string(mech), Source: source,
 		Action: "https.login", Object: strings.ToLower(user), Outcome: audit.OutcomeOK, Account: strings.ToLower(user),
-		Details: map[string]string{"user": user, "service": service}}
+		Details: map[string]string{"service": service}}
+	if user != "" {
+		rec.Details["user"] = user
+	}
 	switch {
 	case err == nil:
 		rec.Actor, rec.Mechanism, _ = p.Actor()

@@ -135,20 +135,7 @@ func dialSubmissions(t *testing.T, srv *servertest.Instance, certs ...tls.Certif
 }
 
 func send(c *gosmtp.Client, from, to string) error {
-	if err := c.Mail(from, nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(to, nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write([]byte("From: <" + from + ">\r\nTo: <" + to + ">\r\nSubject: lettre\r\n\r\nCompte rendu.\r\n")); err != nil {
-		return err
-	}
-	return w.Close()
+	return send2(c, from, to, []byte("From: <"+from+">\r\nTo: <"+to+">\r\nSubject: lettre\r\n\r\nCompte rendu.\r\n"))
 }
 
 // Practice software over mutual TLS (issue #26 item 2): its certificate,
