@@ -128,7 +128,7 @@ func listingEntry(l *directory.Listing, baseDN string) *Entry {
 	e.add(attrDisplayName, cn)
 	e.add(attrSN, sn)
 	e.add(attrGivenName, l.FirstName)
-	e.add(attrTitle, label(l.Profession, directory.Professions), label(l.Specialty, directory.Specialties))
+	e.add(attrTitle, named(l.ProfessionName, l.Profession, directory.Professions), named(l.SpecialtyName, l.Specialty, directory.Specialties))
 	e.add(attrO, l.Organisation)
 	e.add(attrL, l.City)
 	e.add(attrEmployeeNum, l.NationalID)
@@ -143,6 +143,15 @@ func listingEntry(l *directory.Listing, baseDN string) *Entry {
 
 // label names a code of a nomenclature ("Médecin" for TRE_G15 "10"), the
 // code itself when it has no label here.
+// named is the label a national listing gives (name), else the table's
+// label of code, else code.
+func named(name, code string, labels map[string]string) string {
+	if name != "" {
+		return name
+	}
+	return label(code, labels)
+}
+
 func label(code string, labels map[string]string) string {
 	if l, ok := labels[code]; ok {
 		return l
