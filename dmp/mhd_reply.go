@@ -1,34 +1,5 @@
 package dmp
 
-// The HL7 FHIR MHD connector: IHE ITI-65 "Provide Document Bundle"
-// (docs/dmp.md "Connectors", docs/domain.md §5).
-//
-// Implementation notes:
-//   - One FHIR R4 transaction Bundle per submission: a List (the
-//     submission set), then for each document its DocumentReference and its
-//     Binary, in that order. FHIR R4 §3.1.0.11.3 (http.html#transaction)
-//     answers a transaction with a transaction-response Bundle whose
-//     entries are in the order of the request's, so entry i of the reply
-//     is read against entry i of the request.
-//   - A transaction is atomic: the server takes all or nothing. A refusal
-//     (4xx with an OperationOutcome) therefore refuses every document; an
-//     issue whose expression or location names one entry
-//     ("Bundle.entry[3]…") is that document's reason, the others get the
-//     issues that name no entry.
-//   - Idempotence: the hook may deposit the same submission twice. A
-//     server answers the second Bundle with a "duplicate" issue (FHIR
-//     IssueType duplicate, or the XDS error XDSDuplicateUniqueIdInRegistry
-//     in the issue's details). When every error of the reply is such a
-//     duplicate, the documents it names (all of them when it names none)
-//     are already there, hence deposited; the others, if any, are sent
-//     again in a new Bundle without them, once.
-//   - Only what the server cannot be blamed on the sender is an error
-//     (retried later): 5xx, 408, 429, 401/403 (our credentials), a network
-//     failure, a reply that is not FHIR. Anything else 4xx is a refusal of
-//     the documents (Code MHDRefused).
-//   - The JSON is written by hand with the few R4 fields used (no FHIR
-//     library): the structs below.
-
 import (
 
 	// #nosec: the XDS/FHIR document hash is SHA-1 (FHIR R4 Attachment.hash)
