@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// The ITI-65 Provide Document Bundle that MHDConnector sends (FHIR R4
-// JSON, only the fields used), built from a Submission.
-
+// fhirBundle is the ITI-65 Provide Document Bundle that MHDConnector sends
+// (mhd.go; FHIR R4 JSON, only the fields used), built from a Submission,
+// and the Bundle or OperationOutcome of the reply.
 type fhirBundle struct {
 	ResourceType string      `json:"resourceType"`
 	Meta         *fhirMeta   `json:"meta,omitempty"`

@@ -1,9 +1,6 @@
 package dmp
 
 import (
-
-	// #nosec: the XDS/FHIR document hash is SHA-1 (FHIR R4 Attachment.hash)
-
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,8 +10,8 @@ import (
 	"unicode/utf8"
 )
 
-// The Document Recipient's reply to an ITI-65 Bundle, read into one
-// result per document.
+// The Document Recipient's reply to an ITI-65 Bundle (mhd.go), read into
+// one result per document.
 
 // entryResult is what the reply says of one document sent.
 type entryResult struct {
