@@ -301,6 +301,20 @@ func (in *ReceiptInput) subject() string {
 	return "Accusé de réception : " + orig
 }
 
+// receiptLanguages are the sentences of a receipt's text, French first.
+var receiptLanguages = []struct {
+	title, of, message, quoted, partly, whole, deposited, refused, reason string
+}{
+	{"Dépôt dans le dossier médical partagé (DMP)", " de %s", "Votre message", " « %s »",
+		" n'a pas pu être intégré entièrement. Résultat pour chaque document :\n\n",
+		" a été intégré. Résultat pour chaque document :\n\n",
+		"     Résultat : déposé\n", "     Résultat : refusé\n", "     Motif : %s (code %s)\n"},
+	{"Deposit into the shared medical record (DMP)", " of %s", "Your message", " \"%s\"",
+		" could not be integrated entirely. Result for each document:\n\n",
+		" was integrated. Result for each document:\n\n",
+		"     Result: deposited\n", "     Result: refused\n", "     Reason: %s (code %s)\n"},
+}
+
 // writeText writes part 1: each document, its result and reason, in
 // French then in English.
 func (in *ReceiptInput) writeText(w *message.Writer) error {
@@ -314,49 +328,31 @@ func (in *ReceiptInput) writeText(w *message.Writer) error {
 	var t strings.Builder
 	refused := !allDeposited(in.Outcomes)
 	subj := in.originalSubject()
-	t.WriteString("Dépôt dans le dossier médical partagé (DMP)")
-	if in.PatientName != "" {
-		fmt.Fprintf(&t, " de %s", oneLine(in.PatientName))
-	}
-	t.WriteString("\n\n")
-	t.WriteString("Votre message")
-	if subj != "" {
-		fmt.Fprintf(&t, " « %s »", subj)
-	}
-	if refused {
-		t.WriteString(" n'a pas pu être intégré entièrement. Résultat pour chaque document :\n\n")
-	} else {
-		t.WriteString(" a été intégré. Résultat pour chaque document :\n\n")
-	}
-	for i, o := range in.Outcomes {
-		fmt.Fprintf(&t, "  %d. %s\n", i+1, in.documentTitle(o))
-		if o.Deposited {
-			t.WriteString("     Résultat : déposé\n")
-		} else {
-			t.WriteString("     Résultat : refusé\n")
-			fmt.Fprintf(&t, "     Motif : %s (code %s)\n", reasonOf(o), receiptCode(o))
+	for n, l := range receiptLanguages {
+		if n > 0 {
+			t.WriteString("\n----\n\n")
 		}
-	}
-	t.WriteString("\n----\n\nDeposit into the shared medical record (DMP)")
-	if in.PatientName != "" {
-		fmt.Fprintf(&t, " of %s", oneLine(in.PatientName))
-	}
-	t.WriteString("\n\nYour message")
-	if subj != "" {
-		fmt.Fprintf(&t, " \"%s\"", subj)
-	}
-	if refused {
-		t.WriteString(" could not be integrated entirely. Result for each document:\n\n")
-	} else {
-		t.WriteString(" was integrated. Result for each document:\n\n")
-	}
-	for i, o := range in.Outcomes {
-		fmt.Fprintf(&t, "  %d. %s\n", i+1, in.documentTitle(o))
-		if o.Deposited {
-			t.WriteString("     Result: deposited\n")
+		t.WriteString(l.title)
+		if in.PatientName != "" {
+			fmt.Fprintf(&t, l.of, oneLine(in.PatientName))
+		}
+		t.WriteString("\n\n" + l.message)
+		if subj != "" {
+			fmt.Fprintf(&t, l.quoted, subj)
+		}
+		if refused {
+			t.WriteString(l.partly)
 		} else {
-			t.WriteString("     Result: refused\n")
-			fmt.Fprintf(&t, "     Reason: %s (code %s)\n", reasonOf(o), receiptCode(o))
+			t.WriteString(l.whole)
+		}
+		for i, o := range in.Outcomes {
+			fmt.Fprintf(&t, "  %d. %s\n", i+1, in.documentTitle(o))
+			if o.Deposited {
+				t.WriteString(l.deposited)
+			} else {
+				t.WriteString(l.refused)
+				fmt.Fprintf(&t, l.reason, reasonOf(o), receiptCode(o))
+			}
 		}
 	}
 	t.WriteString("\nCe message est automatique. / This message was sent automatically.\n")
