@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/carepost/carepost/directory"
-	"github.com/carepost/carepost/refusal"
 )
 
 // The directory search of the https listener (SPEC §2: search through a
@@ -89,22 +88,9 @@ func (s *Server) directoryHandler() http.Handler {
 			historyError(w, http.StatusBadRequest, bad)
 			return
 		}
-		user, password, ok := r.BasicAuth()
-		if !ok {
-			challenge(w, "Log in with the mailbox's address and its password or an application password (HTTP Basic authentication).")
-			return
-		}
 		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 		defer cancel()
-		p, err := s.authn.Plain(ctx, user, password, r.RemoteAddr)
-		s.auditHTTPSLogin("directory", user, p, err, r.RemoteAddr)
-		if err != nil {
-			if refusal.Is(err, refusal.AuthFailed) {
-				challenge(w, "Invalid user name or password, or account not active.")
-				return
-			}
-			s.Logger.Error("directory: authentication unavailable", "remote", r.RemoteAddr, "err", err)
-			historyError(w, http.StatusServiceUnavailable, "Authentication is temporarily unavailable, try again later.")
+		if p := s.basicLogin(ctx, w, r, "directory", s.authn.Plain); p == nil {
 			return
 		}
 		// One more than the page, to tell whether more remain.

@@ -90,22 +90,10 @@ func (s *Server) historyHandler() http.Handler {
 			historyError(w, http.StatusBadRequest, bad)
 			return
 		}
-		user, password, ok := r.BasicAuth()
-		if !ok {
-			challenge(w, "Log in with the mailbox's address and its password or an application password (HTTP Basic authentication).")
-			return
-		}
 		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 		defer cancel()
-		p, err := s.authn.PlainAccount(ctx, user, password, r.RemoteAddr)
-		s.auditHistoryLogin(user, p, err, r.RemoteAddr)
-		if err != nil {
-			if refusal.Is(err, refusal.AuthFailed) {
-				challenge(w, "Invalid user name or password, or account not active.")
-				return
-			}
-			s.Logger.Error("history: authentication unavailable", "remote", r.RemoteAddr, "err", err)
-			historyError(w, http.StatusServiceUnavailable, "Authentication is temporarily unavailable, try again later.")
+		p := s.basicLogin(ctx, w, r, "history", s.authn.PlainAccount)
+		if p == nil {
 			return
 		}
 		q.Account = p.Address
@@ -168,10 +156,29 @@ func historyError(w http.ResponseWriter, code int, sentence string) {
 	json.NewEncoder(w).Encode(map[string]string{"error": sentence})
 }
 
-// auditHistoryLogin records a login to the history (https.login), like
-// SMTP AUTH and IMAP LOGIN: the user name tried, never the password.
-func (s *Server) auditHistoryLogin(user string, p *auth.Principal, err error, source string) {
-	s.auditHTTPSLogin("history", user, p, err, source)
+// basicLogin authenticates a request to an API of the https listener
+// (service: history, directory) with HTTP Basic, checked by check; the
+// login is logged and traced. On failure it has answered (401 with the
+// challenge, or 503) and returns nil.
+func (s *Server) basicLogin(ctx context.Context, w http.ResponseWriter, r *http.Request, service string,
+	check func(ctx context.Context, user, password, source string) (*auth.Principal, error)) *auth.Principal {
+	user, password, ok := r.BasicAuth()
+	if !ok {
+		challenge(w, "Log in with the mailbox's address and its password or an application password (HTTP Basic authentication).")
+		return nil
+	}
+	p, err := check(ctx, user, password, r.RemoteAddr)
+	s.auditHTTPSLogin(service, user, p, err, r.RemoteAddr)
+	if err != nil {
+		if refusal.Is(err, refusal.AuthFailed) {
+			challenge(w, "Invalid user name or password, or account not active.")
+			return nil
+		}
+		s.Logger.Error(service+": authentication unavailable", "remote", r.RemoteAddr, "err", err)
+		historyError(w, http.StatusServiceUnavailable, "Authentication is temporarily unavailable, try again later.")
+		return nil
+	}
+	return p
 }
 
 // auditHTTPSLogin records a login to a service of the https listener
